@@ -1,0 +1,29 @@
+# The two set-up commands: `make run` (the main job on the embedded demo data) and `make test`
+# (every test). Both create .venv and install what they need.
+.PHONY: run test lint bench-speed bench-nab bench-load clean
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+run:
+	@./scripts/bootstrap.sh
+	$(BIN)/aws-anomaly demo --out out/demo
+
+test:
+	@EXTRAS=test ./scripts/bootstrap.sh --system
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+
+bench-speed:
+	@./scripts/bootstrap.sh
+	$(BIN)/python benchmarks/speed.py
+
+bench-nab:
+	@EXTRAS=test ./scripts/bootstrap.sh
+	$(BIN)/aws-anomaly bench nab --data $${AWS_ANOMALY_DATA:-../shared/data}/nab --out out/bench-nab
+
+clean:
+	rm -rf out test-output .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from aws_anomaly.cli import main
+
+sys.exit(main())

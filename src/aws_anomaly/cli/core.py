@@ -1,0 +1,4 @@
+"""Commands: core (registered on import)."""
+
+from aws_anomaly.cli.app import app  # noqa: F401
+

@@ -1,0 +1,4 @@
+"""Commands: serve (registered on import)."""
+
+from aws_anomaly.cli.app import app  # noqa: F401
+

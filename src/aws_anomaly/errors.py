@@ -1,0 +1,64 @@
+"""The project's exception hierarchy.
+
+Every error raised on purpose by aws-anomaly derives from :class:`AwsAnomalyError`, and each
+subclass also derives from the built-in exception it refines, so callers can catch either
+(``except DataError`` or ``except ValueError``). Messages say what is wrong, where, and what is
+allowed; the CLI and the HTTP service print them as they are, never a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AwsAnomalyError",
+    "ConfigError",
+    "DataError",
+    "ModelFileError",
+    "NotFittedError",
+    "SourceError",
+    "NotifierError",
+    "StoreError",
+]
+
+
+class AwsAnomalyError(Exception):
+    """Root of all errors raised on purpose by aws-anomaly."""
+
+
+class DataError(AwsAnomalyError, ValueError):
+    """Input data is malformed: missing columns, bad timestamps, NaN, too short, constant..."""
+
+
+class ConfigError(AwsAnomalyError, ValueError):
+    """A configuration file, option or environment variable is invalid."""
+
+
+class ModelFileError(AwsAnomalyError, OSError):
+    """A model bundle is missing, altered, or was written by an incompatible version."""
+
+
+class NotFittedError(AwsAnomalyError, AttributeError):
+    """An estimator or model was used before ``fit``.
+
+    Also derives from scikit-learn's ``NotFittedError`` bases (ValueError via AttributeError is
+    not enough for ``sklearn.utils.validation.check_is_fitted`` users), so code catching either
+    built-in works.
+    """
+
+
+class SourceError(AwsAnomalyError, ConnectionError):
+    """A metrics source (Prometheus, CloudWatch, file) could not be read."""
+
+    def __init__(self, message: str, *, url: str | None = None, query: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.query = query
+        self.status = status
+
+
+class NotifierError(AwsAnomalyError, ConnectionError):
+    """A notification could not be delivered."""
+
+
+class StoreError(AwsAnomalyError, RuntimeError):
+    """The anomaly store could not be read or written."""
