@@ -9,7 +9,7 @@ from aws_anomaly.cli.app import app
 from aws_anomaly.errors import AwsAnomalyError
 
 # Each module registers its commands on ``app`` when imported.
-_COMMAND_MODULES = ("core", "bench", "loop", "serve")
+_COMMAND_MODULES = ("data", "core", "bench", "loop", "serve")
 
 
 def _load_commands() -> None:
