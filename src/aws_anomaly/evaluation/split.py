@@ -1,0 +1,183 @@
+"""Chronological splits and rolling-origin validation folds, per entity, without leakage.
+
+Every entity is cut in time order: the first ``train`` share of its rows is training data, the
+next ``validation`` share validation, the rest test. Everything learned (scaler, detector) is fit
+on training rows only; the calibrator sees validation scores and labels; the test split is read
+once, for the final report. Feature windows of a later split may look back into earlier rows
+(features are causal, so that is what happens in production too), but no label or score of a
+later split is ever used to fit anything earlier.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from aws_anomaly.data import Dataset
+>>> df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=20, freq="5min",
+...                                               tz="UTC"), "cpu": range(20)})
+>>> s = chronological_split(Dataset.from_frame(df))
+>>> len(s.train), len(s.validation), len(s.test)
+(14, 3, 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import ConfigError, DataError
+
+__all__ = ["Fold", "Split", "chronological_split", "concat", "rolling_origin_folds"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test parts of one dataset (each a :class:`Dataset`)."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+    fractions: tuple[float, float, float]
+
+    @property
+    def development(self) -> Dataset:
+        """Train and validation together: the only data model selection may look at."""
+        return concat([self.train, self.validation])
+
+    def summary(self) -> dict[str, object]:
+        """Row counts and time ranges per part, for manifests and logs."""
+        out: dict[str, object] = {"fractions": list(self.fractions)}
+        for name in ("train", "validation", "test"):
+            f = getattr(self, name).frame
+            out[name] = {
+                "rows": len(f),
+                "start": f["timestamp"].min().isoformat() if len(f) else None,
+                "end": f["timestamp"].max().isoformat() if len(f) else None,
+                "anomalous_rows": int(f["is_anomaly"].sum()) if "is_anomaly" in f else None,
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One rolling-origin fold: fit on ``train``, calibrate on ``calibration``, score
+    ``evaluation``. The three are consecutive in time for every entity."""
+
+    index: int
+    train: Dataset
+    calibration: Dataset
+    evaluation: Dataset
+
+
+def _subset(ds: Dataset, mask: np.ndarray) -> Dataset:
+    return Dataset(frame=ds.frame.loc[mask].reset_index(drop=True), metrics=ds.metrics,
+                   step=ds.step)
+
+
+def concat(parts: list[Dataset]) -> Dataset:
+    """Stack datasets with the same metrics and step, re-sorted by (entity, timestamp)."""
+    if not parts:
+        raise DataError("nothing to concatenate")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.metrics != first.metrics or p.step != first.step:
+            raise DataError(f"cannot concatenate datasets with metrics {first.metrics} / step "
+                            f"{first.step} and {p.metrics} / {p.step}")
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    frame = frame.sort_values(["entity", "timestamp"], kind="stable").reset_index(drop=True)
+    return Dataset(frame=frame, metrics=first.metrics, step=first.step)
+
+
+def _positions(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: its position within its entity, and its entity's row count."""
+    ent = ds.frame["entity"].to_numpy()
+    # frame is sorted by (entity, timestamp), so a running count within runs of equal entity
+    # gives the position in time.
+    codes, counts = np.unique(ent, return_inverse=False, return_counts=True)
+    pos = np.empty(len(ent), dtype=np.int64)
+    size = np.empty(len(ent), dtype=np.int64)
+    start = 0
+    for e in pd.unique(ent):
+        n = int(counts[np.searchsorted(codes, e)])
+        pos[start:start + n] = np.arange(n)
+        size[start:start + n] = n
+        start += n
+    return pos, size
+
+
+def chronological_split(ds: Dataset, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15),
+                        min_rows: int = 1) -> Split:
+    """Cut every entity into consecutive train / validation / test parts.
+
+    Parameters
+    ----------
+    fractions
+        Shares of each entity's rows; must be positive and sum to 1.
+    min_rows
+        Minimum rows each part must get per entity; fewer raises :class:`DataError`.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ConfigError(f"split fractions must be three positive numbers summing to 1, got "
+                          f"{tuple(fractions)}")
+    pos, size = _positions(ds)
+    train_end = np.floor(size * fractions[0] + 1e-9).astype(np.int64)
+    val_end = np.floor(size * (fractions[0] + fractions[1]) + 1e-9).astype(np.int64)
+    part = np.where(pos < train_end, 0, np.where(pos < val_end, 1, 2))
+    ent = ds.frame["entity"].to_numpy()
+    for e in pd.unique(ent):
+        got = np.bincount(part[ent == e], minlength=3)
+        if got.min() < min_rows:
+            raise DataError(
+                f"entity '{e}' has {int((ent == e).sum())} rows: the split gives train/"
+                f"validation/test {got.tolist()} rows, fewer than the {min_rows} needed in each; "
+                "provide more history"
+            )
+    return Split(train=_subset(ds, part == 0), validation=_subset(ds, part == 1),
+                 test=_subset(ds, part == 2), fractions=tuple(float(f) for f in fractions))
+
+
+def rolling_origin_folds(ds: Dataset, n_folds: int = 3, min_train_fraction: float = 0.5,
+                         min_rows: int = 1) -> list[Fold]:
+    """Rolling-origin folds over ``ds`` (normally the development data: train + validation).
+
+    The first ``min_train_fraction`` of each entity is always training data; the rest is cut
+    into ``n_folds + 1`` equal blocks. Fold ``i`` fits on everything before block ``i``,
+    calibrates its threshold on block ``i`` and is scored on block ``i + 1``, so every number a
+    fold reports comes from data later than anything it learned from.
+
+    >>> import pandas as pd
+    >>> from aws_anomaly.data import Dataset
+    >>> df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=100, freq="5min",
+    ...                                               tz="UTC"), "cpu": range(100)})
+    >>> [(len(f.train), len(f.calibration), len(f.evaluation))
+    ...  for f in rolling_origin_folds(Dataset.from_frame(df), n_folds=2)]
+    [(50, 16, 16), (66, 16, 16)]
+    """
+    if n_folds < 1:
+        raise ConfigError(f"n_folds must be >= 1, got {n_folds}")
+    if not 0 < min_train_fraction < 1:
+        raise ConfigError(f"min_train_fraction must be in (0, 1), got {min_train_fraction}")
+    pos, size = _positions(ds)
+    first = np.floor(size * min_train_fraction + 1e-9).astype(np.int64)
+    block = (size - first) // (n_folds + 1)
+    ent = ds.frame["entity"].to_numpy()
+    for e in pd.unique(ent):
+        b = int(block[ent == e][0])
+        if b < min_rows:
+            raise DataError(
+                f"entity '{e}' has {int((ent == e).sum())} rows: too few for {n_folds} rolling "
+                f"folds with blocks of at least {min_rows} rows; use fewer folds or more data"
+            )
+    folds = []
+    for i in range(n_folds):
+        cal_start = first + i * block
+        ev_start = cal_start + block
+        ev_end = ev_start + block
+        folds.append(Fold(
+            index=i,
+            train=_subset(ds, pos < cal_start),
+            calibration=_subset(ds, (pos >= cal_start) & (pos < ev_start)),
+            evaluation=_subset(ds, (pos >= ev_start) & (pos < ev_end)),
+        ))
+    return folds
