@@ -57,7 +57,14 @@ class SourceError(AwsAnomalyError, ConnectionError):
 
 
 class NotifierError(AwsAnomalyError, ConnectionError):
-    """A notification could not be delivered."""
+    """A notification could not be delivered.
+
+    ``permanent`` is True when retrying cannot help (the receiver rejected the request, 4xx).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class StoreError(AwsAnomalyError, RuntimeError):
