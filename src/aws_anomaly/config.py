@@ -863,7 +863,7 @@ def load_settings(path: str | Path | None = None, *,
         data, where, base = _read_yaml(p), f"config file {p}", p.resolve().parent
     if "jobs" not in data and any(k.startswith(f"{ENV_PREFIX}JOBS__") for k in environ):
         # Overriding a default job's field keeps the default job (its name included).
-        data["jobs"] = [job.model_dump(mode="json", exclude_defaults=True)
+        data["jobs"] = [job.model_dump(mode="json", exclude={"metrics"})
                         for job in _default_jobs()]
     data = _apply_env(data, ENV_PREFIX, environ)
     if any(k.startswith(ENV_PREFIX) for k in environ):
