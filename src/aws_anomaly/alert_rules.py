@@ -21,7 +21,7 @@ import yaml
 
 from aws_anomaly.errors import ConfigError
 
-__all__ = ["RuleOptions", "build_rules", "render_rules", "parse_duration_s"]
+__all__ = ["RuleOptions", "build_rules", "parse_duration_s", "render_rules"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SEVERITIES = ("info", "warning", "critical", "page", "ticket")
