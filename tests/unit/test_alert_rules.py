@@ -77,3 +77,17 @@ def test_stale_threshold_follows_job_interval() -> None:
 def test_bad_options_are_clear_errors(kwargs: dict, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         RuleOptions(**kwargs)
+
+
+def test_rules_command_writes_valid_rules(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from aws_anomaly.cli import main
+
+    out = tmp_path / "sub" / "rules.yml"
+    assert main(["rules", "--out", str(out), "--consecutive", "4", "--severity",
+                 "critical"]) == 0
+    check = subprocess.run([_promtool(), "check", "rules", str(out)], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout
+    assert "severity: critical" in out.read_text()
+    assert main(["rules", "--out", str(out), "--consecutive", "0"]) == 2
+    assert "error: consecutive must be >= 1, got 0" in capsys.readouterr().err

@@ -18,26 +18,23 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; ``AwsAnomalyError`` becomes a one-line message and exit status 2."""
+    """Run the CLI and return its exit status.
+
+    Usage errors are printed by Typer (exit 2); an ``AwsAnomalyError`` (bad data, bad config,
+    an unreachable source...) becomes one ``error: ...`` line on stderr and exit status 2.
+    Anything else is a bug and keeps its traceback.
+    """
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="aws-anomaly")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except AwsAnomalyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # typer/click exit codes
-        return int(exc.code or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
     return 0
 
 

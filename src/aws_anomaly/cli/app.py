@@ -18,3 +18,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Anomaly detection for AWS / Kubernetes cluster metrics.
+
+    Start with `aws-anomaly demo` (or `make run`), or `aws-anomaly generate --out data/`.
+    """
