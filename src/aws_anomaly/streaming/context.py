@@ -1,0 +1,152 @@
+"""Contextual novelty, in the spirit of CAD OSE: is the recent pattern of coarse levels new?
+
+Values are cut into a few coarse levels (``n_levels`` equal bins over the value range seen in the
+first part of the probationary period; values outside that range get one level just below or one
+just above it). The context of order ``k`` is the tuple of the last ``k`` levels. The detector
+remembers every context it has seen; the raw novelty of a record is the weighted share of its
+contexts (orders ``1..max_order``, order ``k`` weighted ``1/k``) never seen before. Coarse levels
+make the detector blind to noise and sensitive to changes of shape and level that no
+forecast-error scale would call large.
+
+The range is estimated from the data, so the detector also works live: the first
+``range_fraction * probationary`` raw values are kept; then they are replayed through the fixed
+levels to learn their contexts (still strictly causal), and novelty scores start.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from aws_anomaly.errors import ConfigError
+from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
+
+__all__ = ["ContextNoveltyDetector"]
+
+
+class ContextNoveltyDetector(StreamingDetector):
+    """Share of never-seen level contexts among the last ``max_order`` orders.
+
+    Parameters
+    ----------
+    n_levels
+        Number of coarse levels spanning the probationary value range.
+    max_order
+        Longest context (in records).
+    range_margin
+        The estimated range is widened by this fraction on each side before cutting it.
+    range_fraction
+        The range is estimated from the first ``range_fraction * probationary`` records; the
+        rest of the probationary period already yields novelty scores (so a likelihood wrapped
+        around this detector sees real scores before probation ends).
+    max_contexts
+        Memory bound: when more contexts are stored, the least recently seen half is forgotten.
+    probationary
+        See :class:`StreamingDetector`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.tile([0.0, 1.0, 2.0, 3.0], 300); x[1000] = 9.0
+    >>> t = np.arange(1200).astype("datetime64[m]").astype("datetime64[ns]")
+    >>> s = ContextNoveltyDetector().run(t, x, probationary=200)
+    >>> int(np.argmax(s)), float(s[999])
+    (1000, 0.0)
+    """
+
+    _params: ClassVar[tuple[str, ...]] = ("n_levels", "max_order", "range_margin",
+                                          "range_fraction", "max_contexts")
+
+    def __init__(
+        self,
+        *,
+        n_levels: int = 8,
+        max_order: int = 6,
+        range_margin: float = 0.0,
+        range_fraction: float = 0.5,
+        max_contexts: int = 200_000,
+        probationary: int = DEFAULT_PROBATIONARY,
+    ) -> None:
+        if not isinstance(n_levels, int) or n_levels < 2:
+            raise ConfigError(f"n_levels must be an int >= 2, got {n_levels!r}")
+        if not isinstance(max_order, int) or max_order < 1:
+            raise ConfigError(f"max_order must be an int >= 1, got {max_order!r}")
+        if range_margin < 0 or max_contexts < 100:
+            raise ConfigError(
+                f"need range_margin >= 0 and max_contexts >= 100, got {range_margin}, "
+                f"{max_contexts}"
+            )
+        self.n_levels = n_levels
+        self.max_order = max_order
+        if not 0 < range_fraction <= 1:
+            raise ConfigError(f"range_fraction must be in (0, 1], got {range_fraction}")
+        self.range_margin = range_margin
+        self.range_fraction = range_fraction
+        self.max_contexts = max_contexts
+        super().__init__(probationary=probationary)
+
+    def _reset(self) -> None:
+        self.count_ = 0
+        self.range_records_ = max(2, math.ceil(self.range_fraction * self.probationary))
+        self.warm_: list[float] = []
+        self.lo_ = 0.0
+        self.step_ = 1.0
+        self.levels_: list[int] = []
+        self.seen_: dict[tuple[int, ...], int] = {}
+
+    def _level(self, x: float) -> int:
+        lv = math.floor((x - self.lo_) / self.step_)
+        # Everything beyond the range shares one level on each side: "outside" is the novelty,
+        # not how far outside.
+        return -1 if lv < 0 else (self.n_levels if lv >= self.n_levels else lv)
+
+    def _learn_level(self, lv: int) -> float:
+        """Append a level, return the novelty of its contexts, and remember them."""
+        levels = self.levels_
+        levels.append(lv)
+        if len(levels) > self.max_order:
+            del levels[0]
+        seen = self.seen_
+        n = self.count_
+        novel = 0.0
+        total = 0.0
+        m = len(levels)
+        for k in range(1, m + 1):
+            key = tuple(levels[m - k:])
+            # Low orders weigh more: an unseen level is a stronger signal than an unseen
+            # long sequence of known levels.
+            wgt = 1.0 / k
+            total += wgt
+            if key not in seen:
+                novel += wgt
+            seen[key] = n
+        if len(seen) > self.max_contexts:
+            keep = sorted(seen.items(), key=lambda kv: kv[1])[len(seen) // 2:]
+            self.seen_ = dict(keep)
+        return novel / total
+
+    def _step(self, t_ns: int, x: float) -> float:
+        n = self.count_
+        self.count_ = n + 1
+        if n < self.range_records_:
+            self.warm_.append(x)
+            if n + 1 == self.range_records_:
+                self._start()
+            return 0.0
+        return self._learn_level(self._level(x))
+
+    def _start(self) -> None:
+        lo, hi = min(self.warm_), max(self.warm_)
+        width = hi - lo
+        if width <= 0:
+            width = abs(hi) * 0.01 or 1.0
+        lo -= self.range_margin * width
+        width *= 1 + 2 * self.range_margin
+        self.lo_ = lo
+        self.step_ = width / self.n_levels * (1 + 1e-9)
+        saved = self.count_
+        for i, v in enumerate(self.warm_):
+            self.count_ = i
+            self._learn_level(self._level(v))
+        self.count_ = saved
+        self.warm_ = []

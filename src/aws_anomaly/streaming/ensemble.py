@@ -1,0 +1,138 @@
+"""An ensemble of complementary streaming detectors with one alarm-shaped output.
+
+The members' scores are combined (max, or a weighted mean), then shaped for alarm use:
+
+* **rest period** — after the output reaches ``rest_level`` the detector has raised an alarm;
+  for the next ``rest_period`` records its output is multiplied by ``rest_factor``. One anomaly
+  then gives one alarm instead of a burst (NAB counts only the first detection in a window and
+  charges for the ones after it; an operator's pager does the same).
+* **spatial novelty** — optionally, a value beyond the running min/max by more than
+  ``spatial_tolerance`` of the range scores ``spatial_score`` (Numenta's "spatial anomaly").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from aws_anomaly.errors import ConfigError
+from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
+
+__all__ = ["EnsembleDetector"]
+
+
+class EnsembleDetector(StreamingDetector):
+    """Combine member detectors' scores, add spatial novelty, and rest after each alarm.
+
+    Parameters
+    ----------
+    members
+        The member detectors (fresh instances; the ensemble owns and resets them).
+    weights
+        One weight per member, used by ``combine="mean"`` and to scale members under ``"max"``.
+    combine
+        ``"max"`` (any member can raise an alarm) or ``"mean"`` (weighted mean).
+    rest_level, rest_period, rest_factor
+        The alarm level, how many records to damp after an alarm, and the damping factor.
+    spatial_tolerance, spatial_score
+        Spatial novelty: ``None`` turns it off.
+    probationary
+        See :class:`StreamingDetector`; passed on to every member.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aws_anomaly.streaming.forecast import ForecastLikelihoodDetector
+    >>> rng = np.random.default_rng(1)
+    >>> x = 5 + rng.normal(0, 1, 1200); x[900:] += 8
+    >>> t = np.arange(1200).astype("datetime64[m]").astype("datetime64[ns]")
+    >>> det = EnsembleDetector(members=[ForecastLikelihoodDetector()], rest_period=100)
+    >>> s = det.run(t, x, probationary=300)
+    >>> alarms = np.flatnonzero(s >= 0.5)
+    >>> 900 <= alarms[0] <= 905, bool(np.all(alarms[1:] > alarms[0] + 100))
+    (True, True)
+    """
+
+    _params: ClassVar[tuple[str, ...]] = (
+        "members", "weights", "combine", "rest_level", "rest_period", "rest_factor",
+        "spatial_tolerance", "spatial_score",
+    )
+
+    def __init__(
+        self,
+        *,
+        members: Sequence[StreamingDetector],
+        weights: Sequence[float] | None = None,
+        combine: str = "max",
+        rest_level: float = 0.5,
+        rest_period: int = 150,
+        rest_factor: float = 0.5,
+        spatial_tolerance: float | None = None,
+        spatial_score: float = 1.0,
+        probationary: int = DEFAULT_PROBATIONARY,
+    ) -> None:
+        members = list(members)
+        if not members or not all(isinstance(m, StreamingDetector) for m in members):
+            raise ConfigError("members must be a non-empty list of StreamingDetector instances")
+        weights = [1.0] * len(members) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(members) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ConfigError(
+                f"weights must be {len(members)} non-negative numbers with a positive sum, "
+                f"got {weights}"
+            )
+        if combine not in ("max", "mean"):
+            raise ConfigError(f"combine must be 'max' or 'mean', got {combine!r}")
+        if not 0 < rest_level <= 1 or rest_period < 0 or not 0 <= rest_factor <= 1:
+            raise ConfigError(
+                "need 0 < rest_level <= 1, rest_period >= 0, 0 <= rest_factor <= 1; got "
+                f"{rest_level}, {rest_period}, {rest_factor}"
+            )
+        if spatial_tolerance is not None and spatial_tolerance < 0:
+            raise ConfigError(f"spatial_tolerance must be >= 0 or None, got {spatial_tolerance}")
+        self.members = members
+        self.weights = weights
+        self.combine = combine
+        self.rest_level = rest_level
+        self.rest_period = int(rest_period)
+        self.rest_factor = rest_factor
+        self.spatial_tolerance = spatial_tolerance
+        self.spatial_score = spatial_score
+        super().__init__(probationary=probationary)
+
+    def _reset(self) -> None:
+        for m in self.members:
+            m.reset(self.probationary)
+        self.count_ = 0
+        self.rest_until_ = -1
+        self.lo_ = math.inf
+        self.hi_ = -math.inf
+
+    def _step(self, t_ns: int, x: float) -> float:
+        n = self.count_
+        self.count_ = n + 1
+        if self.combine == "max":
+            s = 0.0
+            for m, w in zip(self.members, self.weights, strict=True):
+                v = w * m._step(t_ns, x)
+                if v > s:
+                    s = v
+        else:
+            s = sum(w * m._step(t_ns, x) for m, w in zip(self.members, self.weights,
+                                                          strict=True)) / sum(self.weights)
+        tol = self.spatial_tolerance
+        if tol is not None:
+            lo, hi = self.lo_, self.hi_
+            if n >= self.probationary and hi > lo:
+                margin = tol * (hi - lo)
+                if (x > hi + margin or x < lo - margin) and self.spatial_score > s:
+                    s = self.spatial_score
+            if x < lo:
+                self.lo_ = x
+            if x > hi:
+                self.hi_ = x
+        if n <= self.rest_until_:
+            s *= self.rest_factor
+        elif s >= self.rest_level and n >= self.probationary:
+            self.rest_until_ = n + self.rest_period
+        return s if s < 1.0 else 1.0
