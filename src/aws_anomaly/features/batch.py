@@ -1,0 +1,267 @@
+"""Batch feature builder: a whole series at once, in row chunks, with O(rows) kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from aws_anomaly.errors import DataError
+from aws_anomaly.features.kernels import (
+    block_reduce,
+    calendar,
+    channels,
+    finish_corr,
+    finish_lag,
+    finish_quantiles,
+    finish_ratio,
+    finish_window,
+)
+from aws_anomaly.features.spec import MAX_ABS_VALUE, FeaturePlan, FeatureSpec
+
+__all__ = ["FeatureMatrix", "build_features", "check_values", "plan_for", "timestamps_ns"]
+
+#: Rows per chunk: temporaries stay in cache, the output is written once.
+CHUNK_ROWS = 16_384
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Features of one series.
+
+    Attributes
+    ----------
+    values
+        ``(n, k)`` float64, finite everywhere (warm-up rows included).
+    names
+        The ``k`` column names.
+    ready
+        ``(n,)`` bool: ``ready[i] = i + 1 >= spec.min_history``.
+    groups
+        Metric -> column indices derived from it (cross-metric columns under both metrics,
+        calendar columns under ``"time"``).
+    """
+
+    values: np.ndarray
+    names: tuple[str, ...]
+    ready: np.ndarray
+    groups: dict[str, list[int]]
+
+    def frame(self, timestamps: pd.DatetimeIndex | None = None) -> pd.DataFrame:
+        """The features as a DataFrame (for notebooks and reports)."""
+        return pd.DataFrame(self.values, columns=list(self.names), index=timestamps)
+
+
+@lru_cache(maxsize=64)
+def _plan(metrics: tuple[str, ...], spec: FeatureSpec) -> FeaturePlan:
+    return FeaturePlan.build(metrics, spec)
+
+
+def plan_for(metrics: Sequence[str], spec: FeatureSpec) -> FeaturePlan:
+    """The (cached) column layout for ``metrics`` under ``spec``."""
+    if isinstance(metrics, str):
+        return FeaturePlan.build(metrics, spec)  # raises the clear error
+    return _plan(tuple(metrics), spec)
+
+
+def _fmt_row(i: int, ns: np.ndarray | None) -> str:
+    if ns is None or i >= len(ns):
+        return f"row {i}"
+    return f"row {i} ({pd.Timestamp(int(ns[i]), tz='UTC').isoformat()})"
+
+
+def check_values(values: object, metrics: Sequence[str], ns: np.ndarray | None = None,
+                 where: str = "feature input") -> np.ndarray:
+    """Validate a ``(n, m)`` value block: 2-D, one column per metric, finite, not huge."""
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: values must be numeric, got {type(values).__name__}: "
+                        f"{exc}") from None
+    if x.ndim != 2:
+        raise DataError(f"{where}: values must be 2-D (rows, metrics), got shape {x.shape}")
+    if x.shape[1] != len(metrics):
+        raise DataError(f"{where}: values have {x.shape[1]} columns but {len(metrics)} metrics "
+                        f"were named {list(metrics)}")
+    if x.size and not (np.abs(x) <= MAX_ABS_VALUE).all():
+        bad = ~(np.abs(x) <= MAX_ABS_VALUE)
+        rows, cols = np.nonzero(bad)
+        i, j = int(rows[0]), int(cols[0])
+        what = "NaN/inf" if not np.isfinite(x[i, j]) else f"magnitude above {MAX_ABS_VALUE:g}"
+        raise DataError(
+            f"{where}: metric '{metrics[j]}' has {int(bad[:, j].sum())} value(s) with "
+            f"{what}, first at {_fmt_row(i, ns)}: {x[i, j]!r}; values must be finite with "
+            f"|value| <= {MAX_ABS_VALUE:g} (fill gaps in the Dataset layer)")
+    return x
+
+
+def timestamps_ns(timestamps: object, n: int, where: str = "feature input") -> np.ndarray:
+    """UTC int64 nanoseconds of a strictly increasing ``DatetimeIndex`` of length ``n``.
+
+    A tz-naive index is taken as UTC.
+    """
+    if not isinstance(timestamps, pd.DatetimeIndex):
+        raise DataError(f"{where}: timestamps must be a pandas DatetimeIndex (UTC), got "
+                        f"{type(timestamps).__name__}")
+    if len(timestamps) != n:
+        raise DataError(f"{where}: {len(timestamps)} timestamps for {n} rows of values")
+    if timestamps.hasnans:
+        raise DataError(f"{where}: timestamps contain NaT at row "
+                        f"{int(np.flatnonzero(timestamps.isna())[0])}")
+    ns = np.asarray(timestamps.as_unit("ns").asi8, dtype=np.int64)
+    if n > 1:
+        step = np.diff(ns)
+        if not (step > 0).all():
+            i = int(np.flatnonzero(step <= 0)[0]) + 1
+            raise DataError(f"{where}: timestamps must be strictly increasing; "
+                            f"{_fmt_row(i, ns)} does not come after {_fmt_row(i - 1, ns)}")
+    return ns
+
+
+def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Sequence[str],
+                   spec: FeatureSpec | None = None, *,
+                   order: Literal["C", "F"] = "C") -> FeatureMatrix:
+    """Build the causal features of one series (one entity).
+
+    Parameters
+    ----------
+    values
+        ``(n, m)`` float64, one column per metric, finite. Rows are assumed to be on a
+        regular grid (the ``Dataset`` layer regularises); lags and windows count rows.
+    timestamps
+        ``n`` strictly increasing timestamps (UTC; tz-naive is taken as UTC).
+    metrics
+        The ``m`` metric names, in column order.
+    spec
+        The feature spec (default ``FeatureSpec()``).
+    order
+        Memory layout of ``values``: ``"C"`` (row-major, the default) or ``"F"``
+        (column-major, as built; saves a transposing copy).
+
+    Returns
+    -------
+    FeatureMatrix
+
+    Raises
+    ------
+    DataError
+        Bad shapes, NaN / inf / huge values (naming metric and row), timestamps of the wrong
+        length or not strictly increasing.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> ts = pd.date_range("2026-03-01", periods=400, freq="5min", tz="UTC")
+    >>> rng = np.random.default_rng(0)
+    >>> x = 0.5 + 0.01 * rng.standard_normal((400, 3))
+    >>> metrics = ["cluster_cpu_request_ratio", "cluster_mem_request_ratio", "cluster_pod_ratio"]
+    >>> fm = build_features(x, ts, metrics)
+    >>> fm.values.shape, int(fm.ready.sum()), bool(np.isfinite(fm.values).all())
+    ((400, 109), 112, True)
+    >>> j = fm.names.index("cluster_cpu_request_ratio__mean_12")
+    >>> bool(np.isclose(fm.values[20, j], x[9:21, 0].mean()))
+    True
+    """
+    spec = FeatureSpec() if spec is None else spec
+    if not isinstance(spec, FeatureSpec):
+        raise DataError(f"spec must be a FeatureSpec, got {type(spec).__name__}")
+    if order not in ("C", "F"):
+        raise DataError(f"order must be 'C' or 'F', got {order!r}")
+    plan = plan_for(metrics, spec)
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    n = arr.shape[0] if arr.ndim >= 1 else 0
+    ns = timestamps_ns(timestamps, n)
+    x = check_values(arr, plan.metrics, ns)
+    out = np.empty((plan.n_features, n))
+    if n:
+        xt = np.ascontiguousarray(x.T)
+        ref = xt[:, 0].copy()
+        for c0 in range(0, n, CHUNK_ROWS):
+            _fill_chunk(out, xt, ns, ref, c0, min(n, c0 + CHUNK_ROWS), plan)
+    vals = out.T if order == "F" else np.ascontiguousarray(out.T)
+    ready = np.arange(1, n + 1) >= spec.min_history
+    return FeatureMatrix(values=vals, names=plan.names, ready=ready,
+                         groups={k: list(v) for k, v in plan.groups.items()})
+
+
+def _block_start(c0: int, w: int) -> int:
+    """First row of the aligned block holding row ``c0 - w + 1`` (0 when before the start)."""
+    return max(0, ((c0 - w + 1) // w) * w)
+
+
+def _fill_chunk(out: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray, c0: int,
+                c1: int, plan: FeaturePlan) -> None:
+    """Write the features of rows ``c0:c1`` into ``out[:, c0:c1]``."""
+    spec = plan.spec
+    m = len(plan.metrics)
+    sw = plan.sum_windows
+    cross = set(spec.active_cross_windows)
+    wins = set(spec.windows)
+    pa = np.asarray([a for a, _ in plan.pairs], dtype=np.intp)
+    pb = np.asarray([b for _, b in plan.pairs], dtype=np.intp)
+    x = xt[:, c0:c1]
+    t = np.arange(c0, c1)
+    out[plan.idx_value, c0:c1] = x
+
+    e0 = min(_block_start(c0, w) for w in sw)
+    xc = xt[:, e0:c1] - ref[:, None]
+    ch = channels(xc, pa, pb, products=bool(cross))
+    iw = plan.idx_window
+    for wi, w in enumerate(sw):
+        s = _block_start(c0, w)
+        nch = ch.shape[0] if w in cross else 2 * m
+        sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
+        cnt = np.minimum(t + 1, w).astype(np.float64)
+        mean, std, z, d = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
+                                        spec.scale_floor)
+        if w in wins:
+            out[iw["mean"][wi], c0:c1] = mean
+            out[iw["std"][wi], c0:c1] = std
+            out[iw["z"][wi], c0:c1] = z
+            raw = xt[:, s:c1]
+            out[iw["min"][wi], c0:c1] = block_reduce(raw, w, np.minimum)[:, c0 - s:]
+            out[iw["max"][wi], c0:c1] = block_reduce(raw, w, np.maximum)[:, c0 - s:]
+        if w in cross:
+            r = finish_corr(sums[2 * m:], d[pa], d[pb], std[pa], std[pb], mean[pa], mean[pb],
+                            cnt, spec.scale_floor)
+            out[plan.idx_corr[wi], c0:c1] = r
+
+    for qi, w in enumerate(spec.active_quantile_windows):
+        cols = plan.idx_quant[qi]  # (4, m)
+        # Warm-up rows (fewer than w rows seen): one sort per row, with its own count.
+        for i in range(c0, min(c1, w - 1)):
+            srt = np.sort(xt[:, : i + 1], axis=-1)
+            res = finish_quantiles(srt, i + 1, xt[:, i], spec.scale_floor)
+            for r in range(4):
+                out[cols[r], i] = res[r]
+        r0 = max(c0, w - 1)
+        if r0 < c1:
+            srt = np.sort(sliding_window_view(xt[:, r0 - w + 1:c1], w, axis=1), axis=-1)
+            res = finish_quantiles(srt, w, xt[:, r0:c1], spec.scale_floor)
+            for r in range(4):
+                out[cols[r], r0:c1] = res[r]
+
+    for li, lag in enumerate(spec.lags):
+        lagged = _lagged(xt, c0, c1, lag)
+        diff, roc = finish_lag(x, lagged, spec.ratio_floor)
+        out[plan.idx_diff[li], c0:c1] = diff
+        out[plan.idx_roc[li], c0:c1] = roc
+    for si, lag in enumerate(spec.seasonal_lags):
+        out[plan.idx_season[si], c0:c1] = x - _lagged(xt, c0, c1, lag)
+    if len(plan.pairs):
+        out[plan.idx_ratio, c0:c1] = finish_ratio(x[pa], x[pb], spec.ratio_floor)
+    if len(plan.idx_calendar):
+        out[plan.idx_calendar, c0:c1] = calendar(ns[c0:c1])
+
+
+def _lagged(xt: np.ndarray, c0: int, c1: int, lag: int) -> np.ndarray:
+    """Rows ``max(t - lag, 0)`` for ``t`` in ``c0:c1`` (the first row stands in before it)."""
+    if c0 - lag >= 0:
+        return xt[:, c0 - lag:c1 - lag]
+    idx = np.maximum(np.arange(c0, c1) - lag, 0)
+    return xt[:, idx]

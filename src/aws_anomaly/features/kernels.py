@@ -1,0 +1,168 @@
+"""The feature arithmetic, written once and used by both builders.
+
+Every feature is a *finish* function of a few *primitives* (rolling sums of centred values,
+squares and cross products; rolling min / max; sorted windows; lagged values; the timestamp).
+The batch builder computes the primitives with vectorised kernels over whole columns, the
+streaming builder keeps them up to date one row at a time, and both pass them through the same
+finish functions below. The finish functions are plain element-wise numpy expressions, so they
+work on ``(metrics, rows)`` blocks and on ``(windows, metrics)`` single-row blocks alike and give
+the same bits for the same inputs.
+
+Rolling sums are where batch and streaming could drift apart (a cumulative sum over a million
+rows loses precision, and a running sum in the live path rounds differently). Both builders use
+the same *aligned block* decomposition instead: rows are cut into blocks of ``w`` rows starting at
+row 0, and the window ending at row ``t`` is the suffix of the previous block plus the prefix of
+the current one (the van Herk / Gil-Werman scheme). Prefixes and suffixes are sequential
+accumulations over at most ``w`` rows, so the rounding error is bounded by the window, not the
+series length, and the streaming builder reproduces the very same additions in the same order:
+batch and streaming sums are bit-identical. The same scheme gives rolling min / max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aws_anomaly.features.spec import P10_P90_SIGMA, QUANTILES
+
+__all__ = [
+    "IDENTITY",
+    "block_reduce",
+    "calendar",
+    "channels",
+    "finish_corr",
+    "finish_lag",
+    "finish_quantiles",
+    "finish_ratio",
+    "finish_window",
+    "suffix_scan",
+]
+
+#: Identity element of each reduction, used for padding and "no previous block".
+IDENTITY = {np.add: 0.0, np.minimum: np.inf, np.maximum: -np.inf}
+
+_DAY_NS = 86_400 * 10**9
+
+
+def channels(xc: np.ndarray, pa: np.ndarray, pb: np.ndarray, products: bool) -> np.ndarray:
+    """Stack the summed channels: centred values, their squares and (optionally) pair products.
+
+    ``xc`` is ``(m, ...)``; the result is ``(2m [+ pairs], ...)``.
+    """
+    parts = [xc, xc * xc]
+    if products and len(pa):
+        parts.append(xc[pa] * xc[pb])
+    return np.concatenate(parts, axis=0)
+
+
+def suffix_scan(a: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """Sequential ``op`` accumulation from the end along the last axis."""
+    return op.accumulate(a[..., ::-1], axis=-1)[..., ::-1]
+
+
+def block_reduce(a: np.ndarray, w: int, op: np.ufunc) -> np.ndarray:
+    """Causal rolling ``op`` (add / minimum / maximum) over ``w`` rows along the last axis.
+
+    Column 0 of ``a`` must sit on a block boundary (an absolute row index divisible by ``w``).
+    Row ``i`` of the result reduces rows ``max(block_start, i - w + 1) .. i`` where windows that
+    reach before column 0 are cut at column 0 (the expanding warm-up when column 0 is row 0).
+
+    >>> block_reduce(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), 2, np.add)
+    array([[1., 3., 5., 7., 9.]])
+    """
+    c, n = a.shape
+    nb = -(-n // w)
+    if nb * w != n:
+        b = np.full((c, nb * w), IDENTITY[op])
+        b[:, :n] = a
+    else:
+        b = a
+    b3 = b.reshape(c, nb, w)
+    out = op.accumulate(b3, axis=2)
+    if nb > 1 and w > 1:
+        suf = suffix_scan(b3[:, :-1, 1:], op)
+        op(out[:, 1:, : w - 1], suf, out=out[:, 1:, : w - 1])
+    return out.reshape(c, nb * w)[:, :n]
+
+
+def finish_window(x: np.ndarray, s1: np.ndarray, s2: np.ndarray, cnt: np.ndarray,
+                  ref: np.ndarray, scale_floor: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, population std, z-score and the centred mean from rolling sums.
+
+    ``s1``/``s2`` are sums of ``x - ref`` and its square over ``cnt`` rows. Returns
+    ``(mean, std, z, centred_mean)``; the variance is clipped at 0 (rounding can make it
+    slightly negative) and the z denominator is floored at ``scale_floor * (1 + |mean|)``.
+    """
+    d = s1 / cnt
+    var = s2 / cnt - d * d
+    np.maximum(var, 0.0, out=var)
+    std = np.sqrt(var)
+    mean = d + ref
+    floor = scale_floor * (1.0 + np.abs(mean))
+    z = (x - mean) / np.maximum(std, floor)
+    return mean, std, z, d
+
+
+def finish_corr(sab: np.ndarray, da: np.ndarray, db: np.ndarray, std_a: np.ndarray,
+                std_b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, cnt: np.ndarray,
+                scale_floor: float) -> np.ndarray:
+    """Rolling Pearson correlation from the sum of centred products; 0 where a side is flat."""
+    cov = sab / cnt - da * db
+    ok = (std_a > scale_floor * (1.0 + np.abs(mean_a))) & \
+        (std_b > scale_floor * (1.0 + np.abs(mean_b)))
+    denom = np.where(ok, std_a * std_b, 1.0)
+    r = np.where(ok, cov / denom, 0.0)
+    return np.clip(r, -1.0, 1.0)
+
+
+def finish_lag(x: np.ndarray, lagged: np.ndarray, ratio_floor: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Difference and rate of change against a lagged value."""
+    diff = x - lagged
+    roc = diff / np.maximum(np.abs(lagged), ratio_floor)
+    return diff, roc
+
+
+def finish_ratio(a: np.ndarray, b: np.ndarray, ratio_floor: float) -> np.ndarray:
+    """Cross-metric ratio ``a / max(|b|, ratio_floor)``."""
+    return a / np.maximum(np.abs(b), ratio_floor)
+
+
+def _positions(cnt: int) -> list[tuple[int, int, float]]:
+    out = []
+    for q in QUANTILES:
+        pos = q * (cnt - 1)
+        lo = int(np.floor(pos))
+        out.append((lo, min(lo + 1, cnt - 1), pos - lo))
+    return out
+
+
+def finish_quantiles(sorted_: np.ndarray, cnt: int, x: np.ndarray, scale_floor: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """p10, median, p90 (linear interpolation) and the robust z-score of sorted windows.
+
+    ``sorted_`` holds windows of ``cnt`` rows sorted along the last axis.
+    """
+    qs = [sorted_[..., lo] + frac * (sorted_[..., hi] - sorted_[..., lo])
+          for lo, hi, frac in _positions(cnt)]
+    p10, med, p90 = qs
+    scale = (p90 - p10) / P10_P90_SIGMA
+    robust_z = (x - med) / np.maximum(scale, scale_floor * (1.0 + np.abs(med)))
+    return p10, med, p90, robust_z
+
+
+def calendar(ns: np.ndarray) -> np.ndarray:
+    """Time-of-day and day-of-week sin/cos from int64 UTC nanoseconds; ``(4, n)``.
+
+    >>> np.round(calendar(np.array([0, 6 * 3600 * 10**9])), 6)  # Thursday 00:00 and 06:00
+    array([[ 0.      ,  1.      ],
+           [ 1.      ,  0.      ],
+           [ 0.433884,  0.222521],
+           [-0.900969, -0.974928]])
+    """
+    tod = (ns % _DAY_NS).astype(np.float64) / _DAY_NS
+    dow = ((ns // _DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    week = (dow.astype(np.float64) + tod) / 7.0
+    a = (2.0 * np.pi) * tod
+    b = (2.0 * np.pi) * week
+    return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)])

@@ -1,0 +1,358 @@
+"""Streaming feature builder: one row at a time, the same numbers as the batch builder.
+
+The builder keeps the last ``spec.history_rows`` raw rows and, per rolling window, the running
+prefix (sum / min / max) of the current aligned block and the suffix scans of the previous
+block: exactly the primitives :func:`aws_anomaly.features.kernels.block_reduce` builds in batch,
+with the same additions in the same order, fed through the same finish functions. The whole
+state can therefore be rebuilt from the raw history alone (:meth:`warm`, :meth:`from_state`).
+
+Rows are taken as consecutive grid steps: timestamps must increase, but a gap in time (a
+timestamp that is not the previous one plus the step) is not detected here — the ``Dataset``
+layer regularises series before they reach the features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.errors import DataError
+from aws_anomaly.features.batch import check_values, plan_for, timestamps_ns
+from aws_anomaly.features.kernels import (
+    IDENTITY,
+    calendar,
+    channels,
+    finish_corr,
+    finish_lag,
+    finish_quantiles,
+    finish_ratio,
+    finish_window,
+    suffix_scan,
+)
+from aws_anomaly.features.spec import MAX_ABS_VALUE, WINDOW_KINDS, FeatureSpec
+
+__all__ = ["StreamingFeatureBuilder"]
+
+_STATE_VERSION = 1
+
+
+def _to_ns(timestamp: Any) -> int:
+    if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
+        return int(timestamp)
+    try:
+        ts = pd.Timestamp(timestamp)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"streaming features: cannot read timestamp {timestamp!r}: {exc}") \
+            from None
+    if ts is pd.NaT:
+        raise DataError("streaming features: timestamp is NaT")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value)
+
+
+class StreamingFeatureBuilder:
+    """Build the features of a live series one row at a time.
+
+    ``update`` returns the same vector as row ``i`` of :func:`build_features` on the rows fed so
+    far (to ~1e-12; bit-identical apart from the calendar's sin/cos).
+
+    Parameters
+    ----------
+    spec
+        The feature spec (default ``FeatureSpec()``).
+    metrics
+        Metric names, in the order of the values passed to :meth:`update`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from aws_anomaly.features import build_features
+    >>> spec = FeatureSpec(windows=(3, 6), lags=(1,), quantile_windows=(4,), seasonal_period=8,
+    ...                    cross_windows=(6,))
+    >>> ts = pd.date_range("2026-03-01", periods=20, freq="5min", tz="UTC")
+    >>> x = np.random.default_rng(1).random((20, 2))
+    >>> sb = StreamingFeatureBuilder(spec, ["cpu", "mem"])
+    >>> rows = np.array([sb.update(t, v) for t, v in zip(ts, x)])
+    >>> bool(np.allclose(rows, build_features(x, ts, ["cpu", "mem"], spec).values,
+    ...                  rtol=1e-12, atol=1e-12)), sb.ready, sb.n_seen
+    (True, True, 20)
+    """
+
+    def __init__(self, spec: FeatureSpec | None = None,
+                 metrics: Sequence[str] = ()) -> None:
+        spec = FeatureSpec() if spec is None else spec
+        if not isinstance(spec, FeatureSpec):
+            raise DataError(f"spec must be a FeatureSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.plan = plan_for(metrics, spec)
+        self.metrics = self.plan.metrics
+        self.names = self.plan.names
+        m = len(self.metrics)
+        self._m = m
+        self._pa = np.asarray([a for a, _ in self.plan.pairs], dtype=np.intp)
+        self._pb = np.asarray([b for _, b in self.plan.pairs], dtype=np.intp)
+        self._products = bool(spec.active_cross_windows)
+        self._nch = 2 * m + (len(self._pa) if self._products else 0)
+        sw = np.asarray(self.plan.sum_windows, dtype=np.int64)
+        self._sw = sw
+        self._ar = np.arange(len(sw))
+        self._wmax = int(sw.max())
+        self._lags = np.asarray(spec.lags, dtype=np.int64)
+        self._slags = np.asarray(spec.seasonal_lags, dtype=np.int64)
+        self._qws = spec.active_quantile_windows
+        self._cap_rows = spec.history_rows
+        self._hist = np.empty((self._cap_rows + max(256, self._cap_rows), m))
+        self._gather = self._build_gather()
+        self.reset()
+
+    # -- state --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every row seen."""
+        nu, m, c = len(self._sw), self._m, self._nch
+        self._n = 0
+        self._nh = 0
+        self._last_ns: int | None = None
+        self._ref = np.zeros(m)
+        self._pre_sum = np.zeros((nu, c))
+        self._pre_min = np.full((nu, m), np.inf)
+        self._pre_max = np.full((nu, m), -np.inf)
+        self._suf_sum = np.zeros((nu, self._wmax + 1, c))
+        self._suf_min = np.full((nu, self._wmax + 1, m), np.inf)
+        self._suf_max = np.full((nu, self._wmax + 1, m), -np.inf)
+
+    @property
+    def n_seen(self) -> int:
+        """Rows fed so far (through :meth:`update` and :meth:`warm`)."""
+        return self._n
+
+    @property
+    def ready(self) -> bool:
+        """True once ``spec.min_history`` rows have been seen (every feature fully defined)."""
+        return self._n >= self.spec.min_history
+
+    @property
+    def n_features(self) -> int:
+        """Length of the vectors :meth:`update` returns."""
+        return len(self.names)
+
+    def _build_gather(self) -> np.ndarray:
+        """Output column -> position in the pooled vector that :meth:`_finish` concatenates."""
+        p = self.plan
+        pieces = [p.idx_value, *(p.idx_window[k] for k in WINDOW_KINDS), p.idx_corr,
+                  p.idx_ratio, p.idx_diff, p.idx_roc, p.idx_season, p.idx_quant,
+                  p.idx_calendar]
+        gather = np.full(p.n_features, -1, dtype=np.intp)
+        offset = 0
+        for idx in pieces:
+            flat = idx.ravel()
+            pos = np.arange(offset, offset + flat.size)
+            gather[flat[flat >= 0]] = pos[flat >= 0]
+            offset += flat.size
+        if (gather < 0).any():  # a layout bug, never the caller's input
+            raise RuntimeError("feature plan and streaming layout disagree")
+        return gather
+
+    def _append(self, rows: np.ndarray) -> None:
+        """Append raw rows to the history ring, keeping at least ``history_rows``."""
+        k = len(rows)
+        cap = len(self._hist)
+        if k >= self._cap_rows:
+            self._hist[: self._cap_rows] = rows[-self._cap_rows:]
+            self._nh = self._cap_rows
+            return
+        if self._nh + k > cap:
+            keep = self._cap_rows - k
+            self._hist[:keep] = self._hist[self._nh - keep: self._nh]
+            self._nh = keep
+        self._hist[self._nh: self._nh + k] = rows
+        self._nh += k
+
+    def _block_channels(self, rows: np.ndarray) -> np.ndarray:
+        """Summed channels of raw rows ``(r, m)`` as ``(channels, r)``."""
+        return channels(rows.T - self._ref[:, None], self._pa, self._pb, self._products)
+
+    def _set_suffix(self, i: int, rows: np.ndarray) -> None:
+        """Suffix scans of a completed block (the previous block for the coming rows)."""
+        w = len(rows)
+        self._suf_sum[i, :w] = suffix_scan(self._block_channels(rows), np.add).T
+        self._suf_min[i, :w] = suffix_scan(rows.T, np.minimum).T
+        self._suf_max[i, :w] = suffix_scan(rows.T, np.maximum).T
+
+    def _rebuild(self) -> None:
+        """Recompute the block prefixes and suffixes from the raw history (after warm/load)."""
+        t = self._n - 1
+        hist = self._hist[: self._nh]
+        base = self._n - self._nh  # absolute index of hist[0]
+        for i, w in enumerate(self._sw.tolist()):
+            j = t % w
+            bs = t - j
+            cur = hist[bs - base: t + 1 - base]
+            self._pre_sum[i] = np.add.accumulate(self._block_channels(cur), axis=-1)[:, -1]
+            self._pre_min[i] = cur.min(axis=0)
+            self._pre_max[i] = cur.max(axis=0)
+            self._suf_sum[i] = IDENTITY[np.add]
+            self._suf_min[i] = IDENTITY[np.minimum]
+            self._suf_max[i] = IDENTITY[np.maximum]
+            if j == w - 1:
+                self._set_suffix(i, cur)
+            elif bs >= w:
+                self._set_suffix(i, hist[bs - w - base: bs - base])
+
+    # -- public API ---------------------------------------------------------------------------
+    def update(self, timestamp: Any, values: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Add one row and return its feature vector ``(k,)``.
+
+        Raises
+        ------
+        DataError
+            Wrong number of values, NaN / inf / huge values, or a timestamp that does not come
+            after the previous one.
+        """
+        ns = _to_ns(timestamp)
+        x = np.asarray(values, dtype=np.float64).reshape(-1) if not (
+            isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1
+        ) else values
+        if x.shape[0] != self._m:
+            raise DataError(f"streaming features: got {x.shape[0]} values for {self._m} metrics "
+                            f"{list(self.metrics)}")
+        if not (np.abs(x) <= MAX_ABS_VALUE).all():
+            j = int(np.flatnonzero(~(np.abs(x) <= MAX_ABS_VALUE))[0])
+            raise DataError(
+                f"streaming features: metric '{self.metrics[j]}' has value {x[j]!r} at "
+                f"{pd.Timestamp(ns, tz='UTC').isoformat()}; values must be finite with "
+                f"|value| <= {MAX_ABS_VALUE:g}")
+        if self._last_ns is not None and ns <= self._last_ns:
+            raise DataError(
+                f"streaming features: timestamp {pd.Timestamp(ns, tz='UTC').isoformat()} does "
+                f"not come after the previous one "
+                f"{pd.Timestamp(self._last_ns, tz='UTC').isoformat()}")
+        x = x.copy()
+        t = self._n
+        if t == 0:
+            self._ref = x.copy()
+        self._append(x[None, :])
+        self._n = t + 1
+        self._last_ns = ns
+
+        sw = self._sw
+        j = t % sw
+        reset = (j == 0)[:, None]
+        ch = channels(x - self._ref, self._pa, self._pb, self._products)
+        self._pre_sum = np.where(reset, ch, self._pre_sum + ch)
+        self._pre_min = np.where(reset, x, np.minimum(self._pre_min, x))
+        self._pre_max = np.where(reset, x, np.maximum(self._pre_max, x))
+        jp = j + 1
+        sums = self._pre_sum + self._suf_sum[self._ar, jp]
+        mins = np.minimum(self._pre_min, self._suf_min[self._ar, jp])
+        maxs = np.maximum(self._pre_max, self._suf_max[self._ar, jp])
+        out = self._finish(t, ns, x, sums, mins, maxs)
+        for i in np.flatnonzero(j == sw - 1).tolist():
+            w = int(sw[i])
+            self._set_suffix(i, self._hist[self._nh - w: self._nh])
+        return out
+
+    def _finish(self, t: int, ns: int, x: np.ndarray, sums: np.ndarray, mins: np.ndarray,
+                maxs: np.ndarray) -> np.ndarray:
+        spec, m = self.spec, self._m
+        pa, pb = self._pa, self._pb
+        cnt = np.minimum(t + 1, self._sw).astype(np.float64)[:, None]
+        mean, std, z, d = finish_window(x, sums[:, :m], sums[:, m:2 * m], cnt, self._ref,
+                                        spec.scale_floor)
+        if self._products and len(pa):
+            corr = finish_corr(sums[:, 2 * m:], d[:, pa], d[:, pb], std[:, pa], std[:, pb],
+                               mean[:, pa], mean[:, pb], cnt, spec.scale_floor)
+        else:
+            corr = np.empty((len(self._sw), len(pa)))
+        ratio = finish_ratio(x[pa], x[pb], spec.ratio_floor)
+        hist, base = self._hist, self._n - self._nh
+        diff, roc = finish_lag(x, hist[np.maximum(t - self._lags, 0) - base],
+                               spec.ratio_floor)
+        season = x - hist[np.maximum(t - self._slags, 0) - base]
+        quant = np.empty((len(self._qws), 4, m))
+        for qi, w in enumerate(self._qws):
+            c = min(t + 1, w)
+            srt = np.sort(hist[self._nh - c: self._nh].T, axis=-1)
+            quant[qi] = finish_quantiles(srt, c, x, spec.scale_floor)
+        cal = calendar(np.array([ns], dtype=np.int64))[:, 0] if spec.include_calendar \
+            else np.empty(0)
+        pool = np.concatenate([x, mean.ravel(), std.ravel(), mins.ravel(), maxs.ravel(),
+                               z.ravel(), corr.ravel(), ratio, diff.ravel(), roc.ravel(),
+                               season.ravel(), quant.ravel(), cal])
+        return pool[self._gather]
+
+    def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
+        """Prime the builder with history rows (vectorised; no feature vectors returned).
+
+        Afterwards :meth:`update` continues as if every row had been fed one by one.
+        """
+        arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+        n = arr.shape[0] if arr.ndim >= 1 else 0
+        ns = timestamps_ns(timestamps, n, where="streaming warm-up")
+        x = check_values(arr, self.metrics, ns, where="streaming warm-up")
+        if n == 0:
+            return
+        if self._last_ns is not None and ns[0] <= self._last_ns:
+            raise DataError(
+                f"streaming warm-up: first timestamp {pd.Timestamp(int(ns[0]), tz='UTC')} "
+                f"does not come after the last one seen "
+                f"{pd.Timestamp(self._last_ns, tz='UTC')}")
+        if self._n == 0:
+            self._ref = x[0].copy()
+        self._append(x)
+        self._n += n
+        self._last_ns = int(ns[-1])
+        self._rebuild()
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json_dict, arrays)`` from which :meth:`from_state` rebuilds this builder."""
+        state = {
+            "version": _STATE_VERSION,
+            "spec": self.spec.to_dict(),
+            "metrics": list(self.metrics),
+            "n_seen": self._n,
+            "last_ns": self._last_ns,
+            "ref": [float(v) for v in self._ref],
+        }
+        return state, {"history": self._hist[: self._nh].copy()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+                   ) -> StreamingFeatureBuilder:
+        """Rebuild a builder saved with :meth:`get_state`.
+
+        Raises
+        ------
+        DataError
+            The state is not from this version, or is inconsistent (history shape, counts).
+        """
+        keys = {"version", "spec", "metrics", "n_seen", "last_ns", "ref"}
+        if not isinstance(state, Mapping) or set(state) != keys:
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise DataError(f"streaming feature state must have keys {sorted(keys)}, got {got}")
+        if state["version"] != _STATE_VERSION:
+            raise DataError(f"streaming feature state version {state['version']!r} is not "
+                            f"supported (expected {_STATE_VERSION})")
+        sb = cls(FeatureSpec.from_dict(state["spec"]), state["metrics"])
+        n = state["n_seen"]
+        hist = np.asarray(arrays.get("history", np.empty((0, sb._m))), dtype=np.float64)
+        if not isinstance(n, int) or n < 0 or hist.ndim != 2 or hist.shape[1] != sb._m or \
+                len(hist) != min(n, sb._cap_rows):
+            raise DataError(f"streaming feature state is inconsistent: n_seen={n!r}, history "
+                            f"shape {hist.shape}, expected ({min(n, sb._cap_rows) if isinstance(n, int) else '?'}, {sb._m})")  # noqa: E501
+        check_values(hist, sb.metrics, where="streaming feature state")
+        ref = np.asarray(state["ref"], dtype=np.float64)
+        if ref.shape != (sb._m,) or not np.isfinite(ref).all():
+            raise DataError(f"streaming feature state: ref must be {sb._m} finite numbers")
+        if n == 0:
+            return sb
+        sb._ref = ref
+        sb._hist[: len(hist)] = hist
+        sb._nh = len(hist)
+        sb._n = n
+        sb._last_ns = None if state["last_ns"] is None else int(state["last_ns"])
+        sb._rebuild()
+        return sb
