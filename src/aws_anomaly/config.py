@@ -255,6 +255,8 @@ def _check_http_url(v: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+# Mirrors aws_anomaly.data.dataset.GapPolicy (config must not import data/).
+GapPolicyName = Literal["ffill", "interpolate", "error"]
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -359,6 +361,8 @@ class PrometheusSourceConfig(_Model):
     auth: PrometheusAuth = NoAuth()
     tls: TLSConfig = TLSConfig()
     headers: dict[str, str] = Field(default_factory=dict)
+    gap_policy: GapPolicyName = "ffill"
+    max_gap_steps: int | None = Field(36, ge=0)
 
     @field_validator("queries")
     @classmethod
@@ -405,6 +409,8 @@ class CloudWatchSourceConfig(_Model):
     profile: str | None = None
     endpoint_url: HttpUrl | None = None
     max_retries: int = Field(3, ge=0, le=20)
+    gap_policy: GapPolicyName = "ffill"
+    max_gap_steps: int | None = Field(36, ge=0)
 
     @field_validator("queries")
     @classmethod
@@ -437,7 +443,7 @@ class FileSourceConfig(_Model):
     metrics: list[str] | None = None
     entity_label: str = "entity"
     step: Duration | None = None
-    gap_policy: Literal["ffill", "interpolate", "error"] = "ffill"
+    gap_policy: GapPolicyName = "ffill"
     max_gap_steps: int | None = Field(36, ge=0)
     resample: Literal["error", "mean", "last"] = "error"
 
@@ -449,7 +455,8 @@ class DemoSourceConfig(_Model):
     """The demo generator replayed as a live source in accelerated real time.
 
     ``days`` of history exist before the moment the source starts; afterwards data time runs
-    ``speedup`` times faster than wall time.
+    ``speedup`` times faster than wall time. After ``future_days`` of data time the replay
+    starts again from the first generated day (timestamps keep increasing).
     """
 
     type: Literal["demo"] = "demo"
@@ -457,6 +464,8 @@ class DemoSourceConfig(_Model):
     seed: int = 0
     speedup: float = Field(60.0, gt=0)
     days: int = Field(28, ge=1)
+    future_days: int = Field(28, ge=1, description="data generated after the start; the "
+                             "replay then loops over history + future")
     step: Duration = timedelta(minutes=5)
 
     def metric_names(self) -> tuple[str, ...]:

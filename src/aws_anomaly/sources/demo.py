@@ -1,0 +1,160 @@
+"""Demo replay: the demo generator served as a live source in accelerated real time.
+
+A virtual clock maps wall time to data time: when the source is created, data time is
+``start`` (by default the wall clock, floored to the step) and ``days`` of history lie before
+it; afterwards data time runs ``speedup`` times faster than the wall clock. :meth:`fetch` never
+returns a point after the virtual now, so a live loop sees new points arrive as in production.
+Generated data covers ``days + future_days``; past that the replay starts again from the first
+generated point (timestamps keep increasing, so the seam shows as one level change).
+
+For fault tests, :meth:`DemoSource.fail_next` makes the next *n* fetches raise
+:class:`SourceError`, and :attr:`DemoSource.failing` makes every fetch raise until cleared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.config import DEMO_METRICS, DemoSourceConfig
+from aws_anomaly.data import Dataset
+from aws_anomaly.data.generator import generate_demo
+from aws_anomaly.errors import SourceError
+from aws_anomaly.sources.base import BaseSource, TimeLike, align_range, to_utc
+
+__all__ = ["DemoSource"]
+
+
+class DemoSource(BaseSource):
+    """The demo generator replayed on a virtual clock.
+
+    Parameters
+    ----------
+    cfg
+        ``clusters``, ``seed``, ``speedup``, ``days`` (history before start), ``future_days``
+        and ``step``.
+    metrics
+        Which demo metrics to serve (default: all three).
+    start
+        Data time at creation (default: now, floored to the step). Fixing it makes the
+        timestamps, not only the values, reproducible.
+    wall_clock
+        Seconds since the epoch, :func:`time.time` by default; tests pass a fake clock.
+
+    Examples
+    --------
+    >>> from aws_anomaly.config import DEMO_METRICS, DemoSourceConfig
+    >>> wall = [0.0]
+    >>> src = DemoSource(DemoSourceConfig(clusters=2, days=1, speedup=300),
+    ...                  start="2026-03-01T00:00Z", wall_clock=lambda: wall[0])
+    >>> src.now().isoformat()
+    '2026-03-01T00:00:00+00:00'
+    >>> ds = src.latest(pd.Timedelta("1h"))
+    >>> len(ds.frame), ds.frame["timestamp"].max().isoformat()
+    (24, '2026-03-01T00:00:00+00:00')
+    >>> wall[0] = 60.0  # one wall minute = five data hours at speedup 300
+    >>> src.now().isoformat()
+    '2026-03-01T05:00:00+00:00'
+    """
+
+    def __init__(self, cfg: DemoSourceConfig, *, metrics: Sequence[str] | None = None,
+                 start: TimeLike | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.name = f"demo ({cfg.clusters} clusters, seed {cfg.seed}, x{cfg.speedup:g})"
+        self.step = pd.Timedelta(cfg.step)
+        self.metrics = tuple(metrics) if metrics is not None else DEMO_METRICS
+        unknown = [m for m in self.metrics if m not in DEMO_METRICS]
+        if unknown:
+            raise SourceError(f"{self.name}: unknown metric(s) {unknown}; the demo has "
+                              f"{list(DEMO_METRICS)}")
+        self._wall = wall_clock
+        self._wall0 = wall_clock()
+        now = to_utc(start, where="start") if start is not None else pd.Timestamp.now(tz="UTC")
+        self.start = now.floor(self.step)
+        self.origin = self.start - pd.Timedelta(days=cfg.days)  # data time of generated row 0
+        # Generated on the replay's own time axis, so daily and weekly cycles fall on the
+        # right hours and the events need no shifting.
+        gen, events = generate_demo(clusters=cfg.clusters, days=cfg.days + cfg.future_days,
+                                    step=self.step, seed=cfg.seed, start=self.origin.isoformat())
+        if gen.step != self.step or gen.frame["timestamp"].min() != self.origin:
+            raise SourceError(f"{self.name}: the generator's grid ({gen.step} from "
+                              f"{gen.frame['timestamp'].min()}) is not the replay's ({self.step} "
+                              f"from {self.origin}); use a step that divides one day")
+        self._entities = gen.entities
+        cols = [gen.metrics.index(m) for m in self.metrics]
+        self._values = {e: gen.values(e)[:, cols] for e in gen.entities}
+        self._labels = ({e: gen.entity_frame(e)[["is_anomaly", "anomaly_type"]]
+                         for e in gen.entities} if gen.has_labels else None)
+        self._n = min(len(v) for v in self._values.values())
+        #: The injected anomalies of the first replay cycle (entity, start, end, type, ...).
+        self.events = events
+        self._lock = threading.Lock()
+        self._fail_left = 0
+        self._fail_message = ""
+        self.failing = False
+        self.fetches = 0
+
+    # ------------------------------------------------------------------ clock and faults
+    def now(self) -> pd.Timestamp:
+        """Virtual data time: ``start + (wall - wall at creation) * speedup``."""
+        elapsed = (self._wall() - self._wall0) * self.cfg.speedup
+        return self.start + pd.Timedelta(seconds=elapsed)
+
+    def fail_next(self, n: int = 1, message: str = "injected failure") -> None:
+        """Make the next ``n`` calls to :meth:`fetch` raise :class:`SourceError`."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        with self._lock:
+            self._fail_left = n
+            self._fail_message = message
+
+    # ------------------------------------------------------------------ data
+    def fetch(self, start: TimeLike, end: TimeLike, *,
+              entities: Sequence[str] | None = None) -> Dataset:
+        """Generated points with ``start <= t < end`` and ``t <= now()``."""
+        with self._lock:
+            self.fetches += 1
+            if self.failing:
+                raise SourceError(f"{self.name}: failing (failure flag set)")
+            if self._fail_left > 0:
+                self._fail_left -= 1
+                raise SourceError(f"{self.name}: {self._fail_message} "
+                                  f"({self._fail_left} more to come)")
+        s = max(to_utc(start, where="start"), self.origin)
+        e = min(to_utc(end, where="end"), self.now() + pd.Timedelta(1, "ns"))
+        rng = align_range(s, e, self.step) if s < e else None
+        if rng is None:
+            raise SourceError(f"{self.name}: no data in [{to_utc(start)}, {to_utc(end)}); "
+                              f"history starts at {self.origin} and the virtual now is "
+                              f"{self.now()}")
+        first, last = rng
+        k0 = (first - self.origin) // self.step
+        k1 = (last - self.origin) // self.step
+        k = np.arange(k0, k1 + 1)
+        rows = k % self._n  # loop over the generated data
+        stamps = pd.DatetimeIndex(self.origin + k * self.step)
+        chosen = self._entities if entities is None else [e for e in self._entities
+                                                          if e in set(entities)]
+        if not chosen:
+            raise SourceError(f"{self.name}: none of {list(entities or [])} is a demo entity; "
+                              f"entities are {list(self._entities)}")
+        parts = []
+        for ent in chosen:
+            part = pd.DataFrame({"timestamp": stamps, "entity": ent})
+            vals = self._values[ent][rows]
+            for j, m in enumerate(self.metrics):
+                part[m] = vals[:, j]
+            if self._labels is not None:
+                lab = self._labels[ent].iloc[rows]
+                part["is_anomaly"] = lab["is_anomaly"].to_numpy()
+                part["anomaly_type"] = lab["anomaly_type"].to_numpy()
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        # Already on the grid, complete and sorted: validation is cheap and keeps one contract.
+        return Dataset.from_frame(frame, metrics=list(self.metrics), step=self.step,
+                                  source=self.name)

@@ -1,0 +1,342 @@
+"""Prometheus HTTP API source (also Amazon Managed Prometheus, signed with SigV4).
+
+Each configured metric is a PromQL expression; its range-query result has one series per
+entity, named by the label ``entity_label``. History is read with ``/api/v1/query_range`` in
+chunks below Prometheus' limit of 11,000 points per series, on the step grid (multiples of
+``step`` since the epoch), so repeated live fetches line up with earlier ones.
+
+Failures are :class:`~aws_anomaly.errors.SourceError` naming the URL and the query: a bad
+query (Prometheus' own error text), an unknown host, a refused login (401/403). Connection
+errors, timeouts, 429 and 5xx answers are retried with exponential backoff and jitter; other
+4xx answers are not, since asking again cannot change them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import botocore.session
+import httpx
+import numpy as np
+import pandas as pd
+from botocore import auth as boto_auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+from aws_anomaly.config import (
+    BasicAuth,
+    BearerAuth,
+    PrometheusSourceConfig,
+    SigV4Auth,
+    format_duration,
+)
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import SourceError
+from aws_anomaly.sources.base import BaseSource, TimeLike, align_range, build_dataset, to_utc
+
+__all__ = ["PrometheusSource", "SigV4HttpxAuth"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class SigV4HttpxAuth(httpx.Auth):
+    """Signs each request with AWS SigV4 (botocore's signer), for Amazon Managed Prometheus.
+
+    Credentials come from the standard AWS chain (environment, shared config and profile, SSO,
+    container and instance roles) through :mod:`botocore.session`; with ``role_arn`` the role is
+    assumed with STS and refreshed before it expires.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, region: str, service: str = "aps", *, profile: str | None = None,
+                 role_arn: str | None = None) -> None:
+        self.region = region
+        self.service = service
+        session = botocore.session.Session(profile=profile)
+        try:
+            creds = session.get_credentials()
+        except Exception as exc:  # botocore raises many kinds for a broken profile
+            raise SourceError(f"sigv4 auth: cannot load AWS credentials (profile "
+                              f"{profile!r}): {exc}") from None
+        if creds is None:
+            raise SourceError("sigv4 auth: no AWS credentials found; set AWS_ACCESS_KEY_ID / "
+                              "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role")
+        if role_arn is not None:
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=session.create_client, source_credentials=creds,
+                role_arn=role_arn, extra_args={"RoleSessionName": "aws-anomaly"})
+            creds = DeferredRefreshableCredentials(method="assume-role",
+                                                   refresh_using=fetcher.fetch_credentials)
+        self._credentials = creds
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        # Sign exactly what is sent: method, URL, body and the headers that identify it.
+        headers = {"Host": request.headers["Host"]}
+        if "Content-Type" in request.headers:
+            headers["Content-Type"] = request.headers["Content-Type"]
+        aws = AWSRequest(method=request.method, url=str(request.url), data=request.content,
+                         headers=headers)
+        boto_auth.SigV4Auth(self._credentials.get_frozen_credentials(), self.service,
+                         self.region).add_auth(aws)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in aws.headers:
+                request.headers[name] = aws.headers[name]
+        yield request
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Name or service not known" in str(exc) or "nodename nor servname" in str(exc)
+
+
+class PrometheusSource(BaseSource):
+    """Reads the configured PromQL queries from a Prometheus-compatible HTTP API.
+
+    Parameters
+    ----------
+    cfg
+        The source section of a job.
+    metrics
+        Which of ``cfg.queries`` to read (default: all, in order).
+    transport
+        An httpx transport, for tests (``httpx.MockTransport``).
+    sleep
+        Called with the backoff delay between retries (tests pass a recorder).
+
+    Examples
+    --------
+    >>> from aws_anomaly.config import PrometheusSourceConfig
+    >>> cfg = PrometheusSourceConfig(url="http://127.0.0.1:9090",
+    ...                              queries={"cpu": "sum by (cluster) (rate(cpu[5m]))"})
+    >>> src = PrometheusSource(cfg)
+    >>> src.name, src.metrics, str(src.step)
+    ('prometheus http://127.0.0.1:9090', ('cpu',), '0 days 00:05:00')
+    >>> src.close()
+    """
+
+    def __init__(self, cfg: PrometheusSourceConfig, *, metrics: Sequence[str] | None = None,
+                 transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.cfg = cfg
+        self.url = cfg.url
+        self.name = f"prometheus {cfg.url}"
+        chosen = tuple(metrics) if metrics is not None else tuple(cfg.queries)
+        unknown = [m for m in chosen if m not in cfg.queries]
+        if unknown:
+            raise SourceError(f"{self.name}: no query for metric(s) {unknown}; queries are "
+                              f"configured for {list(cfg.queries)}", url=self.url)
+        self.metrics = chosen
+        self.step = pd.Timedelta(cfg.step)
+        if self.step < pd.Timedelta(milliseconds=1):
+            raise SourceError(f"{self.name}: step {cfg.step} is below Prometheus' 1 ms "
+                              "resolution", url=self.url)
+        self._sleep = sleep
+        self.requests_sent = 0  # counted for tests and the service's health page
+        self._client = httpx.Client(
+            base_url=cfg.url, timeout=cfg.timeout_s, auth=self._auth(),
+            headers={"Accept": "application/json", **cfg.headers, **self._bearer()},
+            verify=self._verify(), cert=self._cert(), transport=transport,
+            follow_redirects=False)
+
+    # ------------------------------------------------------------------ connection set-up
+    def _auth(self) -> httpx.Auth | None:
+        auth = self.cfg.auth
+        if isinstance(auth, BasicAuth):
+            return httpx.BasicAuth(*auth.resolve())
+        if isinstance(auth, SigV4Auth):
+            return SigV4HttpxAuth(auth.region, auth.service, profile=auth.profile,
+                                  role_arn=auth.role_arn)
+        return None
+
+    def _bearer(self) -> dict[str, str]:
+        if isinstance(self.cfg.auth, BearerAuth):
+            return {"Authorization": f"Bearer {self.cfg.auth.resolve()}"}
+        return {}
+
+    def _verify(self) -> Any:
+        tls = self.cfg.tls
+        if tls.insecure_skip_verify:
+            return False
+        if tls.ca_file is not None:
+            if not tls.ca_file.is_file():
+                raise SourceError(f"{self.name}: tls.ca_file {tls.ca_file} does not exist",
+                                  url=self.url)
+            return ssl.create_default_context(cafile=str(tls.ca_file))
+        return True
+
+    def _cert(self) -> Any:
+        tls = self.cfg.tls
+        if tls.cert_file is None:
+            return None
+        for f in (tls.cert_file, tls.key_file):
+            if f is not None and not f.is_file():
+                raise SourceError(f"{self.name}: TLS file {f} does not exist", url=self.url)
+        return (str(tls.cert_file), str(tls.key_file)) if tls.key_file else str(tls.cert_file)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def _request(self, path: str, form: dict[str, str], *, query: str) -> Any:
+        """POST a form to the API and return ``data``; retries as the module docstring says."""
+        url = f"{self.url}{path}"
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            self.requests_sent += 1
+            try:
+                resp = self._client.post(path, data=form)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.cfg.timeout_s:g} s"
+            except httpx.TransportError as exc:
+                if _unknown_host(exc):
+                    raise SourceError(f"{self.name}: cannot resolve the host of {url} "
+                                      f"(query {query!r}): {exc}", url=url, query=query) from None
+                problem = f"connection failed: {exc}"
+            else:
+                if resp.status_code < 300:
+                    return self._decode(resp, url, query)
+                problem = self._http_problem(resp, url, query)
+                if resp.status_code not in _RETRY_STATUS:
+                    raise SourceError(f"{self.name}: {problem}", url=url, query=query,
+                                      status=resp.status_code)
+            if last:
+                raise SourceError(f"{self.name}: {problem}; gave up after {attempts} "
+                                  f"attempt(s) (query {query!r})", url=url, query=query)
+            delay = self.cfg.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+            log.warning("%s: %s; retry %d/%d in %.2f s", self.name, problem, attempt + 1,
+                        attempts - 1, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    @staticmethod
+    def _prom_error(resp: httpx.Response) -> str | None:
+        try:
+            body = resp.json()
+        except ValueError:
+            return None
+        if isinstance(body, dict) and body.get("error"):
+            return f"{body.get('errorType', 'error')}: {body['error']}"
+        return None
+
+    def _http_problem(self, resp: httpx.Response, url: str, query: str) -> str:
+        code = resp.status_code
+        if code in (401, 403):
+            return (f"{url} refused the request with HTTP {code} "
+                    f"({'unauthorized' if code == 401 else 'forbidden'}); check the source's "
+                    f"auth settings (now {self.cfg.auth.type!r})")
+        detail = self._prom_error(resp) or resp.text[:300].strip() or resp.reason_phrase
+        if code in (400, 422):
+            return f"Prometheus rejected query {query!r} with HTTP {code}: {detail}"
+        return f"HTTP {code} from {url} for query {query!r}: {detail}"
+
+    def _decode(self, resp: httpx.Response, url: str, query: str) -> Any:
+        try:
+            body = resp.json()
+        except ValueError:
+            raise SourceError(f"{self.name}: {url} did not answer JSON (is it a Prometheus API "
+                              f"URL?): {resp.text[:200]!r}", url=url, query=query) from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            err = body.get("error") if isinstance(body, dict) else None
+            raise SourceError(f"{self.name}: query {query!r} failed: {err or body!r}",
+                              url=url, query=query)
+        return body.get("data")
+
+    # ------------------------------------------------------------------ queries
+    def _chunks(self, first: pd.Timestamp, last: pd.Timestamp
+                ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        span = (self.cfg.max_points_per_request - 1) * self.step
+        out = []
+        s = first
+        while s <= last:
+            e = min(s + span, last)
+            out.append((s, e))
+            s = e + self.step
+        return out
+
+    def query_range(self, metric: str, first: pd.Timestamp, last: pd.Timestamp
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """One metric's series between grid points ``first`` and ``last`` (both included):
+        ``{entity: (timestamps in ns, values)}``, NaN where Prometheus returned NaN."""
+        query = self.cfg.queries[metric]
+        label = self.cfg.entity_label
+        got: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for s, e in self._chunks(first, last):
+            form = {"query": query, "start": f"{s.value / 1e9:.3f}",
+                    "end": f"{e.value / 1e9:.3f}", "step": format_duration(self.step)}
+            data = self._request("/api/v1/query_range", form, query=query)
+            if not isinstance(data, dict) or data.get("resultType") != "matrix":
+                raise SourceError(f"{self.name}: query {query!r} for metric {metric!r} did not "
+                                  f"return a range vector (got {data and data.get('resultType')})",
+                                  url=self.url, query=query)
+            seen: set[str] = set()
+            for item in data.get("result", []):
+                labels = item.get("metric", {})
+                entity = labels.get(label)
+                if entity is None:
+                    raise SourceError(
+                        f"{self.name}: query {query!r} for metric {metric!r} returned a series "
+                        f"without the entity label {label!r} (labels {labels}); aggregate by "
+                        f"it, e.g. sum by ({label}) (...), or set entity_label",
+                        url=self.url, query=query)
+                if entity in seen:
+                    raise SourceError(
+                        f"{self.name}: query {query!r} for metric {metric!r} returned several "
+                        f"series for {label}={entity!r}; aggregate so each {label} has one "
+                        f"series, e.g. avg by ({label}) (...)", url=self.url, query=query)
+                seen.add(entity)
+                got.setdefault(entity, []).append(_parse_values(item.get("values", [])))
+        return {ent: (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+                for ent, parts in got.items()}
+
+    def query_instant(self, query: str, at: TimeLike | None = None) -> dict[str, float]:
+        """Evaluate ``query`` at one time (default now): ``{entity: value}``."""
+        form = {"query": query}
+        if at is not None:
+            form["time"] = f"{to_utc(at).value / 1e9:.3f}"
+        data = self._request("/api/v1/query", form, query=query)
+        out: dict[str, float] = {}
+        label = self.cfg.entity_label
+        for item in (data or {}).get("result", []):
+            entity = item.get("metric", {}).get(label)
+            if entity is None:
+                raise SourceError(f"{self.name}: query {query!r} returned a series without the "
+                                  f"entity label {label!r}", url=self.url, query=query)
+            out[entity] = float(item["value"][1])
+        return out
+
+    def fetch(self, start: TimeLike, end: TimeLike, *,
+              entities: Sequence[str] | None = None) -> Dataset:
+        """Every configured metric for ``start <= t < end`` on the step grid."""
+        rng = align_range(start, end, self.step)
+        if rng is None:
+            raise SourceError(f"{self.name}: no {self.step} grid point in [{to_utc(start)}, "
+                              f"{to_utc(end)})", url=self.url)
+        first, last = rng
+        series = {m: self.query_range(m, first, last) for m in self.metrics}
+        return build_dataset(series, metrics=self.metrics, step=self.step, source=self.name,
+                             gap_policy=self.cfg.gap_policy, max_gap_steps=self.cfg.max_gap_steps,
+                             entities=entities, span=f"[{first}, {last}]")
+
+
+def _parse_values(values: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    if not values:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    ts = np.fromiter((v[0] for v in values), dtype=np.float64, count=len(values))
+    # float() reads Prometheus' "NaN", "+Inf" and "-Inf" spellings.
+    vals = np.fromiter((float(v[1]) for v in values), dtype=np.float64, count=len(values))
+    # Timestamps are seconds with millisecond precision; round to whole ms to avoid float noise.
+    return np.round(ts * 1000).astype(np.int64) * 1_000_000, vals
