@@ -50,7 +50,7 @@ class EnsembleDetector(StreamingDetector):
     >>> det = EnsembleDetector(members=[ForecastLikelihoodDetector()], rest_period=100)
     >>> s = det.run(t, x, probationary=300)
     >>> alarms = np.flatnonzero(s >= 0.5)
-    >>> 900 <= alarms[0] <= 905, bool(np.all(alarms[1:] > alarms[0] + 100))
+    >>> bool(900 <= alarms[0] <= 905), bool(np.all(alarms[1:] > alarms[0] + 100))
     (True, True)
     """
 
