@@ -66,22 +66,32 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
 
 
-def write_openmetrics(dataset: Dataset, path: str | Path, metric_prefix: str = "", *,
-                      entity_label: str = "cluster", metrics: Sequence[str] | None = None
-                      ) -> Path:
+def write_openmetrics(dataset: Dataset | pd.DataFrame, path: str | Path,
+                      metric_prefix: str = "", *, entity_label: str = "cluster",
+                      metrics: Sequence[str] | None = None) -> Path:
     """Write ``dataset`` as OpenMetrics text: a gauge family per metric (named
     ``metric_prefix + metric``), one series per entity labelled ``entity_label``, timestamps in
     Unix seconds, ``# EOF`` at the end. Values are written with ``repr`` so they read back
-    exactly. Returns the path.
+    exactly; NaN values are left out (a scrape gap). Returns the path.
+
+    ``dataset`` may also be a raw wide frame (``timestamp``, ``entity``, metric columns) with
+    missing rows, such as :func:`aws_anomaly.data.generator.generate_frame` returns; then
+    ``metrics`` defaults to its numeric columns.
     """
     path = Path(path)
-    frame = dataset.frame
+    if isinstance(dataset, Dataset):
+        frame, default_metrics = dataset.frame, list(dataset.metrics)
+    else:
+        frame = dataset.sort_values(["entity", "timestamp"], kind="stable")
+        default_metrics = [c for c in frame.columns if c not in ("timestamp", "entity",
+                                                                 "is_anomaly")
+                           and pd.api.types.is_numeric_dtype(frame[c])]
     ts = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
     # Whole seconds print as integers; others keep millisecond precision (Prometheus' own).
     stamps = [str(t // 10**9) if t % 10**9 == 0 else f"{t / 1e9:.3f}" for t in ts]
     ents = frame["entity"].to_numpy()
     with path.open("w", encoding="utf-8") as out:
-        for m in metrics or dataset.metrics:
+        for m in metrics or default_metrics:
             name = f"{metric_prefix}{m}"
             out.write(f"# TYPE {name} gauge\n")
             vals = frame[m].to_numpy(dtype=np.float64)
