@@ -242,7 +242,7 @@ def _context_profile(timestamps: pd.DatetimeIndex, values: np.ndarray, scale: Sc
         return None
     weekly = span >= _EIGHT_DAYS
     hour = np.asarray(timestamps.hour)
-    bins = hour + 24 * np.asarray(timestamps.dayofweek) if weekly else hour
+    bins = hour + 24 * np.asarray(timestamps.day_of_week) if weekly else hour
     nb = 168 if weekly else 24
     z = ((values - scale.level) / scale.spread).mean(axis=1)
     total = np.bincount(bins, weights=z, minlength=nb)

@@ -108,8 +108,8 @@ def cluster_names(n: int) -> list[str]:
 
     >>> cluster_names(4)
     ['eks-prod-eu-west-1', 'eks-prod-us-east-1', 'eks-prod-ap-southeast-1', 'eks-prod-us-west-2']
-    >>> cluster_names(40)[-1]
-    'eks-prod-us-east-1-2'
+    >>> cluster_names(37)[-1]
+    'eks-prod-eu-west-1-2'
     """
     names = []
     for i in range(n):
@@ -222,7 +222,7 @@ def _workloads(params: Sequence[_Params], rngs: Sequence[np.random.Generator], n
     hours = t0.hour + t0.minute / 60 + t0.second / 3600 + np.arange(n) * step_h
     local = hours[None, :] + _pv(params, "tz")
     hod = np.mod(local, 24.0)
-    dow = np.mod(t0.dayofweek + np.floor(local / 24.0), 7)
+    dow = np.mod(t0.day_of_week + np.floor(local / 24.0), 7)
     weekday = dow < 5
     days = n * step_h / 24.0
     n_days = int(np.ceil(days)) + 3
