@@ -1,0 +1,319 @@
+"""The base class every detector shares: validation, the score convention and the offset.
+
+One convention for the whole package: :meth:`BaseDetector.score_samples` returns a raw anomaly
+score where **higher means more anomalous**. :meth:`~BaseDetector.decision_function` and
+:meth:`~BaseDetector.predict` keep scikit-learn's meaning so that users of the original
+One-Class SVM code see what they expect::
+
+    decision_function(X) = offset_ - score_samples(X)     (negative = anomalous)
+    predict(X)           = -1 where decision_function(X) < 0, else 1
+
+``offset_`` is the ``1 - contamination`` quantile of the training scores, so about
+``contamination`` of the training rows are predicted anomalous (the same rule as
+:class:`sklearn.ensemble.IsolationForest`). The calibrated threshold used in production comes
+from :mod:`aws_anomaly.calibration`; ``offset_`` is only the estimator's own default cut.
+
+Subclasses implement ``_fit(X) -> training scores`` and ``_score(X) -> scores`` on arrays that
+are already validated. Detectors wrapping a scikit-learn model derive from
+:class:`SklearnAdapter` instead, implement ``_fit_normality(X)`` and ``_normality(X)`` with
+scikit-learn's "higher = more normal" meaning, and the sign is flipped once, there.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, OutlierMixin
+from threadpoolctl import threadpool_limits
+
+from aws_anomaly.errors import ConfigError, DataError, NotFittedError
+
+__all__ = ["BaseDetector", "SklearnAdapter", "check_feature_matrix", "seed_from"]
+
+# Detectors score in row chunks of this many rows: large enough that BLAS and numpy run at full
+# speed, small enough that the temporaries stay in cache and memory stays flat on 1e6+ rows.
+CHUNK_ROWS = 16384
+
+
+def check_feature_matrix(X: Any, *, where: str) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 array, or raise :class:`DataError`.
+
+    Parameters
+    ----------
+    X
+        Array-like of shape (n_samples, n_features); a float64 numpy array passes through
+        without a copy.
+    where
+        Who is asking (e.g. ``"IsolationForestDetector.fit"``), for the error message.
+
+    Raises
+    ------
+    DataError
+        If ``X`` is sparse, not numeric, complex, not 2-D, empty, or holds NaN/inf (the message
+        names the first bad column and how many rows are bad).
+
+    Examples
+    --------
+    >>> check_feature_matrix([[1, 2], [3, 4]], where="demo").dtype
+    dtype('float64')
+    >>> check_feature_matrix([[1.0, float("nan")]], where="demo")
+    Traceback (most recent call last):
+    ...
+    aws_anomaly.errors.DataError: demo: X holds NaN/inf in 1 column(s): column 1 has 1 of 1 \
+rows non-finite (first at row 0); the feature matrix must be finite everywhere
+    """
+    if sp.issparse(X):
+        raise DataError(f"{where}: X is a sparse matrix; detectors take dense arrays only "
+                        "(call X.toarray())")
+    raw = np.asarray(X)
+    if raw.dtype.kind == "c":
+        raise DataError(f"{where}: Complex data not supported; X must be real-valued")
+    try:
+        arr = raw.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: X must be numeric, got dtype {raw.dtype} ({exc})") from None
+    if arr.ndim != 2:
+        raise DataError(f"{where}: X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+                        "reshape a single sample with X.reshape(1, -1)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{where}: X has shape {arr.shape}; at least 1 row and 1 column "
+                        "are required")
+    # Fast path: a column sum is finite when the column is (overflow is re-checked exactly),
+    # which costs one streaming pass instead of a boolean array as large as X.
+    with np.errstate(over="ignore", invalid="ignore"):
+        col_sums = arr.sum(axis=0)
+    suspect = np.flatnonzero(~np.isfinite(col_sums))
+    if suspect.size:
+        bad_cols = [int(j) for j in suspect if not np.isfinite(arr[:, j]).all()]
+        if bad_cols:
+            j = bad_cols[0]
+            bad_rows = np.flatnonzero(~np.isfinite(arr[:, j]))
+            raise DataError(
+                f"{where}: X holds NaN/inf in {len(bad_cols)} column(s): column {j} has "
+                f"{bad_rows.size} of {arr.shape[0]} rows non-finite (first at row "
+                f"{int(bad_rows[0])}); the feature matrix must be finite everywhere")
+    return arr
+
+
+def seed_from(random_state: Any) -> int:
+    """An int seed for a sub-estimator, drawn from ``random_state`` (None, int or RandomState).
+
+    Examples
+    --------
+    >>> seed_from(0) == seed_from(0)
+    True
+    """
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    return int(np.random.RandomState(random_state).randint(2**31 - 1))
+
+
+def check_int_param(owner: str, name: str, value: Any, *, low: int, allow_none: bool = False
+                    ) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an int >= ``low`` (or None if allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        allowed = f"an int >= {low}" + (" or None" if allow_none else "")
+        raise ConfigError(f"{owner}: {name}={value!r} is not allowed; use {allowed}")
+
+
+def check_float_param(owner: str, name: str, value: Any, *, low: float, high: float,
+                      low_open: bool = True, high_open: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a real number in the given interval."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{owner}: {name}={value!r} is not allowed; use a float in {interval}")
+
+
+def check_random_state_param(owner: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is None, a non-negative int or RandomState."""
+    if value is None or isinstance(value, np.random.RandomState):
+        return
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return
+    raise ConfigError(f"{owner}: random_state={value!r} is not allowed; use None, an int >= 0 "
+                      "or a numpy RandomState")
+
+
+def check_n_jobs_param(owner: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is None or a non-zero int."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value == 0:
+        raise ConfigError(f"{owner}: n_jobs={value!r} is not allowed; use None (1 thread), a "
+                          "positive int, or a negative int (-1 = all cores)")
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Threads for ``n_jobs`` with scikit-learn's meaning (None = 1, -1 = all cores).
+
+    Examples
+    --------
+    >>> resolve_n_jobs(None), resolve_n_jobs(3)
+    (1, 3)
+    """
+    if n_jobs is None:
+        return 1
+    cpus = os.cpu_count() or 1
+    return max(1, cpus + 1 + n_jobs) if n_jobs < 0 else int(n_jobs)
+
+
+def map_chunks(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
+               n_jobs: int | None = 1, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """``fn`` applied to row chunks of ``X`` (each returning one float per row), concatenated.
+
+    With ``n_jobs > 1`` and more than one chunk, chunks run on a thread pool (numpy and BLAS
+    release the GIL) while BLAS is limited to one thread, so the two levels of parallelism do
+    not oversubscribe the cores. A single chunk (the live path: a few rows) always runs in the
+    calling thread, without the pool's start-up cost.
+
+    Examples
+    --------
+    >>> map_chunks(lambda c: c.sum(axis=1), np.ones((5, 2)), chunk_rows=2).tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    n = X.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    starts = range(0, n, chunk_rows)
+
+    def run(start: int) -> None:
+        out[start:start + chunk_rows] = fn(X[start:start + chunk_rows])
+
+    workers = min(resolve_n_jobs(n_jobs), len(starts))
+    if workers <= 1:
+        for start in starts:
+            run(start)
+    else:
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(run, starts):
+                pass  # re-raises the first error from a worker
+    return out
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Base of all detectors: validation, ``offset_``, ``decision_function`` and ``predict``.
+
+    Subclasses declare their hyperparameters as keyword-only ``__init__`` arguments (stored
+    unchanged, as scikit-learn requires), including ``contamination``, and implement
+    ``_check_params()``, ``_fit(X)`` (returns the training scores) and ``_score(X)``.
+    """
+
+    contamination: float
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Validate subclass hyperparameters; raise :class:`ConfigError`."""
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- validation, in one place -------------------------------------------------------------
+    def _validate(self, X: Any, *, method: str, reset: bool, where: str | None = None
+                  ) -> np.ndarray:
+        where = where or f"{type(self).__name__}.{method}"
+        if not reset:
+            self._check_fitted(method)
+        arr = check_feature_matrix(X, where=where)
+        if reset:
+            self.n_features_in_ = arr.shape[1]
+        elif arr.shape[1] != self.n_features_in_:
+            raise DataError(f"{where}: X has {arr.shape[1]} features, but "
+                            f"{type(self).__name__} is expecting {self.n_features_in_} features "
+                            "as input (the column count seen in fit)")
+        return arr
+
+    def _check_fitted(self, method: str) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call "
+                                 f"fit(X) before {method}()")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once ``offset_`` exists (lets ``sklearn.utils.validation.check_is_fitted``
+        answer correctly)."""
+        return hasattr(self, "offset_")
+
+    # -- public API ---------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> BaseDetector:
+        """Learn what normal looks like from ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._fit_and_score(X)
+        return self
+
+    def _fit_and_score(self, X: Any, *, where: str | None = None) -> np.ndarray:
+        """Validate, fit, set ``offset_``; return the training scores (for ensembles)."""
+        owner = type(self).__name__
+        check_float_param(owner, "contamination", self.contamination, low=0.0, high=0.5)
+        self._check_params()
+        arr = self._validate(X, method="fit", reset=True, where=where)
+        train_scores = np.asarray(self._fit(arr), dtype=np.float64)
+        self.offset_ = float(np.quantile(train_scores, 1.0 - self.contamination))
+        return train_scores
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Raw anomaly score per row: **higher = more anomalous**. Shape (n_samples,)."""
+        arr = self._validate(X, method="score_samples", reset=False)
+        return self._score(arr)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``offset_ - score_samples(X)``: negative for rows predicted anomalous."""
+        return self.offset_ - self.score_samples(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """-1 for anomalous rows, 1 for normal rows (scikit-learn's outlier convention)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+class SklearnAdapter(BaseDetector):
+    """A detector whose core is a scikit-learn outlier model ("higher = more normal").
+
+    Subclasses implement ``_fit_normality(X)`` (fit; return the training rows' normality) and
+    ``_normality(X)``, both with scikit-learn's sign; the flip to "higher = more anomalous"
+    happens here and nowhere else.
+    """
+
+    def _fit_normality(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _normality(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:
+        return -self._fit_normality(X)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return -self._normality(X)
+
+
+def subsample_rows(X: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """``X`` itself when it has at most ``max_rows`` rows, else a uniform random subset
+    (without replacement, kept in the original row order)."""
+    if max_rows is None or X.shape[0] <= max_rows:
+        return X
+    idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=max_rows, replace=False))
+    return X[idx]
