@@ -130,8 +130,10 @@ class CloudWatchSource(BaseSource):
         per_metric = self._entities(entities)
         for q in self._queries:
             for ent in per_metric[q.metric]:
-                dims = [{"Name": k, "Value": v} for k, v in q.dimensions.items()]
-                dims.append({"Name": q.entity_dimension, "Value": ent})
+                named = {**q.dimensions, q.entity_dimension: ent}
+                # Sorted by name: one canonical form (CloudWatch ignores the order; some
+                # emulators compare dimension lists as given).
+                dims = [{"Name": k, "Value": named[k]} for k in sorted(named)]
                 plan.append((q.metric, ent, {
                     "Metric": {"Namespace": q.namespace, "MetricName": q.metric_name,
                                "Dimensions": dims},
