@@ -1,4 +1,75 @@
-"""Commands: bench (registered on import)."""
+"""Commands: ``bench nab`` (NAB benchmark) and ``bench demo`` (event table on the demo clusters)."""
 
-from aws_anomaly.cli.app import app  # noqa: F401
+from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aws_anomaly.cli.app import app
+from aws_anomaly.evaluation.nab_bench import render_markdown, run_demo_bench, run_nab_bench
+
+bench_app = typer.Typer(
+    help="Detection-quality benchmarks on labelled data.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("nab")
+def nab(
+    data: Annotated[Path, typer.Option(help="A folder in NAB's layout (data/, labels/, ...).")],
+    out: Annotated[Path, typer.Option(help="Output folder for results/, scores.json, scores.md.")],
+    detector: Annotated[
+        list[str] | None,
+        typer.Option(help="Detector to run or score (repeatable); default all."),
+    ] = None,
+    files: Annotated[
+        list[str] | None, typer.Option(help="Glob on category/name.csv or name.csv (repeatable).")
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option(help="Category folder under data/ (repeatable).")
+    ] = None,
+    leave_out: Annotated[
+        int, typer.Option(help="Leave-files-out folds for cross-validation (0: none).")
+    ] = 5,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    published: Annotated[
+        bool, typer.Option(help="Also score published detectors under DATA/results.")
+    ] = True,
+    check_causality: Annotated[
+        bool, typer.Option(help="Reject detectors whose prefix run differs (look-ahead).")
+    ] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run our detectors and the peers under NAB's rules, score them with the NAB scorer."""
+    report = run_nab_bench(
+        data, out, detectors=detector, files=files, categories=category, folds=leave_out,
+        workers=workers, include_published=published, check=check_causality, progress=progress,
+    )
+    typer.echo(render_markdown(report))
+    typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")
+
+
+@bench_app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder for scores.json and scores.md.")],
+    clusters: Annotated[int, typer.Option(help="Simulated clusters.")] = 3,
+    days: Annotated[float, typer.Option(help="Days of 5-minute data.")] = 28,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    train_days: Annotated[
+        float, typer.Option(help="Leading days used for learning (ignored by the scorer).")
+    ] = 7,
+    detector: Annotated[
+        list[str] | None, typer.Option(help="Detector (repeatable; 'aws_model' = AnomalyModel).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Event-level table on the demo clusters: univariate detectors per metric, and the model."""
+    report = run_demo_bench(
+        out, clusters=clusters, days=days, seed=seed, train_days=train_days, detectors=detector,
+        workers=workers, progress=progress,
+    )
+    typer.echo(render_markdown(report))
+    typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")

@@ -182,12 +182,16 @@ class NabFile:
         float64 per record.
     windows
         Anomaly windows as inclusive ``(start_idx, end_idx)`` row pairs, in time order.
+    probation
+        Probationary length to use instead of NAB's ``min(floor(0.15 N), 750)`` (for corpora
+        that are not NAB's, e.g. a training period on the demo clusters).
     """
 
     key: str
     timestamps: np.ndarray
     values: np.ndarray
     windows: tuple[tuple[int, int], ...] = field(default_factory=tuple)
+    probation: int | None = None
 
     @property
     def n(self) -> int:
@@ -197,7 +201,7 @@ class NabFile:
     @property
     def probationary(self) -> int:
         """Length of the probationary period (records the scorer ignores)."""
-        return probationary_length(self.n)
+        return probationary_length(self.n) if self.probation is None else int(self.probation)
 
     @property
     def category(self) -> str:
