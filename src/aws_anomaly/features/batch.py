@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -21,6 +23,8 @@ from aws_anomaly.features.kernels import (
     finish_quantiles,
     finish_ratio,
     finish_window,
+    sparse_levels,
+    sparse_window,
 )
 from aws_anomaly.features.spec import MAX_ABS_VALUE, FeaturePlan, FeatureSpec
 
@@ -28,6 +32,8 @@ __all__ = ["FeatureMatrix", "build_features", "check_values", "plan_for", "times
 
 #: Rows per chunk: temporaries stay in cache, the output is written once.
 CHUNK_ROWS = 16_384
+#: Most worker threads the batch builder uses (chunks are independent).
+MAX_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -177,13 +183,31 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
     n = arr.shape[0] if arr.ndim >= 1 else 0
     ns = timestamps_ns(timestamps, n)
     x = check_values(arr, plan.metrics, ns)
-    out = np.empty((plan.n_features, n))
-    if n:
+    k = plan.n_features
+    if n == 0:
+        vals = np.empty((0, k), order=order)
+    else:
         xt = np.ascontiguousarray(x.T)
         ref = xt[:, 0].copy()
-        for c0 in range(0, n, CHUNK_ROWS):
-            _fill_chunk(out, xt, ns, ref, c0, min(n, c0 + CHUNK_ROWS), plan)
-    vals = out.T if order == "F" else np.ascontiguousarray(out.T)
+        vals = np.empty((n, k), order=order)
+        bounds = [(c0, min(n, c0 + CHUNK_ROWS)) for c0 in range(0, n, CHUNK_ROWS)]
+
+        def run(b: tuple[int, int]) -> None:
+            c0, c1 = b
+            if order == "F":
+                _fill_chunk(vals.T[:, c0:c1], xt, ns, ref, c0, c1, plan)
+            else:  # build column-wise in cache, then one transposing copy
+                dst = np.empty((k, c1 - c0))
+                _fill_chunk(dst, xt, ns, ref, c0, c1, plan)
+                vals[c0:c1] = dst.T
+
+        threads = _threads(len(bounds))
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run, bounds))
+        else:
+            for b in bounds:
+                run(b)
     ready = np.arange(1, n + 1) >= spec.min_history
     return FeatureMatrix(values=vals, names=plan.names, ready=ready,
                          groups={k: list(v) for k, v in plan.groups.items()})
@@ -194,9 +218,14 @@ def _block_start(c0: int, w: int) -> int:
     return max(0, ((c0 - w + 1) // w) * w)
 
 
-def _fill_chunk(out: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray, c0: int,
+def _threads(n_chunks: int) -> int:
+    """Worker threads for the chunk loop: numpy releases the GIL in its kernels."""
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1, n_chunks))
+
+
+def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray, c0: int,
                 c1: int, plan: FeaturePlan) -> None:
-    """Write the features of rows ``c0:c1`` into ``out[:, c0:c1]``."""
+    """Write the features of rows ``c0:c1`` into ``dst`` (``(k, c1 - c0)``)."""
     spec = plan.spec
     m = len(plan.metrics)
     sw = plan.sum_windows
@@ -206,12 +235,19 @@ def _fill_chunk(out: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
     pb = np.asarray([b for _, b in plan.pairs], dtype=np.intp)
     x = xt[:, c0:c1]
     t = np.arange(c0, c1)
-    out[plan.idx_value, c0:c1] = x
+    dst[plan.idx_value] = x
 
     e0 = min(_block_start(c0, w) for w in sw)
     xc = xt[:, e0:c1] - ref[:, None]
     ch = channels(xc, pa, pb, products=bool(cross))
     iw = plan.idx_window
+    # Rolling min / max: exact, so a sparse table over the chunk (plus the longest window
+    # before it) serves every window at once.
+    wmax = spec.windows[-1]
+    m0 = max(0, c0 - wmax + 1)
+    top = wmax.bit_length() - 1
+    lmin = sparse_levels(xt[:, m0:c1], top, np.minimum)
+    lmax = sparse_levels(xt[:, m0:c1], top, np.maximum)
     for wi, w in enumerate(sw):
         s = _block_start(c0, w)
         nch = ch.shape[0] if w in cross else 2 * m
@@ -220,43 +256,42 @@ def _fill_chunk(out: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
         mean, std, z, d = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
                                         spec.scale_floor)
         if w in wins:
-            out[iw["mean"][wi], c0:c1] = mean
-            out[iw["std"][wi], c0:c1] = std
-            out[iw["z"][wi], c0:c1] = z
-            raw = xt[:, s:c1]
-            out[iw["min"][wi], c0:c1] = block_reduce(raw, w, np.minimum)[:, c0 - s:]
-            out[iw["max"][wi], c0:c1] = block_reduce(raw, w, np.maximum)[:, c0 - s:]
+            dst[iw["mean"][wi]] = mean
+            dst[iw["std"][wi]] = std
+            dst[iw["z"][wi]] = z
+            dst[iw["min"][wi]] = sparse_window(lmin, w, c0 - m0, np.minimum)
+            dst[iw["max"][wi]] = sparse_window(lmax, w, c0 - m0, np.maximum)
         if w in cross:
-            r = finish_corr(sums[2 * m:], d[pa], d[pb], std[pa], std[pb], mean[pa], mean[pb],
-                            cnt, spec.scale_floor)
-            out[plan.idx_corr[wi], c0:c1] = r
+            dst[plan.idx_corr[wi]] = finish_corr(sums[2 * m:], d[pa], d[pb], std[pa], std[pb],
+                                                 mean[pa], mean[pb], cnt, spec.scale_floor)
 
     for qi, w in enumerate(spec.active_quantile_windows):
         cols = plan.idx_quant[qi]  # (4, m)
         # Warm-up rows (fewer than w rows seen): one sort per row, with its own count.
         for i in range(c0, min(c1, w - 1)):
-            srt = np.sort(xt[:, : i + 1], axis=-1)
-            res = finish_quantiles(srt, i + 1, xt[:, i], spec.scale_floor)
-            for r in range(4):
-                out[cols[r], i] = res[r]
+            q, rz = finish_quantiles(np.sort(xt[:, : i + 1], axis=-1), i + 1, xt[:, i],
+                                     spec.scale_floor)
+            for r in range(3):
+                dst[cols[r], i - c0] = q[:, r]
+            dst[cols[3], i - c0] = rz
         r0 = max(c0, w - 1)
         if r0 < c1:
             srt = np.sort(sliding_window_view(xt[:, r0 - w + 1:c1], w, axis=1), axis=-1)
-            res = finish_quantiles(srt, w, xt[:, r0:c1], spec.scale_floor)
-            for r in range(4):
-                out[cols[r], r0:c1] = res[r]
+            q, rz = finish_quantiles(srt, w, xt[:, r0:c1], spec.scale_floor)
+            for r in range(3):
+                dst[cols[r], r0 - c0:] = q[..., r]
+            dst[cols[3], r0 - c0:] = rz
 
     for li, lag in enumerate(spec.lags):
-        lagged = _lagged(xt, c0, c1, lag)
-        diff, roc = finish_lag(x, lagged, spec.ratio_floor)
-        out[plan.idx_diff[li], c0:c1] = diff
-        out[plan.idx_roc[li], c0:c1] = roc
+        diff, roc = finish_lag(x, _lagged(xt, c0, c1, lag), spec.ratio_floor)
+        dst[plan.idx_diff[li]] = diff
+        dst[plan.idx_roc[li]] = roc
     for si, lag in enumerate(spec.seasonal_lags):
-        out[plan.idx_season[si], c0:c1] = x - _lagged(xt, c0, c1, lag)
+        dst[plan.idx_season[si]] = x - _lagged(xt, c0, c1, lag)
     if len(plan.pairs):
-        out[plan.idx_ratio, c0:c1] = finish_ratio(x[pa], x[pb], spec.ratio_floor)
+        dst[plan.idx_ratio] = finish_ratio(x[pa], x[pb], spec.ratio_floor)
     if len(plan.idx_calendar):
-        out[plan.idx_calendar, c0:c1] = calendar(ns[c0:c1])
+        dst[plan.idx_calendar] = calendar(ns[c0:c1])
 
 
 def _lagged(xt: np.ndarray, c0: int, c1: int, lag: int) -> np.ndarray:

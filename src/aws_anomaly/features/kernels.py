@@ -20,6 +20,9 @@ batch and streaming sums are bit-identical. The same scheme gives rolling min / 
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 
 from aws_anomaly.features.spec import P10_P90_SIGMA, QUANTILES
@@ -28,12 +31,15 @@ __all__ = [
     "IDENTITY",
     "block_reduce",
     "calendar",
+    "calendar_one",
     "channels",
     "finish_corr",
     "finish_lag",
     "finish_quantiles",
     "finish_ratio",
     "finish_window",
+    "sparse_levels",
+    "sparse_window",
     "suffix_scan",
 ]
 
@@ -65,23 +71,61 @@ def block_reduce(a: np.ndarray, w: int, op: np.ufunc) -> np.ndarray:
     Column 0 of ``a`` must sit on a block boundary (an absolute row index divisible by ``w``).
     Row ``i`` of the result reduces rows ``max(block_start, i - w + 1) .. i`` where windows that
     reach before column 0 are cut at column 0 (the expanding warm-up when column 0 is row 0).
+    Each window is ``suffix(previous block) op prefix(current block)``, both accumulated
+    sequentially: the streaming builder repeats exactly these operations.
 
     >>> block_reduce(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), 2, np.add)
     array([[1., 3., 5., 7., 9.]])
     """
     c, n = a.shape
-    nb = -(-n // w)
-    if nb * w != n:
-        b = np.full((c, nb * w), IDENTITY[op])
-        b[:, :n] = a
+    nf, r = divmod(n, w)
+    out = np.empty((c, n))
+    if nf:
+        b3 = a[:, : nf * w].reshape(c, nf, w)
+        o3 = out[:, : nf * w].reshape(c, nf, w)  # a view: out rows are contiguous
+        op.accumulate(b3, axis=2, out=o3)
+        if nf > 1 and w > 1:
+            op(o3[:, 1:, : w - 1], suffix_scan(b3[:, :-1, 1:], op), out=o3[:, 1:, : w - 1])
+    if r:
+        tail = out[:, nf * w:]
+        op.accumulate(a[:, nf * w:], axis=1, out=tail)
+        if nf:
+            last = a[:, (nf - 1) * w: nf * w]
+            op(tail, suffix_scan(last, op)[:, 1: r + 1], out=tail)
+    return out
+
+
+def sparse_levels(a: np.ndarray, top: int, op: np.ufunc) -> list[np.ndarray]:
+    """``levels[k][:, i]`` = ``op`` over columns ``max(0, i - 2**k + 1) .. i``, k <= ``top``.
+
+    Exact for min / max (any order gives the same bits), so batch may use it while the
+    streaming builder uses block prefixes and suffixes.
+    """
+    levels = [a]
+    for k in range(top):
+        h = 1 << k
+        prev = levels[-1]
+        nxt = prev.copy()
+        if h < a.shape[1]:
+            op(prev[:, h:], prev[:, :-h], out=nxt[:, h:])
+        levels.append(nxt)
+    return levels
+
+
+def sparse_window(levels: list[np.ndarray], w: int, first: int, op: np.ufunc) -> np.ndarray:
+    """Rolling ``op`` over ``w`` columns for columns ``first ..`` from :func:`sparse_levels`.
+
+    Windows reaching before column 0 are cut at column 0 (expanding warm-up).
+    """
+    k = w.bit_length() - 1
+    lv = levels[k]
+    n = lv.shape[1]
+    back = first - w + (1 << k)
+    if back >= 0:
+        other = lv[:, back: n - w + (1 << k)]
     else:
-        b = a
-    b3 = b.reshape(c, nb, w)
-    out = op.accumulate(b3, axis=2)
-    if nb > 1 and w > 1:
-        suf = suffix_scan(b3[:, :-1, 1:], op)
-        op(out[:, 1:, : w - 1], suf, out=out[:, 1:, : w - 1])
-    return out.reshape(c, nb * w)[:, :n]
+        other = lv[:, np.maximum(np.arange(first, n) - w + (1 << k), 0)]
+    return op(lv[:, first:], other)
 
 
 def finish_window(x: np.ndarray, s1: np.ndarray, s2: np.ndarray, cnt: np.ndarray,
@@ -128,27 +172,28 @@ def finish_ratio(a: np.ndarray, b: np.ndarray, ratio_floor: float) -> np.ndarray
     return a / np.maximum(np.abs(b), ratio_floor)
 
 
-def _positions(cnt: int) -> list[tuple[int, int, float]]:
-    out = []
-    for q in QUANTILES:
-        pos = q * (cnt - 1)
-        lo = int(np.floor(pos))
-        out.append((lo, min(lo + 1, cnt - 1), pos - lo))
-    return out
+@lru_cache(maxsize=256)
+def _positions(cnt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order-statistic indices (low, high) and interpolation weights of ``QUANTILES``."""
+    pos = np.asarray(QUANTILES) * (cnt - 1)
+    lo = np.floor(pos).astype(np.intp)
+    return lo, np.minimum(lo + 1, cnt - 1), pos - lo
 
 
 def finish_quantiles(sorted_: np.ndarray, cnt: int, x: np.ndarray, scale_floor: float
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """p10, median, p90 (linear interpolation) and the robust z-score of sorted windows.
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles (p10, median, p90; linear interpolation) and the robust z-score.
 
-    ``sorted_`` holds windows of ``cnt`` rows sorted along the last axis.
+    ``sorted_`` holds windows of ``cnt`` rows sorted along the last axis; returns
+    ``(quantiles (..., 3), robust_z (...))``.
     """
-    qs = [sorted_[..., lo] + frac * (sorted_[..., hi] - sorted_[..., lo])
-          for lo, hi, frac in _positions(cnt)]
-    p10, med, p90 = qs
-    scale = (p90 - p10) / P10_P90_SIGMA
+    lo, hi, frac = _positions(cnt)
+    a = sorted_[..., lo]
+    q = a + frac * (sorted_[..., hi] - a)
+    med = q[..., 1]
+    scale = (q[..., 2] - q[..., 0]) / P10_P90_SIGMA
     robust_z = (x - med) / np.maximum(scale, scale_floor * (1.0 + np.abs(med)))
-    return p10, med, p90, robust_z
+    return q, robust_z
 
 
 def calendar(ns: np.ndarray) -> np.ndarray:
@@ -160,9 +205,26 @@ def calendar(ns: np.ndarray) -> np.ndarray:
            [ 0.433884,  0.222521],
            [-0.900969, -0.974928]])
     """
-    tod = (ns % _DAY_NS).astype(np.float64) / _DAY_NS
-    dow = ((ns // _DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    week = (dow.astype(np.float64) + tod) / 7.0
+    # Float arithmetic (integer division is slow); the error is ~1e-11 days.
+    days = ns.astype(np.float64) / _DAY_NS
+    tod = days - np.floor(days)
+    week = (days + 3.0) / 7.0  # 1970-01-01 was a Thursday; Monday 00:00 = angle 0
+    week -= np.floor(week)
     a = (2.0 * np.pi) * tod
     b = (2.0 * np.pi) * week
     return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)])
+
+
+def calendar_one(ns: int) -> np.ndarray:
+    """:func:`calendar` of a single timestamp, with scalar math (the streaming fast path).
+
+    The arithmetic is the same; ``math.sin`` and numpy's vectorised ``sin`` may differ in the
+    last bit.
+    """
+    days = float(ns) / _DAY_NS
+    tod = days - math.floor(days)
+    week = (days + 3.0) / 7.0
+    week -= math.floor(week)
+    a = (2.0 * math.pi) * tod
+    b = (2.0 * math.pi) * week
+    return np.array([math.sin(a), math.cos(a), math.sin(b), math.cos(b)])

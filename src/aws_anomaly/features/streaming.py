@@ -23,7 +23,7 @@ from aws_anomaly.errors import DataError
 from aws_anomaly.features.batch import check_values, plan_for, timestamps_ns
 from aws_anomaly.features.kernels import (
     IDENTITY,
-    calendar,
+    calendar_one,
     channels,
     finish_corr,
     finish_lag,
@@ -40,6 +40,8 @@ _STATE_VERSION = 1
 
 
 def _to_ns(timestamp: Any) -> int:
+    if isinstance(timestamp, pd.Timestamp) and timestamp is not pd.NaT:
+        return int(timestamp.value)  # UTC ns (tz-naive taken as UTC)
     if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
         return int(timestamp)
     try:
@@ -101,8 +103,10 @@ class StreamingFeatureBuilder:
         self._sw = sw
         self._ar = np.arange(len(sw))
         self._wmax = int(sw.max())
+        self._swl = [int(w) for w in sw]
+        self._cnt_full = sw.astype(np.float64)[:, None]
         self._lags = np.asarray(spec.lags, dtype=np.int64)
-        self._slags = np.asarray(spec.seasonal_lags, dtype=np.int64)
+        self._all_lags = np.asarray((*spec.lags, *spec.seasonal_lags), dtype=np.int64)
         self._qws = spec.active_quantile_windows
         self._cap_rows = spec.history_rows
         self._hist = np.empty((self._cap_rows + max(256, self._cap_rows), m))
@@ -213,13 +217,12 @@ class StreamingFeatureBuilder:
             after the previous one.
         """
         ns = _to_ns(timestamp)
-        x = np.asarray(values, dtype=np.float64).reshape(-1) if not (
-            isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1
-        ) else values
+        x = np.array(values, dtype=np.float64).reshape(-1)
         if x.shape[0] != self._m:
             raise DataError(f"streaming features: got {x.shape[0]} values for {self._m} metrics "
                             f"{list(self.metrics)}")
-        if not (np.abs(x) <= MAX_ABS_VALUE).all():
+        lo, hi = x.min(), x.max()
+        if not (lo >= -MAX_ABS_VALUE and hi <= MAX_ABS_VALUE):  # also catches NaN
             j = int(np.flatnonzero(~(np.abs(x) <= MAX_ABS_VALUE))[0])
             raise DataError(
                 f"streaming features: metric '{self.metrics[j]}' has value {x[j]!r} at "
@@ -230,7 +233,6 @@ class StreamingFeatureBuilder:
                 f"streaming features: timestamp {pd.Timestamp(ns, tz='UTC').isoformat()} does "
                 f"not come after the previous one "
                 f"{pd.Timestamp(self._last_ns, tz='UTC').isoformat()}")
-        x = x.copy()
         t = self._n
         if t == 0:
             self._ref = x.copy()
@@ -238,51 +240,59 @@ class StreamingFeatureBuilder:
         self._n = t + 1
         self._last_ns = ns
 
-        sw = self._sw
-        j = t % sw
-        reset = (j == 0)[:, None]
+        # Block prefixes: the same sequential additions as np.add.accumulate in batch.
+        js = [t % w for w in self._swl]
         ch = channels(x - self._ref, self._pa, self._pb, self._products)
-        self._pre_sum = np.where(reset, ch, self._pre_sum + ch)
-        self._pre_min = np.where(reset, x, np.minimum(self._pre_min, x))
-        self._pre_max = np.where(reset, x, np.maximum(self._pre_max, x))
-        jp = j + 1
+        self._pre_sum += ch
+        np.minimum(self._pre_min, x, out=self._pre_min)
+        np.maximum(self._pre_max, x, out=self._pre_max)
+        for i, j in enumerate(js):
+            if j == 0:
+                self._pre_sum[i] = ch
+                self._pre_min[i] = x
+                self._pre_max[i] = x
+        jp = np.array(js) + 1
         sums = self._pre_sum + self._suf_sum[self._ar, jp]
         mins = np.minimum(self._pre_min, self._suf_min[self._ar, jp])
         maxs = np.maximum(self._pre_max, self._suf_max[self._ar, jp])
         out = self._finish(t, ns, x, sums, mins, maxs)
-        for i in np.flatnonzero(j == sw - 1).tolist():
-            w = int(sw[i])
-            self._set_suffix(i, self._hist[self._nh - w: self._nh])
+        for i, (j, w) in enumerate(zip(js, self._swl, strict=True)):
+            if j == w - 1:
+                self._set_suffix(i, self._hist[self._nh - w: self._nh])
         return out
 
     def _finish(self, t: int, ns: int, x: np.ndarray, sums: np.ndarray, mins: np.ndarray,
                 maxs: np.ndarray) -> np.ndarray:
         spec, m = self.spec, self._m
         pa, pb = self._pa, self._pb
-        cnt = np.minimum(t + 1, self._sw).astype(np.float64)[:, None]
+        cnt = self._cnt_full if t + 1 >= self._wmax else \
+            np.minimum(t + 1, self._sw).astype(np.float64)[:, None]
         mean, std, z, d = finish_window(x, sums[:, :m], sums[:, m:2 * m], cnt, self._ref,
                                         spec.scale_floor)
         if self._products and len(pa):
-            corr = finish_corr(sums[:, 2 * m:], d[:, pa], d[:, pb], std[:, pa], std[:, pb],
-                               mean[:, pa], mean[:, pb], cnt, spec.scale_floor)
+            # every sum window; the gather keeps the cross windows' rows
+            st = np.stack((d, std, mean))
+            a, b = st[:, :, pa], st[:, :, pb]
+            corr = finish_corr(sums[:, 2 * m:], a[0], b[0], a[1], b[1], a[2], b[2], cnt,
+                               spec.scale_floor)
         else:
-            corr = np.empty((len(self._sw), len(pa)))
-        ratio = finish_ratio(x[pa], x[pb], spec.ratio_floor)
+            corr = np.empty(0)
         hist, base = self._hist, self._n - self._nh
-        diff, roc = finish_lag(x, hist[np.maximum(t - self._lags, 0) - base],
-                               spec.ratio_floor)
-        season = x - hist[np.maximum(t - self._slags, 0) - base]
-        quant = np.empty((len(self._qws), 4, m))
-        for qi, w in enumerate(self._qws):
+        lagged = hist[np.maximum(t - self._all_lags, 0) - base]
+        nl = len(self._lags)
+        diff, roc = finish_lag(x, lagged[:nl], spec.ratio_floor)
+        season = x - lagged[nl:]
+        pieces = [x, mean.ravel(), std.ravel(), mins.ravel(), maxs.ravel(), z.ravel(),
+                  corr.ravel(), finish_ratio(x[pa], x[pb], spec.ratio_floor), diff.ravel(),
+                  roc.ravel(), season.ravel()]
+        for w in self._qws:
             c = min(t + 1, w)
             srt = np.sort(hist[self._nh - c: self._nh].T, axis=-1)
-            quant[qi] = finish_quantiles(srt, c, x, spec.scale_floor)
-        cal = calendar(np.array([ns], dtype=np.int64))[:, 0] if spec.include_calendar \
-            else np.empty(0)
-        pool = np.concatenate([x, mean.ravel(), std.ravel(), mins.ravel(), maxs.ravel(),
-                               z.ravel(), corr.ravel(), ratio, diff.ravel(), roc.ravel(),
-                               season.ravel(), quant.ravel(), cal])
-        return pool[self._gather]
+            q, rz = finish_quantiles(srt, c, x, spec.scale_floor)
+            pieces.extend((q.T.ravel(), rz))
+        if spec.include_calendar:
+            pieces.append(calendar_one(ns))
+        return np.concatenate(pieces)[self._gather]
 
     def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
         """Prime the builder with history rows (vectorised; no feature vectors returned).
