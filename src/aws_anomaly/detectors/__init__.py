@@ -63,6 +63,8 @@ TRUSTED_TYPES: list[str] = sorted({
     "numpy.random._mt19937.MT19937",
     "numpy.random.mtrand.RandomState",
     "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.neighbors._lof.LocalOutlierFactor",
