@@ -1,0 +1,13 @@
+"""Persistence of anomaly events, feedback, the model registry index and job state."""
+
+from aws_anomaly.store.store import (
+    FeedbackRecord,
+    ModelRecord,
+    Page,
+    Precision,
+    Store,
+    from_us,
+    to_us,
+)
+
+__all__ = ["FeedbackRecord", "ModelRecord", "Page", "Precision", "Store", "from_us", "to_us"]

@@ -1,0 +1,104 @@
+"""Tables of the anomaly store (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): one representation that
+orders, compares and round-trips identically on both databases, with no time-zone guessing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "events",
+    "feedback",
+    "job_state",
+    "metadata",
+    "models",
+    "store_info",
+    "thresholds",
+]
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+store_info = Table(
+    "store_info", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+events = Table(
+    "anomaly_events", metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("job", String(64), nullable=False),
+    Column("entity", String(256), nullable=False),
+    Column("model", String(128), nullable=False, default=""),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("peak_us", BigInteger, nullable=False),
+    Column("peak_score", Float, nullable=False),
+    Column("n_points", Integer, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("top_metrics", JSON, nullable=False),
+    Column("deviations", JSON, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Index("ix_events_start", "start_us", "event_id"),
+    Index("ix_events_entity_start", "entity", "start_us"),
+    Index("ix_events_job_status", "job", "status"),
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(32), ForeignKey("anomaly_events.event_id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("label", String(16), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+models = Table(
+    "models", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("job", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("trained_at_us", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False, default=False),
+    Column("info", JSON, nullable=False),
+)
+
+job_state = Table(
+    "job_state", metadata,
+    Column("job", String(64), primary_key=True),
+    Column("entity", String(256), primary_key=True),
+    Column("last_scored_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+thresholds = Table(
+    "entity_thresholds", metadata,
+    Column("job", String(64), primary_key=True),
+    Column("entity", String(256), primary_key=True),
+    Column("threshold", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)

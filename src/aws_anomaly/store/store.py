@@ -1,0 +1,553 @@
+"""The anomaly store: events, feedback, the model registry index and job state.
+
+One :class:`Store` wraps a SQLAlchemy engine. SQLite is the default (a file under the service's
+data dir); a ``postgresql+psycopg://`` URL works the same, and the same test suite runs on both.
+
+Durability choices for SQLite: WAL journal (readers never block the writer, so the API stays
+responsive while the scheduler writes) and ``synchronous=FULL`` — a commit is on disk before
+it returns, so an event the service reported as written survives a SIGKILL *and* a power cut;
+WAL keeps the price of that fsync low. Every write is idempotent: events are upserted on
+``event_id``, job state on (job, entity), so a tick replayed after a crash writes the same rows.
+
+A tick's events and the job's new "last scored" timestamps are written in one transaction
+(:meth:`Store.commit_tick`), so after a crash either both are there or neither: a range is
+never marked scored without its events.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import (
+    Engine,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from aws_anomaly.errors import DataError, StoreError
+from aws_anomaly.events import AnomalyEvent
+from aws_anomaly.store import schema
+from aws_anomaly.store.schema import events as t_events
+from aws_anomaly.store.schema import feedback as t_feedback
+from aws_anomaly.store.schema import job_state as t_state
+from aws_anomaly.store.schema import models as t_models
+from aws_anomaly.store.schema import thresholds as t_thresholds
+
+__all__ = [
+    "FeedbackLabel",
+    "FeedbackRecord",
+    "ModelRecord",
+    "Page",
+    "Precision",
+    "Store",
+    "from_us",
+    "to_us",
+]
+
+FeedbackLabel = Literal["true_positive", "false_positive"]
+FEEDBACK_LABELS: tuple[str, ...] = ("true_positive", "false_positive")
+
+
+def to_us(ts: Any) -> int:
+    """A timestamp (aware or UTC-naive) as integer microseconds since the epoch."""
+    t = pd.Timestamp(ts)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.value // 1000)
+
+
+def from_us(us: int) -> pd.Timestamp:
+    """Inverse of :func:`to_us` (a UTC timestamp)."""
+    return pd.Timestamp(int(us) * 1000, tz="UTC")
+
+
+def _now_us() -> int:
+    return int(time.time() * 1e6)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    id: int
+    event_id: str
+    label: str
+    note: str
+    created: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One trained model version in the registry index (the bundle lives at ``path``)."""
+
+    name: str
+    version: str
+    job: str
+    path: str
+    detector: str
+    trained_at: pd.Timestamp
+    active: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of events and the cursor of the next page (``None`` on the last)."""
+
+    items: list[AnomalyEvent]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Precision measured from feedback: confirmed / (confirmed + refuted) events."""
+
+    true_positives: int
+    false_positives: int
+
+    @property
+    def reviewed(self) -> int:
+        return self.true_positives + self.false_positives
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_positives / self.reviewed if self.reviewed else None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _encode_cursor(start_us: int, event_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{start_us}:{event_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        start, event_id = raw.split(":", 1)
+        return int(start), event_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise DataError(f"cursor {cursor!r} is not a cursor this API returned; pass the "
+                        "'next_cursor' of the previous page") from None
+
+
+class Store:
+    """Events, feedback, model registry and job state in one SQL database.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL: ``sqlite:///path/to/file.db`` (parent folder created) or
+        ``postgresql+psycopg://user@host:port/db``.
+
+    Examples
+    --------
+    >>> st = Store("sqlite://")
+    >>> st.set_job_state("demo", {"eks-a": pd.Timestamp("2026-01-01T00:05Z")})
+    >>> st.job_state("demo")
+    {'eks-a': Timestamp('2026-01-01 00:05:00+0000', tz='UTC')}
+    >>> st.check_integrity()
+    []
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            db = url.split("///", 1)[1] if "///" in url else ""
+            if db and db != ":memory:":
+                from pathlib import Path
+
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        elif url.startswith("postgresql"):
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open store {self._safe_url()}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._dialect = self.engine.dialect.name
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise StoreError(f"store {self._safe_url()}: dialect {self._dialect!r} is not "
+                             "supported; use sqlite:/// or postgresql+psycopg://")
+        try:
+            schema.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                self._upsert(conn, schema.store_info, [{"key": "schema_version",
+                                                        "value": str(schema.SCHEMA_VERSION)}],
+                             ["key"], ["value"])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot initialise store {self._safe_url()}: {exc}") from None
+
+    def _safe_url(self) -> str:
+        # Never print a password from a PostgreSQL URL.
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<store url>"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    # ------------------------------------------------------------------ helpers
+    def _insert(self, table: Any) -> Any:
+        return (sqlite.insert(table) if self._dialect == "sqlite"
+                else postgresql.insert(table))
+
+    def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str],
+                cols: list[str]) -> None:
+        if not rows:
+            return
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                          set_={c: getattr(stmt.excluded, c) for c in cols})
+        conn.execute(stmt, rows)
+
+    def _run(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self._safe_url()}: {what} failed: "
+                             f"{type(exc.orig or exc).__name__}: {exc.orig or exc}") from None
+
+    # ------------------------------------------------------------------ events
+    @staticmethod
+    def _event_row(ev: AnomalyEvent, now: int) -> dict[str, Any]:
+        return {
+            "event_id": ev.event_id, "job": ev.job, "entity": ev.entity, "model": ev.model,
+            "start_us": to_us(ev.start), "end_us": to_us(ev.end), "peak_us": to_us(ev.peak_time),
+            "peak_score": float(ev.peak_score), "n_points": int(ev.n_points),
+            "weight": float(ev.weight), "status": ev.status,
+            "top_metrics": [[m, float(c)] for m, c in ev.top_metrics],
+            "deviations": {k: float(v) for k, v in ev.deviations.items()},
+            "created_us": now, "updated_us": now,
+        }
+
+    @staticmethod
+    def _event_from(row: Any) -> AnomalyEvent:
+        m = row._mapping
+        return AnomalyEvent(
+            event_id=m["event_id"], entity=m["entity"], start=from_us(m["start_us"]),
+            end=from_us(m["end_us"]), peak_score=float(m["peak_score"]),
+            peak_time=from_us(m["peak_us"]),
+            top_metrics=tuple((str(a), float(b)) for a, b in m["top_metrics"]),
+            n_points=int(m["n_points"]), status=m["status"], weight=float(m["weight"]),
+            deviations=dict(m["deviations"] or {}), job=m["job"], model=m["model"])
+
+    _EVENT_UPDATE = ("job", "entity", "model", "end_us", "peak_us", "peak_score", "n_points",
+                     "weight", "status", "top_metrics", "deviations", "updated_us")
+
+    def upsert_events(self, events: Iterable[AnomalyEvent]) -> int:
+        """Insert or update events by ``event_id``; returns how many rows were written."""
+        now = _now_us()
+        rows = [self._event_row(e, now) for e in events]
+
+        def go() -> int:
+            with self.engine.begin() as conn:
+                self._upsert(conn, t_events, rows, ["event_id"], list(self._EVENT_UPDATE))
+            return len(rows)
+
+        return self._run("writing events", go)
+
+    def commit_tick(self, job: str, events: Sequence[AnomalyEvent],
+                    last_scored: Mapping[str, pd.Timestamp]) -> None:
+        """Write a tick's events and the job's new last-scored times in one transaction."""
+        now = _now_us()
+        ev_rows = [self._event_row(e, now) for e in events]
+        st_rows = [{"job": job, "entity": e, "last_scored_us": to_us(t), "updated_us": now}
+                   for e, t in last_scored.items()]
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                self._upsert(conn, t_events, ev_rows, ["event_id"], list(self._EVENT_UPDATE))
+                self._upsert(conn, t_state, st_rows, ["job", "entity"],
+                             ["last_scored_us", "updated_us"])
+
+        self._run("committing a tick", go)
+
+    def get_event(self, event_id: str) -> AnomalyEvent | None:
+        def go() -> AnomalyEvent | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(t_events).where(
+                    t_events.c.event_id == event_id)).first()
+            return self._event_from(row) if row is not None else None
+
+        return self._run("reading an event", go)
+
+    def list_events(self, *, entity: str | None = None, job: str | None = None,
+                    status: str | None = None, start: pd.Timestamp | None = None,
+                    end: pd.Timestamp | None = None, limit: int = 50,
+                    cursor: str | None = None) -> Page:
+        """Events newest first (by start), filtered; ``start``/``end`` select events that
+        overlap ``[start, end)``. Keyset pagination: pass the returned ``next_cursor``."""
+        if not 1 <= limit <= 1000:
+            raise DataError(f"limit must be between 1 and 1000, got {limit}")
+        conds = []
+        if entity is not None:
+            conds.append(t_events.c.entity == entity)
+        if job is not None:
+            conds.append(t_events.c.job == job)
+        if status is not None:
+            conds.append(t_events.c.status == status)
+        if start is not None:
+            conds.append(t_events.c.end_us >= to_us(start))
+        if end is not None:
+            conds.append(t_events.c.start_us < to_us(end))
+        if cursor is not None:
+            c_start, c_id = _decode_cursor(cursor)
+            conds.append(or_(t_events.c.start_us < c_start,
+                             and_(t_events.c.start_us == c_start, t_events.c.event_id < c_id)))
+        q = (select(t_events).where(*conds)
+             .order_by(t_events.c.start_us.desc(), t_events.c.event_id.desc())
+             .limit(limit + 1))
+
+        def go() -> Page:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).fetchall()
+            items = [self._event_from(r) for r in rows[:limit]]
+            nxt = None
+            if len(rows) > limit:
+                last = items[-1]
+                nxt = _encode_cursor(to_us(last.start), last.event_id)
+            return Page(items=items, next_cursor=nxt)
+
+        return self._run("listing events", go)
+
+    def open_events(self, job: str) -> dict[str, AnomalyEvent]:
+        """The latest open event of each entity of ``job`` (to continue on the next tick)."""
+        def go() -> dict[str, AnomalyEvent]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(t_events).where(
+                    t_events.c.job == job, t_events.c.status == "open")
+                    .order_by(t_events.c.start_us)).fetchall()
+            return {r._mapping["entity"]: self._event_from(r) for r in rows}
+
+        return self._run("reading open events", go)
+
+    def count_events(self, *, job: str | None = None) -> int:
+        q = select(func.count()).select_from(t_events)
+        if job is not None:
+            q = q.where(t_events.c.job == job)
+
+        def go() -> int:
+            with self.engine.connect() as conn:
+                return int(conn.execute(q).scalar_one())
+
+        return self._run("counting events", go)
+
+    def entity_summary(self, job: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per entity: events, open events and the latest event start."""
+        q = (select(t_events.c.entity, func.count(), func.max(t_events.c.start_us),
+                    func.sum(case((t_events.c.status == "open", 1), else_=0)))
+             .group_by(t_events.c.entity))
+        if job is not None:
+            q = q.where(t_events.c.job == job)
+
+        def go() -> dict[str, dict[str, Any]]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).fetchall()
+            return {r[0]: {"events": int(r[1]), "last_event_start": from_us(r[2]),
+                           "open_events": int(r[3] or 0)} for r in rows}
+
+        return self._run("summarising entities", go)
+
+    # ------------------------------------------------------------------ feedback
+    def add_feedback(self, event_id: str, label: str, note: str = "") -> FeedbackRecord:
+        """Record a person's verdict on an event; raises DataError for an unknown event/label."""
+        if label not in FEEDBACK_LABELS:
+            raise DataError(f"label must be one of {list(FEEDBACK_LABELS)}, got {label!r}")
+        now = _now_us()
+
+        def go() -> FeedbackRecord:
+            with self.engine.begin() as conn:
+                found = conn.execute(select(t_events.c.event_id).where(
+                    t_events.c.event_id == event_id)).first()
+                if found is None:
+                    raise DataError(f"unknown anomaly event {event_id!r}")
+                res = conn.execute(t_feedback.insert().values(
+                    event_id=event_id, label=label, note=note, created_us=now))
+                new_id = int(res.inserted_primary_key[0])
+            return FeedbackRecord(id=new_id, event_id=event_id, label=label, note=note,
+                                  created=from_us(now))
+
+        return self._run("writing feedback", go)
+
+    def feedback_for(self, event_id: str) -> list[FeedbackRecord]:
+        def go() -> list[FeedbackRecord]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(t_feedback).where(
+                    t_feedback.c.event_id == event_id).order_by(t_feedback.c.id)).fetchall()
+            return [FeedbackRecord(id=r.id, event_id=r.event_id, label=r.label, note=r.note,
+                                   created=from_us(r.created_us)) for r in rows]
+
+        return self._run("reading feedback", go)
+
+    def latest_labels(self, *, job: str | None = None) -> dict[str, tuple[str, AnomalyEvent]]:
+        """The latest verdict on each reviewed event: ``event_id -> (label, event)``."""
+        latest = (select(t_feedback.c.event_id, func.max(t_feedback.c.id).label("fid"))
+                  .group_by(t_feedback.c.event_id).subquery())
+        q = (select(t_feedback.c.label, t_events)
+             .join(latest, latest.c.fid == t_feedback.c.id)
+             .join(t_events, t_events.c.event_id == t_feedback.c.event_id))
+        if job is not None:
+            q = q.where(t_events.c.job == job)
+
+        def go() -> dict[str, tuple[str, AnomalyEvent]]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).fetchall()
+            return {r.event_id: (r.label, self._event_from(r)) for r in rows}
+
+        return self._run("reading feedback labels", go)
+
+    def precision(self, *, job: str | None = None,
+                  entity: str | None = None) -> Precision:
+        """Measured precision: the latest verdict per reviewed event counts once."""
+        labels = self.latest_labels(job=job)
+        tp = fp = 0
+        for label, ev in labels.values():
+            if entity is not None and ev.entity != entity:
+                continue
+            if label == "true_positive":
+                tp += 1
+            else:
+                fp += 1
+        return Precision(true_positives=tp, false_positives=fp)
+
+    # ------------------------------------------------------------------ models
+    def register_model(self, rec: ModelRecord, *, activate: bool = True) -> None:
+        """Add a model version to the index; ``activate`` makes it the name's only active one."""
+        row = {"name": rec.name, "version": rec.version, "job": rec.job, "path": rec.path,
+               "detector": rec.detector, "trained_at_us": to_us(rec.trained_at),
+               "active": bool(activate or rec.active), "info": dict(rec.info)}
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                if activate:
+                    conn.execute(update(t_models).where(t_models.c.name == rec.name)
+                                 .values(active=False))
+                self._upsert(conn, t_models, [row], ["name", "version"],
+                             ["job", "path", "detector", "trained_at_us", "active", "info"])
+
+        self._run("registering a model", go)
+
+    def list_models(self, *, name: str | None = None) -> list[ModelRecord]:
+        q = select(t_models).order_by(t_models.c.name, t_models.c.trained_at_us.desc())
+        if name is not None:
+            q = q.where(t_models.c.name == name)
+
+        def go() -> list[ModelRecord]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).fetchall()
+            return [ModelRecord(name=r.name, version=r.version, job=r.job, path=r.path,
+                                detector=r.detector, trained_at=from_us(r.trained_at_us),
+                                active=bool(r.active), info=dict(r.info or {})) for r in rows]
+
+        return self._run("listing models", go)
+
+    def active_model(self, name: str) -> ModelRecord | None:
+        return next((m for m in self.list_models(name=name) if m.active), None)
+
+    # ------------------------------------------------------------------ job state
+    def job_state(self, job: str) -> dict[str, pd.Timestamp]:
+        """Last scored timestamp per entity of ``job``."""
+        def go() -> dict[str, pd.Timestamp]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(t_state.c.entity, t_state.c.last_scored_us)
+                                    .where(t_state.c.job == job)).fetchall()
+            return {r[0]: from_us(r[1]) for r in rows}
+
+        return self._run("reading job state", go)
+
+    def set_job_state(self, job: str, last_scored: Mapping[str, pd.Timestamp]) -> None:
+        self.commit_tick(job, [], last_scored)
+
+    # ------------------------------------------------------------------ thresholds
+    def entity_thresholds(self, job: str) -> dict[str, float]:
+        def go() -> dict[str, float]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(t_thresholds.c.entity, t_thresholds.c.threshold)
+                                    .where(t_thresholds.c.job == job)).fetchall()
+            return {r[0]: float(r[1]) for r in rows}
+
+        return self._run("reading thresholds", go)
+
+    def replace_entity_thresholds(self, job: str, values: Mapping[str, tuple[float, str]]) -> None:
+        """Replace the job's per-entity thresholds with ``entity -> (threshold, reason)``."""
+        now = _now_us()
+        rows = [{"job": job, "entity": e, "threshold": float(t), "reason": r, "updated_us": now}
+                for e, (t, r) in values.items()]
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(delete(t_thresholds).where(t_thresholds.c.job == job))
+                if rows:
+                    conn.execute(t_thresholds.insert(), rows)
+
+        self._run("writing thresholds", go)
+
+    # ------------------------------------------------------------------ integrity
+    def check_integrity(self) -> list[str]:
+        """Problems found, empty when the store is sound.
+
+        SQLite: ``PRAGMA integrity_check`` and ``foreign_key_check``; every database: events
+        whose end precedes their start, unknown statuses, feedback on missing events.
+        """
+        problems: list[str] = []
+
+        def go() -> None:
+            with self.engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    res = [r[0] for r in conn.execute(text("PRAGMA integrity_check"))]
+                    if res != ["ok"]:
+                        problems.extend(f"sqlite integrity_check: {r}" for r in res)
+                    fk = conn.execute(text("PRAGMA foreign_key_check")).fetchall()
+                    problems.extend(f"foreign key violation: {tuple(r)}" for r in fk)
+                bad = conn.execute(select(t_events.c.event_id).where(
+                    t_events.c.end_us < t_events.c.start_us)).fetchall()
+                problems.extend(f"event {r[0]} ends before it starts" for r in bad)
+                bad = conn.execute(select(t_events.c.event_id, t_events.c.status).where(
+                    t_events.c.status.not_in(["open", "closed"]))).fetchall()
+                problems.extend(f"event {r[0]} has unknown status {r[1]!r}" for r in bad)
+                orphan = conn.execute(
+                    select(t_feedback.c.id).outerjoin(
+                        t_events, t_events.c.event_id == t_feedback.c.event_id)
+                    .where(t_events.c.event_id.is_(None))).fetchall()
+                problems.extend(f"feedback {r[0]} refers to a missing event" for r in orphan)
+
+        self._run("checking integrity", go)
+        return problems
+
+    def ping(self) -> None:
+        """Raise StoreError when the database cannot be reached."""
+        def go() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        self._run("ping", go)
