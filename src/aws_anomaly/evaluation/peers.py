@@ -26,7 +26,7 @@ Examples
 >>> x = np.sin(np.arange(600) / 10.0)
 >>> x[500] = 5.0
 >>> ts = np.arange(600).astype("datetime64[m]").astype("datetime64[ns]")
->>> s = PyodPeer("ecod").run(ts, x, probationary=90)
+>>> s = PyodPeer("iforest").run(ts, x, probationary=90)
 >>> int(np.argmax(s)), bool(s[500] > 0.5), bool((s >= 0).all() and (s <= 1).all())
 (500, True, True)
 """
