@@ -441,7 +441,9 @@ class FileSourceConfig(_Model):
     path: FilePath
     layout: Literal["auto", "wide", "long"] = "auto"
     metrics: list[str] | None = None
-    entity_label: str = "entity"
+    # long layout: the label that names the entity (None: one entity); wide files use the
+    # `entity` column
+    entity_label: str | None = "cluster"
     step: Duration | None = None
     gap_policy: GapPolicyName = "ffill"
     max_gap_steps: int | None = Field(36, ge=0)
