@@ -138,6 +138,126 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[0::2], edges[1::2]
 
 
+def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
+               step_ns: int, how: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                 np.ndarray | None]:
+    """Aggregate time-ordered rows into epoch-aligned buckets ``[b, b + step)``.
+
+    Metrics: mean or last of the non-NaN values (NaN when none). Labels: anomalous when any row
+    is, with the last non-empty type.
+    """
+    bucket = np.floor_divide(t, step_ns) * step_ns
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ok = ~np.isnan(vals)
+    if how == "mean":
+        sums = np.add.reduceat(np.where(ok, vals, 0.0), starts, axis=0)
+        counts = np.add.reduceat(ok.astype(np.int64), starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    else:
+        idx = np.arange(len(t))[:, None]
+        last_ok = np.maximum.reduceat(np.where(ok, idx, -1), starts, axis=0)
+        out = np.where(last_ok >= 0, vals[np.maximum(last_ok, 0), np.arange(vals.shape[1])],
+                       np.nan)
+    if lab is not None and typ is not None:
+        lab = np.maximum.reduceat(lab, starts)
+        typed = np.where(typ != "", np.arange(len(t)), -1)
+        last_typed = np.maximum.reduceat(typed, starts)
+        typ = np.where(last_typed >= 0, typ[np.maximum(last_typed, 0)], "")
+        typ = np.where(lab == 1, np.where(typ == "", "unknown", typ), "")
+    return bucket[starts], out, lab, typ
+
+
+def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
+                entity: str, metrics: list[str], step: pd.Timedelta, gap_policy: GapPolicy,
+                max_gap_steps: int | None, resample: ResamplePolicy, source: str,
+                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                           np.ndarray | None]:
+    """Put one entity (rows in time order, no duplicates) on its grid and fill gaps.
+
+    Plain numpy on (ns timestamps, values, labels, types): this runs once per entity, and
+    pandas' per-call overhead dominated.
+    """
+    where = f"{source}: entity '{entity}'"
+    step_ns = step.value
+    has_labels = lab is not None and typ is not None
+
+    def ts(v: int) -> str:
+        return _fmt(pd.Timestamp(int(v), unit="ns", tz="UTC"))
+
+    off_grid = (t - t[0]) % step_ns != 0
+    if off_grid.any():
+        if resample == "error":
+            pos = int(np.flatnonzero(off_grid)[0])
+            raise DataError(
+                f"{where}: irregular time step: {ts(t[pos])} (row {rows[pos]}) is not on the "
+                f"{step} grid starting at {ts(t[0])}; pass resample='mean' or 'last' to "
+                "aggregate onto the grid"
+            )
+        t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, resample)
+    pos = (t - t[0]) // step_ns
+    n = int(pos[-1]) + 1
+    grid = t[0] + np.arange(n, dtype=np.int64) * step_ns
+    grid_vals = np.full((n, len(metrics)), np.nan)
+    grid_vals[pos] = vals
+    observed = np.zeros(n, dtype=bool)
+    observed[pos] = True
+    missing = np.isnan(grid_vals)
+    first = 0
+    if missing.any():
+        if gap_policy == "error":
+            j = int(np.flatnonzero(missing.any(axis=0))[0])
+            col = missing[:, j]
+            raise DataError(
+                f"{where}: metric '{metrics[j]}' has {int(col.sum())} missing value(s) from "
+                f"{ts(grid[int(np.argmax(col))])}; set gap_policy to 'ffill' or 'interpolate'"
+            )
+        for j, m in enumerate(metrics):
+            col = missing[:, j]
+            if col.all():
+                raise DataError(f"{where}: metric '{m}' has no values at all; drop the metric "
+                                "or the entity")
+            if max_gap_steps is None:
+                continue
+            starts, ends = _runs(col)
+            long = (ends - starts) > max_gap_steps
+            if long.any():
+                k = int(np.flatnonzero(long)[0])
+                what = "no values for the first" if starts[k] == 0 else "a gap of"
+                raise DataError(
+                    f"{where}: metric '{m}' has {what} {ends[k] - starts[k]} steps from "
+                    f"{ts(grid[starts[k]])}, longer than max_gap_steps={max_gap_steps}; raise "
+                    "max_gap_steps or split the data at the outage"
+                )
+        # Leading points before a metric's first value cannot be filled causally: trim them.
+        first = int(np.argmax(~missing, axis=0).max())
+        idx = np.arange(n)
+        for j in range(len(metrics)):
+            ok = ~missing[:, j]
+            if gap_policy == "interpolate":
+                # Linear inside; a gap at the end is held (nothing after it to aim at).
+                grid_vals[:, j] = np.interp(idx, idx[ok], grid_vals[ok, j])
+            else:
+                last = np.maximum.accumulate(np.where(ok, idx, 0))
+                grid_vals[:, j] = grid_vals[last, j]
+    if not has_labels:
+        return grid[first:], grid_vals[first:], None, None
+    glab = np.zeros(n, dtype=np.int8)
+    gtyp = np.full(n, "", dtype=object)
+    glab[pos] = lab
+    gtyp[pos] = typ
+    if not observed.all():
+        # A filled row is anomalous only inside an anomaly: both observed neighbours anomalous,
+        # with the same type.
+        idx = np.arange(n)
+        prev = np.maximum.accumulate(np.where(observed, idx, 0))
+        nxt = np.minimum.accumulate(np.where(observed, idx, n - 1)[::-1])[::-1]
+        inside = ~observed & (glab[prev] == 1) & (glab[nxt] == 1) & (gtyp[prev] == gtyp[nxt])
+        glab[inside] = 1
+        gtyp[inside] = gtyp[prev][inside]
+    return grid[first:], grid_vals[first:], glab[first:], gtyp[first:]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A validated multi-entity, multi-metric time series.
@@ -349,16 +469,30 @@ class Dataset:
         if not ent_bad.any():
             frame = df
         else:
-            parts = []
+            # Work on arrays and build one frame at the end: per-entity DataFrames are slow.
+            all_vals = df[metrics].to_numpy(dtype=np.float64)
+            all_lab = df["is_anomaly"].to_numpy(dtype=np.int8) if has_labels else None
+            all_typ = df["anomaly_type"].to_numpy(dtype=object) if has_labels else None
+            pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]
+            pieces = []
             for s, e, b in zip(starts, ends, ent_bad, strict=True):
-                g = df.iloc[s:e]
+                piece = (tsv[s:e], all_vals[s:e], None if all_lab is None else all_lab[s:e],
+                         None if all_typ is None else all_typ[s:e])
                 if b:
-                    parts.append(cls._regularise(g, str(ent[s]), metrics, the_step, gap_policy,
-                                                 max_gap_steps, resample, has_labels, source,
-                                                 rows[s:e]))
-                else:
-                    parts.append(g)
-            frame = pd.concat(parts, ignore_index=True)
+                    piece = _regularise(*piece, str(ent[s]), metrics, the_step, gap_policy,
+                                        max_gap_steps, resample, source, rows[s:e])
+                pieces.append(piece)
+            lengths = [len(p[0]) for p in pieces]
+            frame = pd.DataFrame({
+                "timestamp": pd.to_datetime(np.concatenate([p[0] for p in pieces]), utc=True),
+                "entity": pd.Series(np.repeat(ent[starts], lengths), dtype=str),
+            })
+            stacked = np.concatenate([p[1] for p in pieces])
+            for j, m in enumerate(metrics):
+                frame[m] = stacked[:, j]
+            if has_labels:
+                frame["is_anomaly"] = np.concatenate([p[2] for p in pieces])
+                frame["anomaly_type"] = np.concatenate([p[3] for p in pieces]).astype(str)
         frame = frame.reset_index(drop=True)
         frame["timestamp"] = frame["timestamp"].dt.as_unit("ns")
         if has_labels:
@@ -398,86 +532,6 @@ class Dataset:
             typ = typ.where(~((lab == 1) & (typ == "").to_numpy()), "unknown")
         df["is_anomaly"] = lab
         df["anomaly_type"] = typ.to_numpy(dtype=object).astype(str)
-
-    @staticmethod
-    def _regularise(g: pd.DataFrame, entity: str, metrics: list[str], step: pd.Timedelta,
-                    gap_policy: GapPolicy, max_gap_steps: int | None, resample: ResamplePolicy,
-                    has_labels: bool, source: str, rows: np.ndarray) -> pd.DataFrame:
-        where = f"{source}: entity '{entity}'"
-        ts = g["timestamp"]
-        origin = ts.iloc[0]
-        off_grid = ((ts - origin) % step != pd.Timedelta(0)).to_numpy()
-        if off_grid.any():
-            if resample == "error":
-                pos = int(np.flatnonzero(off_grid)[0])
-                raise DataError(
-                    f"{where}: irregular time step: {_fmt(ts.iloc[pos])} (row {rows[pos]}) is "
-                    f"not on the {step} grid starting at {_fmt(origin)}; pass resample='mean' "
-                    "or 'last' to aggregate onto the grid"
-                )
-            bucket = ts.dt.floor(step)
-            agg: dict[str, str] = dict.fromkeys(metrics, resample)
-            g = g.assign(timestamp=bucket)
-            if has_labels:
-                agg.update({"is_anomaly": "max", "anomaly_type": "last"})
-                # "last" skips NaN: the last non-empty type of the bucket wins.
-                g = g.assign(anomaly_type=g["anomaly_type"].replace("", np.nan))
-            g = g.groupby("timestamp", sort=True).agg(agg).reset_index()
-            if has_labels:
-                g["anomaly_type"] = g["anomaly_type"].fillna("").astype(str)
-        grid = pd.date_range(g["timestamp"].iloc[0], g["timestamp"].iloc[-1], freq=step)
-        w = g.set_index("timestamp").reindex(grid)
-        w.index.name = "timestamp"
-        vals = w[metrics]
-        missing = vals.isna().to_numpy()
-        first = 0
-        if missing.any():
-            if gap_policy == "error":
-                j = int(np.flatnonzero(missing.any(axis=0))[0])
-                col = missing[:, j]
-                raise DataError(
-                    f"{where}: metric '{metrics[j]}' has {int(col.sum())} missing value(s) from "
-                    f"{_fmt(grid[int(np.argmax(col))])}; set gap_policy to 'ffill' or "
-                    "'interpolate'"
-                )
-            for j, m in enumerate(metrics):
-                col = missing[:, j]
-                if col.all():
-                    raise DataError(f"{where}: metric '{m}' has no values at all; drop the "
-                                    "metric or the entity")
-                if max_gap_steps is None:
-                    continue
-                starts, ends = _runs(col)
-                long = (ends - starts) > max_gap_steps
-                if long.any():
-                    k = int(np.flatnonzero(long)[0])
-                    what = "no values for the first" if starts[k] == 0 else "a gap of"
-                    raise DataError(
-                        f"{where}: metric '{m}' has {what} {ends[k] - starts[k]} steps from "
-                        f"{_fmt(grid[starts[k]])}, longer than max_gap_steps={max_gap_steps}; "
-                        "raise max_gap_steps or split the data at the outage"
-                    )
-            # Leading points before a metric's first value cannot be filled causally: trim them.
-            first = int(np.argmax(~missing, axis=0).max())
-            if gap_policy == "ffill":
-                vals = vals.ffill()
-            else:
-                vals = vals.interpolate(limit_area="inside").ffill()
-        out = pd.DataFrame({"timestamp": w.index[first:], "entity": entity})
-        for m in metrics:
-            out[m] = vals[m].to_numpy(dtype=np.float64)[first:]
-        if has_labels:
-            lab = w["is_anomaly"].astype("Float64")
-            # A filled row is anomalous only inside an anomaly: both observed neighbours agree.
-            inside = (lab.ffill() == 1) & (lab.bfill() == 1)
-            typ = w["anomaly_type"].astype("string")
-            same_type = typ.ffill() == typ.bfill()
-            filled = lab.isna()
-            lab_f = lab.where(~filled, (inside & same_type).astype("Float64"))
-            typ_f = typ.where(~filled, typ.ffill().where(lab_f == 1, ""))
-            out["is_anomaly"] = lab_f.fillna(0).to_numpy(dtype=np.int8)[first:]
-            out["anomaly_type"] = typ_f.fillna("").to_numpy(dtype=object)[first:].astype(str)
-        return out
 
     # ------------------------------------------------------------------ access
     @property

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 from scipy.signal import lfilter
 
 from aws_anomaly.data.anomalies import (
@@ -101,6 +102,11 @@ def parse_step(step: str | pd.Timedelta) -> pd.Timedelta:
     if td <= pd.Timedelta(0):
         raise ConfigError(f"step must be positive, got {step!r}")
     return td.as_unit("ns")
+
+
+def _td_text(td: pd.Timedelta) -> str:
+    """``5min``, ``1h``, ``30s``: a step as people write it."""
+    return to_offset(td).freqstr
 
 
 def cluster_names(n: int) -> list[str]:
@@ -374,11 +380,11 @@ def _simulate(clusters: int, days: float, step: str | pd.Timedelta, seed: int, s
     kinds = _check_kinds(kinds)
     n = int(pd.Timedelta(days=days) / td)
     if n < 48:
-        raise ConfigError(f"{days} day(s) at a step of {td} is {n} points per cluster; the demo "
-                          "needs at least 48: give more days or a smaller step")
+        raise ConfigError(f"{days} day(s) at a step of {_td_text(td)} is {n} points per "
+                          "cluster; the demo needs at least 48: give more days or a smaller step")
     if n > _MAX_STEPS:
-        raise ConfigError(f"{days} day(s) at a step of {td} is {n} points per cluster, more "
-                          f"than {_MAX_STEPS}; use a larger step")
+        raise ConfigError(f"{days} day(s) at a step of {_td_text(td)} is {n} points per "
+                          f"cluster, more than {_MAX_STEPS}; use a larger step or fewer days")
     try:
         t0 = pd.Timestamp(start)
     except ValueError as exc:
