@@ -101,7 +101,7 @@ def check_values(values: object, metrics: Sequence[str], ns: np.ndarray | None =
         what = "NaN/inf" if not np.isfinite(x[i, j]) else f"magnitude above {MAX_ABS_VALUE:g}"
         raise DataError(
             f"{where}: metric '{metrics[j]}' has {int(bad[:, j].sum())} value(s) with "
-            f"{what}, first at {_fmt_row(i, ns)}: {x[i, j]!r}; values must be finite with "
+            f"{what}, first at {_fmt_row(i, ns)}: {float(x[i, j])!r}; values must be finite with "
             f"|value| <= {MAX_ABS_VALUE:g} (fill gaps in the Dataset layer)")
     return x
 

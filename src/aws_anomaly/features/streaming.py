@@ -225,7 +225,7 @@ class StreamingFeatureBuilder:
         if not (lo >= -MAX_ABS_VALUE and hi <= MAX_ABS_VALUE):  # also catches NaN
             j = int(np.flatnonzero(~(np.abs(x) <= MAX_ABS_VALUE))[0])
             raise DataError(
-                f"streaming features: metric '{self.metrics[j]}' has value {x[j]!r} at "
+                f"streaming features: metric '{self.metrics[j]}' has value {float(x[j])!r} at "
                 f"{pd.Timestamp(ns, tz='UTC').isoformat()}; values must be finite with "
                 f"|value| <= {MAX_ABS_VALUE:g}")
         if self._last_ns is not None and ns <= self._last_ns:
