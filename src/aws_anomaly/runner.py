@@ -1,0 +1,584 @@
+"""The job runner: one detection job's fetch -> score -> events -> sinks -> state loop.
+
+:class:`JobRunner` owns one job's model. Each :meth:`JobRunner.tick` scores every grid point
+that arrived since the last scored timestamp of each entity — never more, never less:
+
+* the last scored timestamp per (job, entity) lives in the store; a tick fetches from there (plus
+  the feature look-back the model needs) up to the source's ``now()``, so after a source outage
+  the next successful tick catches up on the whole missed range (in chunks of at most
+  ``max_steps_per_tick`` grid steps per tick, so a week-long outage does not become one huge
+  request);
+* the tick's events and the new last-scored timestamps are committed in one transaction, and
+  only then are the sinks called, so a crash between the two repeats a tick (idempotent upserts)
+  rather than losing one;
+* each stage (fetch, features, score, store, notify, train) records its errors separately.
+
+Feedback changes what is flagged at the next retrain (:meth:`JobRunner.retrain`), in two ways:
+
+* confirmed anomalies (true positives) are labelled in the training history, so the detector
+  does not learn them as normal;
+* false positives raise the threshold **of that entity**: after retraining, the highest new
+  score inside each false-positive event of an entity, times ``fp_margin``, becomes the entity's
+  threshold (never below the job's threshold, never above ``fp_max_threshold`` times it, and
+  never above the lowest confirmed true-positive peak of the entity, so what people confirmed
+  keeps alerting). Other entities are untouched. This is simple to explain in the dashboard
+  ("threshold raised to 1.42 after 2 false positives") and needs nothing from the detector.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.config import JobConfig
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
+from aws_anomaly.events import AnomalyEvent, merge_events
+from aws_anomaly.model import AnomalyModel
+from aws_anomaly.sources.base import Source
+from aws_anomaly.store import ModelRecord, Store
+
+__all__ = ["STAGES", "EventSink", "JobRunner", "RunnerMetrics", "ScoreSink", "Sink",
+           "TickResult", "TrainProgress"]
+
+log = logging.getLogger(__name__)
+
+#: Pipeline stages whose errors are counted separately.
+STAGES = ("fetch", "features", "score", "store", "notify", "train")
+
+
+@runtime_checkable
+class ScoreSink(Protocol):
+    """Receives every tick's scores (the Prometheus exporter)."""
+
+    def on_scores(self, job: str, scores: pd.DataFrame, *, model: str) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Receives the events a tick opened, extended or closed (notifiers)."""
+
+    def on_events(self, job: str, events: Sequence[AnomalyEvent], *, model: str) -> None: ...
+
+
+Sink = ScoreSink | EventSink
+
+
+class RunnerMetrics(Protocol):
+    """Self-monitoring hooks (``aws_anomaly.service.exporter.Exporter`` implements them)."""
+
+    def observe_fetch(self, job: str, seconds: float) -> None: ...
+    def observe_scoring(self, job: str, seconds: float) -> None: ...
+    def record_error(self, job: str, stage: str) -> None: ...
+    def record_success(self, job: str, when: float | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did. ``error`` is set (and ``stage`` names where) when it failed."""
+
+    job: str
+    now: pd.Timestamp
+    points: int = 0
+    anomalies: int = 0
+    events: tuple[AnomalyEvent, ...] = ()
+    entities: int = 0
+    scored_from: pd.Timestamp | None = None
+    scored_to: pd.Timestamp | None = None
+    caught_up: bool = True
+    fetch_s: float = 0.0
+    score_s: float = 0.0
+    total_s: float = 0.0
+    error: str | None = None
+    stage: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class TrainProgress:
+    """Where a model (re)training is; shown by the API and the dashboard."""
+
+    state: str = "idle"  # idle | training | ready | failed
+    step: str = ""
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    history_points: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "step": self.step, "started": self.started,
+                "finished": self.finished, "error": self.error,
+                "history_points": self.history_points}
+
+
+def _model_version(model: AnomalyModel) -> str:
+    trained = (getattr(model, "training_summary_", {}) or {}).get("trained_at")
+    if trained:
+        return str(trained)
+    man = getattr(model, "manifest_", {}) or {}
+    return str(man.get("created", man.get("written_at", "1")))
+
+
+@dataclass
+class _Display:
+    """Recent raw values and scores of one entity, for the dashboard and short /v1/score."""
+
+    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+class JobRunner:
+    """Runs one job: fetch new points, score them, merge events, store, call sinks.
+
+    Parameters
+    ----------
+    job
+        The job's configuration.
+    source
+        The metrics source (:class:`aws_anomaly.sources.base.Source`).
+    model
+        A fitted model, or ``None`` to load the bundle at ``model_path`` or train one from
+        ``job.model.history`` of the source (:meth:`ensure_model`).
+    sinks
+        Score and event sinks, called after each tick is committed.
+    state
+        The store holding job state, events, feedback, thresholds and the model registry.
+    model_path
+        Where the job's model bundle lives.
+    metrics
+        Optional self-monitoring hooks.
+    max_steps_per_tick
+        Catch-up chunk: at most this many grid steps are scored per tick.
+    display_points
+        Points per entity kept in memory for the dashboard.
+    """
+
+    def __init__(self, job: JobConfig, source: Source, model: AnomalyModel | None,
+                 sinks: Sequence[Sink], state: Store, *, model_path: str | Path | None = None,
+                 metrics: RunnerMetrics | None = None, max_steps_per_tick: int = 2016,
+                 display_points: int = 576, max_gap_steps: int = 2,
+                 fp_margin: float = 1.05, fp_max_threshold: float = 3.0,
+                 on_progress: Callable[[TrainProgress], None] | None = None) -> None:
+        self.job = job
+        self.source = source
+        self.model = model
+        self.sinks = list(sinks)
+        self.store = state
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.metrics = metrics
+        self.max_steps_per_tick = max_steps_per_tick
+        self.display_points = display_points
+        self.max_gap_steps = max_gap_steps
+        self.fp_margin = fp_margin
+        self.fp_max_threshold = fp_max_threshold
+        self.on_progress = on_progress
+        self.progress = TrainProgress(state="ready" if model is not None else "idle")
+        self.lock = threading.RLock()  # one tick or retrain at a time for this job
+        self._display: dict[str, pd.DataFrame] = {}
+        self._display_lock = threading.Lock()
+        self.last_result: TickResult | None = None
+        self.errors: dict[str, int] = dict.fromkeys(STAGES, 0)
+        self.last_error: dict[str, str] = {}
+        self.source_ok: bool | None = None
+        self.source_error: str | None = None
+        self.ticks = 0
+        self.points_scored = 0
+        self._thresholds: dict[str, float] = {}
+        self._thresholds_loaded = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def model_name(self) -> str:
+        return self.job.name
+
+    @property
+    def step(self) -> pd.Timedelta:
+        if self.model is not None:
+            return pd.Timedelta(self.model.step_)
+        return pd.Timedelta(self.source.step)
+
+    @property
+    def base_threshold(self) -> float:
+        return float(self.job.alert.threshold)
+
+    def thresholds(self) -> dict[str, float]:
+        """Per-entity thresholds raised by feedback (entities not listed use the job's)."""
+        if not self._thresholds_loaded:
+            self._thresholds = self.store.entity_thresholds(self.name)
+            self._thresholds_loaded = True
+        return dict(self._thresholds)
+
+    def threshold_for(self, entity: str) -> float:
+        return self.thresholds().get(entity, self.base_threshold)
+
+    def _error(self, stage: str, exc: BaseException) -> str:
+        msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AwsAnomalyError) else str(exc)
+        self.errors[stage] += 1
+        self.last_error[stage] = msg
+        if self.metrics is not None:
+            try:
+                self.metrics.record_error(self.name, stage)
+            except Exception:  # monitoring must never break the job
+                log.exception("job %s: recording an error failed", self.name)
+        return msg
+
+    def _progress(self, **kw: Any) -> None:
+        for k, v in kw.items():
+            setattr(self.progress, k, v)
+        if kw.get("step"):
+            log.info("job %s: model: %s", self.name, kw["step"])
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    # ------------------------------------------------------------------ model
+    def ensure_model(self) -> AnomalyModel:
+        """The job's model: already loaded, loaded from ``model_path``, or trained now."""
+        with self.lock:
+            if self.model is not None:
+                return self.model
+            if self.model_path is not None and (self.model_path / "manifest.json").exists():
+                self._progress(state="training", step=f"loading {self.model_path}",
+                               started=time.time())
+                try:
+                    self.model = AnomalyModel.load(self.model_path)
+                except AwsAnomalyError as exc:
+                    self._progress(state="failed", error=self._error("train", exc))
+                    raise
+                self._register(self.model, self.model_path)
+                self._progress(state="ready", step="loaded", finished=time.time())
+                return self.model
+            return self.retrain(reason="no model bundle yet")
+
+    def _register(self, model: AnomalyModel, path: Path | None) -> None:
+        summary = getattr(model, "training_summary_", {}) or {}
+        info = {"metrics": list(model.metrics_), "step_seconds": model.step_.total_seconds(),
+                "calibration": getattr(model, "calibration_used_", {}),
+                "training_summary": summary,
+                "detector_params": model.detector_params,
+                "entity_thresholds": self.thresholds()}
+        trained_at = summary.get("trained_at") or pd.Timestamp.now(tz="UTC").isoformat()
+        try:
+            self.store.register_model(ModelRecord(
+                name=self.model_name, version=_model_version(model), job=self.name,
+                path=str(path or ""), detector=model.detector,
+                trained_at=pd.Timestamp(trained_at), info=info))
+        except StoreError as exc:
+            self._error("store", exc)
+
+    def retrain(self, *, reason: str = "requested") -> AnomalyModel:
+        """Train a model on ``job.model.history`` of the source, using feedback; swap it in.
+
+        True-positive events are labelled anomalous in the history (left out of training);
+        false-positive events raise their entity's threshold (see the module docstring).
+        """
+        with self.lock:
+            self._progress(state="training", step=f"fetching history ({reason})",
+                           started=time.time(), finished=None, error=None)
+            try:
+                return self._retrain()
+            except AwsAnomalyError as exc:
+                stage = "fetch" if isinstance(exc, SourceError) else "train"
+                self._progress(state="failed", error=self._error(stage, exc),
+                               finished=time.time())
+                raise
+
+    def _retrain(self) -> AnomalyModel:
+        now = self.source.now()
+        end = now + pd.Timedelta(1, "ns")
+        history = self.source.fetch(end - pd.Timedelta(self.job.model.history), end,
+                                    entities=self.job.entities)
+        metrics = list(self.job.metrics or history.metrics)
+        history = Dataset(frame=history.frame, metrics=tuple(metrics), step=history.step)
+        labels = self.store.latest_labels(job=self.name)
+        frame = history.frame.drop(columns=["is_anomaly", "anomaly_type"], errors="ignore")
+        lab = np.zeros(len(frame), dtype=np.int8)
+        ts = frame["timestamp"]
+        ent = frame["entity"].to_numpy()
+        for verdict, ev in labels.values():
+            if verdict == "true_positive":
+                lab[(ent == ev.entity) & (ts >= ev.start).to_numpy()
+                    & (ts <= ev.end).to_numpy()] = 1
+        frame = frame.assign(is_anomaly=lab, anomaly_type=np.where(lab == 1, "confirmed", ""))
+        data = Dataset(frame=frame, metrics=tuple(metrics), step=history.step)
+        self._progress(step=f"fitting {self.job.model.detector} on {len(data):,} points of "
+                            f"{len(data.entities)} entities", history_points=len(data))
+        # The last fifth of each entity's history calibrates the threshold.
+        cut = data.frame.groupby("entity")["timestamp"].transform(
+            lambda s: s.iloc[int(len(s) * 0.8)])
+        train = Dataset(frame=data.frame[data.frame["timestamp"] < cut].reset_index(drop=True),
+                        metrics=data.metrics, step=data.step)
+        valid = Dataset(frame=data.frame[data.frame["timestamp"] >= cut].reset_index(drop=True),
+                        metrics=data.metrics, step=data.step)
+        thr = self.job.model.threshold
+        calibration: dict[str, Any] = {"method": thr.method}
+        if thr.method == "target_fpr":
+            calibration["target_fpr"] = thr.target_fpr
+        elif thr.method == "contamination":
+            calibration["contamination"] = thr.contamination
+        model = AnomalyModel(detector=self.job.model.detector,
+                             detector_params=self.job.model.detector_params,
+                             calibration=calibration).fit(train, valid)
+        path = self.model_path
+        if path is not None:
+            self._progress(step=f"saving bundle to {path}")
+            model.save(path)
+        self._progress(step="applying feedback to per-entity thresholds")
+        new_thr = self._thresholds_from_feedback(model, data, labels)
+        self.store.replace_entity_thresholds(self.name, new_thr)
+        self._thresholds = {e: t for e, (t, _) in new_thr.items()}
+        self._thresholds_loaded = True
+        self.model = model
+        with self._display_lock:
+            self._display.clear()  # old scores came from the old model
+        self._register(model, path)
+        self._progress(state="ready", step=f"trained on {len(data):,} points",
+                       finished=time.time())
+        return model
+
+    def _thresholds_from_feedback(self, model: AnomalyModel, data: Dataset,
+                                  labels: Mapping[str, tuple[str, AnomalyEvent]]
+                                  ) -> dict[str, tuple[float, str]]:
+        base = self.base_threshold
+        fps: dict[str, list[AnomalyEvent]] = {}
+        tps: dict[str, list[AnomalyEvent]] = {}
+        for verdict, ev in labels.values():
+            (tps if verdict == "true_positive" else fps).setdefault(ev.entity, []).append(ev)
+        if not fps:
+            return {}
+        wanted = [e for e in fps if e in data.entities]
+        scores = model.score(data.select(wanted), explain="none") if wanted else None
+        out: dict[str, tuple[float, str]] = {}
+
+        def peak(ev: AnomalyEvent) -> float:
+            if scores is None or ev.entity not in wanted:
+                return ev.peak_score
+            s = scores[(scores["entity"] == ev.entity) & (scores["timestamp"] >= ev.start)
+                       & (scores["timestamp"] <= ev.end)]["anomaly_score"]
+            return float(s.max()) if len(s) else ev.peak_score
+
+        for entity, evs in fps.items():
+            want = max(peak(ev) for ev in evs) * self.fp_margin
+            cap = base * self.fp_max_threshold
+            tp_peaks = [peak(ev) for ev in tps.get(entity, [])]
+            if tp_peaks:
+                cap = min(cap, min(tp_peaks))
+            value = max(base, min(want, cap))
+            if value > base:
+                out[entity] = (round(value, 4), f"{len(evs)} false positive(s) in feedback")
+        return out
+
+    # ------------------------------------------------------------------ tick
+    def tick(self, now: pd.Timestamp | None = None) -> TickResult:
+        """Score everything new up to ``now`` (default: the source's clock)."""
+        with self.lock:
+            t0 = time.perf_counter()
+            now = self.source.now() if now is None else pd.Timestamp(now)
+            result = self._tick(now, t0)
+            self.last_result = result
+            self.ticks += 1
+            return result
+
+    def _tick(self, now: pd.Timestamp, t0: float) -> TickResult:
+        model = self.model
+        if model is None:
+            try:
+                model = self.ensure_model()
+            except AwsAnomalyError as exc:
+                return TickResult(self.name, now, error=str(exc),
+                                  stage="fetch" if isinstance(exc, SourceError) else "train",
+                                  total_s=time.perf_counter() - t0)
+        step = pd.Timedelta(model.step_)
+        warm = int(model.spec.min_history) + 1
+        try:
+            state = self.store.job_state(self.name)
+        except StoreError as exc:
+            return TickResult(self.name, now, error=self._error("store", exc), stage="store")
+        end = now + pd.Timedelta(1, "ns")  # the point exactly at `now` is measured
+        first_new = pd.Timestamp(now - pd.Timedelta(self.job.lookback))
+        # Score from the oldest entity's last scored point; new entities from `lookback` ago.
+        entities = list(self.job.entities) if self.job.entities else None
+        known = [t for e, t in state.items() if entities is None or e in entities]
+        oldest = min(known) if known else first_new
+        if entities is not None and any(e not in state for e in entities):
+            oldest = min(oldest, first_new)
+        limit_end = oldest + step * self.max_steps_per_tick + pd.Timedelta(1, "ns")
+        caught_up = limit_end >= end
+        end = min(end, limit_end)
+        fetch_start = oldest - step * warm
+        if not self._display and known:
+            # After a restart, show the recent past again (scored for display only).
+            fetch_start = min(fetch_start, oldest - step * (self.display_points + warm))
+        tf = time.perf_counter()
+        try:
+            ds = self.source.fetch(fetch_start, end, entities=entities)
+        except AwsAnomalyError as exc:
+            msg = self._error("fetch", exc)
+            self.source_ok, self.source_error = False, msg
+            return TickResult(self.name, now, error=msg, stage="fetch",
+                              total_s=time.perf_counter() - t0)
+        fetch_s = time.perf_counter() - tf
+        self.source_ok, self.source_error = True, None
+        if self.metrics is not None:
+            self.metrics.observe_fetch(self.name, fetch_s)
+
+        frame = ds.frame
+        last = pd.to_datetime(frame["entity"].map(lambda e: state.get(e, first_new - step)),
+                              utc=True)
+        if not self._display and known:
+            last = last - step * self.display_points  # re-score the recent past for display
+        new_mask = (frame["timestamp"] > last).to_numpy()
+        if not new_mask.any():
+            self._success()
+            return TickResult(self.name, now, entities=len(ds.entities), caught_up=caught_up,
+                              fetch_s=fetch_s, total_s=time.perf_counter() - t0)
+        metrics = tuple(model.metrics_)
+        hist = Dataset(frame=frame.loc[~new_mask].reset_index(drop=True), metrics=ds.metrics,
+                       step=ds.step)
+        new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=ds.metrics,
+                      step=ds.step)
+        ts_ = time.perf_counter()
+        try:
+            scores = model.score(new, history=hist if len(hist) else None)
+        except DataError as exc:
+            return TickResult(self.name, now, error=self._error("features", exc),
+                              stage="features", total_s=time.perf_counter() - t0)
+        except AwsAnomalyError as exc:
+            return TickResult(self.name, now, error=self._error("score", exc), stage="score",
+                              total_s=time.perf_counter() - t0)
+        score_s = time.perf_counter() - ts_
+        if self.metrics is not None:
+            self.metrics.observe_scoring(self.name, score_s)
+        scores = self._decorate(scores, new, hist, metrics)
+        display_only = self._display_only_mask(scores, state)
+        live = scores.loc[~display_only].reset_index(drop=True)
+
+        try:
+            previous = self.store.open_events(self.name)
+        except StoreError as exc:
+            return TickResult(self.name, now, error=self._error("store", exc), stage="store")
+        events = merge_events(live, max_gap_steps=self.max_gap_steps, step=step,
+                              previous=previous, job=self.name, model=self.model_name)
+        last_scored = {str(e): pd.Timestamp(t) for e, t in
+                       live.groupby("entity")["timestamp"].max().items()}
+        try:
+            self.store.commit_tick(self.name, events, last_scored)
+        except StoreError as exc:
+            return TickResult(self.name, now, error=self._error("store", exc), stage="store",
+                              total_s=time.perf_counter() - t0)
+        self._remember(scores)
+        self._call_sinks(live, events)
+        n_anom = int(live["is_anomaly"].sum())
+        self.points_scored += len(live)
+        self._success()
+        return TickResult(
+            self.name, now, points=len(live), anomalies=n_anom, events=tuple(events),
+            entities=len(last_scored), scored_from=live["timestamp"].min() if len(live) else None,
+            scored_to=live["timestamp"].max() if len(live) else None, caught_up=caught_up,
+            fetch_s=fetch_s, score_s=score_s, total_s=time.perf_counter() - t0)
+
+    def _display_only_mask(self, scores: pd.DataFrame,
+                           state: Mapping[str, pd.Timestamp]) -> np.ndarray:
+        # Rows at or before an entity's stored last-scored time were scored for display only.
+        if not state:
+            return np.zeros(len(scores), dtype=bool)
+        last = pd.to_datetime(scores["entity"].map(lambda e: state.get(e, pd.NaT)), utc=True)
+        return (scores["timestamp"] <= last).fillna(False).to_numpy(dtype=bool)
+
+    def _decorate(self, scores: pd.DataFrame, new: Dataset, hist: Dataset,
+                  metrics: tuple[str, ...]) -> pd.DataFrame:
+        """Apply per-entity thresholds; add raw values and robust z-scores (``dev_``)."""
+        thr = self.thresholds()
+        base = self.base_threshold
+        limit = scores["entity"].map(lambda e: thr.get(e, base)).to_numpy(dtype=np.float64)
+        ready = scores["ready"].to_numpy(dtype=bool)
+        scores = scores.assign(
+            is_anomaly=ready & (scores["anomaly_score"].to_numpy() >= limit),
+            threshold=limit)
+        # How far from normal: robust z-score of each value against the entity's look-back
+        # (median and MAD of the history rows; the new rows themselves when history is short).
+        nf = new.frame
+        base = hist.frame if len(hist.frame) else nf
+        grp = base.groupby("entity", sort=False)[list(metrics)]
+        med = grp.median()
+        dev_abs = (base[list(metrics)] - med.reindex(base["entity"]).to_numpy()).abs()
+        mad = dev_abs.groupby(base["entity"].to_numpy()).median() * 1.4826
+        std = base.groupby("entity", sort=False)[list(metrics)].std().fillna(0.0)
+        cols: dict[str, np.ndarray] = {}
+        ent = nf["entity"]
+        for m in metrics:
+            vals = nf[m].to_numpy(dtype=np.float64)
+            c = ent.map(med[m]).to_numpy(dtype=np.float64)
+            sc = ent.map(mad[m]).to_numpy(dtype=np.float64)
+            sd = ent.map(std[m]).to_numpy(dtype=np.float64)
+            scale = np.where(sc > 1e-9, sc, np.maximum(sd, 1e-6))
+            dev = np.nan_to_num((vals - c) / scale, nan=0.0, posinf=0.0, neginf=0.0)
+            cols[f"value_{m}"] = vals
+            cols[f"dev_{m}"] = np.round(dev, 3)
+        # Model scores come in dataset order, the same order as `new.frame`.
+        return scores.assign(**cols)
+
+    def _remember(self, scores: pd.DataFrame) -> None:
+        keep = ["timestamp", "anomaly_score", "is_anomaly", "ready", "threshold",
+                *[c for c in scores.columns if c.startswith(("value_", "contrib_", "dev_"))]]
+        with self._display_lock:
+            for entity, g in scores.groupby("entity", sort=False):
+                g = g[keep]
+                old = self._display.get(str(entity))
+                if old is not None and len(old):
+                    g = pd.concat([old[old["timestamp"] < g["timestamp"].min()], g])
+                self._display[str(entity)] = g.tail(self.display_points).reset_index(drop=True)
+
+    def _call_sinks(self, scores: pd.DataFrame, events: Sequence[AnomalyEvent]) -> None:
+        for sink in self.sinks:
+            try:
+                if isinstance(sink, ScoreSink) and len(scores):
+                    sink.on_scores(self.name, scores, model=self.model_name)
+                if isinstance(sink, EventSink) and events:
+                    sink.on_events(self.name, events, model=self.model_name)
+            except Exception as exc:
+                # A sink failing (a notifier down) must not stop scoring; it is counted.
+                log.warning("job %s: sink %s failed: %s", self.name, type(sink).__name__, exc)
+                self._error("notify", exc)
+
+    def _success(self) -> None:
+        if self.metrics is not None:
+            self.metrics.record_success(self.name)
+
+    # ------------------------------------------------------------------ queries
+    def entities(self) -> list[str]:
+        with self._display_lock:
+            return sorted(self._display)
+
+    def recent(self, entity: str) -> pd.DataFrame | None:
+        """The recent scored points of ``entity`` (values, scores, contributions)."""
+        with self._display_lock:
+            got = self._display.get(entity)
+            return got.copy() if got is not None else None
+
+    def history_for(self, entity: str, before: pd.Timestamp) -> pd.DataFrame | None:
+        """Recent raw values of ``entity`` strictly before ``before`` (wide: timestamp +
+        metrics), for scoring a short request that continues the live series."""
+        rec = self.recent(entity)
+        if rec is None or self.model is None:
+            return None
+        rec = rec[rec["timestamp"] < before]
+        if not len(rec):
+            return None
+        out = pd.DataFrame({"timestamp": rec["timestamp"].to_numpy(), "entity": entity})
+        for m in self.model.metrics_:
+            out[m] = rec[f"value_{m}"].to_numpy()
+        return out

@@ -1,0 +1,105 @@
+"""``/v1/models``: the model registry, retraining, and precision measured from feedback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from aws_anomaly.service.deps import AppState, Authorized, State
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+class PrecisionOut(BaseModel):
+    true_positives: int
+    false_positives: int
+    reviewed: int
+    precision: float | None = Field(description="true / reviewed events; null until reviewed")
+
+
+class ModelVersion(BaseModel):
+    version: str
+    detector: str
+    trained_at: datetime
+    active: bool
+    path: str
+    info: dict[str, Any]
+
+
+class ModelOut(BaseModel):
+    name: str
+    job: str
+    loaded: bool
+    training: dict[str, Any] = Field(description="state of the latest (re)training")
+    threshold: float = Field(description="the job's anomaly_score threshold")
+    entity_thresholds: dict[str, float] = Field(description="thresholds raised by feedback")
+    precision: PrecisionOut
+    versions: list[ModelVersion]
+
+
+class ModelList(BaseModel):
+    items: list[ModelOut]
+
+
+class RetrainOut(BaseModel):
+    name: str
+    status: str
+    detail: str
+
+
+def precision_of(state: AppState, job: str | None = None,
+                 entity: str | None = None) -> PrecisionOut:
+    p = state.store.precision(job=job, entity=entity)
+    return PrecisionOut(true_positives=p.true_positives, false_positives=p.false_positives,
+                        reviewed=p.reviewed,
+                        precision=round(p.precision, 4) if p.precision is not None else None)
+
+
+@router.get("/models", response_model=ModelList, summary="Models, their versions and precision")
+def list_models(state: State) -> ModelList:
+    items = []
+    for r in state.runners.values():
+        versions = [ModelVersion(version=m.version, detector=m.detector,
+                                 trained_at=m.trained_at.to_pydatetime(), active=m.active,
+                                 path=m.path, info=dict(m.info))
+                    for m in state.store.list_models(name=r.model_name)]
+        items.append(ModelOut(name=r.model_name, job=r.name, loaded=r.model is not None,
+                              training=r.progress.as_dict(), threshold=r.base_threshold,
+                              entity_thresholds=r.thresholds(),
+                              precision=precision_of(state, r.name), versions=versions))
+    return ModelList(items=items)
+
+
+@router.post("/models/{name}/retrain", response_model=RetrainOut, status_code=202,
+             dependencies=[Authorized],
+             summary="Retrain a model on fresh history, applying feedback",
+             responses={401: {"description": "no bearer token"},
+                        403: {"description": "wrong bearer token"},
+                        404: {"description": "unknown model"},
+                        409: {"description": "already training"}})
+def retrain(name: Annotated[str, Path(max_length=128)], state: State) -> RetrainOut:
+    runner = next((r for r in state.runners.values() if r.model_name == name), None)
+    if runner is None:
+        raise HTTPException(404, f"unknown model {name!r}; models are "
+                            f"{sorted(r.model_name for r in state.runners.values())}")
+    if state.scheduler is None:
+        raise HTTPException(409, "this service runs without a scheduler; retrain with the CLI")
+    st = state.scheduler.status(runner.name)
+    if runner.progress.state == "training" or st.retrain_pending:
+        raise HTTPException(409, f"model {name!r} is already training "
+                            f"({runner.progress.step})")
+    state.scheduler.request_retrain(runner.name)
+    return RetrainOut(name=name, status="accepted",
+                      detail="retraining between ticks; follow GET /v1/models")
+
+
+@router.get("/precision", response_model=PrecisionOut,
+            summary="Precision measured from feedback (latest verdict per event)")
+def precision(state: State, job: Annotated[str | None, Query(max_length=64)] = None,
+              entity: Annotated[str | None, Query(max_length=256)] = None) -> PrecisionOut:
+    if job is not None:
+        state.runner(job)
+    return precision_of(state, job, entity)

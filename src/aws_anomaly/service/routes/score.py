@@ -1,0 +1,174 @@
+"""``POST /v1/score``: score an entity's points on demand."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import DataError, NotFittedError
+from aws_anomaly.service.deps import State
+
+router = APIRouter(prefix="/v1", tags=["score"])
+
+MAX_POINTS = 10_000
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ScoreRequest(BaseModel):
+    """One entity's points: timestamps and one value list per metric, aligned by position."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "entity": "eks-prod-1",
+        "timestamps": ["2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z"],
+        "metrics": {"cluster_cpu_request_ratio": [0.61, 0.63],
+                    "cluster_mem_request_ratio": [0.55, 0.56],
+                    "cluster_pod_ratio": [0.40, 0.41]}}]})
+
+    entity: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
+                        description="the entity (cluster) the points belong to")
+    timestamps: list[datetime] = Field(min_length=1, max_length=MAX_POINTS,
+                                       description="ISO 8601 or Unix seconds, increasing")
+    metrics: dict[str, list[FiniteFloat]] = Field(
+        min_length=1, max_length=64,
+        description="metric name -> values, one per timestamp, finite numbers")
+
+    @field_validator("timestamps")
+    @classmethod
+    def _increasing(cls, v: list[datetime]) -> list[datetime]:
+        ts = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in v]
+        for i in range(1, len(ts)):
+            if ts[i] == ts[i - 1]:
+                raise ValueError(f"duplicate timestamp {ts[i].isoformat()} at index {i}; "
+                                 "each point needs its own time")
+            if ts[i] < ts[i - 1]:
+                raise ValueError(f"timestamps must increase: index {i} "
+                                 f"({ts[i].isoformat()}) is before index {i - 1} "
+                                 f"({ts[i - 1].isoformat()})")
+        return ts
+
+    @model_validator(mode="after")
+    def _aligned(self) -> ScoreRequest:
+        n = len(self.timestamps)
+        for name, values in self.metrics.items():
+            if len(values) != n:
+                raise ValueError(f"metrics.{name} has {len(values)} values but timestamps has "
+                                 f"{n}; give one value per timestamp")
+        return self
+
+
+class PointExplanation(BaseModel):
+    top_metric: str = Field(description="the metric that drove the score most ('' if none)")
+    contributions: dict[str, float] = Field(description="share of the anomaly per metric")
+    deviations: dict[str, float] = Field(
+        description="robust z-score per metric: how far from the entity's recent normal")
+
+
+class ScoredPoint(BaseModel):
+    timestamp: datetime
+    anomaly_score: float = Field(description=">= threshold (1.0 by default) is anomalous")
+    is_anomaly: bool
+    ready: bool = Field(description="False while the feature windows were still filling")
+    explanation: PointExplanation
+
+
+class ScoreResponse(BaseModel):
+    entity: str
+    job: str
+    model: str
+    threshold: float
+    history_points: int = Field(description="earlier points of the running job used as "
+                                "feature look-back")
+    points: list[ScoredPoint]
+
+
+@router.post("/score", response_model=ScoreResponse, summary="Score an entity's points",
+             responses={422: {"description": "invalid points or too few for the feature "
+                                             "windows"},
+                        503: {"description": "no model loaded yet"}})
+def score(req: ScoreRequest, state: State,
+          job: Annotated[str | None, Query(description="job whose model scores "
+                                           "(default: the first)")] = None) -> ScoreResponse:
+    runner = state.runner(job)
+    model = runner.model
+    if model is None:
+        raise HTTPException(503, f"job {runner.name!r} has no model yet "
+                            f"({runner.progress.state}: {runner.progress.step}); retry shortly")
+    metrics = list(model.metrics_)
+    missing = [m for m in metrics if m not in req.metrics]
+    extra = [m for m in req.metrics if m not in metrics]
+    if missing or extra:
+        raise HTTPException(422, f"metrics: the model uses {metrics}; "
+                            + (f"missing {missing}" if missing else "")
+                            + ("; " if missing and extra else "")
+                            + (f"unknown {extra}" if extra else ""))
+    ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
+    step = pd.Timedelta(model.step_)
+    off = (ts - ts[0]) % step
+    if (off != pd.Timedelta(0)).any():
+        i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
+        raise HTTPException(422, f"timestamps: index {i} ({ts[i].isoformat()}) is not on the "
+                            f"model's {step} grid starting at {ts[0].isoformat()}")
+    frame = pd.DataFrame({"timestamp": ts, "entity": req.entity})
+    for m in metrics:
+        frame[m] = np.asarray(req.metrics[m], dtype=np.float64)
+    warm = int(model.spec.min_history)
+    hist = runner.history_for(req.entity, ts[0])
+    used = 0
+    if hist is not None:
+        if hist["timestamp"].iloc[-1] + step == ts[0]:
+            hist = hist.tail(warm + 1)
+            used = len(hist)
+        else:
+            hist = None
+    if used == 0 and len(ts) <= warm:
+        known = runner.recent(req.entity) is not None
+        why = ("its recent history in job " f"{runner.name!r} does not end one step before the "
+               "first timestamp" if known else f"job {runner.name!r} has no recent history for "
+               "it")
+        raise HTTPException(422, f"timestamps: {len(ts)} point(s) are too few for the feature "
+                            f"windows of entity {req.entity!r} ({why}); send at least "
+                            f"{warm + 1} consecutive points on the {step} grid")
+    try:
+        data = Dataset.from_frame(frame, metrics=metrics, step=step, source="request")
+        history = (Dataset.from_frame(hist, metrics=metrics, step=step, source="history")
+                   if used else None)
+        scores = model.score(data, history=history, explain="flagged")
+    except NotFittedError as exc:
+        raise HTTPException(503, str(exc)) from None
+    except DataError as exc:
+        raise HTTPException(422, str(exc)) from None
+    threshold = runner.threshold_for(req.entity)
+    values = np.column_stack([frame[m].to_numpy() for m in metrics])
+    base = values if hist is None else np.vstack(
+        [hist[metrics].to_numpy(dtype=np.float64), values])
+    med = np.median(base, axis=0)
+    mad = np.median(np.abs(base - med), axis=0) * 1.4826
+    scale = np.where(mad > 1e-9, mad, np.maximum(base.std(axis=0), 1e-6))
+    dev = (values - med) / scale
+    contrib = scores[[f"contrib_{m}" for m in metrics]].to_numpy(dtype=np.float64)
+    s = scores["anomaly_score"].to_numpy(dtype=np.float64)
+    ready = scores["ready"].to_numpy(dtype=bool)
+    top = scores["top_metric"].astype(str).tolist()
+    points = [
+        ScoredPoint(
+            timestamp=ts[i].to_pydatetime(), anomaly_score=_finite(s[i]),
+            is_anomaly=bool(ready[i] and s[i] >= threshold), ready=bool(ready[i]),
+            explanation=PointExplanation(
+                top_metric=top[i],
+                contributions={m: _finite(contrib[i, j]) for j, m in enumerate(metrics)},
+                deviations={m: round(_finite(dev[i, j]), 3) for j, m in enumerate(metrics)}))
+        for i in range(len(ts))]
+    return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
+                         threshold=threshold, history_points=used, points=points)
+
+
+def _finite(x: float) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else 0.0
