@@ -15,7 +15,8 @@ EKS cluster (requested / allocatable):
   ten idle minutes, down to a minimum node count; allocatable changes move all three ratios
   together, and keep them within a band; DaemonSet pods come with every node;
 * **measurement noise** per cluster and metric, and a few short **scrape gaps** (missing rows,
-  5-30 minutes, never inside an anomaly) that the default ``ffill`` gap policy fills.
+  5-30 minutes, never touching an anomaly, the same with or without anomalies) that the
+  default ``ffill`` gap policy fills.
 
 Anomalies come from :mod:`aws_anomaly.data.anomalies` (one event per cluster-day by default,
 spread evenly, all kinds in a balanced mix), so the demo and users' own data use one
@@ -412,14 +413,15 @@ def _simulate(clusters: int, days: float, step: str | pd.Timedelta, seed: int, s
     scales = estimate_scale(values)  # one vectorised pass instead of one per cluster
     rows: list[dict] = []
     for i, r in enumerate(rngs):
-        x = values[i]
+        # Gaps first, so clean data (events_per_day=0) has the very same gaps; events avoid them.
+        gaps[i] = _scrape_gaps(r, n, days, step_h)
         if n_events > 0:
             sc = Scale(noise=scales.noise[i], spread=scales.spread[i], level=scales.level[i])
-            lab, typ, ev = inject_into_array(x, ts, td, kinds=kinds, n_events=n_events, rng=r,
-                                             clip=(0.0, 1.0), scale=sc)
+            lab, typ, ev = inject_into_array(values[i], ts, td, kinds=kinds, n_events=n_events,
+                                             rng=r, clip=(0.0, 1.0), scale=sc,
+                                             forbidden=gaps[i])
             labels[i], types[i] = lab, typ
             rows += event_rows(names[i], ts, DEFAULT_METRICS, ev)
-        gaps[i] = _scrape_gaps(r, n, days, step_h, labels[i] == 1)
     values = np.round(values, 6)
     order = np.argsort(names, kind="stable")
     return _Demo(names=[names[i] for i in order], timestamps=ts, step=td, values=values[order],
@@ -427,19 +429,14 @@ def _simulate(clusters: int, days: float, step: str | pd.Timedelta, seed: int, s
                  events=_events_frame(rows))
 
 
-def _scrape_gaps(rng: np.random.Generator, n: int, days: float, step_h: float,
-                 busy: np.ndarray) -> np.ndarray:
-    """A few short missing stretches (5-30 min), away from the ends and from anomalies."""
+def _scrape_gaps(rng: np.random.Generator, n: int, days: float, step_h: float) -> np.ndarray:
+    """A few short missing stretches (5-30 min), away from the first and last rows."""
     gaps = np.zeros(n, dtype=bool)
     k = 1 + int(rng.poisson(0.2 * days))
     lengths = np.maximum(1, np.round(rng.uniform(5, 30, k) / 60 / step_h)).astype(int)
-    near = busy.copy()
-    near[1:] |= busy[:-1]
-    near[:-1] |= busy[1:]
-    for length in lengths:
-        s = int(rng.integers(1, max(2, n - length - 1)))
-        if s + length < n - 1 and not near[s:s + length].any() and not gaps[s - 1:s + length + 1
-                                                                             ].any():
+    starts = rng.integers(1, np.maximum(2, n - lengths - 1))
+    for s, length in zip(starts, lengths, strict=True):
+        if s + length < n - 1 and not gaps[s - 1:s + length + 1].any():
             gaps[s:s + length] = True
     return gaps
 

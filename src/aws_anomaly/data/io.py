@@ -31,7 +31,7 @@ from aws_anomaly.data.dataset import (
 )
 from aws_anomaly.errors import ConfigError, DataError
 
-__all__ = ["parse_labels", "read_dataset", "read_frame", "write_dataset"]
+__all__ = ["parse_labels", "read_dataset", "read_events", "read_frame", "write_dataset"]
 
 _SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _LAYOUTS = ("auto", "wide", "long")
@@ -339,3 +339,41 @@ def _iso(col: pd.Series) -> pd.Series:
     if bool(whole.all()):
         return col.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return col.map(format_timestamp)
+
+
+_EVENT_COLUMNS = ("entity", "start", "end", "type")
+
+
+def read_events(path: str | Path) -> pd.DataFrame:
+    """Read an events file (as ``write_demo`` writes ``events.csv``) with typed columns.
+
+    ``entity``, ``type`` and ``metrics`` stay text; ``start`` / ``end`` become UTC datetimes
+    (``end`` inclusive); ``magnitude`` a float when present.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "events.csv"
+    >>> _ = p.write_text("entity,start,end,type,metrics,magnitude\n"
+    ...                  "007,2026-01-01T00:05:00Z,2026-01-01T00:10:00Z,spike,cpu,0.2\n")
+    >>> ev = read_events(p); ev["entity"][0], str(ev["end"][0])
+    ('007', '2026-01-01 00:10:00+00:00')
+    """
+    p = Path(path)
+    df = read_frame(p)
+    where = str(p)
+    missing = [c for c in _EVENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{where}: missing event column(s) {missing}; columns are "
+                        f"{list(df.columns)}")
+    df = df.copy()
+    for c in ("entity", "type", "metrics"):
+        if c in df.columns:
+            df[c] = df[c].astype("string").fillna("").astype(str)
+    df["start"] = parse_timestamps(df["start"], f"{where}: column 'start'")
+    df["end"] = parse_timestamps(df["end"], f"{where}: column 'end'")
+    bad = (df["end"] < df["start"]).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: event in row {row} ends before it starts")
+    if "magnitude" in df.columns:
+        df["magnitude"] = pd.to_numeric(df["magnitude"], errors="coerce").astype(np.float64)
+    return df
