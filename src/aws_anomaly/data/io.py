@@ -352,8 +352,8 @@ def read_events(path: str | Path) -> pd.DataFrame:
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "events.csv"
-    >>> _ = p.write_text("entity,start,end,type,metrics,magnitude\n"
-    ...                  "007,2026-01-01T00:05:00Z,2026-01-01T00:10:00Z,spike,cpu,0.2\n")
+    >>> _ = p.write_text("entity,start,end,type,metrics,magnitude\\n"
+    ...                  "007,2026-01-01T00:05:00Z,2026-01-01T00:10:00Z,spike,cpu,0.2\\n")
     >>> ev = read_events(p); ev["entity"][0], str(ev["end"][0])
     ('007', '2026-01-01 00:10:00+00:00')
     """
