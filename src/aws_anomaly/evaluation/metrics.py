@@ -140,7 +140,7 @@ def event_metrics_arrays(y_true: Any, y_pred: Any) -> dict[str, Any]:
 
 
 def events_to_mask(frame: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Turn ``events`` rows (entity, start, end[, anomaly_type]) into per-row event ids.
+    """Turn ``events`` rows (entity, start, end[, anomaly_type or type]) into per-row event ids.
 
     Returns ``(event_id, types)``: ``event_id[i]`` is the index of the event row covering row
     ``i`` of ``frame`` (-1 for none); ``types`` the anomaly type of each event. ``start`` and
@@ -161,8 +161,10 @@ def events_to_mask(frame: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarra
         if ends[k] < starts[k]:
             raise DataError(f"events row {k}: end {ends[k]} is before start {starts[k]}")
         ids[(ent == ev_ent[k]) & (ts >= starts[k]) & (ts <= ends[k])] = k
-    types = (events["anomaly_type"].fillna("").astype(str).to_numpy()
-             if "anomaly_type" in events.columns else np.full(len(events), "unknown"))
+    # The data layer's events table names the column ``type``; accept either spelling.
+    tcol = next((c for c in ("anomaly_type", "type") if c in events.columns), None)
+    types = (events[tcol].fillna("").astype(str).to_numpy() if tcol is not None
+             else np.full(len(events), "unknown"))
     return ids, types
 
 

@@ -1,0 +1,657 @@
+"""``AnomalyModel``: feature spec + scaler + detector + calibrator, fit once, scored anywhere.
+
+The same object scores a batch (:meth:`AnomalyModel.score`), answers scikit-learn style
+(:meth:`AnomalyModel.predict`: -1 anomaly / 1 normal), and scores a live stream point by point
+(:meth:`AnomalyModel.stream`) with the same numbers. It is saved as a checksummed bundle
+(:mod:`aws_anomaly.bundle`), never as a pickle.
+
+Rows while the feature windows are still filling (``ready`` False, the first
+``spec.min_history`` rows of each entity without earlier history) cannot be scored fairly: they
+get ``anomaly_score`` 0.0, ``is_anomaly`` False, ``top_metric`` "" and zero contributions.
+
+Explanations: for every flagged row the contribution of each metric is measured by occlusion:
+its feature group (``FeatureMatrix.groups``) is replaced by the training median (in scaled
+space), the drop of the raw score is recorded, and the drops are normalised to shares summing to
+1 (``contrib_<metric>``); ``top_metric`` is the largest. Rows that are not flagged carry zero
+contributions and ``top_metric`` "" unless ``explain="all"`` is asked for.
+
+Examples
+--------
+>>> from aws_anomaly.data.generator import generate_demo
+>>> ds = generate_demo(seed=0, clusters=1, days=4)           # doctest: +SKIP
+>>> model = AnomalyModel(detector="robust").fit(ds)          # doctest: +SKIP
+>>> model.score(ds).columns[:5].tolist()                     # doctest: +SKIP
+['timestamp', 'entity', 'anomaly_score', 'is_anomaly', 'top_metric']
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly import bundle
+from aws_anomaly.calibration import Calibrator
+from aws_anomaly.data import Dataset
+from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
+from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
+from aws_anomaly.features import (
+    FeatureSpec,
+    StreamingFeatureBuilder,
+    build_features,
+    check_history,
+)
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "AnomalyModel",
+    "PointScore",
+    "Scaler",
+    "StreamScorer",
+    "parse_threshold",
+]
+
+SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
+_LEVEL_FEATURE = re.compile(
+    r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
+
+
+def parse_threshold(text: str) -> dict[str, Any]:
+    """Turn a CLI threshold choice into calibration settings.
+
+    ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
+    validation data), ``share:0.05`` (expected anomaly share) or ``auto`` (best F1 when the
+    validation data has labels, otherwise ``fpr:0.01``).
+
+    >>> parse_threshold("fpr:0.02")
+    {'method': 'target_fpr', 'target_fpr': 0.02}
+    >>> parse_threshold("share:0.05")
+    {'method': 'contamination', 'contamination': 0.05}
+    """
+    t = text.strip().lower().replace("_", "-")
+    if t in ("best-f1", "bestf1", "f1"):
+        return {"method": "best_f1"}
+    if t == "auto":
+        return {"method": "auto"}
+    for prefix, method, key in (("fpr:", "target_fpr", "target_fpr"),
+                                ("share:", "contamination", "contamination")):
+        if t.startswith(prefix):
+            try:
+                value = float(t[len(prefix):])
+            except ValueError:
+                value = float("nan")
+            if not 0.0 < value < 0.5:
+                raise ConfigError(f"threshold {text!r}: the value after '{prefix}' must be a "
+                                  "number in (0, 0.5), e.g. fpr:0.01 or share:0.05")
+            return {"method": method, key: value}
+    raise ConfigError(f"unknown threshold {text!r}; use best-f1, auto, fpr:<rate> (e.g. "
+                      "fpr:0.01) or share:<fraction> (e.g. share:0.05)")
+
+
+@dataclass
+class Scaler:
+    """Per-feature centring and scaling, fit on training rows only.
+
+    ``robust``: median and IQR / 1.349 (the standard deviation for normal data, but not moved by
+    the anomalies the training data may hold); ``standard``: mean and standard deviation. A
+    feature with zero spread keeps scale 1 so it cannot produce infinities.
+
+    >>> s = Scaler("robust").fit(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]))
+    >>> s.transform(np.array([[2.0, 5.0]])).tolist()
+    [[0.0, 0.0]]
+    """
+
+    kind: str = "robust"
+    center_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+    clip: float | None = None
+
+    def fit(self, X: np.ndarray) -> Scaler:
+        if self.kind not in ("robust", "standard"):
+            raise ConfigError(f"scaler must be 'robust' or 'standard', got {self.kind!r}")
+        if self.kind == "robust":
+            q1, med, q3 = np.percentile(X, [25, 50, 75], axis=0)
+            center, scale = med, (q3 - q1) / 1.349
+            # Features that are constant most of the time (flags, counts) have IQR 0; their
+            # standard deviation is a better unit than 1.
+            std = X.std(axis=0)
+            scale = np.where(scale > 1e-12, scale, std)
+        else:
+            center, scale = X.mean(axis=0), X.std(axis=0)
+        self.center_ = np.asarray(center, dtype=np.float64)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.center_ is None or self.scale_ is None:
+            raise NotFittedError("Scaler is not fitted; call fit() first")
+        Z = (X - self.center_) / self.scale_
+        if self.clip is not None:
+            # A single feature far out (a rate of change over a near-zero level) must not
+            # swamp every other: beyond ``clip`` robust sigmas it counts as "very far", no more.
+            np.clip(Z, -self.clip, self.clip, out=Z)
+        return Z
+
+
+@dataclass(frozen=True)
+class PointScore:
+    """The score of one live point (see :meth:`StreamScorer.update`)."""
+
+    timestamp: pd.Timestamp
+    entity: str
+    anomaly_score: float
+    is_anomaly: bool
+    top_metric: str
+    contributions: dict[str, float] = field(default_factory=dict)
+    ready: bool = True
+
+
+class AnomalyModel:
+    """Feature spec + scaler + detector + calibrator.
+
+    Parameters
+    ----------
+    detector
+        A name in :data:`aws_anomaly.detectors.DETECTORS` (``ocsvm``, ``iforest``, ``lof``,
+        ``robust``).
+    detector_params
+        Hyperparameters passed to the detector.
+    spec
+        The :class:`~aws_anomaly.features.FeatureSpec`; ``None`` for the default.
+    calibration
+        ``"auto"``, ``"best-f1"``, ``"fpr:0.01"``, ``"share:0.05"`` or a dict of
+        :class:`~aws_anomaly.calibration.Calibrator` arguments (see :func:`parse_threshold`).
+    scaler
+        ``"robust"`` or ``"standard"``.
+    exclude_labelled
+        When the training data has labels, leave rows labelled anomalous out of the detector's
+        training set (labels of the training split only; they never reach later splits).
+    feature_set
+        ``"stationary"`` (default): leave out level features (value, rolling mean / min / max /
+        quantiles, cross ratios), keeping deviations, spreads, differences, seasonal
+        differences, correlations and calendar terms; ``"all"``: every feature of the spec.
+    log_std
+        Use the log of rolling standard deviations, so a metric gone flat is as visible as one
+        gone noisy.
+    clip
+        Scaled features are clipped to ``[-clip, clip]`` (None: no clipping).
+    """
+
+    def __init__(self, detector: str = "ocsvm", detector_params: Mapping[str, Any] | None = None,
+                 spec: FeatureSpec | None = None, calibration: str | Mapping[str, Any] = "auto",
+                 scaler: str = "robust", exclude_labelled: bool = True,
+                 feature_set: str = "stationary", log_std: bool = True,
+                 clip: float | None = 10.0) -> None:
+        if detector not in DETECTORS:
+            raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
+        self.detector = detector
+        self.detector_params = dict(detector_params or {})
+        self.spec = spec if spec is not None else FeatureSpec()
+        self.calibration = (parse_threshold(calibration) if isinstance(calibration, str)
+                            else dict(calibration))
+        if scaler not in ("robust", "standard"):
+            raise ConfigError(f"scaler must be 'robust' or 'standard', got {scaler!r}")
+        self.scaler = scaler
+        self.exclude_labelled = exclude_labelled
+        if feature_set not in ("stationary", "all"):
+            raise ConfigError(f"feature_set must be 'stationary' or 'all', got {feature_set!r}")
+        self.feature_set = feature_set
+        self.log_std = bool(log_std)
+        if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
+            raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
+        self.clip = None if clip is None else float(clip)
+        self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "detector_"):
+            raise NotFittedError("AnomalyModel is not fitted; call fit() or AnomalyModel.load()")
+
+    def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
+        if isinstance(data, Dataset):
+            ds = data
+        elif isinstance(data, pd.DataFrame):
+            metrics = list(self.metrics_) if hasattr(self, "metrics_") else None
+            ds = Dataset.from_frame(data, metrics=metrics, source=where)
+        else:
+            raise DataError(f"{where}: expected a Dataset or a DataFrame, got "
+                            f"{type(data).__name__}")
+        if hasattr(self, "metrics_"):
+            missing = [m for m in self.metrics_ if m not in ds.metrics]
+            if missing:
+                raise DataError(f"{where}: missing metric(s) {missing}; the model was trained on "
+                                f"{list(self.metrics_)}")
+            if tuple(ds.metrics) != tuple(self.metrics_):
+                ds = Dataset(frame=ds.frame, metrics=tuple(self.metrics_), step=ds.step)
+        return ds
+
+    def _features(self, data: Dataset, history: Dataset | None,
+                  where: str) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Features of every row of ``data`` (in order), using ``history`` as causal look-back.
+
+        History of an entity is used only when it ends exactly one step before the entity's
+        first row in ``data`` (a contiguous series); otherwise those rows warm up afresh.
+        """
+        metrics = list(self.metrics_)
+        blocks, ready_blocks = [], []
+        fm = None
+        hist_frames = dict(history.iter_entities()) if history is not None else {}
+        for entity, ef in data.iter_entities():
+            vals = ef[metrics].to_numpy(dtype=np.float64)
+            ts = pd.DatetimeIndex(ef.index)
+            n_ctx = 0
+            h = hist_frames.get(entity)
+            if h is not None and len(h) and h.index[-1] + data.step == ts[0]:
+                vals = np.vstack([h[metrics].to_numpy(dtype=np.float64), vals])
+                ts = pd.DatetimeIndex(h.index).append(ts)
+                n_ctx = len(h)
+            check_history(len(vals), self.spec,
+                          f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
+            fm = build_features(vals, ts, metrics, self.spec)
+            blocks.append(fm.values[n_ctx:])
+            ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
+        X = np.vstack(blocks) if blocks else np.empty((0, len(self.all_feature_names_)))
+        ready = np.concatenate(ready_blocks) if ready_blocks else np.empty(0, dtype=bool)
+        return X, ready, fm
+
+    def _check_history(self, data: Dataset, ready: np.ndarray, where: str) -> None:
+        if ready.any():
+            return
+        ent = data.frame["entity"].to_numpy()
+        sizes = {e: int((ent == e).sum()) for e in data.entities}
+        raise DataError(
+            f"{where}: too few points for the feature windows: every row is still warming up "
+            f"(rows per entity {sizes}); the feature spec needs {self.spec.min_history} earlier "
+            "rows before the first scored point — give more history"
+        )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train: Dataset | pd.DataFrame,
+            validation: Dataset | pd.DataFrame | None = None) -> AnomalyModel:
+        """Fit scaler and detector on ``train``; fit the calibrator on ``validation``.
+
+        Validation rows that continue a training entity use the training rows as feature
+        look-back. Without validation data the calibrator is fit on the training scores (with a
+        target FPR or share; best F1 needs labelled validation data).
+        """
+        t0 = time.perf_counter()
+        train = self._as_dataset(train, "training data")
+        train.check_not_constant("training data")
+        self.metrics_ = tuple(train.metrics)
+        self.step_ = pd.Timedelta(train.step)
+        X_full, ready, fm = self._features(train, None, "training data")
+        self.all_feature_names_ = tuple(fm.names)
+        self._check_history(train, ready, "training data")
+        self._choose_columns(fm.names, fm.groups)
+        use = ready.copy()
+        n_excluded = 0
+        if self.exclude_labelled and train.has_labels:
+            lab = train.frame["is_anomaly"].to_numpy() == 1
+            n_excluded = int((use & lab).sum())
+            use &= ~lab
+        if use.sum() < 10:
+            raise DataError(f"training data: only {int(use.sum())} usable rows after the "
+                            f"{self.spec.min_history}-row warm-up; give more history")
+        self._fit_log_floor(X_full[use])
+        X = self._prepare(X_full)
+        self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X[use])
+        Xs = self.scaler_.transform(X[use])
+        self.median_ = np.median(Xs, axis=0)
+        self.detector_ = make_detector(self.detector, **self.detector_params).fit(Xs)
+
+        method = dict(self.calibration)
+        if validation is not None:
+            val = self._as_dataset(validation, "validation data")
+            Xv, ready_v, _ = self._features(val, train, "validation data")
+            self._check_history(val, ready_v, "validation data")
+            raw = self._raw(self.scaler_.transform(self._prepare(Xv[ready_v])))
+            y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
+            calib_on = "validation"
+        else:
+            raw = self._raw(Xs)
+            y = None
+            calib_on = "train"
+        if method.get("method") == "auto":
+            method = ({"method": "best_f1"} if y is not None and y.any()
+                      else {"method": "target_fpr", "target_fpr": 0.01})
+        if method.get("method") == "best_f1" and (y is None or not np.any(y)):
+            raise ConfigError(
+                "threshold best-f1 needs labelled anomalies in the validation data, and "
+                f"{calib_on} data has none; use fpr:<rate> (e.g. fpr:0.01) or share:<fraction>"
+            )
+        # Labels (when present) also sharpen target_fpr: the rate is then measured on normal
+        # points only. The share rule ignores them by definition.
+        self.calibrator_ = Calibrator(**method).fit(
+            raw, y if method["method"] in ("best_f1", "target_fpr") else None)
+        self.calibration_used_ = method
+        self.training_summary_ = {
+            "train_rows": len(train), "train_rows_used": int(use.sum()),
+            "train_rows_excluded_labelled": n_excluded,
+            "warmup_rows": int((~ready).sum()), "calibrated_on": calib_on,
+            "calibration_rows": len(raw), "entities": list(train.entities),
+            "step": str(self.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
+        }
+        return self
+
+    # ------------------------------------------------------------------ feature subset
+    def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]]) -> None:
+        """Pick the model's columns from the spec's features (``feature_set``)."""
+        if self.feature_set == "all":
+            cols = list(range(len(names)))
+        else:
+            # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
+            # follow each cluster's own load level and its trend, so a detector fit on the
+            # training weeks sees later weeks' normal levels as anomalies. Deviations, spreads,
+            # differences, seasonal differences and correlations are comparable across time
+            # and across clusters.
+            cols = [i for i, n in enumerate(names) if not _LEVEL_FEATURE.search(n)]
+        pos = {c: j for j, c in enumerate(cols)}
+        self.columns_ = np.asarray(cols, dtype=np.int64)
+        self.feature_names_ = tuple(names[c] for c in cols)
+        self.groups_ = {k: [pos[int(i)] for i in v if int(i) in pos] for k, v in groups.items()}
+
+    def _fit_log_floor(self, X_full: np.ndarray) -> None:
+        """Per-column floors for the log of rolling standard deviations (0 = no log)."""
+        floor = np.zeros(len(self.columns_))
+        if self.log_std:
+            for j, name in enumerate(self.feature_names_):
+                if "__std_" in name:
+                    # A flat-lined metric has std 0; the log turns "much quieter than usual"
+                    # into a deviation as large as "much noisier than usual". The floor (a
+                    # thousandth of the typical std) keeps it finite.
+                    typical = float(np.median(X_full[:, self.columns_[j]]))
+                    floor[j] = max(typical * 1e-3, 1e-12)
+        self.log_floor_ = floor
+
+    def _prepare(self, X_full: np.ndarray) -> np.ndarray:
+        X = X_full[:, self.columns_]
+        logc = np.flatnonzero(self.log_floor_ > 0)
+        if logc.size:
+            X = X.copy() if X.base is X_full else X
+            X[:, logc] = np.log(np.maximum(X[:, logc], 0.0) + self.log_floor_[logc])
+        return X
+
+    # ------------------------------------------------------------------ scoring
+    def _raw(self, Xs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.detector_.score_samples(Xs), dtype=np.float64)
+
+    def _contributions(self, Xs: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Occlusion shares (n, n_metrics) for the scaled rows ``Xs`` with raw scores ``raw``."""
+        m = len(self.metrics_)
+        out = np.zeros((len(Xs), m))
+        if len(Xs) == 0:
+            return out
+        drops = np.empty((len(Xs), m))
+        for j, metric in enumerate(self.metrics_):
+            cols = self.groups_.get(metric, [])
+            if not cols:
+                drops[:, j] = 0.0
+                continue
+            Xo = Xs.copy()
+            Xo[:, cols] = self.median_[cols]
+            drops[:, j] = raw - self._raw(Xo)
+        drops = np.clip(drops, 0.0, None)
+        total = drops.sum(axis=1)
+        ok = total > 0
+        out[ok] = drops[ok] / total[ok, None]
+        if (~ok).any():
+            # Occluding no single metric lowers the score (the anomaly lives in their
+            # combination or in calendar features): share by squared deviation instead.
+            dev = np.zeros((int((~ok).sum()), m))
+            for j, metric in enumerate(self.metrics_):
+                cols = self.groups_.get(metric, [])
+                if cols:
+                    dev[:, j] = np.sum((Xs[~ok][:, cols] - self.median_[cols]) ** 2, axis=1)
+            dtot = dev.sum(axis=1)
+            dev = np.where(dtot[:, None] > 0, dev / np.where(dtot > 0, dtot, 1)[:, None], 1.0 / m)
+            out[~ok] = dev
+        return out
+
+    def _score_matrix(self, X: np.ndarray, ready: np.ndarray,
+                      explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n, m = len(X), len(self.metrics_)
+        score = np.zeros(n)
+        contrib = np.zeros((n, m))
+        idx = np.flatnonzero(ready)
+        if idx.size:
+            Xs = self.scaler_.transform(self._prepare(X[idx]))
+            raw = self._raw(Xs)
+            score[idx] = self.calibrator_.transform(raw)
+            if explain != "none":
+                sel = (np.ones(len(idx), dtype=bool) if explain == "all"
+                       else score[idx] >= 1.0)
+                if sel.any():
+                    contrib[idx[sel]] = self._contributions(Xs[sel], raw[sel])
+        flag = ready & (score >= 1.0)
+        return score, flag, contrib
+
+    def score(self, data: Dataset | pd.DataFrame, history: Dataset | pd.DataFrame | None = None,
+              explain: str = "flagged") -> pd.DataFrame:
+        """Score every row of ``data``.
+
+        Parameters
+        ----------
+        data
+            A :class:`Dataset` or a wide frame (``timestamp``, optional ``entity``, one column
+            per training metric).
+        history
+            Earlier rows of the same entities, used only as feature look-back (not scored).
+        explain
+            ``"flagged"`` (occlusion contributions for flagged rows), ``"all"`` or ``"none"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``timestamp``, ``entity``, ``anomaly_score`` (>= 1.0 is anomalous), ``is_anomaly``,
+            ``top_metric``, ``contrib_<metric>`` per metric, ``ready``; one row per input row,
+            in the dataset's (entity, timestamp) order.
+        """
+        self._check_fitted()
+        if explain not in ("flagged", "all", "none"):
+            raise ConfigError(f"explain must be 'flagged', 'all' or 'none', got {explain!r}")
+        ds = self._as_dataset(data, "scoring data")
+        hist = self._as_dataset(history, "history") if history is not None else None
+        X, ready, _ = self._features(ds, hist, "scoring data")
+        self._check_history(ds, ready, "scoring data")
+        score, flag, contrib = self._score_matrix(X, ready, explain)
+        has = contrib.sum(axis=1) > 0
+        top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
+        out = pd.DataFrame({
+            "timestamp": ds.frame["timestamp"].to_numpy(),
+            "entity": ds.frame["entity"].to_numpy(),
+            "anomaly_score": score,
+            "is_anomaly": flag,
+            "top_metric": pd.array(top, dtype="str"),
+        })
+        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
+        for j, metric in enumerate(self.metrics_):
+            out[f"contrib_{metric}"] = contrib[:, j]
+        out["ready"] = ready
+        return out
+
+    def predict(self, data: Dataset | pd.DataFrame) -> np.ndarray:
+        """-1 for anomalous rows, 1 for normal ones (warm-up rows are 1), as scikit-learn does."""
+        flags = self.score(data, explain="none")["is_anomaly"].to_numpy()
+        return np.where(flags, -1, 1)
+
+    def stream(self, entity: str, history: Dataset | pd.DataFrame | None = None) -> StreamScorer:
+        """A point-by-point scorer for one entity; ``history`` primes its feature windows."""
+        self._check_fitted()
+        scorer = StreamScorer(self, entity)
+        if history is not None:
+            ds = self._as_dataset(history, "stream history")
+            if entity in ds.entities:
+                ef = ds.entity_frame(entity)
+                scorer.prime(pd.DatetimeIndex(ef.index),
+                             ef[list(self.metrics_)].to_numpy(dtype=np.float64))
+        return scorer
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        """The JSON-serialisable description written to the bundle manifest."""
+        self._check_fitted()
+        return {
+            "model": {
+                "detector": self.detector, "detector_params": self.detector_params,
+                "scaler": self.scaler, "exclude_labelled": self.exclude_labelled,
+                "calibration": self.calibration, "feature_set": self.feature_set,
+                "log_std": self.log_std, "clip": self.clip,
+            },
+            "metrics": list(self.metrics_),
+            "step_seconds": self.step_.total_seconds(),
+            "feature_names": list(self.feature_names_),
+            "spec_feature_names": list(self.all_feature_names_),
+            "feature_groups": self.groups_,
+            "feature_spec": self.spec.to_dict(),
+            "calibrator": self.calibrator_.to_dict(),
+            "calibration_used": self.calibration_used_,
+            "scaler_params": {"kind": self.scaler, "arrays": ["scaler_center", "scaler_scale",
+                                                               "train_median", "columns",
+                                                               "log_floor"]},
+            "training_summary": self.training_summary_,
+            **_jsonable(self.metadata),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the model as a bundle folder (see :mod:`aws_anomaly.bundle`); returns the path."""
+        desc = self.describe()
+        arrays = {"scaler_center": self.scaler_.center_, "scaler_scale": self.scaler_.scale_,
+                  "train_median": self.median_, "columns": self.columns_,
+                  "log_floor": self.log_floor_}
+        return str(bundle.write_bundle(path, desc, self.detector_, arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AnomalyModel:
+        """Load a bundle written by :meth:`save`, verifying checksums and types."""
+        contents = bundle.read_bundle(path, trusted=list(TRUSTED_TYPES))
+        man = contents.manifest
+        try:
+            cfg = man["model"]
+            model = cls(detector=cfg["detector"], detector_params=cfg["detector_params"],
+                        spec=FeatureSpec.from_dict(man["feature_spec"]),
+                        calibration=cfg["calibration"], scaler=cfg["scaler"],
+                        exclude_labelled=cfg.get("exclude_labelled", True),
+                        feature_set=cfg.get("feature_set", "all"),
+                        log_std=cfg.get("log_std", False), clip=cfg.get("clip"))
+            model.metrics_ = tuple(man["metrics"])
+            model.step_ = pd.Timedelta(seconds=float(man["step_seconds"]))
+            model.feature_names_ = tuple(man["feature_names"])
+            model.all_feature_names_ = tuple(man["spec_feature_names"])
+            model.groups_ = {k: [int(i) for i in v] for k, v in man["feature_groups"].items()}
+            model.calibrator_ = Calibrator.from_dict(man["calibrator"])
+            model.calibration_used_ = man.get("calibration_used", {})
+            model.training_summary_ = man.get("training_summary", {})
+            arr = contents.arrays
+            model.scaler_ = Scaler(cfg["scaler"], arr["scaler_center"], arr["scaler_scale"],
+                                   model.clip)
+            model.median_ = arr["train_median"]
+            model.columns_ = np.asarray(arr["columns"], dtype=np.int64)
+            model.log_floor_ = np.asarray(arr["log_floor"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"model bundle {path}: manifest is incomplete or invalid "
+                                 f"({type(exc).__name__}: {exc})") from exc
+        k = len(model.feature_names_)
+        if (model.scaler_.center_.shape != (k,) or model.median_.shape != (k,)
+                or model.columns_.shape != (k,) or model.log_floor_.shape != (k,)
+                or (k and int(model.columns_.max()) >= len(model.all_feature_names_))):
+            raise ModelFileError(f"model bundle {path}: scaler arrays do not match the {k} "
+                                 "features in the manifest")
+        model.detector_ = contents.detector
+        model.metadata = {key: man[key] for key in ("evaluation", "selection", "split", "tuning")
+                          if key in man}
+        model.manifest_ = man
+        return model
+
+    def __repr__(self) -> str:
+        state = "fitted" if hasattr(self, "detector_") else "unfitted"
+        return (f"AnomalyModel(detector={self.detector!r}, detector_params="
+                f"{self.detector_params!r}, scaler={self.scaler!r}, {state})")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+class StreamScorer:
+    """Scores one entity's points as they arrive; same numbers as :meth:`AnomalyModel.score`.
+
+    Missing steps between two updates are filled by holding the last value (the batch
+    ``Dataset`` default, ``gap_policy="ffill"``) up to 36 steps; longer gaps, points off the
+    step grid or going back in time raise :class:`DataError`.
+    """
+
+    max_gap_steps = 36
+
+    def __init__(self, model: AnomalyModel, entity: str) -> None:
+        self.model = model
+        self.entity = entity
+        self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_))
+        self._last_ts: pd.Timestamp | None = None
+        self._last_values: np.ndarray | None = None
+        self._step_ns = int(model.step_.value)
+
+    def prime(self, timestamps: Sequence[pd.Timestamp], values: np.ndarray) -> None:
+        """Feed history (not scored)."""
+        for t, v in zip(timestamps, values, strict=True):
+            self._feed(pd.Timestamp(t), np.asarray(v, dtype=np.float64))
+
+    def _feed(self, ts: pd.Timestamp, values: np.ndarray) -> np.ndarray:
+        m = len(self.model.metrics_)
+        if values.shape != (m,):
+            raise DataError(f"entity '{self.entity}': expected {m} values "
+                            f"{list(self.model.metrics_)}, got shape {values.shape}")
+        if not np.isfinite(values).all():
+            raise DataError(f"entity '{self.entity}' at {ts}: values must be finite, got "
+                            f"{values.tolist()}")
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        if self._last_ts is not None:
+            delta = (ts - self._last_ts).value
+            if delta <= 0:
+                raise DataError(f"entity '{self.entity}': timestamp {ts} is not after the last "
+                                f"one {self._last_ts}")
+            if delta % self._step_ns:
+                raise DataError(f"entity '{self.entity}': timestamp {ts} is off the "
+                                f"{self.model.step_} grid that started at {self._last_ts}")
+            k = delta // self._step_ns
+            if k - 1 > self.max_gap_steps:
+                raise DataError(f"entity '{self.entity}': gap of {k - 1} missing steps before "
+                                f"{ts}, longer than {self.max_gap_steps}; start a new stream")
+            for i in range(1, k):
+                self._builder.update(self._last_ts + i * self.model.step_, self._last_values)
+        row = self._builder.update(ts, values)
+        self._last_ts, self._last_values = ts, values
+        return row
+
+    def update(self, timestamp: Any, values: Any) -> PointScore:
+        """Add one point (``values`` in the model's metric order) and score it."""
+        ts = pd.Timestamp(timestamp)
+        row = self._feed(ts, np.asarray(values, dtype=np.float64).reshape(-1))
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        model = self.model
+        if not self._builder.ready:
+            return PointScore(ts, self.entity, 0.0, False, "",
+                              dict.fromkeys(model.metrics_, 0.0), False)
+        score, flag, contrib = model._score_matrix(row[None, :], np.ones(1, dtype=bool),
+                                                   "flagged")
+        c = contrib[0]
+        top = model.metrics_[int(c.argmax())] if c.sum() > 0 else ""
+        return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,
+                          {mt: float(v) for mt, v in zip(model.metrics_, c, strict=True)}, True)
