@@ -41,7 +41,6 @@ from aws_anomaly.streaming import (
     NAB_DETECTORS,
     ContextNoveltyDetector,
     EnsembleDetector,
-    ForecastLikelihoodDetector,
     LikelihoodDetector,
     StreamingDetector,
 )
@@ -52,20 +51,21 @@ CATEGORY = "realAWSCloudwatch"
 
 
 def candidate_grid() -> dict[str, Callable[[], StreamingDetector]]:
-    """The parameter sets the nested CV chooses from (a small grid around the families)."""
+    """The parameter sets the nested CV chooses from: a grid around the chosen detector."""
     grid: dict[str, Callable[[], StreamingDetector]] = {}
-    for levels in (8, 12):
-        for avg in (5, 10):
-            for rest in (100, 150):
-                for with_fc in (False, True):
-                    def build(levels=levels, avg=avg, rest=rest, with_fc=with_fc):
-                        members: list[StreamingDetector] = [LikelihoodDetector(
-                            member=ContextNoveltyDetector(n_levels=levels), avg_window=avg)]
-                        if with_fc:
-                            members.append(ForecastLikelihoodDetector(avg_window=10, season="1D"))
-                        return EnsembleDetector(members=members, rest_period=rest,
-                                                rest_factor=0.0, spatial_tolerance=0.05)
-                    grid[f"ctx{levels}_avg{avg}_rest{rest}{'_fc' if with_fc else ''}"] = build
+    settings = [(lv, order, 150) for lv in (7, 8, 9) for order in (5, 6, 7)] + [(8, 6, 100)]
+    for levels, order, rest in settings:
+        def build(levels=levels, order=order, rest=rest) -> StreamingDetector:
+            return EnsembleDetector(
+                members=[
+                    LikelihoodDetector(member=ContextNoveltyDetector(
+                        n_levels=levels, max_order=order, n_grids=3), avg_windows=(10, 20)),
+                    ContextNoveltyDetector(n_levels=levels, max_order=1),
+                ],
+                weights=[1.0, 0.7], rest_level=0.45, rest_period=rest, rest_factor=0.0,
+                spatial_tolerance=0.05,
+            )
+        grid[f"levels{levels}_order{order}_rest{rest}"] = build
     return grid
 
 

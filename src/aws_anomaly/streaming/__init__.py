@@ -33,32 +33,44 @@ __all__ = [
 ]
 
 #: Shared alarm shaping: one alarm per anomaly (rest), plus Numenta's spatial novelty.
-_ALARM = {"rest_level": 0.5, "rest_period": 100, "rest_factor": 0.0, "spatial_tolerance": 0.05}
+_ALARM = {"rest_level": 0.45, "rest_period": 150, "rest_factor": 0.0, "spatial_tolerance": 0.05}
+
+
+def _context_members() -> tuple[list[StreamingDetector], list[float]]:
+    """Contextual novelty at two averaging scales, plus "a level never seen before"."""
+    return (
+        [
+            LikelihoodDetector(member=ContextNoveltyDetector(n_levels=8, max_order=6, n_grids=3),
+                               avg_windows=(10, 20)),
+            ContextNoveltyDetector(n_levels=8, max_order=1),
+        ],
+        # 0.7 puts an unseen level (raw novelty 1) above the alarm level on its own, while
+        # partly novel contexts (< 0.64) must go through the likelihood.
+        [1.0, 0.7],
+    )
 
 
 def make_context_ensemble() -> EnsembleDetector:
-    """Contextual novelty (coarse levels) as an anomaly likelihood, with alarm shaping."""
-    return EnsembleDetector(
-        members=[LikelihoodDetector(member=ContextNoveltyDetector(), avg_window=10)], **_ALARM
-    )
+    """The chosen detector: contextual novelty likelihoods + new levels, with alarm shaping."""
+    members, weights = _context_members()
+    return EnsembleDetector(members=members, weights=weights, **_ALARM)
 
 
 def make_forecast_ensemble() -> EnsembleDetector:
     """Forecast-residual likelihoods (EWMAs and same-time-yesterday), with alarm shaping."""
+    # Its own alarm level: forecast likelihoods of ordinary noise reach ~0.45 more often.
     return EnsembleDetector(
-        members=[ForecastLikelihoodDetector(avg_window=10, season="1D")], **_ALARM
+        members=[ForecastLikelihoodDetector(avg_window=10, season="1D")],
+        **{**_ALARM, "rest_level": 0.5, "rest_period": 100},
     )
 
 
 def make_full_ensemble() -> EnsembleDetector:
-    """Both families together (max of their likelihood scores), with alarm shaping."""
-    return EnsembleDetector(
-        members=[
-            LikelihoodDetector(member=ContextNoveltyDetector(), avg_window=10),
-            ForecastLikelihoodDetector(avg_window=10, season="1D"),
-        ],
-        **_ALARM,
-    )
+    """Context members plus the forecast likelihood (weight 0.8: it needs a strong signal)."""
+    members, weights = _context_members()
+    members.append(ForecastLikelihoodDetector(avg_window=10, season="1D"))
+    weights.append(0.8)
+    return EnsembleDetector(members=members, weights=weights, **_ALARM)
 
 
 #: The detectors the NAB harness runs; ``BEST_DETECTOR`` names the one we stand behind.

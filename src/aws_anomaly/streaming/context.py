@@ -1,8 +1,8 @@
 """Contextual novelty, in the spirit of CAD OSE: is the recent pattern of coarse levels new?
 
 Values are cut into a few coarse levels (``n_levels`` equal bins over the value range seen in the
-first part of the probationary period; values outside that range get one level just below or one
-just above it). The context of order ``k`` is the tuple of the last ``k`` levels. The detector
+first part of the probationary period; values outside it get levels that widen in octaves of the
+range width). The context of order ``k`` is the tuple of the last ``k`` levels. The detector
 remembers every context it has seen; the raw novelty of a record is the weighted share of its
 contexts (orders ``1..max_order``, order ``k`` weighted ``1/k``) never seen before. Coarse levels
 make the detector blind to noise and sensitive to changes of shape and level that no
@@ -33,6 +33,10 @@ class ContextNoveltyDetector(StreamingDetector):
         Number of coarse levels spanning the probationary value range.
     max_order
         Longest context (in records).
+    n_grids
+        Number of level grids, each shifted by ``1 / n_grids`` of a level; the novelty is their
+        mean. One grid makes the score depend on where the level edges happen to fall; a few
+        shifted grids (as in tile coding) smooth that luck away.
     range_margin
         The estimated range is widened by this fraction on each side before cutting it.
     range_fraction
@@ -54,7 +58,7 @@ class ContextNoveltyDetector(StreamingDetector):
     (1000, 0.0)
     """
 
-    _params: ClassVar[tuple[str, ...]] = ("n_levels", "max_order", "range_margin",
+    _params: ClassVar[tuple[str, ...]] = ("n_levels", "max_order", "n_grids", "range_margin",
                                           "range_fraction", "max_contexts")
 
     def __init__(
@@ -62,6 +66,7 @@ class ContextNoveltyDetector(StreamingDetector):
         *,
         n_levels: int = 8,
         max_order: int = 6,
+        n_grids: int = 1,
         range_margin: float = 0.0,
         range_fraction: float = 0.5,
         max_contexts: int = 200_000,
@@ -76,6 +81,9 @@ class ContextNoveltyDetector(StreamingDetector):
                 f"need range_margin >= 0 and max_contexts >= 100, got {range_margin}, "
                 f"{max_contexts}"
             )
+        if not isinstance(n_grids, int) or n_grids < 1:
+            raise ConfigError(f"n_grids must be an int >= 1, got {n_grids!r}")
+        self.n_grids = n_grids
         self.n_levels = n_levels
         self.max_order = max_order
         if not 0 < range_fraction <= 1:
@@ -91,18 +99,34 @@ class ContextNoveltyDetector(StreamingDetector):
         self.warm_: list[float] = []
         self.lo_ = 0.0
         self.step_ = 1.0
-        self.levels_: list[int] = []
+        self.levels_: list[list[int]] = [[] for _ in range(self.n_grids)]
         self.seen_: dict[tuple[int, ...], int] = {}
 
-    def _level(self, x: float) -> int:
-        lv = math.floor((x - self.lo_) / self.step_)
-        # Everything beyond the range shares one level on each side: "outside" is the novelty,
-        # not how far outside.
-        return -1 if lv < 0 else (self.n_levels if lv >= self.n_levels else lv)
+    def _level(self, x: float, shift: float = 0.0) -> int:
+        lv = math.floor((x - self.lo_) / self.step_ + shift)
+        n = self.n_levels
+        if 0 <= lv < n:
+            return lv
+        # Beyond the range, levels grow in octaves of the range width (excess in [0, 1), [1, 3),
+        # [3, 7)... widths): a value far outside differs from one just outside, but the number
+        # of outside levels stays small however wild the value.
+        width = self.step_ * n
+        if lv >= n:
+            octave = math.floor(math.log2(1.0 + max(0.0, x - self.lo_ - width) / width))
+            return n + min(octave, 30)
+        octave = math.floor(math.log2(1.0 + max(0.0, self.lo_ - x) / width))
+        return -1 - min(octave, 30)
 
-    def _learn_level(self, lv: int) -> float:
-        """Append a level, return the novelty of its contexts, and remember them."""
-        levels = self.levels_
+    def _novelty(self, x: float) -> float:
+        g = self.n_grids
+        total = 0.0
+        for i in range(g):
+            total += self._learn_level(i, self._level(x, i / g))
+        return total / g
+
+    def _learn_level(self, grid: int, lv: int) -> float:
+        """Append a level to a grid's history; return its contexts' novelty; remember them."""
+        levels = self.levels_[grid]
         levels.append(lv)
         if len(levels) > self.max_order:
             del levels[0]
@@ -112,7 +136,7 @@ class ContextNoveltyDetector(StreamingDetector):
         total = 0.0
         m = len(levels)
         for k in range(1, m + 1):
-            key = tuple(levels[m - k:])
+            key = (grid, *levels[m - k:])
             # Low orders weigh more: an unseen level is a stronger signal than an unseen
             # long sequence of known levels.
             wgt = 1.0 / k
@@ -133,7 +157,7 @@ class ContextNoveltyDetector(StreamingDetector):
             if n + 1 == self.range_records_:
                 self._start()
             return 0.0
-        return self._learn_level(self._level(x))
+        return self._novelty(x)
 
     def _start(self) -> None:
         lo, hi = min(self.warm_), max(self.warm_)
@@ -147,6 +171,6 @@ class ContextNoveltyDetector(StreamingDetector):
         saved = self.count_
         for i, v in enumerate(self.warm_):
             self.count_ = i
-            self._learn_level(self._level(v))
+            self._novelty(v)
         self.count_ = saved
         self.warm_ = []

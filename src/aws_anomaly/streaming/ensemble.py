@@ -37,6 +37,9 @@ class EnsembleDetector(StreamingDetector):
         The alarm level, how many records to damp after an alarm, and the damping factor.
     spatial_tolerance, spatial_score
         Spatial novelty: ``None`` turns it off.
+    quiet_factor
+        Scores below ``rest_level`` (outside rest periods) are multiplied by this: a gap between
+        "alarm" and "not alarm" makes the best threshold the same on any set of series.
     probationary
         See :class:`StreamingDetector`; passed on to every member.
 
@@ -56,7 +59,7 @@ class EnsembleDetector(StreamingDetector):
 
     _params: ClassVar[tuple[str, ...]] = (
         "members", "weights", "combine", "rest_level", "rest_period", "rest_factor",
-        "spatial_tolerance", "spatial_score",
+        "spatial_tolerance", "spatial_score", "quiet_factor",
     )
 
     def __init__(
@@ -70,6 +73,7 @@ class EnsembleDetector(StreamingDetector):
         rest_factor: float = 0.5,
         spatial_tolerance: float | None = None,
         spatial_score: float = 1.0,
+        quiet_factor: float = 1.0,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         members = list(members)
@@ -97,7 +101,10 @@ class EnsembleDetector(StreamingDetector):
         self.rest_period = int(rest_period)
         self.rest_factor = rest_factor
         self.spatial_tolerance = spatial_tolerance
+        if not 0 <= quiet_factor <= 1:
+            raise ConfigError(f"quiet_factor must be in [0, 1], got {quiet_factor}")
         self.spatial_score = spatial_score
+        self.quiet_factor = quiet_factor
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
@@ -133,6 +140,9 @@ class EnsembleDetector(StreamingDetector):
                 self.hi_ = x
         if n <= self.rest_until_:
             s *= self.rest_factor
-        elif s >= self.rest_level and n >= self.probationary:
-            self.rest_until_ = n + self.rest_period
+        elif s >= self.rest_level:
+            if n >= self.probationary:
+                self.rest_until_ = n + self.rest_period
+        else:
+            s *= self.quiet_factor
         return s if s < 1.0 else 1.0

@@ -56,6 +56,11 @@ class AnomalyLikelihood:
     reestimate
         The Gaussian is refitted every ``reestimate`` records (it stays fixed in between, so a
         burst of anomalies does not immediately explain itself away).
+    skip
+        The first ``skip`` short-term means are left out of the fit (a member detector's own
+        warm-up scores, high because everything is new to it, would inflate the spread).
+    trim
+        Share of the highest short-term means left out of each fit.
     min_std
         Floor on the fitted standard deviation (raw scores of a very regular series are nearly
         constant; without a floor any wiggle would look like an anomaly).
@@ -79,6 +84,8 @@ class AnomalyLikelihood:
         learning: int = 300,
         reestimate: int = 100,
         min_std: float = 0.02,
+        skip: int = 0,
+        trim: float = 0.0,
         red: float = 1e-5,
         yellow: float = 1e-3,
     ) -> None:
@@ -86,6 +93,10 @@ class AnomalyLikelihood:
                               ("learning", learning, 2), ("reestimate", reestimate, 1)):
             if not isinstance(val, int) or val < lo:
                 raise ConfigError(f"AnomalyLikelihood {name} must be an int >= {lo}, got {val!r}")
+        if not isinstance(skip, int) or not 0 <= skip < learning:
+            raise ConfigError(
+                f"AnomalyLikelihood skip must be an int in [0, learning), got {skip!r}"
+            )
         if not min_std > 0:
             raise ConfigError(f"AnomalyLikelihood min_std must be > 0, got {min_std!r}")
         self.avg_window = avg_window
@@ -93,6 +104,10 @@ class AnomalyLikelihood:
         self.learning = learning
         self.reestimate = reestimate
         self.min_std = min_std
+        self.skip = skip
+        if not 0 <= trim < 0.5:
+            raise ConfigError(f"AnomalyLikelihood trim must be in [0, 0.5), got {trim!r}")
+        self.trim = trim
         self.red = red
         self.yellow = yellow
         self.reset()
@@ -123,19 +138,23 @@ class AnomalyLikelihood:
                 tail = self.yellow
             self.prev_red_ = is_red
             score = log_tail_score(tail)
-        self.means_.append(avg)
+        if self.count_ >= self.skip:
+            self.means_.append(avg)
         self.count_ += 1
         return score
 
     def _fit(self) -> None:
         arr = np.fromiter(self.means_, dtype=np.float64, count=len(self.means_))
+        if self.trim > 0 and len(arr) >= 20:
+            # Past anomalies are the top tail: fit the bulk, so one burst does not hide the next.
+            arr = np.sort(arr)[: max(10, round(len(arr) * (1.0 - self.trim)))]
         self.mu_ = float(arr.mean())
         self.sigma_ = max(float(arr.std()), self.min_std)
         self.fitted_ = True
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("avg_window", "history", "learning", "reestimate",
-                                              "min_std", "red", "yellow")}
+                                              "min_std", "skip", "trim", "red", "yellow")}
 
     def get_state(self) -> dict[str, Any]:
         """JSON-safe state (parameters and learned history)."""
@@ -161,15 +180,23 @@ class AnomalyLikelihood:
 
 
 class LikelihoodDetector(StreamingDetector):
-    """Any streaming detector's score turned into an anomaly likelihood.
+    """Any streaming detector's score turned into an anomaly likelihood, at one or more scales.
 
     Parameters
     ----------
     member
         The detector whose score is the raw score (a fresh instance; this wrapper owns it).
-    avg_window, history, min_std
-        Passed to :class:`AnomalyLikelihood`; its learning period is the probationary length
-        (capped at ``history``), so it fits the member's scores from right after probation.
+    avg_windows
+        One :class:`AnomalyLikelihood` per short-term averaging window; the score is their
+        maximum (a short window reacts to brief bursts, a long one to sustained ones).
+    history, min_std
+        Passed to each :class:`AnomalyLikelihood`; its learning period is the probationary
+        length (capped at ``history``), so it reports from the end of probation.
+    skip_fraction
+        Share of the learning period whose scores are left out of the fit (the member's
+        warm-up).
+    trim
+        Passed to :class:`AnomalyLikelihood`.
     probationary
         See :class:`StreamingDetector`; passed on to the member.
 
@@ -184,31 +211,47 @@ class LikelihoodDetector(StreamingDetector):
     True
     """
 
-    _params: ClassVar[tuple[str, ...]] = ("member", "avg_window", "history", "min_std")
+    _params: ClassVar[tuple[str, ...]] = ("member", "avg_windows", "history", "min_std",
+                                          "skip_fraction", "trim")
 
     def __init__(
         self,
         *,
         member: StreamingDetector,
-        avg_window: int = 5,
+        avg_windows: tuple[int, ...] = (10,),
         history: int = 3000,
         min_std: float = 0.02,
+        skip_fraction: float = 0.5,
+        trim: float = 0.0,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
+        if not 0 <= skip_fraction < 1:
+            raise ConfigError(f"skip_fraction must be in [0, 1), got {skip_fraction!r}")
         if not isinstance(member, StreamingDetector):
             raise ConfigError(f"member must be a StreamingDetector, got {type(member).__name__}")
         self.member = member
-        self.avg_window = avg_window
+        avg_windows = tuple(avg_windows)
+        if not avg_windows or not all(isinstance(w, int) and w >= 1 for w in avg_windows):
+            raise ConfigError(f"avg_windows must be a non-empty tuple of ints >= 1, got "
+                              f"{avg_windows!r}")
+        self.avg_windows = avg_windows
         self.history = history
         self.min_std = min_std
+        self.skip_fraction = skip_fraction
+        self.trim = trim
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
         self.member.reset(self.probationary)
-        self.lik_ = AnomalyLikelihood(
-            avg_window=self.avg_window, history=self.history,
-            learning=max(2, min(self.probationary, self.history)), min_std=self.min_std,
-        )
+        learning = max(2, min(self.probationary, self.history))
+        self.liks_ = [
+            AnomalyLikelihood(
+                avg_window=w, history=self.history, learning=learning, min_std=self.min_std,
+                skip=int(self.skip_fraction * learning), trim=self.trim,
+            )
+            for w in self.avg_windows
+        ]
 
     def _step(self, t_ns: int, x: float) -> float:
-        return self.lik_.update(self.member._step(t_ns, x))
+        raw = self.member._step(t_ns, x)
+        return max([lik.update(raw) for lik in self.liks_])
