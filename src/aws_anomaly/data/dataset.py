@@ -66,6 +66,11 @@ def format_timestamp(ts: pd.Timestamp) -> str:
 _fmt = format_timestamp
 
 
+def _show(v: object) -> str:
+    """repr of a cell for messages, without numpy's ``np.int64(...)`` wrapping."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
 def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
     """Parse a timestamp column to ``datetime64[ns, UTC]``.
 
@@ -94,12 +99,13 @@ def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
         bad = ~np.isfinite(secs)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: timestamp in row {row} is not a number: {raw.iloc[row]!r}")
+            raise DataError(f"{where}: timestamp in row {row} is not a number: "
+                            f"{_show(raw.iloc[row])}")
         big = np.abs(secs) > _MAX_UNIX_SECONDS
         if big.any():
             row = int(np.flatnonzero(big)[0])
             raise DataError(
-                f"{where}: timestamp {raw.iloc[row]!r} in row {row} is not plausible unix "
+                f"{where}: timestamp {_show(raw.iloc[row])} in row {row} is not plausible unix "
                 "seconds (after year 5000); milliseconds? divide by 1000"
             )
         ms = np.round(secs * 1000.0).astype(np.int64)
@@ -114,7 +120,7 @@ def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{where}: cannot parse timestamp {raw.iloc[row]!r} in row {row} "
+            f"{where}: cannot parse timestamp {_show(raw.iloc[row])} in row {row} "
             f"({int(bad.sum())} unparsable in all); use ISO 8601, e.g. 2026-03-01T10:05:00Z"
         )
     return parsed.dt.as_unit("ns")
@@ -403,7 +409,7 @@ class Dataset:
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise DataError(
-                    f"{source}: metric '{m}' has a non-numeric value {df[m].iloc[row]!r} "
+                    f"{source}: metric '{m}' has a non-numeric value {_show(df[m].iloc[row])} "
                     f"in row {row}"
                 )
             arr = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -515,7 +521,7 @@ class Dataset:
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise DataError(f"{source}: 'is_anomaly' must be 0 or 1 in every row; row {row} "
-                                f"has {raw.iloc[row]!r}")
+                                f"has {_show(raw.iloc[row])}")
             lab = lab.to_numpy().astype(np.int8)
         else:
             lab = (typ != "").to_numpy().astype(np.int8)

@@ -1,0 +1,314 @@
+"""Dataset.from_frame validation: each bad input gets a DataError naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import ConfigError, DataError
+
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def frame(n: int = 6, entity: str | None = "a", step: str = "5min", **cols: list) -> pd.DataFrame:
+    df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=n, freq=step, tz="UTC")})
+    if entity is not None:
+        df["entity"] = entity
+    df["cpu"] = np.linspace(0.1, 0.6, n)
+    df["mem"] = np.linspace(0.5, 0.2, n)
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+# ---------------------------------------------------------------- the contract of a valid frame
+def test_valid_frame_dtypes_and_order() -> None:
+    df = pd.concat([frame(entity="b"), frame(entity="a")], ignore_index=True)
+    ds = Dataset.from_frame(df)
+    f = ds.frame
+    assert list(f.columns) == ["timestamp", "entity", "cpu", "mem"]
+    assert str(f["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert f["cpu"].dtype == np.float64
+    assert ds.entities == ("a", "b")
+    assert ds.step == pd.Timedelta("5min")
+    assert ds.values("b")[:, 0].tolist() == df.loc[:5, "cpu"].tolist()
+
+
+def test_pandas3_string_and_microsecond_input_becomes_contract_dtypes() -> None:
+    df = frame()
+    df["timestamp"] = df["timestamp"].dt.as_unit("us").dt.tz_localize(None)  # naive = UTC
+    df["entity"] = df["entity"].astype("string")
+    ds = Dataset.from_frame(df)
+    assert str(ds.frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert ds.frame["timestamp"].iloc[0] == pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def test_iso_text_and_unix_seconds_timestamps() -> None:
+    df = frame()
+    iso = df.assign(timestamp=df["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    unix = df.assign(timestamp=(df["timestamp"] - EPOCH) // pd.Timedelta("1s"))
+    assert Dataset.from_frame(iso).frame.equals(Dataset.from_frame(df).frame)
+    assert Dataset.from_frame(unix).frame.equals(Dataset.from_frame(df).frame)
+
+
+def test_milliseconds_are_not_taken_for_seconds() -> None:
+    df = frame()
+    df["timestamp"] = (df["timestamp"] - EPOCH) // pd.Timedelta("1ms")
+    with pytest.raises(DataError, match=r"not plausible unix seconds.*milliseconds"):
+        Dataset.from_frame(df)
+
+
+# ---------------------------------------------------------------- one test per bad input
+def test_missing_timestamp_column() -> None:
+    with pytest.raises(DataError, match=r"missing column 'timestamp'"):
+        Dataset.from_frame(frame().drop(columns="timestamp"), source="f.csv")
+
+
+def test_missing_metric_column_is_named() -> None:
+    with pytest.raises(DataError, match=r"f\.csv: missing metric column\(s\) \['disk'\]"):
+        Dataset.from_frame(frame(), metrics=["cpu", "disk"], source="f.csv")
+
+
+def test_unknown_non_numeric_column_is_named() -> None:
+    with pytest.raises(DataError, match=r"column\(s\) \['note'\] are not numeric"):
+        Dataset.from_frame(frame(note=["x"] * 6))
+
+
+def test_non_numeric_value_in_metric_names_row() -> None:
+    df = frame()
+    df["cpu"] = df["cpu"].astype(object)
+    df.loc[3, "cpu"] = "oops"
+    with pytest.raises(DataError, match=r"metric 'cpu' has a non-numeric value 'oops' in row 3"):
+        Dataset.from_frame(df, metrics=["cpu", "mem"])
+
+
+def test_unparsable_timestamp_names_value_and_row() -> None:
+    df = frame()
+    df["timestamp"] = df["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    df.loc[2, "timestamp"] = "yesterday-ish"
+    with pytest.raises(DataError, match=r"cannot parse timestamp 'yesterday-ish' in row 2"):
+        Dataset.from_frame(df)
+
+
+def test_missing_timestamp_nat() -> None:
+    df = frame()
+    df.loc[4, "timestamp"] = pd.NaT
+    with pytest.raises(DataError, match=r"timestamp in row 4 is missing"):
+        Dataset.from_frame(df)
+
+
+def test_non_monotonic_timestamps_rejected() -> None:
+    df = frame()
+    df = df.iloc[[0, 1, 3, 2, 4, 5]].reset_index(drop=True)
+    with pytest.raises(DataError, match=r"entity 'a': timestamps are not increasing.*row 3"):
+        Dataset.from_frame(df)
+
+
+def test_duplicate_timestamps_rejected() -> None:
+    df = frame()
+    df.loc[3, "timestamp"] = df.loc[2, "timestamp"]
+    with pytest.raises(DataError, match=r"entity 'a': duplicate timestamp 2026-01-01T00:10:00Z"):
+        Dataset.from_frame(df)
+
+
+def test_irregular_step_errors_by_default() -> None:
+    df = frame(n=7)
+    df.loc[3, "timestamp"] += pd.Timedelta("2min")
+    with pytest.raises(DataError, match=r"irregular time step: 2026-01-01T00:17:00Z.*resample="):
+        Dataset.from_frame(df)
+
+
+@pytest.mark.parametrize(("how", "expected"), [("mean", 0.25), ("last", 0.3)])
+def test_resample_fixes_irregular_steps(how: str, expected: float) -> None:
+    ts = pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T00:05Z", "2026-01-01T00:07Z",
+                         "2026-01-01T00:10Z", "2026-01-01T00:15Z"])
+    df = pd.DataFrame({"timestamp": ts, "cpu": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    ds = Dataset.from_frame(df, step="5min", resample=how)
+    assert ds.frame["timestamp"].diff().dropna().eq(pd.Timedelta("5min")).all()
+    assert ds.frame["cpu"].tolist() == pytest.approx([0.1, expected, 0.4, 0.5])
+
+
+def test_resample_keeps_labels_any_anomalous_and_last_type() -> None:
+    ts = pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T00:05Z", "2026-01-01T00:06Z",
+                         "2026-01-01T00:08Z", "2026-01-01T00:10Z"])
+    df = pd.DataFrame({"timestamp": ts, "cpu": [0.1, 0.2, 0.3, 0.4, 0.5],
+                       "is_anomaly": [0, 1, 0, 1, 0],
+                       "anomaly_type": ["", "spike", "", "dip", ""]})
+    ds = Dataset.from_frame(df, step="5min", resample="last")
+    assert ds.frame["is_anomaly"].tolist() == [0, 1, 0]
+    assert ds.frame["anomaly_type"].tolist() == ["", "dip", ""]
+
+
+def test_resample_buckets_are_epoch_aligned_for_all_entities() -> None:
+    a = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01T00:01Z", "2026-01-01T00:04Z",
+                                                   "2026-01-01T00:12Z"]), "entity": "a",
+                      "cpu": [1.0, 2.0, 3.0]})
+    ds = Dataset.from_frame(a, step="5min", resample="mean")
+    assert ds.frame["timestamp"].dt.strftime("%H:%M").tolist() == ["00:00", "00:05", "00:10"]
+    assert ds.frame["cpu"].tolist() == [1.5, 1.5, 3.0]  # 00:05 empty: held by ffill
+
+
+def test_nan_is_filled_by_ffill_and_interpolate() -> None:
+    df = frame()
+    df.loc[[2, 3], "cpu"] = np.nan
+    ff = Dataset.from_frame(df)
+    it = Dataset.from_frame(df, gap_policy="interpolate")
+    assert ff.frame["cpu"].tolist()[1:5] == [0.2, 0.2, 0.2, 0.5]
+    assert it.frame["cpu"].tolist()[1:5] == pytest.approx([0.2, 0.3, 0.4, 0.5])
+
+
+def test_missing_rows_are_filled_on_the_grid() -> None:
+    df = frame(n=8).drop(index=[3, 4]).reset_index(drop=True)
+    ds = Dataset.from_frame(df)
+    assert len(ds) == 8
+    assert ds.frame["cpu"].iloc[3] == ds.frame["cpu"].iloc[2]
+
+
+def test_nan_with_error_policy_errors() -> None:
+    df = frame()
+    df.loc[2, "mem"] = np.nan
+    with pytest.raises(DataError, match=r"metric 'mem' has 1 missing value.*2026-01-01T00:10:00Z"):
+        Dataset.from_frame(df, gap_policy="error")
+
+
+def test_long_gap_errors() -> None:
+    df = frame(n=50)
+    df.loc[10:49 - 2, "cpu"] = np.nan
+    with pytest.raises(DataError, match=r"metric 'cpu' has a gap of 38 steps.*max_gap_steps=36"):
+        Dataset.from_frame(df)
+    assert len(Dataset.from_frame(df, max_gap_steps=40)) == 50
+
+
+def test_interpolate_holds_a_trailing_gap() -> None:
+    df = frame()
+    df.loc[[4, 5], "cpu"] = np.nan
+    ds = Dataset.from_frame(df, gap_policy="interpolate")
+    assert np.isfinite(ds.frame["cpu"]).all()
+    assert ds.frame["cpu"].iloc[-1] == ds.frame["cpu"].iloc[3]
+
+
+def test_leading_nan_rows_trimmed_within_limit() -> None:
+    df = frame()
+    df.loc[[0, 1], "cpu"] = np.nan
+    ds = Dataset.from_frame(df)
+    assert len(ds) == 4 and ds.frame["timestamp"].iloc[0] == df["timestamp"].iloc[2]
+    with pytest.raises(DataError, match=r"no values for the first 2 steps"):
+        Dataset.from_frame(df, max_gap_steps=1)
+
+
+def test_all_nan_metric_is_named() -> None:
+    df = frame()
+    df["mem"] = np.nan
+    with pytest.raises(DataError, match=r"entity 'a': metric 'mem' has no values at all"):
+        Dataset.from_frame(df)
+
+
+def test_infinite_value_rejected() -> None:
+    df = frame()
+    df.loc[4, "cpu"] = np.inf
+    with pytest.raises(DataError, match=r"metric 'cpu' has 1 infinite value.*row 4"):
+        Dataset.from_frame(df)
+
+
+def test_constant_series_detected() -> None:
+    df = frame()
+    df["mem"] = 0.5
+    ds = Dataset.from_frame(df)
+    with pytest.raises(DataError, match=r"metric 'mem' of entity 'a' is constant"):
+        ds.check_not_constant()
+    Dataset.from_frame(frame()).check_not_constant()  # varying data passes
+
+
+def test_blank_and_missing_entity_rejected() -> None:
+    df = frame()
+    df.loc[2, "entity"] = "  "
+    with pytest.raises(DataError, match=r"'entity' is blank in row 2"):
+        Dataset.from_frame(df)
+    df.loc[2, "entity"] = None
+    with pytest.raises(DataError, match=r"'entity' is empty in row 2"):
+        Dataset.from_frame(df)
+
+
+def test_entity_names_kept_verbatim() -> None:
+    df = pd.concat([frame(entity="007"), frame(entity="eks-prod/eu west")], ignore_index=True)
+    assert Dataset.from_frame(df).entities == ("007", "eks-prod/eu west")
+
+
+def test_duplicate_column_names_rejected() -> None:
+    df = frame()
+    df.columns = ["timestamp", "entity", "cpu", "cpu"]
+    with pytest.raises(DataError, match=r"column name\(s\) \['cpu'\] appear more than once"):
+        Dataset.from_frame(df)
+
+
+def test_reserved_name_as_metric_rejected() -> None:
+    with pytest.raises(DataError, match=r"cannot be metrics"):
+        Dataset.from_frame(frame(is_anomaly=[0] * 6), metrics=["cpu", "is_anomaly"])
+
+
+def test_bad_options_raise_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"gap_policy must be one of"):
+        Dataset.from_frame(frame(), gap_policy="drop")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"resample must be one of"):
+        Dataset.from_frame(frame(), resample="median")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"max_gap_steps must be an integer"):
+        Dataset.from_frame(frame(), max_gap_steps=-1)
+    with pytest.raises(ConfigError, match=r"step 'soon' is not a duration"):
+        Dataset.from_frame(frame(), step="soon")
+
+
+def test_step_inferred_across_entities_when_one_has_a_single_row() -> None:
+    df = pd.concat([frame(n=1, entity="a"), frame(n=4, entity="b")], ignore_index=True)
+    ds = Dataset.from_frame(df)
+    assert ds.step == pd.Timedelta("5min") and len(ds.select("a")) == 1
+    with pytest.raises(DataError, match=r"single row; cannot infer the time step"):
+        Dataset.from_frame(frame(n=1))
+
+
+# ---------------------------------------------------------------- labels
+def test_labels_validated_and_normalised() -> None:
+    ds = Dataset.from_frame(frame(is_anomaly=[0, 1, 1, 0, 0, 0]))
+    assert ds.frame["anomaly_type"].tolist()[:3] == ["", "unknown", "unknown"]
+    assert ds.frame["is_anomaly"].dtype == np.int8
+    with pytest.raises(DataError, match=r"'is_anomaly' must be 0 or 1.*row 2 has 2"):
+        Dataset.from_frame(frame(is_anomaly=[0, 1, 2, 0, 0, 0]))
+    with pytest.raises(DataError, match=r"row 0 has is_anomaly=0 but anomaly_type 'spike'"):
+        Dataset.from_frame(frame(is_anomaly=[0] * 6, anomaly_type=["spike"] + [""] * 5))
+
+
+def test_anomaly_type_alone_implies_labels() -> None:
+    ds = Dataset.from_frame(frame(anomaly_type=["", "dip", "", "", "", ""]))
+    assert ds.has_labels and ds.frame["is_anomaly"].tolist() == [0, 1, 0, 0, 0, 0]
+
+
+def test_filled_rows_inside_an_anomaly_keep_its_label() -> None:
+    df = frame(n=10, is_anomaly=[0, 0, 1, 1, 1, 1, 0, 0, 0, 0],
+               anomaly_type=["", "", "s", "s", "s", "s", "", "", "", ""])
+    ds = Dataset.from_frame(df.drop(index=[3, 4, 7]).reset_index(drop=True))
+    assert ds.frame["is_anomaly"].tolist() == [0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert ds.frame["anomaly_type"].tolist()[2:6] == ["s"] * 4
+
+
+# ---------------------------------------------------------------- accessors
+def test_slice_time_accepts_naive_strings_and_select_a_name() -> None:
+    df = pd.concat([frame(entity="a"), frame(entity="b")], ignore_index=True)
+    ds = Dataset.from_frame(df)
+    part = ds.slice_time("2026-01-01 00:05", "2026-01-01T00:15Z")
+    assert len(part.select("a")) == 2 and part.entities == ("a", "b")
+    assert ds.select("b").entities == ("b",)
+    with pytest.raises(DataError, match=r"unknown entities \['c'\]"):
+        ds.select(["c"])
+    with pytest.raises(DataError, match=r"cannot parse"):
+        ds.slice_time("not a time")
+
+
+def test_interleaved_entities_are_grouped_shuffled_time_rejected() -> None:
+    a, b = frame(entity="a"), frame(entity="b")
+    inter = pd.concat([a, b]).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    assert Dataset.from_frame(inter).frame.equals(
+        Dataset.from_frame(pd.concat([a, b], ignore_index=True)).frame)
+    shuffled = a.sample(frac=1, random_state=3).reset_index(drop=True)
+    with pytest.raises(DataError, match=r"timestamps are not increasing"):
+        Dataset.from_frame(shuffled)
