@@ -171,6 +171,9 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        if not url.startswith(("sqlite", "postgresql")):
+            raise StoreError(f"store {self._safe_url()}: this database is not supported; use "
+                             "sqlite:///path/to/file.db or postgresql+psycopg://...")
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             db = url.split("///", 1)[1] if "///" in url else ""
