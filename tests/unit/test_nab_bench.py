@@ -1,0 +1,153 @@
+"""Harness pieces: event metrics, leave-files-out CV, causality guard, peers, demo table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyod.models.ecod import ECOD
+
+from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.evaluation.nab import PROFILES, NabFile, optimize_threshold, score_file
+from aws_anomaly.evaluation.nab_bench import (
+    AnomalyModel,
+    LookAheadError,
+    check_causality,
+    cross_validate,
+    event_metrics,
+    run_demo_bench,
+    run_detectors,
+    select_files,
+)
+from aws_anomaly.evaluation.peers import (
+    HalfSpaceTreesPeer,
+    PyodPeer,
+    ecod_scores,
+    embed,
+    tail_score,
+)
+
+
+def _file(key: str, n: int = 200, windows=((100, 119),), seed: int = 0) -> NabFile:
+    ts = (np.datetime64("2020-01-01") + np.arange(n) * np.timedelta64(5, "m")).astype(
+        "datetime64[ns]")
+    values = np.random.default_rng(seed).normal(size=n)
+    return NabFile(key, ts, values, windows=windows)
+
+
+def test_event_metrics_counts_windows_and_merged_false_runs() -> None:
+    f = _file("c/a.csv", windows=((100, 119), (150, 159)))
+    s = np.zeros(200)
+    s[[5, 6]] = 1.0          # probationary (first 30 records): ignored
+    s[[60, 61, 62]] = 1.0    # one false event (a run)
+    s[80] = 1.0              # a second false event
+    s[105] = 1.0             # first window detected
+    s[[119, 120]] = 1.0      # 119 in window, 120 just after: a third false event
+    ev = event_metrics({"c/a.csv": s}, {"c/a.csv": f}, 0.5)
+    assert (ev["tp"], ev["fp"], ev["fn"]) == (1, 3, 1)
+    assert ev["precision"] == pytest.approx(0.25)
+    assert ev["recall"] == pytest.approx(0.5)
+    assert ev["f1"] == pytest.approx(2 * 0.25 * 0.5 / 0.75)
+
+
+def test_cross_validation_holds_each_file_out_once() -> None:
+    corpus = {f"c/{i}.csv": _file(f"c/{i}.csv", seed=i) for i in range(4)}
+    rng = np.random.default_rng(1)
+    scores = {k: np.round(rng.random(200), 2) for k in corpus}
+    cv = cross_validate(scores, corpus, folds=2)
+    held = [k for part in cv["fold_files"] for k in part]
+    assert sorted(held) == sorted(corpus)
+    prof = PROFILES["standard"]
+    raw = 0.0
+    for part, thr in zip(cv["fold_files"], cv["thresholds"]["standard"], strict=True):
+        train = {k: s for k, s in scores.items() if k not in part}
+        # The fold's threshold comes from the other files only.
+        assert thr == optimize_threshold(train, corpus, prof)[0]
+        raw += sum(score_file(scores[k], corpus[k], thr, prof).score for k in part)
+    assert cv["overall"]["standard"] == pytest.approx(100 * (raw + 4) / 8)
+    with pytest.raises(ConfigError, match="folds must be in"):
+        cross_validate(scores, corpus, folds=5)
+
+
+class _Causal:
+    def run(self, timestamps, values, probationary):
+        return np.clip(np.abs(values - np.cumsum(values) / np.arange(1, len(values) + 1)) / 5,
+                       0, 1)
+
+
+class _Peeker:
+    def run(self, timestamps, values, probationary):
+        return np.clip(np.abs(values - values.mean()) / 5, 0, 1)
+
+
+def test_causality_guard() -> None:
+    f = _file("c/a.csv")
+    assert check_causality("ok", _Causal, f) == f.probationary + (f.n - f.probationary) // 2
+    with pytest.raises(LookAheadError, match="'bad' looks ahead"):
+        check_causality("bad", _Peeker, f)
+
+
+def test_peers_are_causal_and_in_range() -> None:
+    f = _file("c/a.csv", n=500)
+    for det in (PyodPeer("ecod", refit_every=150), PyodPeer("iforest", refit_every=250),
+                HalfSpaceTreesPeer(window_size=100)):
+        full = det.run(f.timestamps, f.values, f.probationary)
+        assert ((full >= 0) & (full <= 1)).all()
+        # Cuts inside and at the edge of a refit segment.
+        for cut in (300, 325):
+            check_causality(type(det).__name__, lambda det=det: det, f, full=full, cut=cut)
+
+
+def test_ecod_scores_equal_pyod_one_row_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.gamma(2.0, size=(300, 3))
+    rows = rng.gamma(2.0, size=(10, 3)) * 1.5
+    model = ECOD().fit(train)
+    expected = [model.decision_function(rows[i : i + 1])[0] for i in range(10)]
+    assert ecod_scores(train, rows) == pytest.approx(expected, rel=1e-9)
+
+
+def test_embedding_and_tail_score() -> None:
+    v = np.array([1.0, 3.0, 2.0, 10.0])
+    e = embed(v, probationary=3, lags=2)
+    # Row t depends on values up to t only.
+    assert np.array_equal(embed(v[:3], probationary=3, lags=2), e[:3])
+    s = tail_score(np.array([-1.0, 1.0, 2.0, 3.0, 100.0]), np.array([0.0, 1.0, 2.0]))
+    assert np.all(np.diff(s) >= 0) and s[0] == 0 and 0.5 < s[-1] <= 1
+
+
+def test_select_files() -> None:
+    corpus = {"a/x_1.csv": _file("a/x_1.csv"), "b/y.csv": _file("b/y.csv")}
+    assert list(select_files(corpus, ["x_*"])) == ["a/x_1.csv"]
+    assert list(select_files(corpus, ["b/*"])) == ["b/y.csv"]
+    with pytest.raises(DataError, match="no file matches"):
+        select_files(corpus, ["zzz"])
+
+
+def test_bad_detector_output_is_rejected(tmp_path: Path) -> None:
+    class Loud:
+        def run(self, timestamps, values, probationary):
+            return values * 10
+
+    f = _file("c/a.csv")
+    with pytest.raises(DataError, match=r"in \[0, 1\]"):
+        run_detectors({"loud": ("ours", Loud)}, {f.key: f}, workers=1, progress=False)
+
+
+def test_demo_bench_event_table(tmp_path: Path) -> None:
+    detectors = ["aws_context", "pyod_ecod"]
+    if AnomalyModel is not None:
+        detectors.append("aws_model")
+    rep = run_demo_bench(tmp_path, clusters=2, days=4, train_days=1.5, detectors=detectors,
+                         workers=1, progress=False)
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    assert set(saved["detectors"]) == set(detectors)
+    assert saved["n_files"] == 2 and all(k.startswith("demo/") for k in saved["files"])
+    assert all(f["probationary"] == 432 for f in saved["files"].values())
+    for e in rep["detectors"].values():
+        ev = e["events"]
+        assert ev["tp"] + ev["fn"] == rep["n_windows"] > 0
+        assert 0 <= ev["f1"] <= 1
+    assert "| aws_context |" in (tmp_path / "scores.md").read_text()
