@@ -358,6 +358,8 @@ class PrometheusSourceConfig(_Model):
     backoff_s: float = Field(0.5, ge=0)
     # Prometheus refuses a range query of more than 11,000 points per series.
     max_points_per_request: int = Field(11_000, ge=2, le=11_000)
+    # Metrics are queried in parallel, up to this many requests at once.
+    concurrency: int = Field(4, ge=1, le=32)
     auth: PrometheusAuth = NoAuth()
     tls: TLSConfig = TLSConfig()
     headers: dict[str, str] = Field(default_factory=dict)

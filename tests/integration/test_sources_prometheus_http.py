@@ -12,6 +12,7 @@ import datetime as dt
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -97,6 +98,8 @@ class FakePrometheus:
 
 
 def source(url: str, sleeps: list[float] | None = None, **kw: object) -> PrometheusSource:
+    # One request at a time so request counts and backoff sequences are deterministic.
+    kw.setdefault("concurrency", 1)
     cfg = PrometheusSourceConfig(url=url, queries=QUERIES, step="5m", timeout_s=5,
                                  backoff_s=0.2, **kw)
     return PrometheusSource(cfg, sleep=(sleeps.append if sleeps is not None else lambda s: None))
@@ -111,6 +114,29 @@ def test_fake_server_round_trip() -> None:
     t = ds.frame["timestamp"].iloc[3].timestamp()
     assert ds.frame["mem"].iloc[3] == value("mem", "a", t)
     assert fake.requests == 2  # one per metric
+
+
+def test_metrics_are_fetched_concurrently() -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def slow(h: BaseHTTPRequestHandler, body: bytes) -> None:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return None
+
+    fake = FakePrometheus(slow)
+    with fake.running() as url:
+        with source(url, concurrency=4) as src:
+            parallel = src.fetch(START, END)
+        assert state["max"] == 2  # both metrics in flight at once
+        with source(url) as src:
+            serial = src.fetch(START, END)
+    pd.testing.assert_frame_equal(parallel.frame, serial.frame)
 
 
 def test_bearer_401_is_a_clear_error_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:

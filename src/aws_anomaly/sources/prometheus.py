@@ -17,8 +17,10 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import botocore.session
@@ -145,6 +147,7 @@ class PrometheusSource(BaseSource):
                               "resolution", url=self.url)
         self._sleep = sleep
         self.requests_sent = 0  # counted for tests and the service's health page
+        self._count_lock = threading.Lock()
         self._client = httpx.Client(
             base_url=cfg.url, timeout=cfg.timeout_s, auth=self._auth(),
             headers={"Accept": "application/json", **cfg.headers, **self._bearer()},
@@ -196,7 +199,8 @@ class PrometheusSource(BaseSource):
         attempts = self.cfg.max_retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            self.requests_sent += 1
+            with self._count_lock:
+                self.requests_sent += 1
             try:
                 resp = self._client.post(path, data=form)
             except httpx.TimeoutException:
@@ -326,7 +330,15 @@ class PrometheusSource(BaseSource):
             raise SourceError(f"{self.name}: no {self.step} grid point in [{to_utc(start)}, "
                               f"{to_utc(end)})", url=self.url)
         first, last = rng
-        series = {m: self.query_range(m, first, last) for m in self.metrics}
+        if self.cfg.concurrency == 1 or len(self.metrics) == 1:
+            series = {m: self.query_range(m, first, last) for m in self.metrics}
+        else:
+            # Prometheus evaluates queries concurrently; httpx.Client is thread-safe.
+            with ThreadPoolExecutor(min(self.cfg.concurrency, len(self.metrics)),
+                                    thread_name_prefix="prom-fetch") as pool:
+                futures = {m: pool.submit(self.query_range, m, first, last)
+                           for m in self.metrics}
+                series = {m: f.result() for m, f in futures.items()}
         return build_dataset(series, metrics=self.metrics, step=self.step, source=self.name,
                              gap_policy=self.cfg.gap_policy, max_gap_steps=self.cfg.max_gap_steps,
                              entities=entities, span=f"[{first}, {last}]")
