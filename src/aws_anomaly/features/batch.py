@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from aws_anomaly.errors import DataError
 from aws_anomaly.features.kernels import (
     block_reduce,
+    block_sums,
     calendar,
     channels,
     finish_corr,
@@ -34,6 +35,8 @@ __all__ = ["FeatureMatrix", "build_features", "check_values", "plan_for", "times
 CHUNK_ROWS = 16_384
 #: Most worker threads the batch builder uses (chunks are independent).
 MAX_THREADS = 2
+#: Use the block-vectorised rolling sums once a chunk holds this many blocks of a window.
+BLOCK_SUMS_MIN_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -192,22 +195,22 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
         vals = np.empty((n, k), order=order)
         bounds = [(c0, min(n, c0 + CHUNK_ROWS)) for c0 in range(0, n, CHUNK_ROWS)]
 
-        def run(b: tuple[int, int]) -> None:
-            c0, c1 = b
-            if order == "F":
-                _fill_chunk(vals.T[:, c0:c1], xt, ns, ref, c0, c1, plan)
-            else:  # build column-wise in cache, then one transposing copy
-                dst = np.empty((k, c1 - c0))
-                _fill_chunk(dst, xt, ns, ref, c0, c1, plan)
-                vals[c0:c1] = dst.T
+        def run(part: list[tuple[int, int]]) -> None:
+            dst = np.empty((k, CHUNK_ROWS)) if order == "C" else None
+            for c0, c1 in part:
+                if dst is None:
+                    _fill_chunk(vals.T[:, c0:c1], xt, ns, ref, c0, c1, plan)
+                else:  # build column-wise in cache, then one transposing copy
+                    _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
+                    vals[c0:c1] = dst[:, : c1 - c0].T
 
         threads = _threads(len(bounds))
+        parts = [bounds[i::threads] for i in range(threads)]
         if threads > 1:
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(run, bounds))
+                list(pool.map(run, parts))
         else:
-            for b in bounds:
-                run(b)
+            run(bounds)
     ready = np.arange(1, n + 1) >= spec.min_history
     return FeatureMatrix(values=vals, names=plan.names, ready=ready,
                          groups={k: list(v) for k, v in plan.groups.items()})
@@ -235,11 +238,10 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
     pb = np.asarray([b for _, b in plan.pairs], dtype=np.intp)
     x = xt[:, c0:c1]
     t = np.arange(c0, c1)
-    dst[plan.idx_value] = x
+    _put(dst, plan.idx_value, x)
 
     e0 = min(_block_start(c0, w) for w in sw)
-    xc = xt[:, e0:c1] - ref[:, None]
-    ch = channels(xc, pa, pb, products=bool(cross))
+    ch: np.ndarray | None = None
     iw = plan.idx_window
     # Rolling min / max: exact, so a sparse table over the chunk (plus the longest window
     # before it) serves every window at once.
@@ -250,20 +252,26 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
     lmax = sparse_levels(xt[:, m0:c1], top, np.maximum)
     for wi, w in enumerate(sw):
         s = _block_start(c0, w)
-        nch = ch.shape[0] if w in cross else 2 * m
-        sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
+        if (c1 - s) // w >= BLOCK_SUMS_MIN_BLOCKS:
+            sums = block_sums(xt, s, c1, w, ref, pa, pb, w in cross)[:, c0 - s:]
+        else:  # few blocks: per-block accumulation is cheaper than many short vector steps
+            if ch is None:
+                ch = channels(xt[:, e0:c1] - ref[:, None], pa, pb, products=bool(cross))
+            nch = ch.shape[0] if w in cross else 2 * m
+            sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
         cnt = np.minimum(t + 1, w).astype(np.float64)
         mean, std, z, d = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
                                         spec.scale_floor)
         if w in wins:
-            dst[iw["mean"][wi]] = mean
-            dst[iw["std"][wi]] = std
-            dst[iw["z"][wi]] = z
-            dst[iw["min"][wi]] = sparse_window(lmin, w, c0 - m0, np.minimum)
-            dst[iw["max"][wi]] = sparse_window(lmax, w, c0 - m0, np.maximum)
+            _put(dst, iw["mean"][wi], mean)
+            _put(dst, iw["std"][wi], std)
+            _put(dst, iw["z"][wi], z)
+            _put(dst, iw["min"][wi], sparse_window(lmin, w, c0 - m0, np.minimum))
+            _put(dst, iw["max"][wi], sparse_window(lmax, w, c0 - m0, np.maximum))
         if w in cross:
-            dst[plan.idx_corr[wi]] = finish_corr(sums[2 * m:], d[pa], d[pb], std[pa], std[pb],
-                                                 mean[pa], mean[pb], cnt, spec.scale_floor)
+            _put(dst, plan.idx_corr[wi], finish_corr(sums[2 * m:], d[pa], d[pb], std[pa],
+                                                     std[pb], mean[pa], mean[pb], cnt,
+                                                     spec.scale_floor))
 
     for qi, w in enumerate(spec.active_quantile_windows):
         cols = plan.idx_quant[qi]  # (4, m)
@@ -284,14 +292,20 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
 
     for li, lag in enumerate(spec.lags):
         diff, roc = finish_lag(x, _lagged(xt, c0, c1, lag), spec.ratio_floor)
-        dst[plan.idx_diff[li]] = diff
-        dst[plan.idx_roc[li]] = roc
+        _put(dst, plan.idx_diff[li], diff)
+        _put(dst, plan.idx_roc[li], roc)
     for si, lag in enumerate(spec.seasonal_lags):
-        dst[plan.idx_season[si]] = x - _lagged(xt, c0, c1, lag)
+        _put(dst, plan.idx_season[si], x - _lagged(xt, c0, c1, lag))
     if len(plan.pairs):
-        dst[plan.idx_ratio] = finish_ratio(x[pa], x[pb], spec.ratio_floor)
+        _put(dst, plan.idx_ratio, finish_ratio(x[pa], x[pb], spec.ratio_floor))
     if len(plan.idx_calendar):
-        dst[plan.idx_calendar] = calendar(ns[c0:c1])
+        _put(dst, plan.idx_calendar, calendar(ns[c0:c1]))
+
+
+def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray) -> None:
+    """``dst[cols] = block`` row by row (plain copies beat fancy assignment here)."""
+    for j, c in enumerate(cols.tolist()):
+        dst[c] = block[j]
 
 
 def _lagged(xt: np.ndarray, c0: int, c1: int, lag: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from aws_anomaly.features.spec import P10_P90_SIGMA, QUANTILES
 __all__ = [
     "IDENTITY",
     "block_reduce",
+    "block_sums",
     "calendar",
     "calendar_one",
     "channels",
@@ -95,6 +96,50 @@ def block_reduce(a: np.ndarray, w: int, op: np.ufunc) -> np.ndarray:
     return out
 
 
+def block_sums(xt: np.ndarray, s: int, c1: int, w: int, ref: np.ndarray, pa: np.ndarray,
+               pb: np.ndarray, products: bool) -> np.ndarray:
+    """Rolling sums of :func:`channels` of ``xt[:, s:c1] - ref`` over ``w`` rows (batch path).
+
+    The same numbers as ``block_reduce(channels(...), w, np.add)`` (the same additions in the
+    same order) but laid out ``(position in block, channel, block)`` so that each sequential
+    step adds whole vectors of blocks at once instead of running one short dependency chain
+    per block. ``s`` must be a multiple of ``w``; returns ``(channels, c1 - s)``.
+    """
+    m = xt.shape[0]
+    n = c1 - s
+    nf, r = divmod(n, w)
+    nch = 2 * m + (len(pa) if products else 0)
+    out = np.empty((nch, n))
+    if nf:
+        v = xt[:, s: s + nf * w].reshape(m, nf, w).transpose(2, 0, 1)  # (w, m, nf) view
+        ch = np.empty((w, nch, nf))
+        xc = ch[:, :m]
+        np.subtract(v, ref[None, :, None], out=xc)
+        np.multiply(xc, xc, out=ch[:, m:2 * m])
+        if nch > 2 * m:
+            np.multiply(xc[:, pa], xc[:, pb], out=ch[:, 2 * m:])
+        pre = np.empty_like(ch)
+        pre[0] = ch[0]
+        for i in range(1, w):
+            np.add(pre[i - 1], ch[i], out=pre[i])
+        if nf > 1 and w > 1:
+            suf = np.empty((w - 1, nch, nf - 1))  # suffixes from position 1 of blocks 0..nf-2
+            suf[-1] = ch[-1, :, :-1]
+            for i in range(w - 3, -1, -1):
+                np.add(suf[i + 1], ch[i + 1, :, :-1], out=suf[i])
+            np.add(pre[: w - 1, :, 1:], suf, out=pre[: w - 1, :, 1:])
+        out[:, : nf * w].reshape(nch, nf, w)[...] = pre.transpose(1, 2, 0)
+    if r:
+        tail_ch = channels(xt[:, s + nf * w: c1] - ref[:, None], pa, pb, products)
+        tail = out[:, nf * w:]
+        np.add.accumulate(tail_ch, axis=1, out=tail)
+        if nf:
+            last_ch = channels(xt[:, s + (nf - 1) * w: s + nf * w] - ref[:, None], pa, pb,
+                               products)
+            np.add(tail, suffix_scan(last_ch, np.add)[:, 1: r + 1], out=tail)
+    return out
+
+
 def sparse_levels(a: np.ndarray, top: int, op: np.ufunc) -> list[np.ndarray]:
     """``levels[k][:, i]`` = ``op`` over columns ``max(0, i - 2**k + 1) .. i``, k <= ``top``.
 
@@ -105,7 +150,8 @@ def sparse_levels(a: np.ndarray, top: int, op: np.ufunc) -> list[np.ndarray]:
     for k in range(top):
         h = 1 << k
         prev = levels[-1]
-        nxt = prev.copy()
+        nxt = np.empty_like(prev)
+        nxt[:, :h] = prev[:, :h]
         if h < a.shape[1]:
             op(prev[:, h:], prev[:, :-h], out=nxt[:, h:])
         levels.append(nxt)
