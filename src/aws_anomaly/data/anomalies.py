@@ -304,7 +304,9 @@ def inject_into_array(
     kind in a shuffled, balanced cycle of ``kinds``, at a random free position (rows in
     ``forbidden`` and their neighbours are avoided, so events never touch). Kinds that do not
     apply to this entity (``correlation_break`` with one metric, ``contextual`` without a daily
-    cycle) are replaced by other requested kinds.
+    cycle) are replaced by other requested kinds, and so is a kind that finds no room in its
+    slot (a contextual anomaly needs a free quiet time); a slot where nothing fits (all taken
+    by existing anomalies) gets no event.
 
     Returns
     -------
@@ -333,30 +335,50 @@ def inject_into_array(
     for i in range(n_events):
         if not cycle:
             cycle = [usable[j] for j in rng.permutation(len(usable))]
-        kind = cycle.pop()
+        first_kind = cycle.pop()
         lo, hi = round(i * slot), round((i + 1) * slot)
-        dmin, dmax = (d / step_s for d in _DURATION_S[kind])
-        length = max(1, round(rng.uniform(dmin, dmax)))
-        length = min(length, max(1, hi - lo - 2))
         lo_s = max(lo, 1)  # flatline and friends read the row before the event
-        starts = _free_starts(blocked, lo_s, hi, length)
-        if kind == "contextual" and profile is not None:
-            starts = starts[profile[0][starts]]
-        if len(starts) == 0:
-            continue
-        start = int(starts[rng.integers(len(starts))])
-        cols = _pick_cols(kind, m, rng)
-        mag = _apply(kind, x, original, start, length, cols, scale, rng, profile)
-        if mag is None:
-            continue
-        rows = slice(start, start + length)
-        if clip is not None:
-            x[rows] = np.clip(x[rows], clip[0], clip[1])
-        blocked[rows] = True
-        labels[rows] = 1
-        types[rows] = kind
-        events.append(_Event(start, length, kind, cols, mag))
+        tried = [first_kind]
+        while tried:
+            kind = tried.pop(0)
+            placed = _place(kind, x, original, blocked, lo_s, hi, step_s, m, scale, rng, profile)
+            if placed is not None:
+                start, length, cols, mag = placed
+                rows = slice(start, start + length)
+                if clip is not None:
+                    x[rows] = np.clip(x[rows], clip[0], clip[1])
+                blocked[rows] = True
+                labels[rows] = 1
+                types[rows] = kind
+                events.append(_Event(start, length, kind, cols, mag))
+                break
+            if kind == first_kind:
+                # This slot cannot take that kind (e.g. no quiet hours free for a contextual
+                # anomaly): try the others, in random order, rather than drop the event.
+                others = [k for k in usable if k != first_kind]
+                tried = [others[j] for j in rng.permutation(len(others))]
     return labels, types, events
+
+
+def _place(kind: str, x: np.ndarray, original: np.ndarray, blocked: np.ndarray, lo: int, hi: int,
+           step_s: float, m: int, scale: Scale, rng: np.random.Generator,
+           profile: tuple[np.ndarray, np.ndarray] | None
+           ) -> tuple[int, int, tuple[int, ...], float] | None:
+    """Place and apply one event of ``kind`` in rows ``[lo, hi)``; None when it cannot."""
+    dmin, dmax = (d / step_s for d in _DURATION_S[kind])
+    length = max(1, round(rng.uniform(dmin, dmax)))
+    length = min(length, max(1, hi - lo - 2))
+    starts = _free_starts(blocked, lo, hi, length)
+    if kind == "contextual" and profile is not None:
+        starts = starts[profile[0][starts]]
+    if len(starts) == 0:
+        return None
+    start = int(starts[rng.integers(len(starts))])
+    cols = _pick_cols(kind, m, rng)
+    mag = _apply(kind, x, original, start, length, cols, scale, rng, profile)
+    if mag is None:
+        return None
+    return start, length, cols, mag
 
 
 def _apply(kind: str, x: np.ndarray, original: np.ndarray, start: int, length: int,
