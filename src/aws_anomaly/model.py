@@ -562,6 +562,12 @@ class AnomalyModel:
                 or (k and int(model.columns_.max()) >= len(model.all_feature_names_))):
             raise ModelFileError(f"model bundle {path}: scaler arrays do not match the {k} "
                                  "features in the manifest")
+        expected = DETECTORS[model.detector]
+        if type(contents.detector) is not expected:
+            raise ModelFileError(
+                f"model bundle {path}: {bundle.DETECTOR_FILE} holds a "
+                f"{type(contents.detector).__module__}.{type(contents.detector).__qualname__}, "
+                f"not the {expected.__qualname__} the manifest names; refusing to use it")
         model.detector_ = contents.detector
         model.metadata = {key: man[key] for key in ("evaluation", "selection", "split", "tuning")
                           if key in man}
