@@ -60,9 +60,9 @@ def candidate_grid() -> dict[str, Callable[[], StreamingDetector]]:
                 members=[
                     LikelihoodDetector(member=ContextNoveltyDetector(
                         n_levels=levels, max_order=order, n_grids=3), avg_windows=(10, 20)),
-                    ContextNoveltyDetector(n_levels=levels, max_order=1),
+                    ContextNoveltyDetector(n_levels=levels, max_order=1, n_grids=3),
                 ],
-                weights=[1.0, 0.7], rest_level=0.45, rest_period=rest, rest_factor=0.0,
+                weights=[1.0, 0.6], rest_level=0.45, rest_period=rest, rest_factor=0.0,
                 spatial_tolerance=0.05,
             )
         grid[f"levels{levels}_order{order}_rest{rest}"] = build
@@ -169,8 +169,11 @@ def main() -> None:
         print(f"{name:28s} " + " ".join(f"{fs[p]['score']:18.1f}" for p in profs)
               + f" {secs:7.1f}")
     published_th = load_thresholds(args.data)
+    fold_sets = [folds_of(keys, args.folds, seed) for seed in range(args.seeds)]
+    pub_scores: dict[str, dict[str, np.ndarray]] = {}
     for det in PUBLISHED:
         scores = published_scores(args.data, det, corpus)
+        pub_scores[det] = scores
         fs = full_scores(scores, corpus)
         pub = {p: normalized_score(raw_at(scores, corpus, keys, p, published_th[det][p]),
                                    n_windows(corpus, keys), PROFILES[p]) for p in profs}
@@ -182,12 +185,13 @@ def main() -> None:
     print(f"\n== {args.folds}-fold leave-files-out, threshold chosen on training files "
           f"(mean of {args.seeds} shufflings) ==")
     print(head)
-    fold_sets = [folds_of(keys, args.folds, seed) for seed in range(args.seeds)]
-    for name, scores in ours.items():
+    for name, scores in [*ours.items(), *pub_scores.items()]:
         runs = [cv_threshold(scores, corpus, folds) for folds in fold_sets]
         cv = {p: float(np.mean([r[p] for r in runs])) for p in profs}
-        report["detectors"][name]["cv_threshold"] = cv
-        print(f"{name:28s} " + " ".join(f"{cv[p]:18.1f}" for p in profs))
+        where = report["detectors"] if name in ours else report["published"]
+        where[name]["cv_threshold"] = cv
+        label = name if name in ours else f"{name} (published)"
+        print(f"{label:28s} " + " ".join(f"{cv[p]:18.1f}" for p in profs))
 
     print("\n== nested CV: parameter set AND threshold chosen on training files ==")
     grid = candidate_grid()

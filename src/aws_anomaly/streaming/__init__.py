@@ -42,11 +42,11 @@ def _context_members() -> tuple[list[StreamingDetector], list[float]]:
         [
             LikelihoodDetector(member=ContextNoveltyDetector(n_levels=8, max_order=6, n_grids=3),
                                avg_windows=(10, 20)),
-            ContextNoveltyDetector(n_levels=8, max_order=1),
+            ContextNoveltyDetector(n_levels=8, max_order=1, n_grids=3),
         ],
-        # 0.7 puts an unseen level (raw novelty 1) above the alarm level on its own, while
-        # partly novel contexts (< 0.64) must go through the likelihood.
-        [1.0, 0.7],
+        # A level new in all three grids (raw 1) scores 0.6, above the alarm level on its own;
+        # new in two of three (raw 2/3) scores 0.4, below it.
+        [1.0, 0.6],
     )
 
 
