@@ -142,6 +142,7 @@ def test_update_accepts_common_timestamp_types() -> None:
     ("2026-03-02T10:00Z", [0.1, 0.2, 0.3], "does not come after"),
     ("2026-03-02T09:00Z", [0.1, 0.2, 0.3], "does not come after"),
     ("not a time", [0.1, 0.2, 0.3], "cannot read timestamp"),
+    ("2026-03-02T10:05Z", ["a", "b", "c"], "must be 3 numbers"),
     (None, [0.1, 0.2, 0.3], "NaT"),
 ])
 def test_bad_updates_raise_and_leave_the_state_alone(ts, values, message: str) -> None:

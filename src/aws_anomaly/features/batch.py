@@ -260,8 +260,8 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
             nch = ch.shape[0] if w in cross else 2 * m
             sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
         cnt = np.minimum(t + 1, w).astype(np.float64)
-        mean, std, z, d = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
-                                        spec.scale_floor)
+        mean, std, z, d, spread = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
+                                                spec.scale_floor)
         if w in wins:
             _put(dst, iw["mean"][wi], mean)
             _put(dst, iw["std"][wi], std)
@@ -270,8 +270,7 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
             _put(dst, iw["max"][wi], sparse_window(lmax, w, c0 - m0, np.maximum))
         if w in cross:
             _put(dst, plan.idx_corr[wi], finish_corr(sums[2 * m:], d[pa], d[pb], std[pa],
-                                                     std[pb], mean[pa], mean[pb], cnt,
-                                                     spec.scale_floor))
+                                                     std[pb], spread[pa], spread[pb], cnt))
 
     for qi, w in enumerate(spec.active_quantile_windows):
         cols = plan.idx_quant[qi]  # (4, m)

@@ -176,12 +176,13 @@ def sparse_window(levels: list[np.ndarray], w: int, first: int, op: np.ufunc) ->
 
 def finish_window(x: np.ndarray, s1: np.ndarray, s2: np.ndarray, cnt: np.ndarray,
                   ref: np.ndarray, scale_floor: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, population std, z-score and the centred mean from rolling sums.
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, population std, z-score, centred mean and "has spread" from rolling sums.
 
     ``s1``/``s2`` are sums of ``x - ref`` and its square over ``cnt`` rows. Returns
-    ``(mean, std, z, centred_mean)``; the variance is clipped at 0 (rounding can make it
-    slightly negative) and the z denominator is floored at ``scale_floor * (1 + |mean|)``.
+    ``(mean, std, z, centred_mean, spread)``; the variance is clipped at 0 (rounding can make it
+    slightly negative), the z denominator is floored at ``scale_floor * (1 + |mean|)`` and
+    ``spread`` tells where the std is above that floor.
     """
     d = s1 / cnt
     var = s2 / cnt - d * d
@@ -190,19 +191,17 @@ def finish_window(x: np.ndarray, s1: np.ndarray, s2: np.ndarray, cnt: np.ndarray
     mean = d + ref
     floor = scale_floor * (1.0 + np.abs(mean))
     z = (x - mean) / np.maximum(std, floor)
-    return mean, std, z, d
+    return mean, std, z, d, std > floor
 
 
 def finish_corr(sab: np.ndarray, da: np.ndarray, db: np.ndarray, std_a: np.ndarray,
-                std_b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, cnt: np.ndarray,
-                scale_floor: float) -> np.ndarray:
+                std_b: np.ndarray, spread_a: np.ndarray, spread_b: np.ndarray,
+                cnt: np.ndarray) -> np.ndarray:
     """Rolling Pearson correlation from the sum of centred products; 0 where a side is flat."""
     cov = sab / cnt - da * db
-    ok = (std_a > scale_floor * (1.0 + np.abs(mean_a))) & \
-        (std_b > scale_floor * (1.0 + np.abs(mean_b)))
-    denom = np.where(ok, std_a * std_b, 1.0)
-    r = np.where(ok, cov / denom, 0.0)
-    return np.clip(r, -1.0, 1.0)
+    ok = spread_a & spread_b
+    r = np.where(ok, cov / np.where(ok, std_a * std_b, 1.0), 0.0)
+    return np.minimum(np.maximum(r, -1.0), 1.0)
 
 
 def finish_lag(x: np.ndarray, lagged: np.ndarray, ratio_floor: float

@@ -102,6 +102,7 @@ class StreamingFeatureBuilder:
         sw = np.asarray(self.plan.sum_windows, dtype=np.int64)
         self._sw = sw
         self._ar = np.arange(len(sw))
+        self._suf_rows = self._ar * (int(sw.max()) + 1) + 1
         self._wmax = int(sw.max())
         self._swl = [int(w) for w in sw]
         self._cnt_full = sw.astype(np.float64)[:, None]
@@ -217,7 +218,11 @@ class StreamingFeatureBuilder:
             after the previous one.
         """
         ns = _to_ns(timestamp)
-        x = np.array(values, dtype=np.float64).reshape(-1)
+        try:
+            x = np.array(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"streaming features: values must be {self._m} numbers, got "
+                            f"{values!r}: {exc}") from None
         if x.shape[0] != self._m:
             raise DataError(f"streaming features: got {x.shape[0]} values for {self._m} metrics "
                             f"{list(self.metrics)}")
@@ -240,6 +245,7 @@ class StreamingFeatureBuilder:
         self._n = t + 1
         self._last_ns = ns
 
+        m = self._m
         # Block prefixes: the same sequential additions as np.add.accumulate in batch.
         js = [t % w for w in self._swl]
         ch = channels(x - self._ref, self._pa, self._pb, self._products)
@@ -251,10 +257,11 @@ class StreamingFeatureBuilder:
                 self._pre_sum[i] = ch
                 self._pre_min[i] = x
                 self._pre_max[i] = x
-        jp = np.array(js) + 1
-        sums = self._pre_sum + self._suf_sum[self._ar, jp]
-        mins = np.minimum(self._pre_min, self._suf_min[self._ar, jp])
-        maxs = np.maximum(self._pre_max, self._suf_max[self._ar, jp])
+        # flat row of each window's previous-block suffix at position j + 1
+        rows = self._suf_rows + np.array(js)
+        sums = self._pre_sum + self._suf_sum.reshape(-1, self._nch).take(rows, axis=0)
+        mins = np.minimum(self._pre_min, self._suf_min.reshape(-1, m).take(rows, axis=0))
+        maxs = np.maximum(self._pre_max, self._suf_max.reshape(-1, m).take(rows, axis=0))
         out = self._finish(t, ns, x, sums, mins, maxs)
         for i, (j, w) in enumerate(zip(js, self._swl, strict=True)):
             if j == w - 1:
@@ -267,14 +274,14 @@ class StreamingFeatureBuilder:
         pa, pb = self._pa, self._pb
         cnt = self._cnt_full if t + 1 >= self._wmax else \
             np.minimum(t + 1, self._sw).astype(np.float64)[:, None]
-        mean, std, z, d = finish_window(x, sums[:, :m], sums[:, m:2 * m], cnt, self._ref,
-                                        spec.scale_floor)
+        mean, std, z, d, spread = finish_window(x, sums[:, :m], sums[:, m:2 * m], cnt,
+                                                self._ref, spec.scale_floor)
         if self._products and len(pa):
             # every sum window; the gather keeps the cross windows' rows
-            st = np.stack((d, std, mean))
+            st = np.stack((d, std))
             a, b = st[:, :, pa], st[:, :, pb]
-            corr = finish_corr(sums[:, 2 * m:], a[0], b[0], a[1], b[1], a[2], b[2], cnt,
-                               spec.scale_floor)
+            corr = finish_corr(sums[:, 2 * m:], a[0], b[0], a[1], b[1], spread[:, pa],
+                               spread[:, pb], cnt)
         else:
             corr = np.empty(0)
         hist, base = self._hist, self._n - self._nh
@@ -282,17 +289,16 @@ class StreamingFeatureBuilder:
         nl = len(self._lags)
         diff, roc = finish_lag(x, lagged[:nl], spec.ratio_floor)
         season = x - lagged[nl:]
-        pieces = [x, mean.ravel(), std.ravel(), mins.ravel(), maxs.ravel(), z.ravel(),
-                  corr.ravel(), finish_ratio(x[pa], x[pb], spec.ratio_floor), diff.ravel(),
-                  roc.ravel(), season.ravel()]
+        pieces = [x, mean, std, mins, maxs, z, corr,
+                  finish_ratio(x[pa], x[pb], spec.ratio_floor), diff, roc, season]
         for w in self._qws:
             c = min(t + 1, w)
             srt = np.sort(hist[self._nh - c: self._nh].T, axis=-1)
             q, rz = finish_quantiles(srt, c, x, spec.scale_floor)
-            pieces.extend((q.T.ravel(), rz))
+            pieces.extend((q.T, rz))
         if spec.include_calendar:
             pieces.append(calendar_one(ns))
-        return np.concatenate(pieces)[self._gather]
+        return np.concatenate(pieces, axis=None)[self._gather]
 
     def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
         """Prime the builder with history rows (vectorised; no feature vectors returned).
