@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -161,6 +162,22 @@ def test_bearer_401_is_a_clear_error_and_not_retried(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("PROM_TOKEN", "right")
         with source(url, auth={"type": "bearer", "token_env": "PROM_TOKEN"}) as src:
             assert len(src.fetch(START, END).frame) == 48
+
+
+def test_rotated_token_file_is_picked_up(tmp_path: Path) -> None:
+    def need_token(h: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict] | None:
+        if h.headers.get("Authorization") != "Bearer v2":
+            return 401, {"status": "error", "error": "unauthorized"}
+        return None
+
+    token = tmp_path / "token"
+    token.write_text("v1\n")
+    with (FakePrometheus(need_token).running() as url,
+          source(url, auth={"type": "bearer", "token_file": str(token)}) as src):
+        with pytest.raises(SourceError, match="HTTP 401"):
+            src.fetch(START, END)
+        token.write_text("v2\n")  # rotated by the secret store; no restart
+        assert len(src.fetch(START, END).frame) == 48
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds() -> None:

@@ -13,6 +13,7 @@ errors, timeouts, 429 and 5xx answers are retried with exponential backoff and j
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import socket
@@ -42,7 +43,7 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import SourceError
 from aws_anomaly.sources.base import BaseSource, TimeLike, align_range, build_dataset, to_utc
 
-__all__ = ["PrometheusSource", "SigV4HttpxAuth"]
+__all__ = ["HeaderAuth", "PrometheusSource", "SigV4HttpxAuth"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,23 @@ class SigV4HttpxAuth(httpx.Auth):
             if name in aws.headers:
                 request.headers[name] = aws.headers[name]
         yield request
+
+
+class HeaderAuth(httpx.Auth):
+    """Sets ``Authorization`` from a callable on every request, so a token or password read
+    from a file or the environment is re-read (rotated secrets work without a restart)."""
+
+    def __init__(self, header: Callable[[], str]) -> None:
+        self._header = header
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header()
+        yield request
+
+
+def _basic_header(auth: BasicAuth) -> str:
+    user, password = auth.resolve()
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _unknown_host(exc: BaseException) -> bool:
@@ -150,24 +168,23 @@ class PrometheusSource(BaseSource):
         self._count_lock = threading.Lock()
         self._client = httpx.Client(
             base_url=cfg.url, timeout=cfg.timeout_s, auth=self._auth(),
-            headers={"Accept": "application/json", **cfg.headers, **self._bearer()},
+            headers={"Accept": "application/json", **cfg.headers},
             verify=self._verify(), cert=self._cert(), transport=transport,
             follow_redirects=False)
 
     # ------------------------------------------------------------------ connection set-up
     def _auth(self) -> httpx.Auth | None:
         auth = self.cfg.auth
+        if isinstance(auth, BearerAuth):
+            auth.resolve()  # fail now, at start-up, when the secret is missing
+            return HeaderAuth(lambda: f"Bearer {auth.resolve()}")
         if isinstance(auth, BasicAuth):
-            return httpx.BasicAuth(*auth.resolve())
+            _basic_header(auth)
+            return HeaderAuth(lambda: _basic_header(auth))
         if isinstance(auth, SigV4Auth):
             return SigV4HttpxAuth(auth.region, auth.service, profile=auth.profile,
                                   role_arn=auth.role_arn)
         return None
-
-    def _bearer(self) -> dict[str, str]:
-        if isinstance(self.cfg.auth, BearerAuth):
-            return {"Authorization": f"Bearer {self.cfg.auth.resolve()}"}
-        return {}
 
     def _verify(self) -> Any:
         tls = self.cfg.tls
