@@ -10,10 +10,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from moto import mock_aws
 
 from aws_anomaly.config import PrometheusSourceConfig
 from aws_anomaly.errors import SourceError
-from aws_anomaly.sources.prometheus import PrometheusSource
+from aws_anomaly.sources.prometheus import PrometheusSource, SigV4HttpxAuth
 
 T0 = pd.Timestamp("2026-03-01T00:00Z")
 STEP = pd.Timedelta("5min")
@@ -104,3 +105,24 @@ def test_configuration_problems(tmp_path: Path) -> None:
     with (PrometheusSource(PrometheusSourceConfig(url="http://p", queries={"cpu": "x"})) as src,
           pytest.raises(SourceError, match="no 0 days 00:05:00 grid point")):
         src.fetch(T0 + pd.Timedelta("1min"), T0 + pd.Timedelta("2min"))
+
+
+def test_sigv4_assumes_the_role_with_sts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDBASE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "base-secret")
+    with mock_aws():
+        auth = SigV4HttpxAuth("us-east-2", role_arn="arn:aws:iam::123456789012:role/amp-reader")
+        request = httpx.Request("POST", "https://aps-workspaces.us-east-2.amazonaws.com/"
+                                "workspaces/ws-1/api/v1/query_range", data={"query": "up"})
+        signed = next(auth.auth_flow(request))
+    header = signed.headers["Authorization"]
+    assert header.startswith("AWS4-HMAC-SHA256 Credential=")
+    akid, _, region, service, _ = header.split("Credential=")[1].split(",")[0].split("/")
+    assert akid != "AKIDBASE"  # the assumed role's temporary key, not the base one
+    assert (region, service) == ("us-east-2", "aps")
+    assert signed.headers["X-Amz-Security-Token"]  # temporary credentials carry a token
+    assert "x-amz-security-token" in header.split("SignedHeaders=")[1]
