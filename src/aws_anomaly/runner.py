@@ -28,6 +28,7 @@ Feedback changes what is flagged at the next retrain (:meth:`JobRunner.retrain`)
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -304,8 +305,10 @@ class JobRunner:
         metrics = list(self.job.metrics or history.metrics)
         history = Dataset(frame=history.frame, metrics=tuple(metrics), step=history.step)
         labels = self.store.latest_labels(job=self.name)
+        # Labels the source knows (the demo's injected anomalies) plus confirmed events.
+        lab = (history.frame["is_anomaly"].to_numpy(dtype=np.int8).copy() if history.has_labels
+               else np.zeros(len(history.frame), dtype=np.int8))
         frame = history.frame.drop(columns=["is_anomaly", "anomaly_type"], errors="ignore")
-        lab = np.zeros(len(frame), dtype=np.int8)
         ts = frame["timestamp"]
         ent = frame["entity"].to_numpy()
         for verdict, ev in labels.values():
@@ -376,9 +379,10 @@ class JobRunner:
             tp_peaks = [peak(ev) for ev in tps.get(entity, [])]
             if tp_peaks:
                 cap = min(cap, min(tp_peaks))
-            value = max(base, min(want, cap))
+            # Rounded down: a cap at a confirmed peak must stay at or below that peak.
+            value = max(base, math.floor(min(want, cap) * 1e4) / 1e4)
             if value > base:
-                out[entity] = (round(value, 4), f"{len(evs)} false positive(s) in feedback")
+                out[entity] = (value, f"{len(evs)} false positive(s) in feedback")
         return out
 
     # ------------------------------------------------------------------ tick

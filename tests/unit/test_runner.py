@@ -1,0 +1,221 @@
+"""JobRunner: incremental scoring, catch-up after outages, events, sinks, feedback retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aws_anomaly.config import JobConfig
+from aws_anomaly.model import AnomalyModel
+from aws_anomaly.runner import JobRunner
+from aws_anomaly.sources.demo import DemoSource
+from aws_anomaly.store import Store
+
+T0 = pd.Timestamp("2026-03-01T00:00Z")
+STEP = pd.Timedelta("5min")
+WALL_PER_STEP = 5.0  # speedup 60: one 5-minute step every 5 wall seconds
+
+
+def job_config(**over) -> JobConfig:
+    cfg = {"name": "demo", "source": {"type": "demo", "clusters": 2, "days": 4, "speedup": 60,
+                                           "future_days": 1},
+           "model": {"history": "3d"}, "lookback": "2h", "interval": "5m"}
+    cfg.update(over)
+    return JobConfig.model_validate(cfg)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def steps(self, k: int) -> None:
+        self.t += k * WALL_PER_STEP
+
+
+class Recorder:
+    """A score and event sink that keeps what it got."""
+
+    def __init__(self) -> None:
+        self.scores: list[pd.DataFrame] = []
+        self.events: list = []
+
+    def on_scores(self, job: str, scores: pd.DataFrame, *, model: str) -> None:
+        self.scores.append(scores)
+
+    def on_events(self, job: str, events, *, model: str) -> None:
+        self.events.extend(events)
+
+    def timestamps(self, entity: str) -> list[pd.Timestamp]:
+        out = []
+        for s in self.scores:
+            out += list(s.loc[s["entity"] == entity, "timestamp"])
+        return out
+
+
+class Broken:
+    def on_scores(self, job: str, scores: pd.DataFrame, *, model: str) -> None:
+        raise ConnectionError("sink down")
+
+
+@pytest.fixture(scope="module")
+def model() -> AnomalyModel:
+    job = job_config()
+    src = DemoSource(job.source, start=T0, wall_clock=lambda: 0.0)
+    hist = src.fetch(T0 - pd.Timedelta(days=3), T0)
+    return AnomalyModel(detector="ocsvm", calibration={"method": "target_fpr",
+                                                       "target_fpr": 0.02}).fit(hist)
+
+
+def make(tmp_path: Path, fitted: AnomalyModel | None, sinks=(), **job_over):
+    clock = Clock()
+    job = job_config(**job_over)
+    src = DemoSource(job.source, start=T0, wall_clock=clock)
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    runner = JobRunner(job, src, fitted, list(sinks), store, model_path=tmp_path / "model")
+    return runner, src, clock, store
+
+
+def test_ticks_score_each_point_exactly_once(tmp_path, model):
+    rec = Recorder()
+    runner, _, clock, store = make(tmp_path, model, [rec])
+    first = runner.tick()
+    assert first.ok, first.error
+    # lookback 2h: the 25 grid points in [now - 2h, now] of each of the 2 entities
+    assert first.points == 50 and first.scored_to == T0
+    assert store.job_state("demo") == {e: T0 for e in runner.entities()}
+    clock.steps(3)
+    second = runner.tick()
+    assert second.points == 6 and second.scored_from == T0 + STEP
+    assert runner.tick().points == 0  # nothing new yet
+    for e in runner.entities():
+        ts = rec.timestamps(e)
+        assert len(ts) == len(set(ts)) == 28
+        assert pd.DatetimeIndex(ts).equals(pd.date_range(T0 - pd.Timedelta("2h"), periods=28,
+                                                         freq=STEP))
+
+
+def test_outage_is_caught_up_without_holes(tmp_path, model):
+    rec = Recorder()
+    runner, src, clock, _ = make(tmp_path, model, [rec])
+    assert runner.tick().ok
+    src.failing = True
+    for _ in range(4):
+        clock.steps(2)
+        res = runner.tick()
+        assert not res.ok and res.stage == "fetch"
+    assert runner.errors["fetch"] == 4 and runner.source_ok is False
+    assert "failing" in runner.source_error
+    src.failing = False
+    clock.steps(1)
+    res = runner.tick()
+    assert res.ok and res.points == 2 * 9 and res.scored_to == T0 + 9 * STEP
+    for e in runner.entities():
+        ts = pd.DatetimeIndex(rec.timestamps(e))
+        assert ts.is_monotonic_increasing and (np.diff(ts.asi8) == STEP.value).all()
+
+
+def test_long_outage_catches_up_in_chunks(tmp_path, model):
+    runner, _, clock, store = make(tmp_path, model)
+    assert runner.tick().ok
+    runner.max_steps_per_tick = 10
+    clock.steps(25)
+    results = [runner.tick() for _ in range(3)]
+    assert [r.points // 2 for r in results] == [10, 10, 5]
+    assert [r.caught_up for r in results] == [False, False, True]
+    assert set(store.job_state("demo").values()) == {T0 + 25 * STEP}
+
+
+def test_rescoring_the_same_range_never_duplicates_events(tmp_path, model):
+    runner, _, clock, store = make(tmp_path, model, lookback="1d")
+    clock.steps(12)
+    assert runner.tick().ok
+    n = store.count_events()
+    assert n > 0, "the demo day should hold at least one anomaly"
+    ids = {e.event_id for e in store.list_events(limit=1000).items}
+    # Forget the progress and score the same day again: same events, same ids.
+    store.set_job_state("demo", {e: T0 - pd.Timedelta(days=1) - STEP for e in runner.entities()})
+    assert runner.tick().ok
+    assert store.count_events() == n
+    assert {e.event_id for e in store.list_events(limit=1000).items} == ids
+    assert store.check_integrity() == []
+
+
+def test_events_reach_sinks_with_explanations(tmp_path, model):
+    rec = Recorder()
+    runner, _, _, store = make(tmp_path, model, [rec], lookback="1d")
+    res = runner.tick()
+    assert res.events and rec.events
+    ev = max(rec.events, key=lambda e: e.peak_score)
+    assert ev.peak_score >= 1.0 and ev.job == "demo"
+    assert sum(c for _, c in ev.top_metrics) == pytest.approx(1.0, abs=0.01)
+    assert set(ev.deviations) == set(model.metrics_)
+    stored = store.get_event(ev.event_id)
+    assert stored is not None and stored.peak_score == pytest.approx(ev.peak_score)
+
+
+def test_failing_sink_is_counted_and_does_not_block(tmp_path, model):
+    runner, _, clock, store = make(tmp_path, model, [Broken()])
+    assert runner.tick().ok
+    assert runner.errors["notify"] == 1
+    clock.steps(1)
+    assert runner.tick().ok and store.job_state("demo")[runner.entities()[0]] == T0 + STEP
+
+
+def test_trains_a_model_when_none_exists_and_reloads_it(tmp_path):
+    runner, _, _, store = make(tmp_path, None, model={"history": "2d"})
+    res = runner.tick()
+    assert res.ok and runner.model is not None and runner.progress.state == "ready"
+    assert (tmp_path / "model" / "manifest.json").exists()
+    [rec] = store.list_models(name="demo")
+    assert rec.active and rec.detector == "ocsvm" and rec.info["metrics"] == list(
+        runner.model.metrics_)
+    again, *_ = make(tmp_path, None, model={"history": "2d"})
+    again.ensure_model()
+    assert again.model.feature_names_ == runner.model.feature_names_
+
+
+def test_false_positive_feedback_raises_that_entitys_threshold(tmp_path, model):
+    runner, _, _, store = make(tmp_path, model, lookback="1d", model={"history": "3d"})
+    assert runner.tick().ok
+    events = store.list_events(limit=1000).items
+    target = max(events, key=lambda e: e.peak_score)
+    store.add_feedback(target.event_id, "false_positive", "deploy, expected")
+    runner.retrain()
+    thr = runner.thresholds()
+    assert set(thr) == {target.entity}
+    assert thr[target.entity] > 1.0
+    other = [e for e in runner.entities() if e != target.entity]
+    assert all(runner.threshold_for(e) == 1.0 for e in other)
+    # The new model no longer flags the refuted pattern for that entity.
+    rescored = runner.model.score(runner.source.fetch(target.start - 300 * STEP,
+                                                      target.end + STEP))
+    window = rescored[(rescored["entity"] == target.entity)
+                      & (rescored["timestamp"] >= target.start)
+                      & (rescored["timestamp"] <= target.end)]
+    assert (window["anomaly_score"] < thr[target.entity]).all()
+    assert store.entity_thresholds("demo") == thr
+
+
+def test_true_positive_feedback_caps_the_raise(tmp_path, model):
+    runner, _, _, store = make(tmp_path, model, lookback="1d", model={"history": "3d"})
+    assert runner.tick().ok
+    evs = sorted(store.list_events(limit=1000).items, key=lambda e: e.peak_score)
+    by_entity: dict[str, list] = {}
+    for e in evs:
+        by_entity.setdefault(e.entity, []).append(e)
+    entity, mine = next((k, v) for k, v in by_entity.items() if len(v) >= 2)
+    low, high = mine[0], mine[-1]
+    store.add_feedback(high.event_id, "false_positive")
+    store.add_feedback(low.event_id, "true_positive")
+    runner.retrain()
+    # never above the confirmed anomaly's (new) peak: what people confirmed keeps alerting
+    rescored = runner.model.score(runner.source.fetch(low.start - 300 * STEP, low.end + STEP))
+    w = rescored[(rescored["entity"] == entity) & (rescored["timestamp"] >= low.start)
+                 & (rescored["timestamp"] <= low.end)]
+    assert runner.threshold_for(entity) <= max(float(w["anomaly_score"].max()), 1.0) + 1e-9
