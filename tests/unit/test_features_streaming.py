@@ -168,3 +168,21 @@ def test_scalar_calendar_matches_vectorised_calendar() -> None:
     vec = calendar(ns)
     one = np.array([calendar_one(int(v)) for v in ns]).T
     np.testing.assert_allclose(one, vec, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_metrics", [1, 4])
+@pytest.mark.parametrize("families", [True, False])
+def test_streaming_equals_batch_for_other_metric_counts_and_families(
+        n_metrics: int, families: bool) -> None:
+    spec = FeatureSpec(windows=(4, 10), lags=(2,) if families else (), quantile_windows=(5,),
+                       include_quantiles=families, include_seasonal=families,
+                       seasonal_period=12, include_cross=families, cross_windows=(10,),
+                       include_calendar=families)
+    names = [f"m{i}" for i in range(n_metrics)]
+    rng = np.random.default_rng(n_metrics)
+    x = rng.random((150, n_metrics))
+    ts = pd.date_range("2026-01-01", periods=150, freq="5min", tz="UTC")
+    batch = build_features(x, ts, names, spec)
+    rows = _stream(StreamingFeatureBuilder(spec, names), x, ts)
+    np.testing.assert_allclose(rows, batch.values, rtol=1e-9, atol=1e-9)
+    assert rows.shape[1] == len(batch.names)
