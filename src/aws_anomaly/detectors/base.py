@@ -30,15 +30,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from threadpoolctl import threadpool_limits
 
 from aws_anomaly.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["BaseDetector", "SklearnAdapter", "check_feature_matrix", "seed_from"]
+__all__ = ["BaseDetector", "DetectorNotFittedError", "SklearnAdapter", "check_feature_matrix",
+           "seed_from"]
 
 # Detectors score in row chunks of this many rows: large enough that BLAS and numpy run at full
 # speed, small enough that the temporaries stay in cache and memory stays flat on 1e6+ rows.
 CHUNK_ROWS = 16384
+
+
+class DetectorNotFittedError(NotFittedError, SklearnNotFittedError):
+    """An unfitted detector was used: the project's :class:`~aws_anomaly.errors.NotFittedError`
+    that is also scikit-learn's, so ``except`` clauses written for either catch it."""
 
 
 def check_feature_matrix(X: Any, *, where: str) -> np.ndarray:
@@ -80,10 +87,14 @@ rows non-finite (first at row 0); the feature matrix must be finite everywhere
         raise DataError(f"{where}: X must be numeric, got dtype {raw.dtype} ({exc})") from None
     if arr.ndim != 2:
         raise DataError(f"{where}: X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-                        "reshape a single sample with X.reshape(1, -1)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{where}: X has shape {arr.shape}; at least 1 row and 1 column "
-                        "are required")
+                        "Reshape your data with X.reshape(1, -1) if it is a single sample")
+    # The phrases follow scikit-learn's so its common checks (and users' habits) recognise them.
+    if arr.shape[0] == 0:
+        raise DataError(f"{where}: Found array with 0 sample(s) (shape={arr.shape}) while a "
+                        "minimum of 1 is required.")
+    if arr.shape[1] == 0:
+        raise DataError(f"{where}: Found array with 0 feature(s) (shape={arr.shape}) while a "
+                        "minimum of 1 is required.")
     # Fast path: a column sum is finite when the column is (overflow is re-checked exactly),
     # which costs one streaming pass instead of a boolean array as large as X.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -240,8 +251,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _check_fitted(self, method: str) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call "
-                                 f"fit(X) before {method}()")
+            raise DetectorNotFittedError(f"This {type(self).__name__} instance is not fitted "
+                                         f"yet; call fit(X) before {method}()")
 
     def __sklearn_is_fitted__(self) -> bool:
         """Fitted once ``offset_`` exists (lets ``sklearn.utils.validation.check_is_fitted``
@@ -271,16 +282,22 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Raw anomaly score per row: **higher = more anomalous**. Shape (n_samples,)."""
-        arr = self._validate(X, method="score_samples", reset=False)
-        return self._score(arr)
+        return self._checked_scores(X, "score_samples")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``offset_ - score_samples(X)``: negative for rows predicted anomalous."""
-        return self.offset_ - self.score_samples(X)
+        scores = self._checked_scores(X, "decision_function")
+        return self.offset_ - scores
 
     def predict(self, X: Any) -> np.ndarray:
         """-1 for anomalous rows, 1 for normal rows (scikit-learn's outlier convention)."""
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        scores = self._checked_scores(X, "predict")
+        return np.where(self.offset_ - scores < 0, -1, 1)
+
+    def _checked_scores(self, X: Any, method: str) -> np.ndarray:
+        # Validation (fitted state included) runs before offset_ is read, so an unfitted
+        # detector raises NotFittedError naming the method the caller used.
+        return self._score(self._validate(X, method=method, reset=False))
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()

@@ -72,8 +72,8 @@ class LOFDetector(SklearnAdapter):
 
     def _fit_normality(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] < 2:
-            raise DataError(f"{type(self).__name__}.fit: X has {X.shape[0]} row; LOF needs at "
-                            "least 2 training rows")
+            raise DataError(f"{type(self).__name__}.fit: X has 1 sample; LOF needs at least 2 "
+                            "training rows")
         Xs = subsample_rows(X, self.max_samples, seed_from(self.random_state))
         self.estimator_ = LocalOutlierFactor(
             n_neighbors=min(self.n_neighbors, Xs.shape[0] - 1), novelty=True, n_jobs=self.n_jobs,
