@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from scipy.signal import lfilter
 
 from aws_anomaly.data.anomalies import (
     ANOMALY_KINDS,
@@ -195,12 +194,40 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _exp_conv(x: np.ndarray, phi: float) -> np.ndarray:
+    """Causal exponential filter along axis 1: ``y[t] = sum_j phi**j x[t - j]``.
+
+    Done as one FFT convolution over all rows (the kernel is cut where it falls below 1e-9),
+    rather than a recursion over time, and without scipy (whose import costs seconds).
+    """
+    n = x.shape[1]
+    if phi <= 0.0:
+        return x.copy()
+    k = int(min(n, max(1, np.ceil(np.log(1e-9) / np.log(phi)))))
+    kernel = phi ** np.arange(k)
+    size = n + k - 1
+    nfft = 1 << (size - 1).bit_length()
+    spec = np.fft.rfft(x, nfft, axis=1) * np.fft.rfft(kernel, nfft)[None, :]
+    return np.fft.irfft(spec, nfft, axis=1)[:, :n]
+
+
 def _ar1(white: np.ndarray, tau_steps: float, std: float) -> np.ndarray:
-    """Stationary AR(1) rows from standard normal rows, with correlation time and std."""
+    """Stationary AR(1)-like rows (correlation time ``tau_steps``, std ``std``) from N(0, 1)."""
     phi = float(np.exp(-1.0 / max(tau_steps, 1e-9)))
-    e = white * (std * np.sqrt(1.0 - phi * phi))
-    e[:, 0] = white[:, 0] * std
-    return lfilter([1.0], [1.0, -phi], e, axis=1)
+    y = _exp_conv(white, phi) * np.sqrt(1.0 - phi * phi)
+    # The first points sum fewer terms: rescale them to the stationary variance.
+    t = np.arange(white.shape[1])
+    y /= np.sqrt(1.0 - phi ** (2 * (t + 1)))[None, :]
+    return y * std
+
+
+def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average along axis 1, starting from the first value."""
+    if alpha >= 1.0:
+        return x.copy()
+    pad = min(x.shape[1], int(np.ceil(np.log(1e-9) / np.log(1.0 - alpha))) + 1)
+    xp = np.concatenate([np.repeat(x[:, :1], pad, axis=1), x], axis=1)
+    return alpha * _exp_conv(xp, 1.0 - alpha)[:, pad:]
 
 
 def _intervals(n: int, owner: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
@@ -290,8 +317,7 @@ def _workloads(params: Sequence[_Params], rngs: Sequence[np.random.Generator], n
     traffic = (night + (1 - night) * shape) * factor * burst
     # HPA: desired replicas follow traffic after a few minutes (sync period, pod start-up).
     alpha = 1.0 - np.exp(-step_h / 0.05)
-    lagged = lfilter([alpha], [1.0, alpha - 1.0], traffic, axis=1,
-                     zi=traffic[:, :1] * (1 - alpha))[0]
+    lagged = _ema(traffic, alpha)
     hpa = np.round(_pv(params, "hpa_max") * (0.12 + 0.88 * np.clip(lagged, 0.0, 1.5)))
 
     own, at = np.concatenate(ro_owner), np.concatenate(ro_at)
