@@ -48,6 +48,8 @@ from aws_anomaly.streaming import (
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = ("numenta", "contextOSE", "ARTime", "knncad", "randomCutForest", "null")
 CATEGORY = "realAWSCloudwatch"
+#: Alarm level assumed for a detector that does not say (ensembles expose ``rest_level``).
+ALARM_LEVEL = 0.5
 
 
 def candidate_grid() -> dict[str, Callable[[], StreamingDetector]]:
@@ -192,6 +194,15 @@ def main() -> None:
         where[name]["cv_threshold"] = cv
         label = name if name in ours else f"{name} (published)"
         print(f"{label:28s} " + " ".join(f"{cv[p]:18.1f}" for p in profs))
+
+    print("\n== threshold = the detector's own alarm level (no threshold tuning at all) ==")
+    print(head)
+    for name, scores in ours.items():
+        level = float(getattr(NAB_DETECTORS[name](), "rest_level", ALARM_LEVEL))
+        fixed = {p: normalized_score(raw_at(scores, corpus, keys, p, level),
+                                     n_windows(corpus, keys), PROFILES[p]) for p in profs}
+        report["detectors"][name]["at_alarm_level"] = {"level": level, **fixed}
+        print(f"{name + f' @{level}':28s} " + " ".join(f"{fixed[p]:18.1f}" for p in profs))
 
     print("\n== nested CV: parameter set AND threshold chosen on training files ==")
     grid = candidate_grid()
