@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 import hmac
 import json
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +56,11 @@ def matrix(form: dict[str, str]) -> dict[str, object]:
 Check = Callable[[BaseHTTPRequestHandler, bytes], "tuple[int, dict[str, object]] | None"]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # refused TLS handshakes are expected in these tests
+
+
 class FakePrometheus:
     """Counts requests; ``check`` may answer instead of the fake (status, JSON body)."""
 
@@ -81,8 +88,15 @@ class FakePrometheus:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Serve HTTPS: handshakes run in the handler threads, so a refused client certificate
+        does not stop the accept loop."""
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+        self.url = self.url.replace("http://", "https://")
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
@@ -322,3 +336,64 @@ def test_sigv4_without_credentials_is_a_clear_error(aws_env: pytest.MonkeyPatch)
     aws_env.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
     with pytest.raises(SourceError, match="no AWS credentials found"):
         source("http://127.0.0.1:1", auth={"type": "sigv4", "region": REGION})
+
+
+# ---------------------------------------------------------------------------------- TLS
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=aws-anomaly test CA", cwd=d)
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        (d / f"{name}.ext").write_text(ext.replace("\\n", "\n") + "\n")
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+                "-extfile", f"{name}.ext", cwd=d)
+    return d
+
+
+def mtls_server(pki: Path) -> FakePrometheus:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "server.pem", pki / "server.key")
+    ctx.load_verify_locations(pki / "ca.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED  # clients must show a certificate from the CA
+    fake = FakePrometheus()
+    fake.use_tls(ctx)
+    return fake
+
+
+def test_tls_with_ca_and_client_certificate(pki: Path) -> None:
+    fake = mtls_server(pki)
+    tls = {"ca_file": str(pki / "ca.pem"), "cert_file": str(pki / "client.pem"),
+           "key_file": str(pki / "client.key")}
+    with fake.running() as url, source(url, tls=tls) as src:
+        assert url.startswith("https://")
+        assert len(src.fetch(START, END).frame) == 48
+
+
+def test_tls_untrusted_server_certificate_is_not_retried(pki: Path) -> None:
+    fake = mtls_server(pki)
+    sleeps: list[float] = []
+    with (fake.running() as url, source(url, sleeps, max_retries=3) as src,
+          pytest.raises(SourceError, match=r"TLS certificate of https://127\.0\.0\.1:\d+/api/v1/"
+                                           r"query_range is not trusted .*set tls.ca_file")):
+        src.fetch(START, END)
+    assert sleeps == []
+
+
+def test_tls_without_client_certificate_is_refused(pki: Path) -> None:
+    fake = mtls_server(pki)
+    with (fake.running() as url,
+          source(url, max_retries=0, tls={"ca_file": str(pki / "ca.pem")}) as src,
+          pytest.raises(SourceError, match="connection failed")):
+        src.fetch(START, END)
+    assert fake.requests == 0  # refused during the handshake, before any request

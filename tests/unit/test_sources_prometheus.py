@@ -97,7 +97,7 @@ def test_non_json_answer_is_explained() -> None:
 def test_configuration_problems(tmp_path: Path) -> None:
     cfg = PrometheusSourceConfig(url="http://p", queries={"cpu": "x"},
                                  tls={"ca_file": tmp_path / "nope.pem"})
-    with pytest.raises(SourceError, match=r"tls.ca_file .*nope\.pem does not exist"):
+    with pytest.raises(SourceError, match=r"TLS file .*nope\.pem does not exist"):
         PrometheusSource(cfg)
     with pytest.raises(SourceError, match=r"no query for metric\(s\) \['mem'\]"):
         PrometheusSource(PrometheusSourceConfig(url="http://p", queries={"cpu": "x"}),

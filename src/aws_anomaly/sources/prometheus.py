@@ -113,13 +113,22 @@ def _basic_header(auth: BasicAuth) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-def _unknown_host(exc: BaseException) -> bool:
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
+        if isinstance(seen, kind):
             return True
         seen = seen.__cause__ or seen.__context__
-    return "Name or service not known" in str(exc) or "nodename nor servname" in str(exc)
+    return False
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    return (_caused_by(exc, socket.gaierror) or "Name or service not known" in str(exc)
+            or "nodename nor servname" in str(exc))
+
+
+def _bad_certificate(exc: BaseException) -> bool:
+    return _caused_by(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 class PrometheusSource(BaseSource):
@@ -169,7 +178,7 @@ class PrometheusSource(BaseSource):
         self._client = httpx.Client(
             base_url=cfg.url, timeout=cfg.timeout_s, auth=self._auth(),
             headers={"Accept": "application/json", **cfg.headers},
-            verify=self._verify(), cert=self._cert(), transport=transport,
+            verify=self._ssl_context(), transport=transport,
             follow_redirects=False)
 
     # ------------------------------------------------------------------ connection set-up
@@ -186,25 +195,28 @@ class PrometheusSource(BaseSource):
                                   role_arn=auth.role_arn)
         return None
 
-    def _verify(self) -> Any:
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        """Verification and client certificate as one SSL context (httpx' ``verify``)."""
         tls = self.cfg.tls
-        if tls.insecure_skip_verify:
-            return False
-        if tls.ca_file is not None:
-            if not tls.ca_file.is_file():
-                raise SourceError(f"{self.name}: tls.ca_file {tls.ca_file} does not exist",
-                                  url=self.url)
-            return ssl.create_default_context(cafile=str(tls.ca_file))
-        return True
-
-    def _cert(self) -> Any:
-        tls = self.cfg.tls
-        if tls.cert_file is None:
-            return None
-        for f in (tls.cert_file, tls.key_file):
+        for f in (tls.ca_file, tls.cert_file, tls.key_file):
             if f is not None and not f.is_file():
-                raise SourceError(f"{self.name}: TLS file {f} does not exist", url=self.url)
-        return (str(tls.cert_file), str(tls.key_file)) if tls.key_file else str(tls.cert_file)
+                raise SourceError(f"{self.name}: TLS file {f} does not exist (tls.ca_file, "
+                                  "cert_file, key_file)", url=self.url)
+        if tls.ca_file is None and tls.cert_file is None:
+            return not tls.insecure_skip_verify
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if tls.cert_file is not None:
+            try:
+                ctx.load_cert_chain(str(tls.cert_file),
+                                    str(tls.key_file) if tls.key_file else None)
+            except (ssl.SSLError, OSError) as exc:
+                raise SourceError(f"{self.name}: cannot load the client certificate "
+                                  f"{tls.cert_file} / key {tls.key_file}: {exc}",
+                                  url=self.url) from None
+        return ctx
 
     def close(self) -> None:
         self._client.close()
@@ -223,9 +235,14 @@ class PrometheusSource(BaseSource):
             except httpx.TimeoutException:
                 problem = f"timed out after {self.cfg.timeout_s:g} s"
             except httpx.TransportError as exc:
+                # Neither a wrong host name nor an untrusted certificate heals by retrying.
                 if _unknown_host(exc):
                     raise SourceError(f"{self.name}: cannot resolve the host of {url} "
                                       f"(query {query!r}): {exc}", url=url, query=query) from None
+                if _bad_certificate(exc):
+                    raise SourceError(f"{self.name}: the TLS certificate of {url} is not "
+                                      f"trusted ({exc}); set tls.ca_file to the CA that signed "
+                                      "it", url=url, query=query) from None
                 problem = f"connection failed: {exc}"
             else:
                 if resp.status_code < 300:
