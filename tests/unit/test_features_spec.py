@@ -67,6 +67,8 @@ def test_from_dict_rejects_unknown_keys() -> None:
     ({"scale_floor": 0.0}, "scale_floor"),
     ({"ratio_floor": float("nan")}, "ratio_floor"),
     ({"windows": (2_000_000,)}, "1000000"),
+    ({"cross_windows": (2_000_000,)}, "1000000"),
+    ({"quantile_windows": (5000,)}, "quantile_windows must be <= 2016"),
 ])
 def test_invalid_parameters_raise_config_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

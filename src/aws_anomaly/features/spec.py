@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 TIME_GROUP = "time"
+#: Longest window or lag accepted (rows).
+MAX_WINDOW = 1_000_000
+#: Longest quantile window accepted (rows): one week of 5-minute steps.
+MAX_QUANTILE_WINDOW = 2016
 #: Values beyond this magnitude are refused: sums of squares over long windows must stay finite.
 MAX_ABS_VALUE = 1e100
 #: Quantile levels of the quantile family (fixed, so the robust z-score is always defined).
@@ -176,11 +180,14 @@ class FeatureSpec:
             raise ConfigError("feature spec: include_weekly needs include_seasonal=true")
         set_(self, "scale_floor", _check_pos_float("scale_floor", self.scale_floor))
         set_(self, "ratio_floor", _check_pos_float("ratio_floor", self.ratio_floor))
-        longest = max(self.windows[-1], self.seasonal_lags[-1] if self.seasonal_lags else 0,
-                      self.lags[-1] if self.lags else 0)
-        if longest > 1_000_000:
-            raise ConfigError(f"feature spec: windows and lags must be <= 1000000 rows, "
+        longest = max(self.windows[-1], *self.cross_windows, *self.seasonal_lags, *self.lags)
+        if longest > MAX_WINDOW:
+            raise ConfigError(f"feature spec: windows and lags must be <= {MAX_WINDOW} rows, "
                               f"got {longest}")
+        if self.quantile_windows and self.quantile_windows[-1] > MAX_QUANTILE_WINDOW:
+            raise ConfigError(
+                f"feature spec: quantile_windows must be <= {MAX_QUANTILE_WINDOW} rows (they "
+                f"cost O(rows x window)), got {self.quantile_windows[-1]}")
 
     # -- derived ------------------------------------------------------------------------------
     @property
