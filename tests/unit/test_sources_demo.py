@@ -9,7 +9,7 @@ import pytest
 from aws_anomaly.config import DEMO_METRICS, DemoSourceConfig
 from aws_anomaly.data.generator import generate_demo
 from aws_anomaly.errors import SourceError
-from aws_anomaly.sources import make_source
+from aws_anomaly.sources import Source, make_source
 from aws_anomaly.sources.demo import DemoSource
 
 START = pd.Timestamp("2026-03-10T12:00Z")
@@ -27,7 +27,7 @@ class Wall:
 def demo(wall: Wall, **kw: object) -> DemoSource:
     cfg = DemoSourceConfig(**{"clusters": 2, "days": 2, "future_days": 1, "speedup": 60, **kw})
     src = make_source(cfg, start=START, wall_clock=wall)
-    assert isinstance(src, DemoSource)
+    assert isinstance(src, DemoSource) and isinstance(src, Source)
     return src
 
 
