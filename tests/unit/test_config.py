@@ -247,3 +247,11 @@ def test_cloudwatch_period_rules() -> None:
         timedelta(minutes=5)
     with pytest.raises(ValueError, match="multiple of 60 s"):
         CloudWatchSourceConfig(region="us-east-1", queries=[q], period="90s")
+
+
+def test_json_env_value_replaces_a_mixed_case_map(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, JOB_YAML), environ={
+        "AWS_ANOMALY__JOB__SOURCE__QUERIES": '{"Pods": "sum by (cluster) (kube_pod_info)"}',
+        "AWS_ANOMALY__JOB__METRICS": '["Pods"]'})
+    assert job.source.queries == {"Pods": "sum by (cluster) (kube_pod_info)"}
+    assert job.metrics == ("Pods",)
