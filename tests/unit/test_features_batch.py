@@ -192,3 +192,11 @@ def test_bad_options_raise_data_error() -> None:
         build_features(x, ts, METRICS, SPEC, order="K")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="FeatureSpec"):
         build_features(x, ts, METRICS, {"windows": [3]})  # type: ignore[arg-type]
+
+
+def test_frame_labels_columns_and_rows() -> None:
+    x, ts = _series(20)
+    fm = build_features(x, ts, METRICS, SPEC)
+    df = fm.frame(ts)
+    assert list(df.columns) == list(fm.names) and df.index.equals(ts)
+    np.testing.assert_array_equal(df.to_numpy(), fm.values)
