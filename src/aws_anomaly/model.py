@@ -231,9 +231,13 @@ class AnomalyModel:
                 ds = Dataset(frame=ds.frame, metrics=tuple(self.metrics_), step=ds.step)
         return ds
 
-    def _features(self, data: Dataset, history: Dataset | None,
-                  where: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    def _features(self, data: Dataset, history: Dataset | None, where: str,
+                  prepared: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
         """Features of every row of ``data`` (in order), using ``history`` as causal look-back.
+
+        ``prepared``: return the model's columns (subset and log transform, see
+        :meth:`_prepare`) rather than every feature of the spec; done per entity, so the full
+        matrix is never stacked.
 
         History of an entity is used only when it ends exactly one step before the entity's
         first row in ``data`` (a contiguous series); otherwise those rows warm up afresh.
@@ -254,9 +258,12 @@ class AnomalyModel:
             check_history(len(vals), self.spec,
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             fm = build_features(vals, ts, metrics, self.spec)
-            blocks.append(fm.values[n_ctx:])
+            block = fm.values[n_ctx:]
+            blocks.append(self._prepare(block) if prepared else block)
             ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
-        X = np.vstack(blocks) if blocks else np.empty((0, len(self.all_feature_names_)))
+        if not blocks:  # Dataset guarantees rows, so this is a programming error
+            raise DataError(f"{where}: no rows to build features from")
+        X = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
         ready = np.concatenate(ready_blocks) if ready_blocks else np.empty(0, dtype=bool)
         return X, ready, fm
 
@@ -285,7 +292,7 @@ class AnomalyModel:
         train.check_not_constant("training data")
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
-        X_full, ready, fm = self._features(train, None, "training data")
+        X_full, ready, fm = self._features(train, None, "training data", prepared=False)
         self.all_feature_names_ = tuple(fm.names)
         self._check_history(train, ready, "training data")
         self._choose_columns(fm.names, fm.groups)
@@ -310,7 +317,7 @@ class AnomalyModel:
             val = self._as_dataset(validation, "validation data")
             Xv, ready_v, _ = self._features(val, train, "validation data")
             self._check_history(val, ready_v, "validation data")
-            raw = self._raw(self.scaler_.transform(self._prepare(Xv[ready_v])))
+            raw = self._raw(self.scaler_.transform(Xv[ready_v]))
             y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
             calib_on = "validation"
         else:
@@ -420,7 +427,7 @@ class AnomalyModel:
         contrib = np.zeros((n, m))
         idx = np.flatnonzero(ready)
         if idx.size:
-            Xs = self.scaler_.transform(self._prepare(X[idx]))
+            Xs = self.scaler_.transform(X[idx] if idx.size < len(X) else X)
             raw = self._raw(Xs)
             score[idx] = self.calibrator_.transform(raw)
             if explain != "none":
@@ -462,14 +469,15 @@ class AnomalyModel:
         score, flag, contrib = self._score_matrix(X, ready, explain)
         has = contrib.sum(axis=1) > 0
         top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
+        # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
+        # goes through Python objects and costs more than the scoring itself.
         out = pd.DataFrame({
-            "timestamp": ds.frame["timestamp"].to_numpy(),
-            "entity": ds.frame["entity"].to_numpy(),
+            "timestamp": ds.frame["timestamp"].reset_index(drop=True),
+            "entity": ds.frame["entity"].reset_index(drop=True),
             "anomaly_score": score,
             "is_anomaly": flag,
             "top_metric": pd.array(top, dtype="str"),
         })
-        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
         for j, metric in enumerate(self.metrics_):
             out[f"contrib_{metric}"] = contrib[:, j]
         out["ready"] = ready
@@ -655,8 +663,8 @@ class StreamScorer:
         if not self._builder.ready:
             return PointScore(ts, self.entity, 0.0, False, "",
                               dict.fromkeys(model.metrics_, 0.0), False)
-        score, flag, contrib = model._score_matrix(row[None, :], np.ones(1, dtype=bool),
-                                                   "flagged")
+        score, flag, contrib = model._score_matrix(model._prepare(row[None, :]),
+                                                   np.ones(1, dtype=bool), "flagged")
         c = contrib[0]
         top = model.metrics_[int(c.argmax())] if c.sum() > 0 else ""
         return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,

@@ -1,0 +1,211 @@
+"""Speed benchmark: batch features and scoring throughput, single-point latency, and a
+straightforward pandas + scikit-learn pipeline measured in the same run as the reference.
+
+Usage::
+
+    .venv/bin/python benchmarks/speed.py [--rows 1000000] [--out out/bench/speed.json]
+
+Data: ``generate_demo`` (3 metrics) with ``--entities`` clusters and ``--rows`` rows in all.
+Every model is fitted on the first weeks of each cluster (fit time is not what is measured),
+then scores all rows in one process. Rows/s are rows of input per wall-clock second.
+
+* ``features``: ``build_features`` over every entity (the default ``FeatureSpec``).
+* ``pipeline <detector>``: features + feature subset + scaler + detector + calibrator on arrays
+  (the work ``AnomalyModel.score`` does without building its output frame).
+* ``AnomalyModel.score <detector>``: the public call, DataFrame in and out, explanations for
+  flagged rows included.
+* ``reference``: pandas ``rolling`` mean/std/min/max/z per window + lag differences, then
+  ``sklearn.svm.OneClassSVM.decision_function`` fitted to about the same number of support
+  vectors as our One-Class SVM.
+* ``single point``: ``StreamScorer.update`` (streaming features + score) latency, p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.data import Dataset
+from aws_anomaly.data.generator import generate_demo
+from aws_anomaly.evaluation.split import chronological_split
+from aws_anomaly.features import FeatureSpec, build_features
+from aws_anomaly.model import AnomalyModel
+
+
+def _timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def features_only(ds: Dataset, spec: FeatureSpec) -> int:
+    metrics = list(ds.metrics)
+    n = 0
+    for _, ef in ds.iter_entities():
+        fm = build_features(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index),
+                            metrics, spec)
+        n += fm.values.shape[0]
+    return n
+
+
+def pipeline(model: AnomalyModel, ds: Dataset) -> int:
+    """Features -> subset -> scaler -> detector -> calibrator, per entity, arrays only."""
+    metrics = list(model.metrics_)
+    n = 0
+    for _, ef in ds.iter_entities():
+        fm = build_features(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index),
+                            metrics, model.spec)
+        X = model.scaler_.transform(model._prepare(fm.values))
+        score = model.calibrator_.transform(model.detector_.score_samples(X))
+        n += int(score.shape[0])
+    return n
+
+
+def reference_pipeline(ds: Dataset, windows: tuple[int, ...], lags: tuple[int, ...],
+                       svm: Any, center: np.ndarray, scale: np.ndarray) -> int:
+    n = 0
+    for _, ef in ds.iter_entities():
+        X = reference_features(ef[list(ds.metrics)], windows, lags)
+        svm.decision_function((X - center) / scale)
+        n += len(X)
+    return n
+
+
+def reference_features(frame: pd.DataFrame, windows: tuple[int, ...],
+                       lags: tuple[int, ...]) -> np.ndarray:
+    """The usual notebook code: pandas rolling statistics per metric and window."""
+    cols = {}
+    for m in frame.columns:
+        s = frame[m]
+        cols[f"{m}__value"] = s
+        for w in windows:
+            r = s.rolling(w, min_periods=1)
+            mean, std = r.mean(), r.std(ddof=0)
+            cols[f"{m}__mean_{w}"] = mean
+            cols[f"{m}__std_{w}"] = std
+            cols[f"{m}__min_{w}"] = r.min()
+            cols[f"{m}__max_{w}"] = r.max()
+            cols[f"{m}__z_{w}"] = (s - mean) / std.clip(lower=1e-6)
+        for lag in lags:
+            cols[f"{m}__diff_{lag}"] = s.diff(lag)
+    return pd.DataFrame(cols).bfill().fillna(0.0).to_numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--entities", type=int, default=4)
+    ap.add_argument("--detectors", default="ocsvm,iforest,lof,robust")
+    ap.add_argument("--points", type=int, default=20_000, help="single-point updates timed")
+    ap.add_argument("--out", type=Path, default=Path("out/bench/speed.json"))
+    args = ap.parse_args(argv)
+
+    days = args.rows / args.entities / 288
+    t0 = time.perf_counter()
+    ds, _ = generate_demo(clusters=args.entities, days=days, seed=0)
+    print(f"generated {len(ds):,} rows x {len(ds.metrics)} metrics, {args.entities} entities "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    n_rows = len(ds)
+    spec = FeatureSpec()
+    # Fit on the first four weeks of each cluster (what is measured is scoring).
+    head = Dataset(frame=ds.frame.groupby("entity", sort=False).head(28 * 288)
+                   .reset_index(drop=True), metrics=ds.metrics, step=ds.step)
+    split = chronological_split(head)
+
+    rows: list[dict[str, Any]] = []
+    dt, n = _timed(lambda: features_only(ds, spec))
+    rows.append({"what": "features", "rows": n, "seconds": dt, "rows_per_s": n / dt})
+    print(f"features: {n / dt:,.0f} rows/s", flush=True)
+
+    models: dict[str, AnomalyModel] = {}
+    for name in [d for d in args.detectors.split(",") if d]:
+        params = {"random_state": 0} if name in ("ocsvm", "iforest") else {}
+        model = AnomalyModel(name, params, spec=spec).fit(split.train, split.validation)
+        models[name] = model
+        extra = {}
+        if name == "ocsvm":
+            extra["support_vectors"] = int(model.detector_.support_vectors_.shape[0])
+        dt, n = _timed(lambda m=model: pipeline(m, ds))
+        rows.append({"what": f"pipeline {name}", "rows": n, "seconds": dt, "rows_per_s": n / dt,
+                     **extra})
+        print(f"pipeline {name}: {n / dt:,.0f} rows/s {extra}", flush=True)
+        dt, s = _timed(lambda m=model: m.score(ds))
+        rows.append({"what": f"AnomalyModel.score {name}", "rows": len(s), "seconds": dt,
+                     "rows_per_s": len(s) / dt})
+        print(f"AnomalyModel.score {name}: {len(s) / dt:,.0f} rows/s", flush=True)
+
+    # Reference: pandas rolling features + scikit-learn OneClassSVM, ~ the same SV count.
+    from sklearn.svm import OneClassSVM
+
+    ref_sv = rows[[r["what"] for r in rows].index("pipeline ocsvm")].get("support_vectors", 40) \
+        if "ocsvm" in models else 40
+    e0 = head.entity_frame(head.entities[0])[list(ds.metrics)]
+    Xtr = reference_features(e0, spec.windows, spec.lags)[spec.min_history:]
+    center, scale = Xtr.mean(axis=0), Xtr.std(axis=0) + 1e-9
+    rng = np.random.default_rng(0)
+    sub = (Xtr[rng.choice(len(Xtr), size=min(len(Xtr), 4 * ref_sv), replace=False)] - center) \
+        / scale
+    # nu = 0.25 on 4x the SV count leaves about that many SVs (nu is a lower bound on their share)
+    svm = OneClassSVM(kernel="rbf", gamma="scale", nu=0.25).fit(sub)
+    dt, n = _timed(lambda: reference_pipeline(ds, spec.windows, spec.lags, svm, center, scale))
+    rows.append({"what": "reference pandas+sklearn OCSVM", "rows": n, "seconds": dt,
+                 "rows_per_s": n / dt, "support_vectors": int(svm.support_vectors_.shape[0]),
+                 "features": int(Xtr.shape[1])})
+    print(f"reference: {n / dt:,.0f} rows/s ({svm.support_vectors_.shape[0]} SVs)", flush=True)
+
+    # Single point: streaming features + score, after priming with a day of history.
+    latency: dict[str, Any] = {}
+    for name in ("ocsvm", "robust"):
+        if name not in models:
+            continue
+        model = models[name]
+        entity = ds.entities[0]
+        ef = ds.entity_frame(entity)
+        vals = ef[list(ds.metrics)].to_numpy(dtype=np.float64)
+        prime = spec.history_rows + 1
+        scorer = model.stream(entity, history=Dataset(
+            frame=ds.frame[ds.frame["entity"] == entity].iloc[:prime].reset_index(drop=True),
+            metrics=ds.metrics, step=ds.step))
+        times = np.empty(args.points)
+        for i in range(args.points):
+            ts, v = ef.index[prime + i], vals[prime + i]
+            t1 = time.perf_counter()
+            scorer.update(ts, v)
+            times[i] = time.perf_counter() - t1
+        latency[name] = {"p50_ms": float(np.percentile(times, 50) * 1e3),
+                         "p99_ms": float(np.percentile(times, 99) * 1e3),
+                         "points": args.points}
+        print(f"single point {name}: p50 {latency[name]['p50_ms']:.3f} ms, "
+              f"p99 {latency[name]['p99_ms']:.3f} ms", flush=True)
+
+    ref = rows[-1]["rows_per_s"]
+    print(f"\n{'what':<34}{'rows/s':>14}{'vs reference':>14}")
+    print("-" * 62)
+    for r in rows:
+        print(f"{r['what']:<34}{r['rows_per_s']:>14,.0f}{r['rows_per_s'] / ref:>13.1f}x")
+    for name, lat in latency.items():
+        print(f"{'single point ' + name + ' p50 / p99 ms':<34}"
+              f"{lat['p50_ms']:>7.3f} / {lat['p99_ms']:.3f}")
+    result = {"rows": n_rows, "entities": args.entities, "metrics": list(ds.metrics),
+              "throughput": rows, "single_point": latency,
+              "python": platform.python_version(), "numpy": np.__version__,
+              "machine": platform.machine(), "created": pd.Timestamp.now("UTC").isoformat()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
