@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyod.models.ecod import ECOD
 
@@ -19,6 +20,7 @@ from aws_anomaly.evaluation.nab_bench import (
     event_metrics,
     run_demo_bench,
     run_detectors,
+    run_nab_bench,
     select_files,
 )
 from aws_anomaly.evaluation.peers import (
@@ -151,3 +153,46 @@ def test_demo_bench_event_table(tmp_path: Path) -> None:
         assert ev["tp"] + ev["fn"] == rep["n_windows"] > 0
         assert 0 <= ev["f1"] <= 1
     assert "| aws_context |" in (tmp_path / "scores.md").read_text()
+
+
+def _write_nab_layout(root: Path) -> None:
+    """Two categories the harness has never seen; one holds no anomaly at all."""
+    rng = np.random.default_rng(3)
+    ts = np.datetime64("2021-05-01T00:00") + np.arange(600) * np.timedelta64(5, "m")
+    stamps = [str(t).replace("T", " ") + ":00" for t in ts.astype("datetime64[m]")]
+    windows = {}
+    for cat, name, spike in (("synthSpikes", "a.csv", 450), ("synthSpikes", "b.csv", None),
+                             ("synthQuiet", "q.csv", None)):
+        v = 10 + rng.normal(size=600)
+        if spike is not None:
+            v[spike : spike + 5] += 40
+        (root / "data" / cat).mkdir(parents=True, exist_ok=True)
+        lines = ["timestamp,value", *(f"{s},{x:.4f}" for s, x in zip(stamps, v, strict=True))]
+        (root / "data" / cat / name).write_text("\n".join(lines) + "\n")
+        windows[f"{cat}/{name}"] = (
+            [[f"{stamps[spike - 20]}.000000", f"{stamps[spike + 20]}.000000"]] if spike else [])
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows, indent=4))
+
+
+def test_bench_on_unseen_categories(tmp_path: Path) -> None:
+    root = tmp_path / "nab"
+    _write_nab_layout(root)
+    rep = run_nab_bench(root, tmp_path / "out", detectors=["aws_context"], folds=3, workers=1,
+                        progress=False)
+    saved = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert saved["categories"] == {"synthQuiet": {"files": 1, "windows": 0},
+                                   "synthSpikes": {"files": 2, "windows": 1}}
+    e = saved["detectors"]["aws_context"]
+    # A category without windows has no normalised score; optimising never does worse than
+    # detecting nothing (0); the spike is the top-scoring record of its file.
+    assert e["optimized"]["categories"]["standard"]["synthQuiet"] is None
+    assert e["optimized"]["overall"]["standard"] >= 0
+    out_a = pd.read_csv(tmp_path / "out" / "results" / "aws_context" / "synthSpikes" /
+                        "aws_context_a.csv")
+    assert int(out_a["anomaly_score"].iloc[90:].idxmax()) == 450
+    assert out_a["label"].sum() == 41
+    assert rep["causality"]["aws_context"]["file"] == "synthSpikes/a.csv"
+    for key in ("synthSpikes/a.csv", "synthSpikes/b.csv", "synthQuiet/q.csv"):
+        cat, name = key.split("/")
+        assert (tmp_path / "out" / "results" / "aws_context" / cat / f"aws_context_{name}").exists()

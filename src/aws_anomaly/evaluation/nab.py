@@ -549,14 +549,15 @@ class CorpusScore:
     """A detector's NAB scores on a corpus for several profiles.
 
     ``files[profile][key]`` is the :class:`FileScore`; ``categories[profile][cat]`` and
-    ``overall[profile]`` are normalised scores (0 = no detection, 100 = perfect);
+    ``overall[profile]`` are normalised scores (0 = no detection, 100 = perfect; None where the
+    files hold no window);
     ``raw[profile]`` the summed raw score and ``thresholds[profile]`` the threshold used.
     """
 
     thresholds: dict[str, float]
     raw: dict[str, float]
-    overall: dict[str, float]
-    categories: dict[str, dict[str, float]]
+    overall: dict[str, float | None]
+    categories: dict[str, dict[str, float | None]]
     files: dict[str, dict[str, FileScore]]
 
     def to_dict(self) -> dict:
@@ -606,15 +607,16 @@ def score_corpus(
         per_file = {f.key: score_file(scores_by_file[f.key], f, thr, prof) for f in files}
         raw_total = sum(fs.score for fs in per_file.values())
         n_win = sum(f.n_windows for f in files)
-        cats: dict[str, float] = {}
+        cats: dict[str, float | None] = {}
         for cat in sorted({f.category for f in files}):
             members = [f for f in files if f.category == cat]
             cat_win = sum(f.n_windows for f in members)
             cat_raw = sum(per_file[f.key].score for f in members)
-            cats[cat] = normalized_score(cat_raw, cat_win, prof) if cat_win else float("nan")
+            # A category without any window has no normalised score (nothing to find).
+            cats[cat] = normalized_score(cat_raw, cat_win, prof) if cat_win else None
         out.thresholds[name] = thr
         out.raw[name] = raw_total
-        out.overall[name] = normalized_score(raw_total, n_win, prof) if n_win else float("nan")
+        out.overall[name] = normalized_score(raw_total, n_win, prof) if n_win else None
         out.categories[name] = cats
         out.files[name] = per_file
     return out

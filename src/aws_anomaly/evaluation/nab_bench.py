@@ -303,7 +303,9 @@ def cross_validate(
     cats = sorted({category_of(k) for k in keys})
     for pname, prof in profiles.items():
         n_win = sum(corpus[k].n_windows for k in keys)
-        out["overall"][pname] = normalized_score(sum(held[pname].values()), n_win, prof)
+        out["overall"][pname] = (
+            normalized_score(sum(held[pname].values()), n_win, prof) if n_win else None
+        )
         out["categories"][pname] = {}
         for cat in cats:
             members = [k for k in keys if category_of(k) == cat]
@@ -409,9 +411,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 return block["overall"].get(prof)
             return block["categories"].get(prof, {}).get(scope)
 
-        rows = sorted(
-            dets.items(), key=lambda kv: -(value(kv[1], "optimized", profs[0]) or -1e9)
-        )
+        def rank(kv: tuple[str, Any]) -> float:
+            v = value(kv[1], "optimized", profs[0])
+            return -v if v is not None else 1e9
+
+        rows = sorted(dets.items(), key=rank)
         for name, e in rows:
             ev = e["events"] if scope == "overall" else e["events_by_category"].get(scope)
             cells = [name, e["kind"]]
