@@ -312,6 +312,15 @@ def inject_into_array(
     -------
     labels, types, events
         ``is_anomaly`` (int8 (n,)), ``anomaly_type`` (object (n,)) and the events placed.
+
+    Examples
+    --------
+    >>> ts = pd.date_range("2026-01-01", periods=100, freq="5min", tz="UTC")
+    >>> x = np.random.default_rng(0).normal(0.5, 0.01, (100, 2))
+    >>> lab, typ, events = inject_into_array(x, ts, pd.Timedelta("5min"), kinds=["dip"],
+    ...                                      n_events=2, rng=np.random.default_rng(1))
+    >>> [e.kind for e in events], int(lab.sum()) == sum(e.length for e in events)
+    (['dip', 'dip'], True)
     """
     n, m = x.shape
     kinds = list(kinds)
@@ -476,7 +485,13 @@ def _events_frame(rows: list[dict]) -> pd.DataFrame:
 
 def event_rows(entity: str, timestamps: pd.DatetimeIndex, metrics: Sequence[str],
                events: Sequence[_Event]) -> list[dict]:
-    """Rows of the events frame for one entity (``end`` is the last anomalous timestamp)."""
+    """Rows of the events frame for one entity (``end`` is the last anomalous timestamp).
+
+    >>> ts = pd.date_range("2026-01-01", periods=4, freq="5min", tz="UTC")
+    >>> row = event_rows("a", ts, ["cpu", "mem"], [_Event(1, 2, "spike", (1,), 0.2)])[0]
+    >>> row["metrics"], str(row["start"]), str(row["end"])
+    ('mem', '2026-01-01 00:05:00+00:00', '2026-01-01 00:10:00+00:00')
+    """
     return [{"entity": entity, "start": timestamps[e.start],
              "end": timestamps[e.start + e.length - 1], "type": e.kind,
              "metrics": ";".join(metrics[c] for c in e.cols), "magnitude": e.magnitude}

@@ -355,8 +355,10 @@ class Dataset:
         if dup_cols:
             raise DataError(f"{source}: column name(s) {dup_cols} appear more than once")
         if "timestamp" not in df.columns:
+            hint = ("; it is the index: call df.reset_index() first"
+                    if df.index.name == "timestamp" else "")
             raise DataError(
-                f"{source}: missing column 'timestamp'; columns are {list(df.columns)}"
+                f"{source}: missing column 'timestamp'; columns are {list(df.columns)}{hint}"
             )
         if len(df) == 0:
             raise DataError(f"{source}: no rows")
@@ -574,7 +576,14 @@ class Dataset:
             yield e, self.entity_frame(e)
 
     def select(self, entities: Sequence[str] | str) -> Dataset:
-        """The rows of some entities (a single name is accepted too)."""
+        """The rows of some entities (a single name is accepted too).
+
+        >>> ts = pd.date_range("2026-01-01", periods=2, freq="1h", tz="UTC")
+        >>> df = pd.DataFrame({"timestamp": list(ts) * 2, "entity": ["a", "a", "b", "b"],
+        ...                    "cpu": [0.1, 0.2, 0.3, 0.4]})
+        >>> Dataset.from_frame(df).select("b").values("b")[:, 0].tolist()
+        [0.3, 0.4]
+        """
         wanted = [entities] if isinstance(entities, str) else list(entities)
         unknown = sorted(set(wanted) - set(self.entities))
         if unknown:
@@ -584,7 +593,13 @@ class Dataset:
 
     def slice_time(self, start: pd.Timestamp | str | None = None,
                    end: pd.Timestamp | str | None = None) -> Dataset:
-        """Rows with ``start <= timestamp < end`` (either bound may be None; naive = UTC)."""
+        """Rows with ``start <= timestamp < end`` (either bound may be None; naive = UTC).
+
+        >>> ts = pd.date_range("2026-01-01", periods=4, freq="1h", tz="UTC")
+        >>> ds = Dataset.from_frame(pd.DataFrame({"timestamp": ts, "cpu": [1.0, 2, 3, 4]}))
+        >>> ds.slice_time("2026-01-01 01:00", "2026-01-01T03:00Z").frame["cpu"].tolist()
+        [2.0, 3.0]
+        """
         m = np.ones(len(self.frame), dtype=bool)
         for bound, keep_ge in ((start, True), (end, False)):
             if bound is None:
@@ -600,7 +615,15 @@ class Dataset:
                        step=self.step)
 
     def check_not_constant(self, where: str = "training data") -> None:
-        """Raise when a metric does not vary for some entity (nothing can be learned)."""
+        """Raise when a metric does not vary for some entity (nothing can be learned).
+
+        >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
+        >>> ds = Dataset.from_frame(pd.DataFrame({"timestamp": ts, "cpu": [0.5, 0.5, 0.5]}))
+        >>> ds.check_not_constant("training data")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        aws_anomaly.errors.DataError: training data: metric 'cpu' of entity 'default' is constant...
+        """
         for entity, g in self.frame.groupby("entity", sort=False):
             for m in self.metrics:
                 col = g[m].to_numpy()

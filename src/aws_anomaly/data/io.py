@@ -103,6 +103,11 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
     Raises ``DataError`` naming the path when the file is missing, of an unknown type or
     unreadable.
+
+    >>> read_frame("no/such/file.csv")
+    Traceback (most recent call last):
+    ...
+    aws_anomaly.errors.DataError: no/such/file.csv: file not found
     """
     p = Path(path)
     kind = _kind(p)
