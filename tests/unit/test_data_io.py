@@ -75,6 +75,14 @@ def test_wide_read_passes_options(tmp_path: Path) -> None:
     assert ds.frame["cpu"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
+def test_wide_entity_from_the_entity_label_column(tmp_path: Path) -> None:
+    df = pd.DataFrame({"timestamp": list(TS) * 2, "cluster": ["007"] * 6 + ["b"] * 6,
+                       "cpu": np.arange(12.0)})
+    df.to_csv(tmp_path / "w.csv", index=False)
+    ds = read_dataset(tmp_path / "w.csv")
+    assert ds.entities == ("007", "b") and ds.values("b")[0, 0] == 6.0
+
+
 # ---------------------------------------------------------------- long
 @pytest.mark.parametrize("form", ["prom", "json", "columns"])
 def test_long_layout_label_forms(tmp_path: Path, form: str) -> None:

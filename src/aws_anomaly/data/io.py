@@ -36,6 +36,9 @@ __all__ = ["parse_labels", "read_dataset", "read_events", "read_frame", "write_d
 _SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _LAYOUTS = ("auto", "wide", "long")
 _LONG_FIXED = ("timestamp", "metric", "__name__", "value", "labels")
+# Read as text in any layout; a wide metric column never has these names.
+_TEXT_COLUMNS = ("entity", "cluster", "metric", "__name__", "labels", "anomaly_type", "type",
+                 "metrics")
 _NA = ["", "NaN", "nan", "NA", "N/A", "null", "None", "-NaN", "-nan"]
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.\-]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)',
                        re.DOTALL)
@@ -121,8 +124,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         # Names and labels stay text ("007" is not 7, "NA" is a namespace); numbers get the
         # usual missing-value markers.
         text_cols = [c for c in cols if c not in ("timestamp", "value")
-                     and (c in ("entity", "metric", "__name__", "labels", "anomaly_type")
-                          or _is_label_column(cols, c))]
+                     and (c in _TEXT_COLUMNS or _is_label_column(cols, c))]
         na = {c: _NA for c in cols if c not in text_cols}
         return pd.read_csv(p, dtype=dict.fromkeys(text_cols, str), keep_default_na=False,
                            na_values=na)
@@ -227,7 +229,7 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{where}: 'value' in row {row} is not a number: {raw_values.iloc[row]!r}")
     long = pd.DataFrame({
-        "timestamp": ts.to_numpy(),
+        "timestamp": ts.reset_index(drop=True),
         "entity": np.asarray(entities, dtype=object)[codes],
         "metric": np.asarray(metric_of, dtype=object)[codes],
         "value": values.to_numpy(dtype=np.float64, na_value=np.nan),
@@ -280,6 +282,7 @@ def read_dataset(
         Metrics to keep (default all).
     entity_label
         Long layout: the label naming the entity (``None``: one entity, ``"default"``).
+        Wide layout without an ``entity`` column: a column of that name is the entity.
     step, gap_policy, max_gap_steps, resample
         As in :meth:`Dataset.from_frame`.
 
@@ -302,6 +305,9 @@ def read_dataset(
     if kind == "long":
         df = _long_to_wide(df, entity_label, metrics, where)
         metrics = None if metrics is None else list(metrics)
+    elif "entity" not in df.columns and entity_label and entity_label in df.columns:
+        # A wide export keyed by its label column (e.g. "cluster") instead of "entity".
+        df = df.rename(columns={entity_label: "entity"})
     return Dataset.from_frame(df, metrics=metrics, step=step, gap_policy=gap_policy,
                               max_gap_steps=max_gap_steps, resample=resample, source=where)
 
