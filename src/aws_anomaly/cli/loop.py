@@ -1,14 +1,244 @@
-"""Commands of the detection loop: ``rules`` (and ``run``, ``backtest``, ``exporter``)."""
+"""Commands of the detection loop: ``run``, ``exporter``, ``backtest`` and ``rules``."""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
 from aws_anomaly.alert_rules import RuleOptions, render_rules
 from aws_anomaly.cli.app import app
+from aws_anomaly.config import JobConfig, load_job
+from aws_anomaly.data import Dataset
+from aws_anomaly.errors import ConfigError
+from aws_anomaly.events import merge_events
+from aws_anomaly.runner import JobRunner, TickResult
+from aws_anomaly.service.exporter import Exporter
+from aws_anomaly.service.notifiers import build_notifier_sinks
+from aws_anomaly.sources import make_source
+from aws_anomaly.sources.base import Source, to_utc
+from aws_anomaly.store import Store
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The job's YAML file.")]
+StateOpt = Annotated[Path, typer.Option(
+    help="Folder for the job's state (SQLite store) and, unless the job names one, its model.")]
+
+
+def _runner(job: JobConfig, source: Source, state_dir: Path, store: Store,
+            exporter: Exporter, *, notify: bool = True) -> JobRunner:
+    sinks: list[Any] = [exporter]
+    if notify:
+        sinks += build_notifier_sinks(job, on_error=lambda _n: exporter.record_error(job.name,
+                                                                                     "notify"))
+    model_path = job.model.path or state_dir / "models" / job.name
+    return JobRunner(job, source, None, sinks, store, model_path=model_path, metrics=exporter)
+
+
+def _publish_model(exporter: Exporter, runner: JobRunner) -> None:
+    model = runner.ensure_model()
+    summary = getattr(model, "training_summary_", {}) or {}
+    from aws_anomaly import __version__
+
+    exporter.set_model(runner.model_name, detector=model.detector, version=__version__,
+                       trained_at=str(summary.get("trained_at", "")))
+
+
+def _tick_line(r: TickResult) -> str:
+    if not r.ok:
+        return f"{r.now:%Y-%m-%dT%H:%MZ} tick failed at {r.stage}: {r.error}"
+    span = (f" {r.scored_from:%m-%d %H:%M}..{r.scored_to:%m-%d %H:%M}"
+            if r.scored_from is not None else "")
+    more = "" if r.caught_up else " (catching up)"
+    return (f"{r.now:%Y-%m-%dT%H:%MZ} scored {r.points} points of {r.entities} entities{span}: "
+            f"{r.anomalies} anomalous, {len(r.events)} events{more} "
+            f"[fetch {r.fetch_s * 1000:.0f} ms, score {r.score_s * 1000:.0f} ms]")
+
+
+def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_port: int,
+          max_ticks: int | None) -> int:
+    job = load_job(config)
+    source = make_source(job.source, metrics=job.metrics)
+    store = Store(f"sqlite:///{state_dir / 'aws_anomaly.db'}")
+    exporter = Exporter()
+    exporter.register_job(job.name)
+    runner = _runner(job, source, state_dir, store, exporter)
+    typer.echo(f"job {job.name}: {job.source.type} source, metrics {list(job.metrics or [])}, "
+               f"every {job.interval}")
+    _publish_model(exporter, runner)
+    server = None
+    if not once:
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(metrics_port, addr=metrics_host,
+                                            registry=exporter.registry)
+        typer.echo(f"metrics on http://{metrics_host}:{server.server_port}/metrics")
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    interval = job.interval.total_seconds()
+    ticks = 0
+    try:
+        while True:
+            started = time.monotonic()
+            result = runner.tick()
+            ticks += 1
+            typer.echo(_tick_line(result))
+            if once:
+                return 0 if result.ok else 1
+            if max_ticks is not None and ticks >= max_ticks:
+                return 0
+            # A tick that is still catching up after an outage goes again at once.
+            wait = 0.0 if (result.ok and not result.caught_up) else max(
+                0.0, interval - (time.monotonic() - started))
+            if stop.wait(wait):
+                typer.echo("stopping: the running tick finished")
+                return 0
+    finally:
+        if server is not None:
+            server.shutdown()
+        source.close()
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    once: Annotated[bool, typer.Option(help="Run one tick and exit (status 1 if it failed).")]
+    = False,
+    state_dir: StateOpt = Path("aws-anomaly-data"),
+    metrics_host: Annotated[str, typer.Option(help="Bind address of /metrics.")] = "127.0.0.1",
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0: any free).")] = 9108,
+    max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+) -> None:
+    """Run one job: fetch the latest window, score it, update /metrics, send notifications.
+
+    Trains the job's model from the configured history first when no bundle exists. Ticks on
+    the job's interval until SIGTERM/SIGINT, which lets the running tick finish.
+    """
+    raise typer.Exit(_loop(config, once, state_dir, metrics_host, metrics_port, max_ticks))
+
+
+@app.command()
+def exporter(
+    config: ConfigOpt,
+    state_dir: StateOpt = Path("aws-anomaly-data"),
+    host: Annotated[str, typer.Option(help="Bind address of /metrics.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9108,
+) -> None:
+    """Serve a job's scores on /metrics (the `run` loop with its exporter; no API)."""
+    raise typer.Exit(_loop(config, False, state_dir, host, port, None))
+
+
+class _ClockedSource:
+    """A source whose clock stands at ``now``: trains a backtest's model on what came before."""
+
+    def __init__(self, inner: Source, now: pd.Timestamp) -> None:
+        self._inner, self._now = inner, now
+        self.step = inner.step
+        self.name = getattr(inner, "name", "source")
+
+    def now(self) -> pd.Timestamp:
+        return self._now
+
+    def fetch(self, start: Any, end: Any, *, entities: Sequence[str] | None = None) -> Dataset:
+        return self._inner.fetch(start, min(to_utc(end), self._now + pd.Timedelta(1, "ns")),
+                                 entities=entities)
+
+    def latest(self, lookback: Any, *, entities: Sequence[str] | None = None) -> Dataset:
+        return self.fetch(self._now - pd.Timedelta(lookback), self._now, entities=entities)
+
+    def close(self) -> None:
+        pass
+
+
+def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Timestamp, *,
+                 model_path: Path | None = None) -> dict[str, Any]:
+    """Replay ``[start, end)`` through the job's model and count the alerts it would raise.
+
+    The model is the job's bundle when ``model_path`` holds one; otherwise one is trained on
+    the job's history *before* ``start`` (so the replayed range is never seen in training).
+    An alert is an anomaly event that lasts ``job.alert.min_consecutive`` points or more, as
+    the notifiers and the Prometheus rule count them.
+    """
+    if end <= start:
+        raise ConfigError(f"backtest: --end {end} must come after --start {start}")
+    exporter = Exporter()
+    store = Store("sqlite://")
+    runner = JobRunner(job, _ClockedSource(source, start), None, [], store,
+                       model_path=model_path, metrics=exporter)
+    model = runner.ensure_model()
+    step = pd.Timedelta(model.step_)
+    data = source.fetch(start - step * (int(model.spec.min_history) + 1), end,
+                        entities=list(job.entities) if job.entities else None)
+    frame = data.frame
+    new_mask = (frame["timestamp"] >= start).to_numpy()
+    hist = Dataset(frame=frame.loc[~new_mask].reset_index(drop=True), metrics=data.metrics,
+                   step=data.step)
+    new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=data.metrics,
+                  step=data.step)
+    scores = model.score(new, history=hist if len(hist) else None)
+    scores = scores.assign(is_anomaly=scores["anomaly_score"] >= job.alert.threshold)
+    events = merge_events(scores, max_gap_steps=runner.max_gap_steps, step=step, job=job.name,
+                          model=runner.model_name)
+    days = max((end - start) / pd.Timedelta(days=1), 1e-9)
+    minimum = job.alert.min_consecutive
+    rows = []
+    for entity, g in scores.groupby("entity", sort=True):
+        evs = [e for e in events if e.entity == entity]
+        alerts = [e for e in evs if e.n_points >= minimum]
+        rows.append({
+            "entity": str(entity), "points": len(g),
+            "anomalous_share": round(float(g["is_anomaly"].mean()), 5),
+            "events": len(evs), "alerts": len(alerts),
+            "alerts_per_day": round(len(alerts) / days, 3),
+            "longest_alert_minutes": round(max((((e.end - e.start) + step) / pd.Timedelta(
+                minutes=1) for e in alerts), default=0.0), 1),
+        })
+    total = sum(r["alerts"] for r in rows)
+    return {"job": job.name, "start": start.isoformat(), "end": end.isoformat(),
+            "days": round(days, 3), "min_consecutive": minimum,
+            "threshold": job.alert.threshold, "entities": rows, "alerts": total,
+            "alerts_per_day_per_entity": round(total / days / max(len(rows), 1), 3)}
+
+
+@app.command()
+def backtest(
+    config: ConfigOpt,
+    start: Annotated[str, typer.Option(help="Start of the replay (ISO 8601, UTC).")],
+    end: Annotated[str, typer.Option(help="End of the replay (ISO 8601, UTC).")],
+    state_dir: StateOpt = Path("aws-anomaly-data"),
+    out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")]
+    = None,
+) -> None:
+    """How noisy would this job be? Replays history and counts alerts per day per entity."""
+    job = load_job(config)
+    source = make_source(job.source, metrics=job.metrics)
+    t0, t1 = to_utc(start, where="--start"), to_utc(end, where="--end")
+    model_path = job.model.path or state_dir / "models" / job.name
+    result = backtest_job(job, source, t0, t1,
+                          model_path=model_path if (model_path / "manifest.json").exists()
+                          else None)
+    typer.echo(f"job {job.name}: {result['days']} days from {start} to {end}, alert after "
+               f"{result['min_consecutive']} anomalous points")
+    typer.echo(f"{'entity':<32} {'alerts':>7} {'per day':>8} {'events':>7} "
+               f"{'anomalous':>10} {'longest':>9}")
+    for r in result["entities"]:
+        typer.echo(f"{r['entity']:<32} {r['alerts']:>7} {r['alerts_per_day']:>8.2f} "
+                   f"{r['events']:>7} {r['anomalous_share']:>10.2%} "
+                   f"{r['longest_alert_minutes']:>7.0f} m")
+    typer.echo(f"total: {result['alerts']} alerts, {result['alerts_per_day_per_entity']:.2f} "
+               "per day per entity")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {out}")
 
 
 @app.command()

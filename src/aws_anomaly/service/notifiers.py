@@ -31,9 +31,11 @@ __all__ = [
     "AlertmanagerNotifier",
     "Dispatcher",
     "Notifier",
+    "NotifierSink",
     "SlackNotifier",
     "WebhookNotifier",
     "alert_from_event",
+    "build_notifier_sinks",
 ]
 
 log = logging.getLogger(__name__)
@@ -361,3 +363,64 @@ class Dispatcher:
 def serialise(alerts: Sequence[Alert]) -> str:
     """JSON text of alerts (for logs and the CLI)."""
     return json.dumps([a.to_dict() for a in alerts], indent=2)
+
+
+class NotifierSink:
+    """The job runner's event sink: anomaly events -> alerts -> one notifier, via a Dispatcher.
+
+    An event alerts once it has lasted ``min_consecutive`` anomalous points (shorter blips
+    never page anyone); its end is sent as a resolution. An event that both reached the bar
+    and ended within one tick is sent as firing, then resolved, so webhook receivers still see
+    the incident. Every call also retries what is still in the outbox.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, *, min_consecutive: int = 1,
+                 severity: str = "warning", dashboard_url: str = "",
+                 labels: Mapping[str, str] | None = None) -> None:
+        if min_consecutive < 1:
+            raise ValueError(f"min_consecutive must be >= 1, got {min_consecutive}")
+        self.dispatcher = dispatcher
+        self.min_consecutive = min_consecutive
+        self.severity = severity
+        self.dashboard_url = dashboard_url
+        self.labels = dict(labels or {})
+
+    def on_events(self, job: str, events: Sequence[Any], *, model: str) -> None:
+        alerts: list[Alert] = []
+        for ev in events:
+            if int(getattr(ev, "n_points", 1)) < self.min_consecutive:
+                continue
+            alert = alert_from_event(ev, job=job, model=model, severity=self.severity,
+                                     dashboard_url=self.dashboard_url, labels=self.labels)
+            if alert.status == "resolved":
+                alerts.append(replace(alert, ends_at=None))
+            alerts.append(alert)
+        if alerts:
+            self.dispatcher.submit(alerts)
+        self.dispatcher.flush()
+
+
+def build_notifier_sinks(job: Any, *, environ: Mapping[str, str] | None = None,
+                         on_error: Callable[[str], None] | None = None) -> list[NotifierSink]:
+    """One :class:`NotifierSink` per notifier of a job (``aws_anomaly.config.JobConfig``)."""
+    sinks = []
+    for cfg in job.notifiers:
+        kind = cfg.type
+        if kind == "alertmanager":
+            n: Notifier = AlertmanagerNotifier(str(cfg.url), timeout_s=cfg.timeout_s)
+            labels = dict(cfg.labels)
+        elif kind == "webhook":
+            n = WebhookNotifier(str(cfg.url), headers=cfg.resolved_headers(environ),
+                                timeout_s=cfg.timeout_s)
+            labels = {}
+        elif kind == "slack":
+            n = SlackNotifier(cfg.resolved_url(environ), timeout_s=cfg.timeout_s)
+            labels = {}
+        else:  # the config's discriminated union makes this unreachable for valid configs
+            raise NotifierError(f"job {job.name}: unknown notifier type {kind!r}")
+        minimum = cfg.min_consecutive or job.alert.min_consecutive
+        sinks.append(NotifierSink(
+            Dispatcher([n], on_error=on_error), min_consecutive=minimum,
+            severity=job.alert.severity,
+            dashboard_url=str(cfg.dashboard_url) if cfg.dashboard_url else "", labels=labels))
+    return sinks
