@@ -1,0 +1,105 @@
+"""`aws-anomaly run --once` and `backtest` on the demo source, and the notifier sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aws_anomaly.cli import main
+from aws_anomaly.events import AnomalyEvent
+from aws_anomaly.service.notifiers import Dispatcher, NotifierSink, WebhookNotifier
+
+from .amkit import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("job")
+    (d / "job.yaml").write_text(
+        "name: demo\nsource: {type: demo, clusters: 2, days: 10, seed: 5}\n"
+        "model: {history: 7d}\ninterval: 1m\nlookback: 6h\n")
+    return d / "job.yaml"
+
+
+def test_run_once_trains_scores_and_remembers_progress(
+        demo_job: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    state = tmp_path / "state"
+    assert main(["run", "--config", str(demo_job), "--once", "--state-dir", str(state)]) == 0
+    first = capsys.readouterr().out
+    assert (state / "models" / "demo" / "manifest.json").exists()
+    scored = int(first.split(" scored ")[1].split()[0])
+    assert scored >= 2 * 6 * 12  # the 6 h lookback of both clusters
+    # The second run loads the bundle and scores only what arrived since (demo time runs 60x).
+    assert main(["run", "--config", str(demo_job), "--once", "--state-dir", str(state)]) == 0
+    second = capsys.readouterr().out
+    again = int(second.split(" scored ")[1].split()[0])
+    assert again < scored / 4
+
+
+def test_backtest_counts_alerts_per_entity(demo_job: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    end = pd.Timestamp.now(tz="UTC").floor("h")
+    start = end - pd.Timedelta(days=2)
+    out = tmp_path / "bt.json"
+    assert main(["backtest", "--config", str(demo_job), "--start", start.isoformat(),
+                 "--end", end.isoformat(), "--state-dir", str(tmp_path / "none"),
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["entity"] for r in result["entities"]] == ["eks-prod-eu-west-1",
+                                                        "eks-prod-us-east-1"]
+    for r in result["entities"]:
+        assert r["points"] == 2 * 288
+        assert 0 <= r["alerts"] <= r["events"]
+        assert 0 <= r["anomalous_share"] < 0.2
+    assert "per day per entity" in capsys.readouterr().out
+    assert main(["backtest", "--config", str(demo_job), "--start", end.isoformat(),
+                 "--end", start.isoformat()]) == 2
+    assert "must come after --start" in capsys.readouterr().err
+
+
+def test_bad_job_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "job.yaml"
+    bad.write_text("name: demo\nsource: {type: demo, clusterz: 2}\n")
+    assert main(["run", "--config", str(bad), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "clusterz" in err
+
+
+def _event(n_points: int, status: str = "open") -> AnomalyEvent:
+    t = pd.Timestamp("2026-03-01T10:00Z")
+    return AnomalyEvent(event_id="e1", entity="eks-a", start=t,
+                        end=t + pd.Timedelta(minutes=5 * (n_points - 1)), peak_score=1.6,
+                        peak_time=t, top_metrics=(("cluster_cpu_request_ratio", 0.8),),
+                        n_points=n_points, status=status, weight=1.6)
+
+
+def test_notifier_sink_alerts_after_min_consecutive_and_resolves() -> None:
+    rx = Receiver()
+    try:
+        sink = NotifierSink(Dispatcher([WebhookNotifier(rx.url)]), min_consecutive=3)
+        sink.on_events("demo", [_event(2)], model="m")
+        assert rx.bodies == []  # a two-point blip pages nobody
+        sink.on_events("demo", [_event(3)], model="m")
+        sink.on_events("demo", [_event(4)], model="m")  # same incident, still open: no repeat
+        sink.on_events("demo", [_event(5, "closed")], model="m")
+        statuses = [a["status"] for b in rx.bodies for a in b["alerts"]]
+        assert statuses == ["firing", "resolved"]
+        assert rx.bodies[0]["alerts"][0]["top_metrics"][0]["metric"] == \
+            "cluster_cpu_request_ratio"
+    finally:
+        rx.close()
+
+
+def test_short_incident_that_ended_within_a_tick_is_still_reported() -> None:
+    rx = Receiver()
+    try:
+        sink = NotifierSink(Dispatcher([WebhookNotifier(rx.url)]), min_consecutive=3)
+        sink.on_events("demo", [_event(4, "closed")], model="m")
+        assert [a["status"] for b in rx.bodies for a in b["alerts"]] == ["firing", "resolved"]
+    finally:
+        rx.close()
