@@ -14,8 +14,8 @@ __all__ = [
     "DataError",
     "ModelFileError",
     "NotFittedError",
-    "SourceError",
     "NotifierError",
+    "SourceError",
     "StoreError",
 ]
 
