@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError
@@ -155,6 +156,28 @@ def test_bad_input_raises_data_error() -> None:
         det.run(t, np.ones(3), 0)
     # equal timestamps (NAB has DST duplicates) are allowed
     det.update(t[1], 2.0)
+
+
+def test_timestamp_kinds_give_the_same_scores() -> None:
+    """datetime64, tz-aware pandas (the Dataset's UTC), ISO strings and ns ints agree."""
+    n = 320
+    t, x = _times(n), _daily(n, seed=8)
+    x[300] += 50
+    kinds = [
+        list(t),
+        list(pd.DatetimeIndex(t).tz_localize("UTC")),
+        [str(v) for v in t],
+        [int(v) for v in t.astype(np.int64)],
+    ]
+    results = []
+    for stamps in kinds:
+        det = NAB_DETECTORS[BEST_DETECTOR]().reset(P)
+        results.append([det.update(ti, xi) for ti, xi in zip(stamps, x, strict=True)])
+    assert all(r == results[0] for r in results[1:])
+    with pytest.raises(DataError, match="not a datetime"):
+        NAB_DETECTORS[BEST_DETECTOR]().update("yesterday-ish", 1.0)
+    with pytest.raises(DataError, match="NaT"):
+        NAB_DETECTORS[BEST_DETECTOR]().update(np.datetime64("NaT"), 1.0)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from aws_anomaly.errors import DataError, ModelFileError
 
@@ -26,19 +27,27 @@ DEFAULT_PROBATIONARY = 750
 
 
 def _as_ns(timestamp: Any) -> int:
-    """A timestamp (datetime64, pandas/py datetime, or int nanoseconds) as int nanoseconds."""
-    if isinstance(timestamp, (int, np.integer)):
+    """A timestamp as int nanoseconds since the epoch (tz-aware ones converted to UTC).
+
+    Accepts numpy datetime64, pandas/py datetimes (naive or tz-aware), ISO strings, or int
+    nanoseconds.
+    """
+    if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
         return int(timestamp)
+    if isinstance(timestamp, np.datetime64):
+        if np.isnat(timestamp):
+            raise DataError("timestamp is NaT; every record needs a timestamp")
+        return int(timestamp.astype("datetime64[ns]").astype(np.int64))
     try:
-        ts = np.datetime64(timestamp, "ns")
+        ts = pd.Timestamp(timestamp)
     except (TypeError, ValueError) as exc:
         raise DataError(
             f"timestamp {timestamp!r} is not a datetime; pass numpy datetime64, a datetime, "
-            "or integer nanoseconds"
+            "an ISO string or integer nanoseconds"
         ) from exc
-    if np.isnat(ts):
+    if ts is pd.NaT:
         raise DataError("timestamp is NaT; every record needs a timestamp")
-    return int(ts.astype(np.int64))
+    return int(ts.value)
 
 
 class StreamingDetector(ABC):
