@@ -63,13 +63,16 @@ def demo(
     detector: Annotated[
         list[str] | None, typer.Option(help="Detector (repeatable; 'aws_model' = AnomalyModel).")
     ] = None,
+    leave_out: Annotated[
+        int, typer.Option(help="Leave-clusters-out folds for the thresholds (0: none).")
+    ] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Event-level table on the demo clusters: univariate detectors per metric, and the model."""
     report = run_demo_bench(
         out, clusters=clusters, days=days, seed=seed, train_days=train_days, detectors=detector,
-        workers=workers, progress=progress,
+        folds=leave_out, workers=workers, progress=progress,
     )
     typer.echo(render_markdown(report))
     typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")

@@ -424,6 +424,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             cells.append(_fmt(value(e, "cv", "standard")))
             cells += [_fmt(ev[m], 2) for m in ("precision", "recall", "f1")] if ev else ["–"] * 3
             lines.append("| " + " | ".join(cells) + " |")
+    for name, why in (report.get("skipped_published") or {}).items():
+        lines += ["", f"Published detector {name} not scored: {why}."]
+    for note in report.get("notes") or []:
+        lines += ["", f"Note: {note}."]
     if report.get("causality"):
         lines += ["", "Causality guard (prefix run = start of full run): " + ", ".join(
             f"{n} ok" for n in report["causality"])]
@@ -447,12 +451,14 @@ def _write_results(out: Path, run: DetectorRun, corpus: Mapping[str, NabFile]) -
 
 
 def _published_runs(
-    root: Path, corpus: Mapping[str, NabFile], wanted: set[str] | None
+    root: Path, corpus: Mapping[str, NabFile], wanted: set[str] | None,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, DetectorRun]:
     res_dir = root / "results"
     if not res_dir.is_dir():
         return {}
     runs = {}
+    skipped = {} if skipped is None else skipped
     for det_dir in sorted(p for p in res_dir.iterdir() if p.is_dir()):
         name = det_dir.name
         if wanted is not None and name not in wanted:
@@ -462,6 +468,7 @@ def _published_runs(
             continue
         if len(scores) < len(corpus):
             # Scoring a detector on part of the files would make its row incomparable.
+            skipped[name] = f"results for {len(scores)} of the {len(corpus)} selected files"
             continue
         runs[name] = DetectorRun(name, "published", scores)
     return runs
@@ -552,7 +559,8 @@ def run_nab_bench(
     runnable = {**available_detectors(), **(extra or {})}
     wanted = set(detectors) if detectors else None
     to_run = {n: v for n, v in runnable.items() if wanted is None or n in wanted}
-    published = _published_runs(root, corpus, wanted) if include_published else {}
+    skipped: dict[str, str] = {}
+    published = _published_runs(root, corpus, wanted, skipped) if include_published else {}
     if wanted is not None:
         unknown = sorted(wanted - set(to_run) - set(published))
         if unknown:
@@ -579,6 +587,7 @@ def run_nab_bench(
             published_thresholds=load_thresholds(root), folds=folds,
         ),
         "causality": causality,
+        "skipped_published": skipped,
     }
     report["elapsed_s"] = time.perf_counter() - started
     return _finish(report, Path(out), all_runs, corpus, write_results=True)
