@@ -8,7 +8,8 @@ level ``center_`` (the median raw score of normal points), and maps raw scores l
     anomaly_score = max(0, 1 + (raw - threshold_) / (threshold_ - center_))
 
 clamped so that ``anomaly_score >= 1.0`` holds *exactly* when ``raw >= threshold_`` (floating
-point could otherwise round a raw score just below the threshold up to 1.0). The map is monotone
+point could otherwise round a raw score just below the threshold up to 1.0), and capped at the
+largest finite float, so it is never NaN or inf. The map is monotone
 non-decreasing, is 0 for anything at or below the typical normal score, and reads as "how far
 above normal, in units of the threshold's distance": 2.0 is twice as far out as the threshold.
 Alert rules, dashboards and the API rely on this one meaning for every model.
@@ -62,6 +63,7 @@ METHODS: tuple[str, ...] = ("best_f1", "target_fpr", "contamination")
 _FORMAT = "aws_anomaly.calibrator"
 _VERSION = 1
 _BELOW_ONE = math.nextafter(1.0, 0.0)  # the largest float < 1.0
+_MAX_SCORE = float(np.finfo(np.float64).max)  # scores stay finite (JSON, Prometheus)
 
 
 def _check_scores(raw: Any, where: str, *, allow_inf: bool = False) -> np.ndarray:
@@ -318,7 +320,8 @@ class Calibrator:
 
     def transform(self, raw: Any) -> np.ndarray:
         """Calibrated ``anomaly_score`` (same shape as ``raw``): 0 at or below the typical
-        normal score, ``>= 1.0`` exactly when ``raw >= threshold_``; +inf maps to +inf.
+        normal score, ``>= 1.0`` exactly when ``raw >= threshold_``; always finite (+inf and
+        overflowing scores map to the largest float).
 
         Raises
         ------
@@ -327,10 +330,11 @@ class Calibrator:
         """
         self._check_fitted("transform")
         arr = _check_scores(raw, "Calibrator.transform", allow_inf=True)
-        score = 1.0 + (arr - self.threshold_) / self.scale_
+        with np.errstate(over="ignore"):  # a tiny scale can overflow: capped below
+            score = 1.0 + (arr - self.threshold_) / self.scale_
         at_or_above = arr >= self.threshold_
         score = np.where(at_or_above, np.maximum(score, 1.0), np.minimum(score, _BELOW_ONE))
-        return np.maximum(score, 0.0)
+        return np.clip(score, 0.0, _MAX_SCORE)
 
     def predict(self, raw: Any) -> np.ndarray:
         """True where ``raw >= threshold_`` (the same rows as ``transform(raw) >= 1``)."""
