@@ -232,6 +232,16 @@ def event_metrics(
     A window is detected when any record in it (after the probationary period) scores
     ``>= threshold``; flagged records outside every window, merged into runs of consecutive
     records, are false events. The probationary period is ignored.
+
+    Examples
+    --------
+    >>> ts = np.arange(100).astype("datetime64[m]").astype("datetime64[ns]")
+    >>> f = NabFile("toy/a.csv", ts, np.zeros(100), windows=((40, 49), (70, 79)))
+    >>> s = np.zeros(100)
+    >>> s[[20, 21, 30, 45]] = 1.0          # two false events (20-21 merge), one window found
+    >>> ev = event_metrics({f.key: s}, {f.key: f}, 0.5)
+    >>> ev["tp"], ev["fp"], ev["fn"], round(ev["f1"], 3)
+    (1, 2, 1, 0.4)
     """
     tp = fn = fp = 0
     for key, scores in scores_by_file.items():
