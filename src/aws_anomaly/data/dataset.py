@@ -493,7 +493,8 @@ class Dataset:
             lengths = [len(p[0]) for p in pieces]
             frame = pd.DataFrame({
                 "timestamp": pd.to_datetime(np.concatenate([p[0] for p in pieces]), utc=True),
-                "entity": pd.Series(np.repeat(ent[starts], lengths), dtype=str),
+                "entity": pd.Series(pd.Categorical.from_codes(
+                    np.repeat(np.arange(len(starts)), lengths), list(ent[starts]))).astype(str),
             })
             stacked = np.concatenate([p[1] for p in pieces])
             for j, m in enumerate(metrics):
