@@ -467,7 +467,7 @@ def _scrape_gaps(rng: np.random.Generator, n: int, days: float, step_h: float) -
     return gaps
 
 
-def _tables(demo: _Demo) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(demo: _Demo) -> tuple[pd.DataFrame, np.ndarray]:
     """The complete, gap-filled frame (all rows) and the mask of rows kept in the raw file."""
     c, n, _ = demo.values.shape
     vals = demo.values.copy()
