@@ -219,3 +219,15 @@ def test_check_feature_matrix_edge_cases() -> None:
         check_feature_matrix(np.ones((2, 2), dtype=complex), where="t")
     with pytest.raises(DataError, match=r"t: X holds NaN/inf in 2 column\(s\): column 0"):
         check_feature_matrix(np.array([[np.nan, np.inf], [1.0, 2.0]]), where="t")
+
+
+def test_ocsvm_finds_nan_in_a_late_chunk_without_a_separate_pass() -> None:
+    rng = np.random.default_rng(9)
+    det = OneClassSVMDetector(random_state=0, n_jobs=2).fit(rng.normal(size=(300, 3)))
+    X = rng.normal(size=(40_000, 3))  # three chunks, scored on two threads
+    X[39_000, 2] = np.nan
+    with pytest.raises(DataError, match=r"OneClassSVMDetector.predict: .*column 2 has 1 of "
+                                        r"40000 rows non-finite \(first at row 39000\)"):
+        det.predict(X)
+    huge = np.full((2, 3), 1e200)  # norms overflow, values are finite: scored, not rejected
+    assert np.isfinite(det.score_samples(huge)).all()

@@ -43,12 +43,17 @@ __all__ = ["BaseDetector", "DetectorNotFittedError", "SklearnAdapter", "check_fe
 CHUNK_ROWS = 16384
 
 
+class NonFiniteInputError(Exception):
+    """Internal signal from a scorer that met NaN/inf; the base class turns it into the
+    :class:`DataError` that :func:`check_feature_matrix` words. Never escapes a detector."""
+
+
 class DetectorNotFittedError(NotFittedError, SklearnNotFittedError):
     """An unfitted detector was used: the project's :class:`~aws_anomaly.errors.NotFittedError`
     that is also scikit-learn's, so ``except`` clauses written for either catch it."""
 
 
-def check_feature_matrix(X: Any, *, where: str) -> np.ndarray:
+def check_feature_matrix(X: Any, *, where: str, finite: bool = True) -> np.ndarray:
     """Return ``X`` as a finite 2-D float64 array, or raise :class:`DataError`.
 
     Parameters
@@ -58,6 +63,9 @@ def check_feature_matrix(X: Any, *, where: str) -> np.ndarray:
         without a copy.
     where
         Who is asking (e.g. ``"IsolationForestDetector.fit"``), for the error message.
+    finite
+        Check for NaN/inf. Only a caller that detects them itself, for free, while computing
+        (and then calls this function again for the message) passes False.
 
     Raises
     ------
@@ -95,6 +103,8 @@ rows non-finite (first at row 0); the feature matrix must be finite everywhere
     if arr.shape[1] == 0:
         raise DataError(f"{where}: Found array with 0 feature(s) (shape={arr.shape}) while a "
                         "minimum of 1 is required.")
+    if not finite:
+        return arr
     # Fast path: a column sum is finite when the column is (overflow is re-checked exactly),
     # which costs one streaming pass instead of a boolean array as large as X.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -223,6 +233,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     """
 
     contamination: float
+    # True when ``_score`` detects NaN/inf on its own, as a by-product of its arithmetic, and
+    # raises NonFiniteInputError: score-time validation then skips the separate pass over X.
+    _finite_checked_in_score: bool = False
 
     # -- hooks ------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -235,12 +248,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         raise NotImplementedError
 
     # -- validation, in one place -------------------------------------------------------------
-    def _validate(self, X: Any, *, method: str, reset: bool, where: str | None = None
-                  ) -> np.ndarray:
+    def _validate(self, X: Any, *, method: str, reset: bool, where: str | None = None,
+                  finite: bool = True) -> np.ndarray:
         where = where or f"{type(self).__name__}.{method}"
         if not reset:
             self._check_fitted(method)
-        arr = check_feature_matrix(X, where=where)
+        arr = check_feature_matrix(X, where=where, finite=finite)
         if reset:
             self.n_features_in_ = arr.shape[1]
         elif arr.shape[1] != self.n_features_in_:
@@ -297,7 +310,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _checked_scores(self, X: Any, method: str) -> np.ndarray:
         # Validation (fitted state included) runs before offset_ is read, so an unfitted
         # detector raises NotFittedError naming the method the caller used.
-        return self._score(self._validate(X, method=method, reset=False))
+        arr = self._validate(X, method=method, reset=False,
+                             finite=not self._finite_checked_in_score)
+        try:
+            return self._score(arr)
+        except NonFiniteInputError:
+            # The full check builds the message (column, row count) and raises DataError.
+            check_feature_matrix(arr, where=f"{type(self).__name__}.{method}")
+            raise
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()

@@ -36,6 +36,7 @@ from sklearn.svm import OneClassSVM
 
 from aws_anomaly.detectors.base import (
     CHUNK_ROWS,
+    NonFiniteInputError,
     SklearnAdapter,
     check_float_param,
     check_int_param,
@@ -52,15 +53,20 @@ __all__ = ["OneClassSVMDetector", "rbf_expansion"]
 
 def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndarray,
                   gamma: float, *, sv_sq_norms: np.ndarray | None = None, n_jobs: int | None = 1,
-                  chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+                  chunk_rows: int = CHUNK_ROWS, check_finite: bool = False) -> np.ndarray:
     """``sum_j dual_coef[j] * exp(-gamma * ||x_i - sv_j||^2)`` for every row ``x_i`` of ``X``.
 
     Computed in chunks of rows with one BLAS product each (``sv @ chunk.T``: the short side
-    first, which OpenBLAS runs about twice as fast as ``chunk @ sv.T``); squared distances are
-    clipped at 0 (rounding can make ``||x||^2 + ||s||^2 - 2 x.s`` slightly negative when
-    x ~ s). ``n_jobs`` threads share the chunks (:func:`~aws_anomaly.detectors.base.map_chunks`):
-    numpy's float64 ``exp`` is single-threaded and costs about as much as the product, so this
-    is where the second core pays.
+    first, which OpenBLAS runs about twice as fast as ``chunk @ sv.T``). Squared distances are
+    not clipped at 0: rounding can make ``||x||^2 + ||s||^2 - 2 x.s`` slightly negative when
+    x ~ s (a kernel value above 1 by ~1e-15), and libsvm does not clip either.
+
+    With ``check_finite``, a chunk holding NaN/inf raises
+    :class:`~aws_anomaly.detectors.base.NonFiniteInputError`: the row norms are computed anyway
+    and are non-finite exactly then (overflow is told apart), so the detector needs no separate
+    pass over X to validate it. ``n_jobs`` threads share the chunks
+    (:func:`~aws_anomaly.detectors.base.map_chunks`): numpy's float64 ``exp`` is single-threaded
+    and costs about as much as the product, so this is where the second core pays.
 
     Examples
     --------
@@ -75,10 +81,12 @@ def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndar
     g_sv = (gamma * sv_sq_norms)[:, None]
 
     def chunk(xc: np.ndarray) -> np.ndarray:
+        gx = gamma * np.einsum("ij,ij->i", xc, xc)
+        if check_finite and not np.isfinite(gx).all() and not np.isfinite(xc).all():
+            raise NonFiniteInputError
         k = sv2 @ xc.T                  # (n_sv, rows): 2*gamma*s.x
-        k -= gamma * np.einsum("ij,ij->i", xc, xc)
+        k -= gx
         k -= g_sv                       # = -gamma * ||x - s||^2
-        np.minimum(k, 0.0, out=k)
         np.exp(k, out=k)
         return dual_coef @ k
 
@@ -202,7 +210,10 @@ class OneClassSVMDetector(SklearnAdapter):
     def _normality(self, X: np.ndarray) -> np.ndarray:
         # libsvm's score_samples: decision_function + rho = the kernel expansion itself.
         return rbf_expansion(X, self.support_vectors_, self.dual_coef_, self.gamma_,
-                             sv_sq_norms=self.sv_sq_norms_, n_jobs=self.n_jobs)
+                             sv_sq_norms=self.sv_sq_norms_, n_jobs=self.n_jobs,
+                             check_finite=True)
+
+    _finite_checked_in_score = True  # rbf_expansion(check_finite=True) detects NaN/inf
 
     @property
     def n_support_vectors_(self) -> int:
