@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aws_anomaly.errors import DataError
-from aws_anomaly.features import FeatureSpec, build_features
+from aws_anomaly.features import FeatureSpec, build_features, iter_features
 from aws_anomaly.features import batch as batch_mod
 from aws_anomaly.features.kernels import block_reduce
 
@@ -200,3 +200,27 @@ def test_frame_labels_columns_and_rows() -> None:
     df = fm.frame(ts)
     assert list(df.columns) == list(fm.names) and df.index.equals(ts)
     np.testing.assert_array_equal(df.to_numpy(), fm.values)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_iter_features_yields_the_build_features_rows(reuse: bool) -> None:
+    x, ts = _series(1000, seed=9)
+    whole = build_features(x, ts, METRICS).values
+    got = np.empty_like(whole)
+    spans = []
+    for c0, c1, block in iter_features(x, ts, METRICS, chunk_rows=123, reuse=reuse):
+        assert block.flags.c_contiguous and block.shape == (c1 - c0, whole.shape[1])
+        got[c0:c1] = block
+        spans.append((c0, c1))
+    assert spans[0][0] == 0 and spans[-1][1] == 1000 and len(spans) == 9
+    np.testing.assert_array_equal(got, whole)
+
+
+def test_iter_features_validates_before_the_first_chunk() -> None:
+    x, ts = _series(10)
+    x[3, 1] = np.nan
+    with pytest.raises(DataError, match="row 3"):
+        iter_features(x, ts, METRICS)
+    with pytest.raises(DataError, match="chunk_rows"):
+        iter_features(x, ts, METRICS, chunk_rows=0)
+    assert list(iter_features(np.empty((0, 3)), pd.DatetimeIndex([], tz="UTC"), METRICS)) == []

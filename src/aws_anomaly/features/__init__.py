@@ -3,7 +3,8 @@
 * :class:`FeatureSpec` — which features (windows, lags, quantiles, seasonal, cross-metric and
   calendar terms); frozen and JSON-serialisable, saved with every model. The definitions of all
   feature families are in :mod:`aws_anomaly.features.spec`.
-* :func:`build_features` — a whole series at once -> :class:`FeatureMatrix`.
+* :func:`build_features` — a whole series at once -> :class:`FeatureMatrix`;
+  :func:`iter_features` — the same rows in chunks, for scoring long series in bounded memory.
 * :class:`StreamingFeatureBuilder` — one row at a time, the same numbers.
 * :func:`feature_names`, :func:`check_history` — layout and length checks without data.
 
@@ -32,7 +33,7 @@ history alone (:meth:`StreamingFeatureBuilder.warm`, ``get_state`` / ``from_stat
 different start row agrees with streaming to rounding (~1e-12), not to the bit.
 """
 
-from aws_anomaly.features.batch import FeatureMatrix, build_features
+from aws_anomaly.features.batch import FeatureMatrix, build_features, iter_features
 from aws_anomaly.features.spec import FeatureSpec, check_history, feature_names
 from aws_anomaly.features.streaming import StreamingFeatureBuilder
 
@@ -43,4 +44,5 @@ __all__ = [
     "build_features",
     "check_history",
     "feature_names",
+    "iter_features",
 ]

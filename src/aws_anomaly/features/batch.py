@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +29,14 @@ from aws_anomaly.features.kernels import (
 )
 from aws_anomaly.features.spec import MAX_ABS_VALUE, FeaturePlan, FeatureSpec
 
-__all__ = ["FeatureMatrix", "build_features", "check_values", "plan_for", "timestamps_ns"]
+__all__ = [
+    "FeatureMatrix",
+    "build_features",
+    "check_values",
+    "iter_features",
+    "plan_for",
+    "timestamps_ns",
+]
 
 #: Rows per chunk: temporaries stay in cache, the output is written once.
 CHUNK_ROWS = 16_384
@@ -176,16 +183,10 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
     >>> bool(np.isclose(fm.values[20, j], x[9:21, 0].mean()))
     True
     """
-    spec = FeatureSpec() if spec is None else spec
-    if not isinstance(spec, FeatureSpec):
-        raise DataError(f"spec must be a FeatureSpec, got {type(spec).__name__}")
     if order not in ("C", "F"):
         raise DataError(f"order must be 'C' or 'F', got {order!r}")
-    plan = plan_for(metrics, spec)
-    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
-    n = arr.shape[0] if arr.ndim >= 1 else 0
-    ns = timestamps_ns(timestamps, n)
-    x = check_values(arr, plan.metrics, ns)
+    spec, plan, x, ns = _prepare(values, timestamps, metrics, spec)
+    n = len(ns)
     k = plan.n_features
     if n == 0:
         vals = np.empty((0, k), order=order)
@@ -214,6 +215,64 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
     ready = np.arange(1, n + 1) >= spec.min_history
     return FeatureMatrix(values=vals, names=plan.names, ready=ready,
                          groups={k: list(v) for k, v in plan.groups.items()})
+
+
+def _prepare(values: object, timestamps: object, metrics: Sequence[str],
+             spec: FeatureSpec | None
+             ) -> tuple[FeatureSpec, FeaturePlan, np.ndarray, np.ndarray]:
+    """Validate the inputs once: spec, layout, values ``(n, m)`` and UTC nanoseconds."""
+    spec = FeatureSpec() if spec is None else spec
+    if not isinstance(spec, FeatureSpec):
+        raise DataError(f"spec must be a FeatureSpec, got {type(spec).__name__}")
+    plan = plan_for(metrics, spec)
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    n = arr.shape[0] if arr.ndim >= 1 else 0
+    ns = timestamps_ns(timestamps, n)
+    return spec, plan, check_values(arr, plan.metrics, ns), ns
+
+
+def iter_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Sequence[str],
+                  spec: FeatureSpec | None = None, *, chunk_rows: int = CHUNK_ROWS,
+                  reuse: bool = False) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, block)``: rows ``start:stop`` of :func:`build_features`, in chunks.
+
+    For scoring long series with bounded memory: each ``block`` is ``(stop - start, k)``
+    C-ordered and bit-identical to the same rows of ``build_features(...).values`` (every chunk
+    sees the history it needs). Inputs are validated when this is called, before the first
+    chunk. With ``reuse=True`` the
+    same buffer is refilled for every chunk (copy what you keep), which avoids touching fresh
+    memory on every chunk.
+
+    >>> import numpy as np, pandas as pd
+    >>> ts = pd.date_range("2026-03-01", periods=1000, freq="5min", tz="UTC")
+    >>> x = np.random.default_rng(0).random((1000, 2))
+    >>> parts = [b.copy() for _, _, b in iter_features(x, ts, ["a", "b"], chunk_rows=300)]
+    >>> bool(np.array_equal(np.vstack(parts), build_features(x, ts, ["a", "b"]).values))
+    True
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    _, plan, x, ns = _prepare(values, timestamps, metrics, spec)
+    return _iter_chunks(plan, x, ns, chunk_rows, reuse)
+
+
+def _iter_chunks(plan: FeaturePlan, x: np.ndarray, ns: np.ndarray, chunk_rows: int,
+                 reuse: bool) -> Iterator[tuple[int, int, np.ndarray]]:
+    n, k = len(ns), plan.n_features
+    if n == 0:
+        return
+    xt = np.ascontiguousarray(x.T)
+    ref = xt[:, 0].copy()
+    dst = np.empty((k, chunk_rows))
+    block = np.empty((chunk_rows, k)) if reuse else None
+    for c0 in range(0, n, chunk_rows):
+        c1 = min(n, c0 + chunk_rows)
+        _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
+        if block is None:
+            yield c0, c1, np.ascontiguousarray(dst[:, : c1 - c0].T)
+        else:
+            block[: c1 - c0] = dst[:, : c1 - c0].T
+            yield c0, c1, block[: c1 - c0]
 
 
 def _block_start(c0: int, w: int) -> int:
