@@ -34,7 +34,7 @@ from aws_anomaly.config import JobConfig, Settings
 from aws_anomaly.errors import AwsAnomalyError, DataError, StoreError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.runner import JobRunner, Sink
-from aws_anomaly.service.deps import AppState
+from aws_anomaly.service.deps import ERROR_RESPONSES, AppState
 from aws_anomaly.service.routes import anomalies, entities, health, models, score
 from aws_anomaly.service.scheduler import Scheduler
 from aws_anomaly.service.security import (
@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
                   "'Authorization: Bearer <token>'.")
     app.state.aws_anomaly = state
     for r in (score.router, entities.router, anomalies.router, models.router, health.router):
-        app.include_router(r)
+        app.include_router(r, responses=ERROR_RESPONSES)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -176,7 +176,10 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
+        detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "body: cannot parse the request body; send UTF-8 JSON"
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail},
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DataError)

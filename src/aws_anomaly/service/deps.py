@@ -6,8 +6,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from aws_anomaly.config import Settings
 from aws_anomaly.runner import JobRunner
@@ -15,7 +17,31 @@ from aws_anomaly.service.scheduler import Scheduler
 from aws_anomaly.service.security import check_token
 from aws_anomaly.store import Store
 
-__all__ = ["AppState", "Authorized", "State", "get_state", "require_token"]
+__all__ = ["ERROR_RESPONSES", "AppState", "Authorized", "ErrorOut", "State", "get_state",
+           "require_token"]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``detail`` names the field and the problem."""
+
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+#: Answers any route may give; documented once for every router.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body cannot be parsed (not UTF-8 JSON)"},
+    404: {"model": ErrorOut, "description": "unknown job, entity, event or model"},
+    413: {"model": ErrorOut, "description": "request body too large"},
+    422: {"model": ErrorOut, "description": "invalid input; 'detail' names the field"},
+    503: {"model": ErrorOut, "description": "not ready (no model yet) or store unavailable"},
+}
 
 
 @dataclass
@@ -51,10 +77,16 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def require_token(state: State,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
+# Declares the bearer scheme in the OpenAPI document; the check itself is ours (401 vs 403,
+# constant-time comparison), so FastAPI's automatic error is off.
+_bearer = HTTPBearer(auto_error=False, description="the service's API token")
+
+
+def require_token(request: Request, state: State,
+                  _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+                  ) -> None:
     """Dependency of mutating endpoints: a valid bearer token or 401/403."""
-    refused = check_token(state.token, authorization)
+    refused = check_token(state.token, request.headers.get("authorization"))
     if refused is not None:
         status, message = refused
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None

@@ -21,6 +21,7 @@ import binascii
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -64,8 +65,18 @@ FeedbackLabel = Literal["true_positive", "false_positive"]
 FEEDBACK_LABELS: tuple[str, ...] = ("true_positive", "false_positive")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_us(ts: Any) -> int:
-    """A timestamp (aware or UTC-naive) as integer microseconds since the epoch."""
+    """A timestamp (aware or UTC-naive) as integer microseconds since the epoch.
+
+    Plain :class:`datetime` values take an exact path that works for any year (pandas
+    timestamps end in 2262).
+    """
+    if isinstance(ts, datetime) and not isinstance(ts, pd.Timestamp):
+        aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+        return (aware - _EPOCH) // timedelta(microseconds=1)
     t = pd.Timestamp(ts)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return int(t.value // 1000)
@@ -305,8 +316,8 @@ class Store:
         return self._run("reading an event", go)
 
     def list_events(self, *, entity: str | None = None, job: str | None = None,
-                    status: str | None = None, start: pd.Timestamp | None = None,
-                    end: pd.Timestamp | None = None, limit: int = 50,
+                    status: str | None = None, start: pd.Timestamp | datetime | None = None,
+                    end: pd.Timestamp | datetime | None = None, limit: int = 50,
                     cursor: str | None = None) -> Page:
         """Events newest first (by start), filtered; ``start``/``end`` select events that
         overlap ``[start, end)``. Keyset pagination: pass the returned ``next_cursor``."""

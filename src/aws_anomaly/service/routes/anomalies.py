@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from aws_anomaly.errors import DataError
 from aws_anomaly.events import AnomalyEvent
-from aws_anomaly.service.deps import Authorized, State
+from aws_anomaly.service.deps import Authorized, ErrorOut, State
 
 router = APIRouter(prefix="/v1/anomalies", tags=["anomalies"])
 
@@ -94,10 +93,11 @@ def to_model(ev: AnomalyEvent, verdict: str | None = None) -> Event:
         explanation=explain(ev), feedback=verdict)
 
 
-def _utc(t: datetime | None) -> pd.Timestamp | None:
+def _utc(t: datetime | None) -> datetime | None:
+    # Plain datetimes (not pandas): any year a client sends stays comparable.
     if t is None:
         return None
-    return pd.Timestamp(t if t.tzinfo else t.replace(tzinfo=UTC))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @router.get("", response_model=EventPage, summary="List anomaly events, newest first")
@@ -126,7 +126,7 @@ def list_anomalies(
 
 
 @router.get("/{event_id}", response_model=EventDetail, summary="One anomaly event",
-            responses={404: {"description": "unknown event"}})
+            responses={404: {"model": ErrorOut, "description": "unknown event"}})
 def get_anomaly(event_id: EventId, state: State) -> EventDetail:
     ev = state.store.get_event(event_id)
     if ev is None:
@@ -140,9 +140,9 @@ def get_anomaly(event_id: EventId, state: State) -> EventDetail:
 
 @router.post("/{event_id}/feedback", response_model=FeedbackOut, status_code=201,
              dependencies=[Authorized], summary="Mark an event a true or false positive",
-             responses={401: {"description": "no bearer token"},
-                        403: {"description": "wrong bearer token"},
-                        404: {"description": "unknown event"}})
+             responses={401: {"model": ErrorOut, "description": "no bearer token"},
+                        403: {"model": ErrorOut, "description": "wrong bearer token"},
+                        404: {"model": ErrorOut, "description": "unknown event"}})
 def post_feedback(event_id: EventId, body: FeedbackIn, state: State) -> FeedbackOut:
     if state.store.get_event(event_id) is None:
         raise HTTPException(404, f"unknown anomaly event {event_id!r}")

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from aws_anomaly.service.deps import State
+from aws_anomaly.service.deps import ErrorOut, State
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
 
@@ -73,7 +73,7 @@ def list_entities(state: State,
 
 @router.get("/{entity}/series", response_model=Series,
             summary="Recent values, scores and flags of one entity",
-            responses={404: {"description": "unknown entity"}})
+            responses={404: {"model": ErrorOut, "description": "unknown entity"}})
 def series(entity: Annotated[str, Path(max_length=256)], state: State,
            job: Annotated[str | None, Query(max_length=64)] = None,
            points: Annotated[int, Query(ge=1, le=5000)] = 576) -> Series:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from aws_anomaly.service.deps import AppState, Authorized, State
+from aws_anomaly.service.deps import AppState, Authorized, ErrorOut, State
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -76,10 +76,10 @@ def list_models(state: State) -> ModelList:
 @router.post("/models/{name}/retrain", response_model=RetrainOut, status_code=202,
              dependencies=[Authorized],
              summary="Retrain a model on fresh history, applying feedback",
-             responses={401: {"description": "no bearer token"},
-                        403: {"description": "wrong bearer token"},
-                        404: {"description": "unknown model"},
-                        409: {"description": "already training"}})
+             responses={401: {"model": ErrorOut, "description": "no bearer token"},
+                        403: {"model": ErrorOut, "description": "wrong bearer token"},
+                        404: {"model": ErrorOut, "description": "unknown model"},
+                        409: {"model": ErrorOut, "description": "already training"}})
 def retrain(name: Annotated[str, Path(max_length=128)], state: State) -> RetrainOut:
     runner = next((r for r in state.runners.values() if r.model_name == name), None)
     if runner is None:

@@ -9,16 +9,24 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError, NotFittedError
-from aws_anomaly.service.deps import State
+from aws_anomaly.service.deps import ErrorOut, State
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
 MAX_POINTS = 10_000
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class ScoreRequest(BaseModel):
@@ -35,7 +43,7 @@ class ScoreRequest(BaseModel):
                         description="the entity (cluster) the points belong to")
     timestamps: list[datetime] = Field(min_length=1, max_length=MAX_POINTS,
                                        description="ISO 8601 or Unix seconds, increasing")
-    metrics: dict[str, list[FiniteFloat]] = Field(
+    metrics: dict[MetricName, list[FiniteFloat]] = Field(
         min_length=1, max_length=64,
         description="metric name -> values, one per timestamp, finite numbers")
 
@@ -89,9 +97,9 @@ class ScoreResponse(BaseModel):
 
 
 @router.post("/score", response_model=ScoreResponse, summary="Score an entity's points",
-             responses={422: {"description": "invalid points or too few for the feature "
-                                             "windows"},
-                        503: {"description": "no model loaded yet"}})
+             responses={422: {"model": ErrorOut,
+                              "description": "invalid points or too few for the windows"},
+                        503: {"model": ErrorOut, "description": "no model loaded yet"}})
 def score(req: ScoreRequest, state: State,
           job: Annotated[str | None, Query(description="job whose model scores "
                                            "(default: the first)")] = None) -> ScoreResponse:
