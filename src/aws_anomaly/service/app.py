@@ -85,7 +85,7 @@ def build_state(settings: Settings, *, store: Store | None = None,
         registry = _registry()
     runners: dict[str, JobRunner] = {}
     for job in settings.jobs:
-        src = (sources or {}).get(job.name) or make_source(job.source, metrics=job.metrics)
+        src = (sources or {}).get(job.name) or _make_source(job, store)
         sinks: list[Sink] = []
         if exporter is not None:
             exporter.register_job(job.name)
@@ -101,6 +101,16 @@ def build_state(settings: Settings, *, store: Store | None = None,
                       interval_s=interval_s) if scheduler else None
     return AppState(settings=settings, store=store, runners=runners, scheduler=sched,
                     registry=registry, token=tok, exporter=exporter)
+
+
+def _make_source(job: JobConfig, store: Store) -> Source:
+    if job.source.type == "demo":
+        # The demo replay's clock starts at "now"; after a restart resume where the job
+        # stopped, so the stored progress and the replay agree and scoring goes on.
+        last = store.job_state(job.name)
+        if last:
+            return make_source(job.source, metrics=job.metrics, start=max(last.values()))
+    return make_source(job.source, metrics=job.metrics)
 
 
 def _notifier_sinks(job: JobConfig) -> list[Sink]:
