@@ -233,8 +233,8 @@ def finish_quantiles(sorted_: np.ndarray, cnt: int, x: np.ndarray, scale_floor: 
     ``(quantiles (..., 3), robust_z (...))``.
     """
     lo, hi, frac = _positions(cnt)
-    a = sorted_[..., lo]
-    q = a + frac * (sorted_[..., hi] - a)
+    a = np.take(sorted_, lo, axis=-1)
+    q = a + frac * (np.take(sorted_, hi, axis=-1) - a)
     med = q[..., 1]
     scale = (q[..., 2] - q[..., 0]) / P10_P90_SIGMA
     robust_z = (x - med) / np.maximum(scale, scale_floor * (1.0 + np.abs(med)))
