@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -103,6 +103,7 @@ def test_gaps_are_filled_onto_the_full_grid(df: pd.DataFrame, data: st.DataObjec
        days=st.sampled_from([1, 2.5, 4]), step=st.sampled_from(["1min", "5min", "15min", "1h"]))
 def test_generator_in_range_and_labels_match_events(seed: int, clusters: int, days: float,
                                                      step: str) -> None:
+    assume(pd.Timedelta(days=days) / pd.Timedelta(step) >= 48)  # the demo's minimum length
     ds, events = generate_demo(clusters=clusters, days=days, step=step, seed=seed)
     values = ds.frame[list(DEFAULT_METRICS)].to_numpy()
     assert np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0

@@ -214,6 +214,8 @@ def test_bad_arguments() -> None:
         generate_demo(days=-1)
     with pytest.raises(ConfigError, match="needs at least 48"):
         generate_demo(days=0.1)
+    with pytest.raises(ConfigError, match=r"1 day\(s\) at a step of 1h is 24 points"):
+        generate_demo(days=1, step="1h")
     with pytest.raises(ConfigError, match="step must be between 10s and 1h"):
         generate_demo(step="2h")
     with pytest.raises(ConfigError, match=r"unknown anomaly kind\(s\)"):

@@ -105,8 +105,13 @@ def parse_step(step: str | pd.Timedelta) -> pd.Timedelta:
 
 
 def _td_text(td: pd.Timedelta) -> str:
-    """``5min``, ``1h``, ``30s``: a step as people write it."""
-    return to_offset(td).freqstr
+    """``5min``, ``1h``, ``30s``: a step as people write it.
+
+    >>> _td_text(pd.Timedelta("1h")), _td_text(pd.Timedelta("5min"))
+    ('1h', '5min')
+    """
+    text = to_offset(td).freqstr
+    return text if text[:1].isdigit() else f"1{text}"
 
 
 def cluster_names(n: int) -> list[str]:
