@@ -214,7 +214,7 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
             run(bounds)
     ready = np.arange(1, n + 1) >= spec.min_history
     return FeatureMatrix(values=vals, names=plan.names, ready=ready,
-                         groups={k: list(v) for k, v in plan.groups.items()})
+                         groups={g: list(cols) for g, cols in plan.groups.items()})
 
 
 def _prepare(values: object, timestamps: object, metrics: Sequence[str],
@@ -239,9 +239,8 @@ def iter_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Seq
     For scoring long series with bounded memory: each ``block`` is ``(stop - start, k)``
     C-ordered and bit-identical to the same rows of ``build_features(...).values`` (every chunk
     sees the history it needs). Inputs are validated when this is called, before the first
-    chunk. With ``reuse=True`` the
-    same buffer is refilled for every chunk (copy what you keep), which avoids touching fresh
-    memory on every chunk.
+    chunk. With ``reuse=True`` the same buffer is refilled for every chunk (copy what you
+    keep), which avoids touching fresh memory on every chunk.
 
     >>> import numpy as np, pandas as pd
     >>> ts = pd.date_range("2026-03-01", periods=1000, freq="5min", tz="UTC")
