@@ -18,10 +18,18 @@ contributions and ``top_metric`` "" unless ``explain="all"`` is asked for.
 Examples
 --------
 >>> from aws_anomaly.data.generator import generate_demo
->>> ds = generate_demo(seed=0, clusters=1, days=4)           # doctest: +SKIP
->>> model = AnomalyModel(detector="robust").fit(ds)          # doctest: +SKIP
->>> model.score(ds).columns[:5].tolist()                     # doctest: +SKIP
+>>> from aws_anomaly.evaluation.split import chronological_split
+>>> ds, events = generate_demo(clusters=1, days=3, seed=0)
+>>> split = chronological_split(ds)
+>>> spec = FeatureSpec(windows=(6, 24), lags=(1,), include_seasonal=False, cross_windows=(24,))
+>>> model = AnomalyModel("robust", spec=spec).fit(split.train, split.validation)
+>>> scores = model.score(ds)
+>>> scores.columns[:5].tolist()
 ['timestamp', 'entity', 'anomaly_score', 'is_anomaly', 'top_metric']
+>>> bool((scores["is_anomaly"] == (scores["anomaly_score"] >= 1.0)).all())
+True
+>>> sorted(set(model.predict(ds).tolist()))
+[-1, 1]
 """
 
 from __future__ import annotations
