@@ -8,13 +8,27 @@ import sys
 from aws_anomaly.cli.app import app
 from aws_anomaly.errors import AwsAnomalyError
 
-# Each module registers its commands on ``app`` when imported.
-_COMMAND_MODULES = ("data", "core", "bench", "loop", "serve")
+# Which module registers which command. Only the module of the command being run is imported,
+# so `aws-anomaly generate` does not pay for importing scikit-learn, FastAPI and boto3;
+# `--help` (or an unknown command) loads them all. tests/unit/test_cli_registry.py keeps this
+# map equal to what the modules really register.
+COMMAND_MODULES: dict[str, str] = {
+    "generate": "data",
+    "demo": "core", "evaluate": "core", "score": "core", "train": "core", "tune": "core",
+    "bench": "bench",
+    "backtest": "loop", "exporter": "loop", "rules": "loop", "run": "loop",
+    "serve": "serve",
+}
 
 
-def _load_commands() -> None:
-    for name in _COMMAND_MODULES:
-        importlib.import_module(f"aws_anomaly.cli.{name}")
+def load_commands(argv: list[str] | None = None) -> None:
+    """Import the command module(s) needed for ``argv`` (all of them when unsure)."""
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), None)
+    module = COMMAND_MODULES.get(name or "")
+    modules = [module] if module else sorted(set(COMMAND_MODULES.values()))
+    for m in modules:
+        importlib.import_module(f"aws_anomaly.cli.{m}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     an unreachable source...) becomes one ``error: ...`` line on stderr and exit status 2.
     Anything else is a bug and keeps its traceback.
     """
-    _load_commands()
     try:
+        load_commands(argv)
         app(args=argv, prog_name="aws-anomaly")
     except SystemExit as exc:
         code = exc.code
@@ -38,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["app", "main"]
+__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
