@@ -200,7 +200,8 @@ def finish_corr(sab: np.ndarray, da: np.ndarray, db: np.ndarray, std_a: np.ndarr
     """Rolling Pearson correlation from the sum of centred products; 0 where a side is flat."""
     cov = sab / cnt - da * db
     ok = spread_a & spread_b
-    r = np.where(ok, cov / np.where(ok, std_a * std_b, 1.0), 0.0)
+    # where a side is flat: divide by (product + 1), a safe finite value, then zero it out
+    r = cov / (std_a * std_b + ~ok) * ok
     return np.minimum(np.maximum(r, -1.0), 1.0)
 
 

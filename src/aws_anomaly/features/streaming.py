@@ -102,12 +102,14 @@ class StreamingFeatureBuilder:
         sw = np.asarray(self.plan.sum_windows, dtype=np.int64)
         self._sw = sw
         self._ar = np.arange(len(sw))
-        self._suf_rows = self._ar * (int(sw.max()) + 1) + 1
+        self._suf_rows = (self._ar * (int(sw.max()) + 1) + 1).tolist()
         self._wmax = int(sw.max())
         self._swl = [int(w) for w in sw]
         self._cnt_full = sw.astype(np.float64)[:, None]
+        self._corr_a = self._ar[:, None] * m + self._pa[None, :]
+        self._corr_b = self._ar[:, None] * m + self._pb[None, :]
         self._lags = np.asarray(spec.lags, dtype=np.int64)
-        self._all_lags = np.asarray((*spec.lags, *spec.seasonal_lags), dtype=np.int64)
+        self._all_lags_l = [*spec.lags, *spec.seasonal_lags]
         self._qws = spec.active_quantile_windows
         self._cap_rows = spec.history_rows
         self._hist = np.empty((self._cap_rows + max(256, self._cap_rows), m))
@@ -128,6 +130,10 @@ class StreamingFeatureBuilder:
         self._suf_sum = np.zeros((nu, self._wmax + 1, c))
         self._suf_min = np.full((nu, self._wmax + 1, m), np.inf)
         self._suf_max = np.full((nu, self._wmax + 1, m), -np.inf)
+        # flat views (same memory) for one-call gathers in update()
+        self._suf_sum_flat = self._suf_sum.reshape(-1, c)
+        self._suf_min_flat = self._suf_min.reshape(-1, m)
+        self._suf_max_flat = self._suf_max.reshape(-1, m)
 
     @property
     def n_seen(self) -> int:
@@ -245,7 +251,6 @@ class StreamingFeatureBuilder:
         self._n = t + 1
         self._last_ns = ns
 
-        m = self._m
         # Block prefixes: the same sequential additions as np.add.accumulate in batch.
         js = [t % w for w in self._swl]
         ch = channels(x - self._ref, self._pa, self._pb, self._products)
@@ -258,10 +263,10 @@ class StreamingFeatureBuilder:
                 self._pre_min[i] = x
                 self._pre_max[i] = x
         # flat row of each window's previous-block suffix at position j + 1
-        rows = self._suf_rows + np.array(js)
-        sums = self._pre_sum + self._suf_sum.reshape(-1, self._nch).take(rows, axis=0)
-        mins = np.minimum(self._pre_min, self._suf_min.reshape(-1, m).take(rows, axis=0))
-        maxs = np.maximum(self._pre_max, self._suf_max.reshape(-1, m).take(rows, axis=0))
+        rows = [r + j for r, j in zip(self._suf_rows, js, strict=True)]
+        sums = self._pre_sum + self._suf_sum_flat.take(rows, axis=0)
+        mins = np.minimum(self._pre_min, self._suf_min_flat.take(rows, axis=0))
+        maxs = np.maximum(self._pre_max, self._suf_max_flat.take(rows, axis=0))
         out = self._finish(t, ns, x, sums, mins, maxs)
         for i, (j, w) in enumerate(zip(js, self._swl, strict=True)):
             if j == w - 1:
@@ -278,19 +283,18 @@ class StreamingFeatureBuilder:
                                                 self._ref, spec.scale_floor)
         if self._products and len(pa):
             # every sum window; the gather keeps the cross windows' rows
-            st = np.stack((d, std))
-            a, b = st[:, :, pa], st[:, :, pb]
-            corr = finish_corr(sums[:, 2 * m:], a[0], b[0], a[1], b[1], spread[:, pa],
-                               spread[:, pb], cnt)
+            ia, ib = self._corr_a, self._corr_b  # flat (window, metric) indices per pair
+            corr = finish_corr(sums[:, 2 * m:], d.take(ia), d.take(ib), std.take(ia),
+                               std.take(ib), spread.take(ia), spread.take(ib), cnt)
         else:
             corr = np.empty(0)
         hist, base = self._hist, self._n - self._nh
-        lagged = hist[np.maximum(t - self._all_lags, 0) - base]
+        lagged = hist.take([max(t - lag, 0) - base for lag in self._all_lags_l], axis=0)
         nl = len(self._lags)
         diff, roc = finish_lag(x, lagged[:nl], spec.ratio_floor)
         season = x - lagged[nl:]
         pieces = [x, mean, std, mins, maxs, z, corr,
-                  finish_ratio(x[pa], x[pb], spec.ratio_floor), diff, roc, season]
+                  finish_ratio(x.take(pa), x.take(pb), spec.ratio_floor), diff, roc, season]
         for w in self._qws:
             c = min(t + 1, w)
             srt = np.sort(hist[self._nh - c: self._nh].T, axis=-1)
@@ -298,7 +302,7 @@ class StreamingFeatureBuilder:
             pieces.extend((q.T, rz))
         if spec.include_calendar:
             pieces.append(calendar_one(ns))
-        return np.concatenate(pieces, axis=None)[self._gather]
+        return np.concatenate(pieces, axis=None).take(self._gather)
 
     def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
         """Prime the builder with history rows (vectorised; no feature vectors returned).
