@@ -17,7 +17,7 @@ grid = st.integers(min_value=-5, max_value=5).map(float)
 scores = st.one_of(arrays(np.float64, st.integers(1, 60), elements=finite),
                    arrays(np.float64, st.integers(1, 60), elements=grid))
 fractions = st.sampled_from([0.01, 0.05, 0.1, 0.25, 0.5])
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=40, deadline=None)
 
 
 @st.composite
