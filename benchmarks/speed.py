@@ -66,7 +66,7 @@ def pipeline(model: AnomalyModel, ds: Dataset) -> int:
     for _, ef in ds.iter_entities():
         fm = build_features(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index),
                             metrics, model.spec)
-        X = model.scaler_.transform(model._prepare(fm.values))
+        X = model._transform(fm.values)
         score = model.calibrator_.transform(model.detector_.score_samples(X))
         n += int(score.shape[0])
     return n

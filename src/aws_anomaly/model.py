@@ -139,7 +139,8 @@ class Scaler:
     def transform(self, X: np.ndarray) -> np.ndarray:
         if self.center_ is None or self.scale_ is None:
             raise NotFittedError("Scaler is not fitted; call fit() first")
-        Z = (X - self.center_) / self.scale_
+        Z = X - self.center_
+        Z /= self.scale_
         if self.clip is not None:
             # A single feature far out (a rate of change over a near-zero level) must not
             # swamp every other: beyond ``clip`` robust sigmas it counts as "very far", no more.
@@ -243,9 +244,8 @@ class AnomalyModel:
                   prepared: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
         """Features of every row of ``data`` (in order), using ``history`` as causal look-back.
 
-        ``prepared``: return the model's columns (subset and log transform, see
-        :meth:`_prepare`) rather than every feature of the spec; done per entity, so the full
-        matrix is never stacked.
+        ``prepared``: return the model's scaled columns (see :meth:`_transform`) rather than
+        every raw feature of the spec; done per entity, so the full matrix is never stacked.
 
         History of an entity is used only when it ends exactly one step before the entity's
         first row in ``data`` (a contiguous series); otherwise those rows warm up afresh.
@@ -267,7 +267,7 @@ class AnomalyModel:
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             fm = build_features(vals, ts, metrics, self.spec)
             block = fm.values[n_ctx:]
-            blocks.append(self._prepare(block) if prepared else block)
+            blocks.append(self._transform(block) if prepared else block)
             ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
         if not blocks:  # Dataset guarantees rows, so this is a programming error
             raise DataError(f"{where}: no rows to build features from")
@@ -325,7 +325,7 @@ class AnomalyModel:
             val = self._as_dataset(validation, "validation data")
             Xv, ready_v, _ = self._features(val, train, "validation data")
             self._check_history(val, ready_v, "validation data")
-            raw = self._raw(self.scaler_.transform(Xv[ready_v]))
+            raw = self._raw(Xv[ready_v])
             y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
             calib_on = "validation"
         else:
@@ -385,12 +385,32 @@ class AnomalyModel:
         self.log_floor_ = floor
 
     def _prepare(self, X_full: np.ndarray) -> np.ndarray:
-        X = X_full[:, self.columns_]
-        logc = np.flatnonzero(self.log_floor_ > 0)
+        # np.take copies the columns several times faster than X_full[:, columns_].
+        X = np.take(X_full, self.columns_, axis=1)
+        logc = self._log_columns
         if logc.size:
-            X = X.copy() if X.base is X_full else X
-            X[:, logc] = np.log(np.maximum(X[:, logc], 0.0) + self.log_floor_[logc])
+            X[:, logc] = np.log(np.maximum(np.take(X, logc, axis=1), 0.0)
+                                + self.log_floor_[logc])
         return X
+
+    @property
+    def _log_columns(self) -> np.ndarray:
+        return np.flatnonzero(self.log_floor_ > 0)
+
+    def _transform(self, X_full: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
+        """Subset, log and scale raw spec features -> the detector's input.
+
+        Done in row chunks so each chunk stays in cache through the three steps (one pass over
+        memory instead of three).
+        """
+        n = X_full.shape[0]
+        if n <= chunk_rows:
+            return self.scaler_.transform(self._prepare(X_full))
+        out = np.empty((n, len(self.columns_)))
+        for start in range(0, n, chunk_rows):
+            stop = min(start + chunk_rows, n)
+            out[start:stop] = self.scaler_.transform(self._prepare(X_full[start:stop]))
+        return out
 
     # ------------------------------------------------------------------ scoring
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
@@ -435,7 +455,7 @@ class AnomalyModel:
         contrib = np.zeros((n, m))
         idx = np.flatnonzero(ready)
         if idx.size:
-            Xs = self.scaler_.transform(X[idx] if idx.size < len(X) else X)
+            Xs = X[idx] if idx.size < len(X) else X
             raw = self._raw(Xs)
             score[idx] = self.calibrator_.transform(raw)
             if explain != "none":
@@ -671,7 +691,7 @@ class StreamScorer:
         if not self._builder.ready:
             return PointScore(ts, self.entity, 0.0, False, "",
                               dict.fromkeys(model.metrics_, 0.0), False)
-        score, flag, contrib = model._score_matrix(model._prepare(row[None, :]),
+        score, flag, contrib = model._score_matrix(model._transform(row[None, :]),
                                                    np.ones(1, dtype=bool), "flagged")
         c = contrib[0]
         top = model.metrics_[int(c.argmax())] if c.sum() > 0 else ""
