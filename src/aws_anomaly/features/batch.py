@@ -203,7 +203,7 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
                     _fill_chunk(vals.T[:, c0:c1], xt, ns, ref, c0, c1, plan)
                 else:  # build column-wise in cache, then one transposing copy
                     _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
-                    vals[c0:c1] = dst[:, : c1 - c0].T
+                    _transpose_into(vals[c0:c1], dst[:, : c1 - c0])
 
         threads = _threads(len(bounds))
         parts = [bounds[i::threads] for i in range(threads)]
@@ -267,11 +267,9 @@ def _iter_chunks(plan: FeaturePlan, x: np.ndarray, ns: np.ndarray, chunk_rows: i
     for c0 in range(0, n, chunk_rows):
         c1 = min(n, c0 + chunk_rows)
         _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
-        if block is None:
-            yield c0, c1, np.ascontiguousarray(dst[:, : c1 - c0].T)
-        else:
-            block[: c1 - c0] = dst[:, : c1 - c0].T
-            yield c0, c1, block[: c1 - c0]
+        out = block[: c1 - c0] if block is not None else np.empty((c1 - c0, k))
+        _transpose_into(out, dst[:, : c1 - c0])
+        yield c0, c1, out
 
 
 def _block_start(c0: int, w: int) -> int:
@@ -357,6 +355,13 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
         _put(dst, plan.idx_ratio, finish_ratio(x[pa], x[pb], spec.ratio_floor))
     if len(plan.idx_calendar):
         _put(dst, plan.idx_calendar, calendar(ns[c0:c1]))
+
+
+def _transpose_into(out: np.ndarray, src: np.ndarray) -> None:
+    """``out[...] = src.T`` in bands of 16 columns: several times faster than one big
+    strided copy (each band's source rows stay in cache while the output rows are written)."""
+    for c0 in range(0, src.shape[0], 16):
+        out[:, c0:c0 + 16] = src[c0:c0 + 16].T
 
 
 def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray) -> None:
