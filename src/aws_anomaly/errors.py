@@ -39,9 +39,9 @@ class ModelFileError(AwsAnomalyError, OSError):
 class NotFittedError(AwsAnomalyError, AttributeError):
     """An estimator or model was used before ``fit``.
 
-    Also derives from scikit-learn's ``NotFittedError`` bases (ValueError via AttributeError is
-    not enough for ``sklearn.utils.validation.check_is_fitted`` users), so code catching either
-    built-in works.
+    The detectors raise a subclass that is also scikit-learn's ``NotFittedError``
+    (``aws_anomaly.detectors.base.DetectorNotFittedError``), so ``check_is_fitted`` users and
+    code catching this class both work; this layer does not import scikit-learn.
     """
 
 
