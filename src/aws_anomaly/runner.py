@@ -27,6 +27,7 @@ Feedback changes what is flagged at the next retrain (:meth:`JobRunner.retrain`)
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -43,7 +44,7 @@ from aws_anomaly.config import JobConfig
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import AnomalyEvent, merge_events
-from aws_anomaly.model import AnomalyModel
+from aws_anomaly.model import AnomalyModel, StreamScorer
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, Store
 
@@ -196,6 +197,9 @@ class JobRunner:
         self.points_scored = 0
         self._thresholds: dict[str, float] = {}
         self._thresholds_loaded = False
+        # entity -> (primed stream scorer, its last timestamp) for short /v1/score requests
+        self._streams: dict[str, tuple[StreamScorer, pd.Timestamp]] = {}
+        self._streams_lock = threading.Lock()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -347,6 +351,8 @@ class JobRunner:
         self.model = model
         with self._display_lock:
             self._display.clear()  # old scores came from the old model
+        with self._streams_lock:
+            self._streams.clear()
         self._register(model, path)
         self._progress(state="ready", step=f"trained on {len(data):,} points",
                        finished=time.time())
@@ -586,3 +592,42 @@ class JobRunner:
         for m in self.model.metrics_:
             out[m] = rec[f"value_{m}"].to_numpy()
         return out
+
+    def stream_for(self, entity: str, first: pd.Timestamp) -> StreamScorer | None:
+        """A private stream scorer of ``entity`` primed with the live series up to one step
+        before ``first``, or ``None`` when the recent series does not reach exactly there.
+
+        Scoring a few points that continue the live series this way costs a few milliseconds
+        instead of rebuilding every feature window; the cached scorer is advanced with new
+        points as ticks arrive, and each caller gets a copy, so requests never change it.
+        """
+        model = self.model
+        rec = self.recent(entity)
+        if model is None or rec is None or not len(rec):
+            return None
+        step = pd.Timedelta(model.step_)
+        want = first - step
+        ts = pd.DatetimeIndex(rec["timestamp"])
+        if want not in ts:
+            return None
+        cols = [f"value_{m}" for m in model.metrics_]
+        with self._streams_lock:
+            cached = self._streams.get(entity)
+            if cached is not None and cached[0].model is model and cached[1] <= want:
+                scorer, last = cached
+                sel = (ts > last) & (ts <= want)
+            else:
+                scorer, last = model.stream(entity), None
+                sel = ts <= want
+            if sel.any():
+                try:
+                    scorer.prime(ts[sel], rec.loc[sel, cols].to_numpy(dtype=np.float64))
+                except AwsAnomalyError:
+                    self._streams.pop(entity, None)
+                    return None
+                last = ts[sel][-1]
+            if last is None:
+                return None
+            self._streams[entity] = (scorer, last)
+            # Share the (large, read-only) model; copy only the scorer's windows.
+            return copy.deepcopy(scorer, {id(model): model}) if last == want else None

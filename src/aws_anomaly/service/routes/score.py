@@ -25,6 +25,8 @@ from aws_anomaly.service.deps import ErrorOut, State
 router = APIRouter(prefix="/v1", tags=["score"])
 
 MAX_POINTS = 10_000
+#: Requests up to this many points that continue a live series use the job's stream scorer.
+FAST_PATH_POINTS = 64
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -123,6 +125,11 @@ def score(req: ScoreRequest, state: State,
         i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
         raise HTTPException(422, f"timestamps: index {i} ({ts[i].isoformat()}) is not on the "
                             f"model's {step} grid starting at {ts[0].isoformat()}")
+    threshold = runner.threshold_for(req.entity)
+    if len(ts) <= FAST_PATH_POINTS:
+        fast = _score_streaming(runner, req, ts, metrics, threshold)
+        if fast is not None:
+            return fast
     frame = pd.DataFrame({"timestamp": ts, "entity": req.entity})
     for m in metrics:
         frame[m] = np.asarray(req.metrics[m], dtype=np.float64)
@@ -152,14 +159,10 @@ def score(req: ScoreRequest, state: State,
         raise HTTPException(503, str(exc)) from None
     except DataError as exc:
         raise HTTPException(422, str(exc)) from None
-    threshold = runner.threshold_for(req.entity)
     values = np.column_stack([frame[m].to_numpy() for m in metrics])
     base = values if hist is None else np.vstack(
         [hist[metrics].to_numpy(dtype=np.float64), values])
-    med = np.median(base, axis=0)
-    mad = np.median(np.abs(base - med), axis=0) * 1.4826
-    scale = np.where(mad > 1e-9, mad, np.maximum(base.std(axis=0), 1e-6))
-    dev = (values - med) / scale
+    dev = _deviations(base, values)
     contrib = scores[[f"contrib_{m}" for m in metrics]].to_numpy(dtype=np.float64)
     s = scores["anomaly_score"].to_numpy(dtype=np.float64)
     ready = scores["ready"].to_numpy(dtype=bool)
@@ -175,6 +178,44 @@ def score(req: ScoreRequest, state: State,
         for i in range(len(ts))]
     return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
                          threshold=threshold, history_points=used, points=points)
+
+
+def _deviations(base: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Robust z-scores of ``values`` against ``base`` (median and MAD per column)."""
+    med = np.median(base, axis=0)
+    mad = np.median(np.abs(base - med), axis=0) * 1.4826
+    scale = np.where(mad > 1e-9, mad, np.maximum(base.std(axis=0), 1e-6))
+    return (values - med) / scale
+
+
+def _score_streaming(runner, req: ScoreRequest, ts: pd.DatetimeIndex, metrics: list[str],
+                     threshold: float) -> ScoreResponse | None:
+    """Score a few points that continue the live series with a copy of the job's stream
+    scorer (the same numbers as the batch model); ``None`` when that is not possible."""
+    scorer = runner.stream_for(req.entity, ts[0])
+    if scorer is None:
+        return None
+    rec = runner.recent(req.entity)
+    warm = int(runner.model.spec.min_history)
+    base = rec[[f"value_{m}" for m in metrics]].to_numpy(dtype=np.float64)[-(warm + 1):]
+    values = np.column_stack([np.asarray(req.metrics[m], dtype=np.float64) for m in metrics])
+    dev = _deviations(np.vstack([base, values]), values)
+    points = []
+    try:
+        for i, t in enumerate(ts):
+            p = scorer.update(t, values[i])
+            points.append(ScoredPoint(
+                timestamp=t.to_pydatetime(), anomaly_score=_finite(p.anomaly_score),
+                is_anomaly=bool(p.ready and p.anomaly_score >= threshold), ready=p.ready,
+                explanation=PointExplanation(
+                    top_metric=p.top_metric,
+                    contributions={m: _finite(p.contributions.get(m, 0.0)) for m in metrics},
+                    deviations={m: round(_finite(dev[i, j]), 3)
+                                for j, m in enumerate(metrics)})))
+    except DataError as exc:
+        raise HTTPException(422, f"timestamps: {exc}") from None
+    return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
+                         threshold=threshold, history_points=len(base), points=points)
 
 
 def _finite(x: float) -> float:

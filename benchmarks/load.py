@@ -1,0 +1,205 @@
+"""Load benchmark of the service: POST /v1/score over loopback, and scheduler ticks.
+
+1. Starts ``aws-anomaly serve`` on the small demo (3 clusters) on a free loopback port.
+2. Drives ``POST /v1/score`` with an async httpx client at several concurrencies: single-point
+   requests that continue the running job's series (so the job's history is used as feature
+   look-back), and 1,000-point requests. Prints throughput and p50/p99 latency.
+3. Times the scheduler's work in-process: one tick scoring 1,000 entities x 3 metrics (one
+   new point each) with the demo source.
+
+Prints a table and writes ``out/bench/load.json``. Run: ``.venv/bin/python benchmarks/load.py``
+(``--quick`` for fewer requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """
+service:
+  data_dir: {data}
+jobs:
+  - name: demo
+    interval: 5m
+    lookback: 1d
+    source: {{type: demo, clusters: 3, days: 3, future_days: 1, speedup: 1}}
+    model:
+      history: 2d
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(tmp: Path) -> tuple[subprocess.Popen, str]:
+    cfg = tmp / "service.yaml"
+    cfg.write_text(CONFIG.format(data=tmp / "data"))
+    port = free_port()
+    env = {**os.environ, "AWS_ANOMALY__SERVICE__TOKEN": "bench"}
+    proc = subprocess.Popen([sys.executable, "-m", "aws_anomaly", "serve", "--config", str(cfg),
+                             "--port", str(port), "--log-level", "warning"],
+                            stdout=sys.stderr, stderr=sys.stderr, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("service did not become ready")
+
+
+def bodies(base: str) -> tuple[dict, dict]:
+    items: list = []
+    for _ in range(300):  # the first tick's scores
+        items = httpx.get(f"{base}/v1/entities").json()["items"]
+        if items and items[0]["last_score"] is not None:
+            break
+        time.sleep(0.2)
+    ent = items[0]["entity"]
+    s = httpx.get(f"{base}/v1/entities/{ent}/series").json()
+    last = pd.Timestamp(s["timestamps"][-1])
+    step = pd.Timestamp(s["timestamps"][-1]) - pd.Timestamp(s["timestamps"][-2])
+    single = {"entity": ent, "timestamps": [(last + step).isoformat()],
+              "metrics": {m: [v[-1]] for m, v in s["values"].items()}}
+    n = 1000
+    start = last - step * (n + 10_000)
+    rng = np.random.default_rng(0)
+    big = {"entity": "bench-cluster",
+           "timestamps": [(start + i * step).isoformat() for i in range(n)],
+           "metrics": {m: (np.resize(np.asarray(v), n) * (1 + 0.01 * rng.standard_normal(n))
+                           ).round(6).tolist() for m, v in s["values"].items()}}
+    return single, big
+
+
+async def drive(base: str, body: dict, concurrency: int, total: int) -> dict:
+    lat: list[float] = []
+    errors = 0
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        for _ in range(min(5, total)):  # warm-up
+            await client.post("/v1/score", content=payload, headers=headers)
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                t = time.perf_counter()
+                r = await client.post("/v1/score", content=payload, headers=headers)
+                lat.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    a = np.asarray(lat) * 1000
+    return {"concurrency": concurrency, "requests": total, "errors": errors,
+            "req_per_s": round(total / wall, 1), "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2)}
+
+
+def bench_tick(entities: int = 1000) -> dict:
+    from aws_anomaly.config import JobConfig
+    from aws_anomaly.model import AnomalyModel
+    from aws_anomaly.runner import JobRunner
+    from aws_anomaly.sources.demo import DemoSource
+    from aws_anomaly.store import Store
+
+    t0 = pd.Timestamp("2026-03-01T00:00Z")
+    job = JobConfig.model_validate({
+        "name": "bench", "lookback": "10m", "interval": "5m",
+        "source": {"type": "demo", "clusters": entities, "days": 2, "future_days": 1,
+                   "speedup": 60}})
+    wall = [0.0]
+    t = time.perf_counter()
+    src = DemoSource(job.source, start=t0, wall_clock=lambda: wall[0])
+    gen_s = time.perf_counter() - t
+    train = src.fetch(t0 - pd.Timedelta(days=1), t0, entities=list(src.fetch(
+        t0 - pd.Timedelta("10min"), t0).entities[:3]))
+    model = AnomalyModel(calibration={"method": "target_fpr", "target_fpr": 0.01}).fit(train)
+    with tempfile.TemporaryDirectory() as d:
+        runner = JobRunner(job, src, model, [], Store(f"sqlite:///{d}/s.db"))
+        t = time.perf_counter()
+        first = runner.tick()
+        first_s = time.perf_counter() - t
+        times = []
+        for _ in range(3):
+            wall[0] += 5.0  # one new 5-minute point per entity
+            res = runner.tick()
+            if not res.ok:
+                raise SystemExit(f"tick failed: {res.error}")
+            times.append((res.total_s, res.fetch_s, res.score_s, res.points))
+    total, fetch, score, points = (float(np.median([x[i] for x in times])) for i in range(4))
+    return {"entities": entities, "metrics": 3, "points_per_tick": int(points),
+            "tick_s": round(total, 3), "fetch_s": round(fetch, 3), "score_s": round(score, 3),
+            "first_tick_s": round(first_s, 3), "first_tick_points": first.points,
+            "demo_generation_s": round(gen_s, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer requests")
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "load.json"))
+    ap.add_argument("--tick-entities", type=int, default=1000)
+    args = ap.parse_args()
+    n_single = 300 if args.quick else 2000
+    n_big = 20 if args.quick else 100
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                     "single_point": [], "thousand_points": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_service(Path(tmp))
+        try:
+            single, big = bodies(base)
+            for c in (1, 8, 32):
+                results["single_point"].append(asyncio.run(drive(base, single, c, n_single)))
+            for c in (1, 4):
+                results["thousand_points"].append(asyncio.run(drive(base, big, c, n_big)))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    results["scheduler_tick"] = bench_tick(args.tick_entities)
+
+    print(f"{'request':<16}{'conc.':>6}{'reqs':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'errors':>8}")
+    for kind, rows in (("1 point", results["single_point"]),
+                       ("1,000 points", results["thousand_points"])):
+        for r in rows:
+            print(f"{kind:<16}{r['concurrency']:>6}{r['requests']:>7}{r['req_per_s']:>9}"
+                  f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+    t = results["scheduler_tick"]
+    print(f"\nscheduler tick: {t['entities']} entities x {t['metrics']} metrics, "
+          f"{t['points_per_tick']} new points: {t['tick_s']} s (fetch {t['fetch_s']} s, "
+          f"features+score {t['score_s']} s); first tick {t['first_tick_s']} s for "
+          f"{t['first_tick_points']} points")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
