@@ -171,7 +171,9 @@ def test_anomaly_reaches_webhook_and_run_survives_prometheus_outage(
                                     'alertstate="firing"}')
             except BaseException:
                 proc.terminate()
-                print("\n".join(out.lines))
+                seen = {q: _query(prom, q) for q in (
+                    "aws_anomaly_score", "aws_anomaly_is_anomalous", "ALERTS")}
+                print("\n".join(out.lines[-40:]), json.dumps(seen, indent=1), rx.bodies)
                 raise
         # Prometheus is stopped here, mid-run.
         metrics_url = f"http://127.0.0.1:{exporter_port}/metrics"
