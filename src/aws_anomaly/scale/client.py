@@ -35,6 +35,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster
 
 from aws_anomaly.errors import AwsAnomalyError, ConfigError
@@ -183,7 +184,7 @@ def _wait_for_workers(client: Client, address: str, wait: float) -> None:
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
                   processes: bool = True, memory_limit: str | float | None = "auto",
-                  ) -> Iterator[Client]:
+                  eager_trim: bool = False) -> Iterator[Client]:
     """Start a :class:`distributed.LocalCluster` on 127.0.0.1 and yield a client for it.
 
     The scheduler and the workers listen on loopback only, on free ports, without a dashboard;
@@ -200,6 +201,12 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
         Workers in separate processes (True) or threads of this process (False).
     memory_limit
         Per-worker memory limit as ``distributed`` takes it (``"auto"``, ``"4GiB"``, bytes).
+    eager_trim
+        Keep ``distributed``'s default ``MALLOC_TRIM_THRESHOLD_=65536`` for the workers, which
+        hands freed memory back to the OS at once. Scoring allocates and frees large feature
+        arrays per entity, and with that setting every allocation faults its pages in again:
+        about 1.8x slower here (see docs/scale.md). By default the workers keep glibc's own
+        (adaptive) threshold; the BLAS thread settings (one thread per worker) are kept.
     """
     if n_workers is None:
         n_workers = os.cpu_count() or 1
@@ -208,8 +215,12 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
     if not (isinstance(threads_per_worker, int) and threads_per_worker >= 1):
         raise ConfigError(f"threads_per_worker must be a positive integer, got "
                           f"{threads_per_worker!r}")
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                      processes=processes, host="127.0.0.1", dashboard_address=None,
-                      memory_limit=memory_limit) as cluster, \
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    if not eager_trim:
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                         processes=processes, host="127.0.0.1", dashboard_address=None,
+                         memory_limit=memory_limit) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client

@@ -81,11 +81,17 @@ def load_cached(path: str | os.PathLike[str]) -> AnomalyModel:
     return model
 
 
-def _prefixed(entity: str, exc: AwsAnomalyError) -> AwsAnomalyError:
-    """The same error class with the entity in front of the message (attributes kept)."""
+def _names(entities: Sequence[str]) -> str:
+    return ("entity " if len(entities) == 1 else "entities ") + ", ".join(
+        f"'{e}'" for e in entities)
+
+
+def _prefixed(entities: Sequence[str], exc: AwsAnomalyError) -> AwsAnomalyError:
+    """The same error class with the entities in front of the message (attributes kept),
+    unless the message already names one of them."""
     msg = str(exc)
-    if f"'{entity}'" not in msg:
-        msg = f"entity '{entity}': {msg}"
+    if not any(f"'{e}'" in msg for e in entities):
+        msg = f"{_names(entities)}: {msg}"
     new = type(exc).__new__(type(exc))
     new.__dict__.update(exc.__dict__)
     new.args = (msg,)
@@ -93,15 +99,16 @@ def _prefixed(entity: str, exc: AwsAnomalyError) -> AwsAnomalyError:
 
 
 @contextmanager
-def naming(entity: str, doing: str) -> Iterator[None]:
-    """Re-raise any error with ``entity`` named (see the module docstring)."""
+def naming(entities: str | Sequence[str], doing: str) -> Iterator[None]:
+    """Re-raise any error with the entity (or entities) named (see the module docstring)."""
+    ents = [entities] if isinstance(entities, str) else list(entities)
     try:
         yield
     except AwsAnomalyError as exc:
-        raise _prefixed(entity, exc) from exc
+        raise _prefixed(ents, exc) from exc
     except Exception as exc:
-        raise TaskError(f"entity '{entity}': {doing} failed: {type(exc).__name__}: {exc}",
-                        entity=entity) from exc
+        raise TaskError(f"{_names(ents)}: {doing} failed: {type(exc).__name__}: {exc}",
+                        entity=ents[0]) from exc
 
 
 def _resolve(model: ModelRef, entity: str) -> AnomalyModel:
@@ -128,11 +135,16 @@ def entity_parts(ds: Dataset) -> dict[str, Dataset]:
 
 def score_partition(model: ModelRef, data: Dataset, history: Dataset | None = None,
                     explain: str = "flagged") -> pd.DataFrame:
-    """Score the entities of ``data`` one by one and stack the results in entity order.
+    """Score the entities of ``data`` and return the rows in the dataset's order.
 
-    Equal, row for row, to ``model.score(data, history=history)`` in one process: features are
-    built per entity in both, and scaling, detector and calibrator work row by row.
+    With one model for all, a single :meth:`AnomalyModel.score` call (features are built per
+    entity inside it, and scaler, detector and calibrator work row by row, so the rows equal
+    those of scoring the whole dataset in one process); with one model per entity, entity by
+    entity. An entity without enough look-back is named by the model's own check.
     """
+    if not isinstance(model, Mapping):
+        with naming(list(_slices(data)), "scoring"):
+            return _resolve(model, "").score(data, history=history, explain=explain)
     hist = entity_parts(history) if history is not None else {}
     out = []
     for entity, part in entity_parts(data).items():
@@ -162,11 +174,10 @@ def fetch_and_score(source_cfg: Any, model: ModelRef, entities: Sequence[str],
     ``lookback`` None: ``spec.min_history`` steps of the (first) model, enough for the first
     scored point to be ready.
     """
-    label = entities[0] if len(entities) == 1 else ", ".join(entities)
-    with naming(label, "loading the model"):
+    with naming(entities, "loading the model"):
         first = _resolve(model, entities[0])
     back = lookback if lookback is not None else first.spec.min_history * first.step_
-    with naming(label, "fetching"):
+    with naming(entities, "fetching"):
         source = make(source_cfg, metrics=list(first.metrics_), **dict(source_kwargs or {}))
         try:
             ds = source.fetch(start - back, end, entities=list(entities))
