@@ -23,6 +23,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -239,3 +241,14 @@ def test_committed_notebooks_are_clean_and_complete() -> None:
         source = "\n".join(c.source for c in code)
         assert "from aws_anomaly" in source
         assert "sys.path" not in source and not re.search(r"^class ", source, re.M)
+
+
+def test_notebooks_pass_ruff() -> None:
+    """Notebook code follows the project's lint rules like any other code."""
+    ruff = Path(sys.executable).with_name("ruff")
+    ruff_cmd = str(ruff) if ruff.exists() else shutil.which("ruff")
+    if ruff_cmd is None:
+        pytest.skip("ruff is not installed")
+    done = subprocess.run([ruff_cmd, "check", "--output-format", "concise", str(NOTEBOOKS)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
