@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -29,6 +30,7 @@ from aws_anomaly.scale import (  # noqa: E402
     SchedulerError,
     TaskError,
     bundle_folder,
+    local_cluster,
     score_dataset,
     score_source,
     train_per_entity,
@@ -44,8 +46,10 @@ FLOAT_COLUMNS = ("anomaly_score", "contrib_cluster_cpu_request_ratio",
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
+    # dashboard_address=None would still open Dask's HTTP server on port 8787: ask for a free
+    # loopback port instead.
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
     c = distributed.Client(cluster, set_as_default=False)
     try:
         yield c
@@ -220,3 +224,23 @@ def test_bad_arguments_are_refused_before_any_task(client, split, robust, tmp_pa
     unfitted = AnomalyModel(detector="robust")
     with pytest.raises(NotFittedError, match="not fitted"):
         score_dataset(unfitted, split.test, client=client)
+
+
+def test_local_cluster_listens_on_loopback_only(split, robust) -> None:
+    """The single-machine helper (threads here, to keep the test short)."""
+    with local_cluster(1, processes=False) as c:
+        addresses = [c.scheduler.address, *c.scheduler_info()["workers"]]
+        assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+        # Every socket this process listens on (both clusters' schedulers, this worker, their
+        # HTTP endpoints) is on loopback.
+        listening = [conn.laddr for conn in psutil.Process().net_connections()
+                     if conn.status == psutil.CONN_LISTEN]
+        assert len(listening) >= 4
+        assert all(a.ip == "127.0.0.1" for a in listening), listening
+        got = score_dataset(robust, split.test, history=split.development, client=c)
+        pd.testing.assert_frame_equal(
+            got, robust.score(split.test, history=split.development), check_exact=True)
+    assert c.status == "closed"
+    with pytest.raises(ConfigError, match="n_workers must be a positive integer"), \
+            local_cluster(0):
+        pass

@@ -187,8 +187,8 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
                   eager_trim: bool = False) -> Iterator[Client]:
     """Start a :class:`distributed.LocalCluster` on 127.0.0.1 and yield a client for it.
 
-    The scheduler and the workers listen on loopback only, on free ports, without a dashboard;
-    everything is shut down when the block ends.
+    The scheduler, its HTTP endpoints (health, metrics) and the workers listen on loopback only,
+    on free ports; everything is shut down when the block ends.
 
     Parameters
     ----------
@@ -220,7 +220,9 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
         environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                         processes=processes, host="127.0.0.1", dashboard_address=None,
+                         processes=processes, host="127.0.0.1",
+                         # None would still serve Dask's HTTP endpoints on :8787.
+                         dashboard_address="127.0.0.1:0",
                          memory_limit=memory_limit) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client

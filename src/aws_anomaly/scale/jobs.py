@@ -264,8 +264,8 @@ def bundle_folder(entity: str) -> str:
 
     >>> bundle_folder("eks-prod-eu-west-1")
     'eks-prod-eu-west-1'
-    >>> bundle_folder("team/a b")
-    'team_a_b-5b43e3fd'
+    >>> bundle_folder("team/a b")  # "/" and " " are not allowed in a folder name
+    'team_a_b-cf90fcf3'
     """
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", entity)[:80]
     if slug == entity and not slug.startswith("."):
