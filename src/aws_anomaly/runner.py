@@ -593,41 +593,47 @@ class JobRunner:
             out[m] = rec[f"value_{m}"].to_numpy()
         return out
 
-    def stream_for(self, entity: str, first: pd.Timestamp) -> StreamScorer | None:
+    def stream_for(self, entity: str, first: pd.Timestamp
+                   ) -> tuple[StreamScorer, np.ndarray] | None:
         """A private stream scorer of ``entity`` primed with the live series up to one step
-        before ``first``, or ``None`` when the recent series does not reach exactly there.
+        before ``first`` and the recent raw values (n, metrics) it was primed with, or
+        ``None`` when the recent series does not reach exactly there.
 
         Scoring a few points that continue the live series this way costs a few milliseconds
         instead of rebuilding every feature window; the cached scorer is advanced with new
         points as ticks arrive, and each caller gets a copy, so requests never change it.
         """
         model = self.model
-        rec = self.recent(entity)
-        if model is None or rec is None or not len(rec):
+        if model is None:
             return None
-        step = pd.Timedelta(model.step_)
-        want = first - step
-        ts = pd.DatetimeIndex(rec["timestamp"])
-        if want not in ts:
+        with self._display_lock:
+            # The stored frame is replaced, never modified in place: reading it is safe.
+            rec = self._display.get(entity)
+        if rec is None or not len(rec):
             return None
-        cols = [f"value_{m}" for m in model.metrics_]
+        want = (first - pd.Timedelta(model.step_)).value
+        ts = rec["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        upto = int(np.searchsorted(ts, want, side="right"))
+        if upto == 0 or ts[upto - 1] != want:
+            return None
+        values = rec[[f"value_{m}" for m in model.metrics_]].to_numpy(dtype=np.float64)
         with self._streams_lock:
             cached = self._streams.get(entity)
-            if cached is not None and cached[0].model is model and cached[1] <= want:
+            if cached is not None and cached[0].model is model and cached[1].value <= want:
                 scorer, last = cached
-                sel = (ts > last) & (ts <= want)
+                begin = int(np.searchsorted(ts, last.value, side="right"))
             else:
-                scorer, last = model.stream(entity), None
-                sel = ts <= want
-            if sel.any():
+                scorer, last, begin = model.stream(entity), None, 0
+            if begin < upto:
                 try:
-                    scorer.prime(ts[sel], rec.loc[sel, cols].to_numpy(dtype=np.float64))
+                    scorer.prime(pd.DatetimeIndex(ts[begin:upto], tz="UTC"),
+                                 values[begin:upto])
                 except AwsAnomalyError:
                     self._streams.pop(entity, None)
                     return None
-                last = ts[sel][-1]
-            if last is None:
+                last = pd.Timestamp(ts[upto - 1], tz="UTC")
+            if last is None or last.value != want:
                 return None
             self._streams[entity] = (scorer, last)
             # Share the (large, read-only) model; copy only the scorer's windows.
-            return copy.deepcopy(scorer, {id(model): model}) if last == want else None
+            return copy.deepcopy(scorer, {id(model): model}), values[:upto]

@@ -122,7 +122,8 @@ def test_score_one_point_uses_the_running_jobs_history(env):
     out = r.json()
     assert out["history_points"] > 0 and out["points"][0]["ready"] is True
     # served by the job's stream scorer (the fast path), which must match the batch model
-    assert state.runners["demo"].stream_for("eks-prod-eu-west-1", nxt) is not None
+    scorer, recent = state.runners["demo"].stream_for("eks-prod-eu-west-1", nxt)
+    assert recent.shape[1] == 3 and scorer.entity == "eks-prod-eu-west-1"
     # the same number the batch model gives with the same look-back
     rec = state.runners["demo"].history_for("eks-prod-eu-west-1", nxt)
     frame = pd.concat([rec, pd.DataFrame({"timestamp": [nxt], "entity": "eks-prod-eu-west-1",

@@ -56,7 +56,7 @@ def serve(
     application = create_app(settings)
     state = application.state.aws_anomaly
     svc = settings.service
-    shown = "localhost" if svc.host in ("127.0.0.1", "::1") else svc.host
+    shown = f"[{svc.host}]" if ":" in svc.host else svc.host
     base = f"http://{shown}:{svc.port}"
     generated = svc.resolved_token() is None
     lines = [

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from aws_anomaly.config import JobConfig
@@ -175,9 +176,7 @@ class _JobLoop:
             self.metrics.retrains.labels(job=self.runner.name, outcome=outcome).inc()
 
 
-def _now() -> Any:
-    import pandas as pd
-
+def _now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 

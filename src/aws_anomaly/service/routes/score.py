@@ -192,12 +192,12 @@ def _score_streaming(runner, req: ScoreRequest, ts: pd.DatetimeIndex, metrics: l
                      threshold: float) -> ScoreResponse | None:
     """Score a few points that continue the live series with a copy of the job's stream
     scorer (the same numbers as the batch model); ``None`` when that is not possible."""
-    scorer = runner.stream_for(req.entity, ts[0])
-    if scorer is None:
+    got = runner.stream_for(req.entity, ts[0])
+    if got is None:
         return None
-    rec = runner.recent(req.entity)
+    scorer, recent = got
     warm = int(runner.model.spec.min_history)
-    base = rec[[f"value_{m}" for m in metrics]].to_numpy(dtype=np.float64)[-(warm + 1):]
+    base = recent[-(warm + 1):]
     values = np.column_stack([np.asarray(req.metrics[m], dtype=np.float64) for m in metrics])
     dev = _deviations(np.vstack([base, values]), values)
     points = []
