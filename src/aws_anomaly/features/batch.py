@@ -357,11 +357,25 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
         _put(dst, plan.idx_calendar, calendar(ns[c0:c1]))
 
 
+#: Output rows per tile of :func:`_transpose_into`.
+TRANSPOSE_TILE_ROWS = 1024
+
+
 def _transpose_into(out: np.ndarray, src: np.ndarray) -> None:
-    """``out[...] = src.T`` in bands of 16 columns: several times faster than one big
-    strided copy (each band's source rows stay in cache while the output rows are written)."""
-    for c0 in range(0, src.shape[0], 16):
-        out[:, c0:c0 + 16] = src[c0:c0 + 16].T
+    """``out[...] = src.T`` in tiles of 1024 rows x 16 columns.
+
+    Bands of 16 columns keep each band's source rows in cache while the output rows are
+    written; cutting the bands into 1024-row tiles keeps the output pages of a tile (~900 KB
+    for 109 features) in the TLB and in L2 while all bands visit them. Without the row tiles,
+    each band walked the whole 14 MB output chunk: on a freshly allocated ``build_features``
+    result (page faults on first touch) that made the copy about a third of the build.
+    """
+    k, n = src.shape
+    for r0 in range(0, n, TRANSPOSE_TILE_ROWS):
+        r1 = min(n, r0 + TRANSPOSE_TILE_ROWS)
+        o, s = out[r0:r1], src[:, r0:r1]
+        for c0 in range(0, k, 16):
+            o[:, c0:c0 + 16] = s[c0:c0 + 16].T
 
 
 def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray) -> None:
