@@ -335,3 +335,16 @@ def test_generated_token_when_none_configured(tmp_path):
     st = build_state(settings(tmp_path), scheduler=False, environ={})
     assert len(st.token) >= 24
     assert np.isfinite(st.started)
+
+
+def test_configured_notifiers_become_event_sinks(tmp_path):
+    from aws_anomaly.runner import EventSink
+    from aws_anomaly.service.app import build_state
+
+    s = Settings.model_validate({
+        "service": {"data_dir": str(tmp_path)},
+        "jobs": [{"name": "demo", "notifiers": [{"type": "webhook",
+                                                 "url": "http://127.0.0.1:9/hook"}]}]})
+    st = build_state(s, scheduler=False, environ={})
+    sinks = st.runners["demo"].sinks
+    assert any(isinstance(x, EventSink) for x in sinks) and st.exporter in sinks

@@ -93,7 +93,7 @@ def build_state(settings: Settings, *, store: Store | None = None,
         if sinks_for is not None:
             sinks.extend(sinks_for(job))
         elif job.notifiers:
-            sinks.extend(_notifier_sinks(job))
+            sinks.extend(_notifier_sinks(job, environ))
         runners[job.name] = JobRunner(
             job, src, (models or {}).get(job.name), sinks, store,
             model_path=settings.model_path(job), metrics=exporter)
@@ -113,17 +113,10 @@ def _make_source(job: JobConfig, store: Store) -> Source:
     return make_source(job.source, metrics=job.metrics)
 
 
-def _notifier_sinks(job: JobConfig) -> list[Sink]:
-    # The notifiers module owns turning a job's notifier configs into an event sink.
-    from aws_anomaly.service import notifiers
+def _notifier_sinks(job: JobConfig, environ: Mapping[str, str] | None) -> list[Sink]:
+    from aws_anomaly.service.notifiers import build_notifier_sinks
 
-    factory = getattr(notifiers, "sink_for_job", None)
-    if factory is None:
-        log.warning("job %s: notifiers are configured but this build has no notifier sink; "
-                    "alerts will not be sent", job.name)
-        return []
-    got = factory(job)
-    return [got] if got is not None else []
+    return list(build_notifier_sinks(job, environ=environ))
 
 
 def _field(loc: Sequence[Any]) -> str:
