@@ -221,6 +221,9 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1,
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                          processes=processes, host="127.0.0.1",
+                         # Threads alone would default to the in-process transport, which
+                         # takes no host; TCP keeps one code path and a reachable address.
+                         protocol="tcp://",
                          # None would still serve Dask's HTTP endpoints on :8787.
                          dashboard_address="127.0.0.1:0",
                          memory_limit=memory_limit) as cluster, \
