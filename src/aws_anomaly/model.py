@@ -57,6 +57,7 @@ from aws_anomaly.features import (
 )
 
 __all__ = [
+    "AUTO_MAX_FPR",
     "SCORE_COLUMNS",
     "AnomalyModel",
     "PointScore",
@@ -65,6 +66,8 @@ __all__ = [
     "parse_threshold",
 ]
 
+#: ``calibration="auto"`` with labels: best F1 unless its validation FPR is above this cap.
+AUTO_MAX_FPR = 0.02
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 _LEVEL_FEATURE = re.compile(
     r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
@@ -75,7 +78,8 @@ def parse_threshold(text: str) -> dict[str, Any]:
 
     ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
     validation data), ``share:0.05`` (expected anomaly share) or ``auto`` (best F1 when the
-    validation data has labels, otherwise ``fpr:0.01``).
+    validation data has labels, falling back to ``fpr:0.02`` when that threshold flags more than
+    2% of the normal validation points; ``fpr:0.01`` without labels).
 
     >>> parse_threshold("fpr:0.02")
     {'method': 'target_fpr', 'target_fpr': 0.02}
@@ -190,13 +194,19 @@ class AnomalyModel:
         gone noisy.
     clip
         Scaled features are clipped to ``[-clip, clip]`` (None: no clipping).
+    persist
+        Spans (rows) of exponentially weighted means of the seasonal differences (value minus
+        the value one period earlier), added as features ``{m}__season_diff_{P}__ewm_{s}``.
+        A level shift or a slow leak keeps these away from zero for its whole duration, where
+        rolling z-scores fade as their windows absorb it. Causal; empty: none.
     """
 
     def __init__(self, detector: str = "ocsvm", detector_params: Mapping[str, Any] | None = None,
                  spec: FeatureSpec | None = None, calibration: str | Mapping[str, Any] = "auto",
                  scaler: str = "robust", exclude_labelled: bool = True,
                  feature_set: str = "stationary", log_std: bool = True,
-                 clip: float | None = 10.0) -> None:
+                 clip: float | None = 10.0, persist: Sequence[int] = (6, 36),
+                 persist_weight: float = 1.0, persist_baseline: int | None = 288) -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
         self.detector = detector
@@ -215,6 +225,20 @@ class AnomalyModel:
         if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
             raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
         self.clip = None if clip is None else float(clip)
+        self.persist = _check_persist(persist)
+        if (isinstance(persist_weight, bool) or not isinstance(persist_weight, (int, float))
+                or not 0.0 < persist_weight <= 100.0):
+            raise ConfigError(f"persist_weight must be a number in (0, 100], got "
+                              f"{persist_weight!r}")
+        self.persist_weight = float(persist_weight)
+        if persist_baseline is not None and (
+                isinstance(persist_baseline, bool)
+                or not isinstance(persist_baseline, (int, np.integer))
+                or persist_baseline <= max(self.persist, default=1)):
+            raise ConfigError(f"persist_baseline must be None or an integer span (rows) longer "
+                              f"than every persist span {list(self.persist)}, got "
+                              f"{persist_baseline!r}")
+        self.persist_baseline = None if persist_baseline is None else int(persist_baseline)
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -266,7 +290,8 @@ class AnomalyModel:
             check_history(len(vals), self.spec,
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             fm = build_features(vals, ts, metrics, self.spec)
-            block = fm.values[n_ctx:]
+            full = _with_persist(fm.values, self._persist_plan(fm.names))
+            block = full[n_ctx:]
             blocks.append(self._transform(block) if prepared else block)
             ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
         if not blocks:  # Dataset guarantees rows, so this is a programming error
@@ -274,6 +299,20 @@ class AnomalyModel:
         X = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
         ready = np.concatenate(ready_blocks) if ready_blocks else np.empty(0, dtype=bool)
         return X, ready, fm
+
+    def _persist_plan(self, names: Sequence[str]) -> _PersistPlan:
+        """Which EWMA columns to append to the spec's features ``names``."""
+        key = tuple(names)
+        cached = getattr(self, "_plan_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        src = [i for i, n in enumerate(names) if _SEASON_DIFF.search(n)]
+        b = 0.0 if self.persist_baseline is None else 2.0 / (self.persist_baseline + 1.0)
+        tail = "" if self.persist_baseline is None else f"_less_{self.persist_baseline}"
+        plan = [(i, 2.0 / (span + 1.0), b, f"{names[i]}__ewm_{span}{tail}")
+                for span in self.persist for i in src]
+        self._plan_cache = (key, plan)
+        return plan
 
     def _check_history(self, data: Dataset, ready: np.ndarray, where: str) -> None:
         if ready.any():
@@ -301,9 +340,10 @@ class AnomalyModel:
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
         X_full, ready, fm = self._features(train, None, "training data", prepared=False)
-        self.all_feature_names_ = tuple(fm.names)
+        names, groups = _persist_layout(fm.names, fm.groups, self._persist_plan(fm.names))
+        self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
-        self._choose_columns(fm.names, fm.groups)
+        self._choose_columns(names, groups)
         use = ready.copy()
         n_excluded = 0
         if self.exclude_labelled and train.has_labels:
@@ -316,6 +356,11 @@ class AnomalyModel:
         self._fit_log_floor(X_full[use])
         X = self._prepare(X_full)
         self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X[use])
+        if self.persist_weight != 1.0:
+            # A smaller unit = a larger weight in the detector's distances; stored in the
+            # scaler's arrays, so saved bundles and streams need nothing more.
+            pcols = [j for j, n in enumerate(self.feature_names_) if "__ewm_" in n]
+            self.scaler_.scale_[pcols] /= self.persist_weight
         Xs = self.scaler_.transform(X[use])
         self.median_ = np.median(Xs, axis=0)
         self.detector_ = make_detector(self.detector, **self.detector_params).fit(Xs)
@@ -342,8 +387,19 @@ class AnomalyModel:
             )
         # Labels (when present) also sharpen target_fpr: the rate is then measured on normal
         # points only. The share rule ignores them by definition.
+        auto = self.calibration.get("method") == "auto"
         self.calibrator_ = Calibrator(**method).fit(
             raw, y if method["method"] in ("best_f1", "target_fpr") else None)
+        if auto and method["method"] == "best_f1" and y is not None:
+            # The best-F1 threshold of one validation block can sit low in a heavy normal tail
+            # (rollouts, batch jobs), flagging several percent of normal points. ``auto``
+            # caps the validation FPR: above the cap the threshold is the cap's quantile of the
+            # normal validation scores instead.
+            normal = raw[~np.asarray(y, dtype=bool)]
+            fpr = float(np.mean(self.calibrator_.transform(normal) >= 1.0)) if normal.size else 0.0
+            if fpr > AUTO_MAX_FPR:
+                method = {"method": "target_fpr", "target_fpr": AUTO_MAX_FPR}
+                self.calibrator_ = Calibrator(**method).fit(raw, y)
         self.calibration_used_ = method
         self.training_summary_ = {
             "train_rows": len(train), "train_rows_used": int(use.sum()),
@@ -537,7 +593,9 @@ class AnomalyModel:
                 "detector": self.detector, "detector_params": self.detector_params,
                 "scaler": self.scaler, "exclude_labelled": self.exclude_labelled,
                 "calibration": self.calibration, "feature_set": self.feature_set,
-                "log_std": self.log_std, "clip": self.clip,
+                "log_std": self.log_std, "clip": self.clip, "persist": list(self.persist),
+                "persist_weight": self.persist_weight,
+                "persist_baseline": self.persist_baseline,
             },
             "metrics": list(self.metrics_),
             "step_seconds": self.step_.total_seconds(),
@@ -574,7 +632,11 @@ class AnomalyModel:
                         calibration=cfg["calibration"], scaler=cfg["scaler"],
                         exclude_labelled=cfg.get("exclude_labelled", True),
                         feature_set=cfg.get("feature_set", "all"),
-                        log_std=cfg.get("log_std", False), clip=cfg.get("clip"))
+                        log_std=cfg.get("log_std", False), clip=cfg.get("clip"),
+                        # bundles written before persistence features had none
+                        persist=cfg.get("persist", ()),
+                        persist_weight=cfg.get("persist_weight", 1.0),
+                        persist_baseline=cfg.get("persist_baseline"))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=float(man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
@@ -630,6 +692,67 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+# ---------------------------------------------------------------------- persistence features
+_SEASON_DIFF = re.compile(r"__season_diff_\d+$")
+#: (source column in the spec's features, EWMA weight of the newest row,
+#: weight of the slow baseline EWMA subtracted (0: none), new column name)
+_PersistPlan = list[tuple[int, float, float, str]]
+
+
+def _check_persist(persist: Any) -> tuple[int, ...]:
+    if isinstance(persist, (str, bytes)) or not isinstance(persist, Sequence):
+        raise ConfigError(f"persist must be a list of spans in rows (integers >= 2), got "
+                          f"{persist!r}")
+    out = []
+    for v in persist:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
+            raise ConfigError(f"persist spans must be integers >= 2 (rows), got {v!r} in "
+                              f"{list(persist)!r}")
+        out.append(int(v))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"persist spans must not repeat, got {out!r}")
+    return tuple(out)
+
+
+def _ewm(x: np.ndarray, a: float) -> np.ndarray:
+    """Column-wise ``s_0 = x_0``, ``s_t = s_{t-1} + a (x_t - s_{t-1})``."""
+    from scipy.signal import lfilter
+
+    return lfilter([a], [1.0, -(1.0 - a)], x, axis=0, zi=(1.0 - a) * x[:1])[0]
+
+
+def _with_persist(values: np.ndarray, plan: _PersistPlan) -> np.ndarray:
+    """``values`` (one entity's rows, in time order) with the plan's EWMA columns appended.
+
+    Each column is ``ewm(x, a) - ewm(x, b)`` (the second term only when ``b > 0``), with the
+    recursion of :func:`_ewm` that :class:`StreamScorer` runs point by point.
+    """
+    if not plan or len(values) == 0:
+        return values
+    k = values.shape[1]
+    out = np.empty((len(values), k + len(plan)))
+    out[:, :k] = values
+    src = values[:, [p[0] for p in plan]]
+    for w in sorted({p[1] for p in plan}):
+        idx = [j for j, p in enumerate(plan) if p[1] == w]
+        out[:, [k + j for j in idx]] = _ewm(src[:, idx], w)
+    for w in sorted({p[2] for p in plan if p[2] > 0}):
+        idx = [j for j, p in enumerate(plan) if p[2] == w]
+        out[:, [k + j for j in idx]] -= _ewm(src[:, idx], w)
+    return out
+
+
+def _persist_layout(names: Sequence[str], groups: Mapping[str, Sequence[int]],
+                    plan: _PersistPlan) -> tuple[tuple[str, ...], dict[str, list[int]]]:
+    """Feature names and metric groups once the plan's columns are appended."""
+    out_groups = {k: [int(i) for i in v] for k, v in groups.items()}
+    for k, (src, *_) in enumerate(plan):
+        owner = next((g for g, v in groups.items() if src in v), None)
+        if owner is not None:
+            out_groups[owner].append(len(names) + k)
+    return tuple(names) + tuple(p[3] for p in plan), out_groups
+
+
 class StreamScorer:
     """Scores one entity's points as they arrive; same numbers as :meth:`AnomalyModel.score`.
 
@@ -644,6 +767,12 @@ class StreamScorer:
         self.model = model
         self.entity = entity
         self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_))
+        plan = model._persist_plan(self._builder.names)
+        self._persist_src = np.asarray([p[0] for p in plan], dtype=np.int64)
+        self._persist_a = np.asarray([p[1] for p in plan], dtype=np.float64)
+        self._persist_b = np.asarray([p[2] for p in plan], dtype=np.float64)
+        self._persist_s: np.ndarray | None = None  # fast EWMAs
+        self._persist_l: np.ndarray | None = None  # slow baselines (unused where b == 0)
         self._last_ts: pd.Timestamp | None = None
         self._last_values: np.ndarray | None = None
         self._step_ns = int(model.step_.value)
@@ -676,10 +805,24 @@ class StreamScorer:
                 raise DataError(f"entity '{self.entity}': gap of {k - 1} missing steps before "
                                 f"{ts}, longer than {self.max_gap_steps}; start a new stream")
             for i in range(1, k):
-                self._builder.update(self._last_ts + i * self.model.step_, self._last_values)
-        row = self._builder.update(ts, values)
+                self._advance(self._last_ts + i * self.model.step_, self._last_values)
+        row = self._advance(ts, values)
         self._last_ts, self._last_values = ts, values
         return row
+
+    def _advance(self, ts: pd.Timestamp, values: np.ndarray) -> np.ndarray:
+        """One step of the spec's features and of the persistence EWMAs (see _with_persist)."""
+        row = self._builder.update(ts, values)
+        if not self._persist_src.size:
+            return row
+        x = row[self._persist_src]
+        if self._persist_s is None or self._persist_l is None:
+            self._persist_s, self._persist_l = x.copy(), x.copy()
+        else:
+            self._persist_s = self._persist_s + self._persist_a * (x - self._persist_s)
+            self._persist_l = self._persist_l + self._persist_b * (x - self._persist_l)
+        extra = np.where(self._persist_b > 0, self._persist_s - self._persist_l, self._persist_s)
+        return np.concatenate([row, extra])
 
     def update(self, timestamp: Any, values: Any) -> PointScore:
         """Add one point (``values`` in the model's metric order) and score it."""

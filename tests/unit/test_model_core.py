@@ -11,7 +11,7 @@ from aws_anomaly.data.generator import generate_demo
 from aws_anomaly.errors import ConfigError, DataError, NotFittedError
 from aws_anomaly.evaluation.split import chronological_split, concat
 from aws_anomaly.features import FeatureSpec
-from aws_anomaly.model import AnomalyModel, parse_threshold
+from aws_anomaly.model import AUTO_MAX_FPR, AnomalyModel, parse_threshold
 
 SPEC = FeatureSpec(windows=(6, 24), lags=(1, 3), quantile_windows=(6,), include_seasonal=False,
                    cross_windows=(24,))
@@ -151,3 +151,82 @@ def test_unfitted_and_bad_options() -> None:
         AnomalyModel("svm")
     with pytest.raises(ConfigError, match="feature_set"):
         AnomalyModel("robust", feature_set="some")
+
+
+SEASONAL = FeatureSpec(windows=(6, 24), lags=(1,), include_quantiles=False, seasonal_period=24,
+                       cross_windows=(24,))
+
+
+@pytest.fixture(scope="module")
+def persisted(data: Dataset) -> tuple[AnomalyModel, object]:
+    split = chronological_split(data)
+    model = AnomalyModel("robust", spec=SEASONAL, persist=(3, 6), persist_baseline=48)
+    return model.fit(split.train, split.validation), split
+
+
+def test_persistence_columns_are_ewm_of_the_seasonal_difference(persisted, data: Dataset) -> None:
+    model, _ = persisted
+    metric = data.metrics[0]
+    names = model.all_feature_names_
+    src, col = f"{metric}__season_diff_24", f"{metric}__season_diff_24__ewm_3_less_48"
+    assert col in model.feature_names_ and f"{metric}__season_diff_24__ewm_6_less_48" in names
+    # explanations count the new columns towards their metric
+    assert model.feature_names_.index(col) in model.groups_[metric]
+    entity = data.entities[0]
+    X, _, _ = model._features(data.select([entity]), None, "t", prepared=False)
+    x = pd.Series(X[:, names.index(src)])
+    expected = (x.ewm(alpha=2 / 4, adjust=False).mean()
+                - x.ewm(alpha=2 / 49, adjust=False).mean())
+    np.testing.assert_allclose(X[:, names.index(col)], expected.to_numpy(), atol=1e-12)
+
+
+def test_persistence_features_stream_like_batch_across_gaps_and_reload(persisted, data: Dataset,
+                                                                       tmp_path) -> None:
+    model, _ = persisted
+    entity = data.entities[1]
+    ef = data.entity_frame(entity)
+    # a live feed that skips two points: the stream holds the last value, as the batch does
+    keep = np.ones(len(ef), dtype=bool)
+    keep[[150, 151]] = False
+    values = ef[list(data.metrics)].to_numpy()
+    held = values.copy()
+    held[[150, 151]] = values[149]
+    frame = pd.DataFrame({"timestamp": ef.index, "entity": entity,
+                          **{m: held[:, j] for j, m in enumerate(data.metrics)}})
+    batch = model.score(Dataset.from_frame(frame, metrics=list(data.metrics)))
+    loaded = AnomalyModel.load(model.save(tmp_path / "m"))
+    scorer = loaded.stream(entity)
+    points = [scorer.update(ts, v) for ts, v, k in
+              zip(ef.index[:300], values[:300], keep[:300], strict=True) if k]
+    np.testing.assert_allclose([p.anomaly_score for p in points],
+                               batch["anomaly_score"].to_numpy()[:300][keep[:300]],
+                               rtol=1e-7, atol=1e-7)
+    assert loaded.persist == (3, 6) and loaded.persist_baseline == 48
+
+
+def test_persistence_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="persist spans"):
+        AnomalyModel("robust", persist=(1,))
+    with pytest.raises(ConfigError, match="persist must be a list"):
+        AnomalyModel("robust", persist="12")
+    with pytest.raises(ConfigError, match="longer than every persist span"):
+        AnomalyModel("robust", persist=(6, 36), persist_baseline=36)
+    with pytest.raises(ConfigError, match="persist_weight"):
+        AnomalyModel("robust", persist_weight=0)
+    assert AnomalyModel("robust", persist=(), persist_baseline=None).persist == ()
+
+
+def test_auto_threshold_caps_the_validation_fpr(data: Dataset) -> None:
+    split = chronological_split(data)
+    model = AnomalyModel("robust", spec=SPEC).fit(split.train, split.validation)
+    used = model.calibration_used_
+    s = model.score(split.validation, history=split.train, explain="none")
+    normal = (split.validation.frame["is_anomaly"].to_numpy() == 0) & s["ready"].to_numpy()
+    fpr = float(s["is_anomaly"].to_numpy()[normal].mean())
+    assert used["method"] in ("best_f1", "target_fpr")
+    assert fpr <= AUTO_MAX_FPR + 1e-9 if used["method"] == "best_f1" else used == {
+        "method": "target_fpr", "target_fpr": AUTO_MAX_FPR}
+    # best-f1 asked for by name is not capped
+    plain = AnomalyModel("robust", spec=SPEC, calibration="best-f1").fit(split.train,
+                                                                       split.validation)
+    assert plain.calibration_used_ == {"method": "best_f1"}
