@@ -9,9 +9,18 @@ Data: ``generate_demo`` (3 metrics) with ``--entities`` clusters and ``--rows`` 
 Every model is fitted on the first weeks of each cluster (fit time is not what is measured),
 then scores all rows in one process. Rows/s are rows of input per wall-clock second.
 
-* ``features``: ``build_features`` over every entity (the default ``FeatureSpec``).
-* ``pipeline <detector>``: features + feature subset + scaler + detector + calibrator on arrays
-  (the work ``AnomalyModel.score`` does without building its output frame).
+* ``entity split``: ``Dataset.iter_entities`` + ``to_numpy`` + ``DatetimeIndex`` per entity
+  (paid once by every path below that starts from a ``Dataset``; the feature rows start from
+  the split arrays so that they measure the features alone).
+* ``features``: ``build_features`` over every entity (the default ``FeatureSpec``): one fresh
+  ``(n, 109)`` float64 matrix per entity (870 MB at 1M rows, first-touch page faults included).
+* ``features iter_features``: the same features in 16,384-row chunks with ``reuse=True`` (one
+  buffer refilled; how a long series should be scored with bounded memory).
+* ``pipeline <detector>``: features + persistence (EWMA) columns + feature subset + scaler +
+  detector + calibrator on whole-entity arrays (the work ``AnomalyModel.score`` does without
+  building its output frame).
+* ``pipeline chunked <detector>``: the same, chunk by chunk over ``iter_features(reuse=True)``
+  with the EWMA state carried across chunks; checked bit-identical to ``pipeline``.
 * ``AnomalyModel.score <detector>``: the public call, DataFrame in and out, explanations for
   flagged rows included.
 * ``reference``: pandas ``rolling`` mean/std/min/max/z per window + lag differences, then
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,12 +42,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.generator import generate_demo
 from aws_anomaly.evaluation.split import chronological_split
-from aws_anomaly.features import FeatureSpec, build_features
-from aws_anomaly.model import AnomalyModel
+from aws_anomaly.features import FeatureSpec, build_features, iter_features
+from aws_anomaly.features.batch import CHUNK_ROWS, plan_for
+from aws_anomaly.model import AnomalyModel, _with_persist
 
 
 def _timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
@@ -49,26 +61,107 @@ def _timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
     return best, out
 
 
-def features_only(ds: Dataset, spec: FeatureSpec) -> int:
-    metrics = list(ds.metrics)
+def split_entities(ds: Dataset, metrics: list[str]
+                   ) -> list[tuple[np.ndarray, pd.DatetimeIndex]]:
+    return [(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index))
+            for _, ef in ds.iter_entities()]
+
+
+def features_only(parts: list[tuple[np.ndarray, pd.DatetimeIndex]], metrics: list[str],
+                  spec: FeatureSpec) -> int:
     n = 0
-    for _, ef in ds.iter_entities():
-        fm = build_features(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index),
-                            metrics, spec)
-        n += fm.values.shape[0]
+    for vals, ts in parts:
+        n += build_features(vals, ts, metrics, spec).values.shape[0]
     return n
 
 
-def pipeline(model: AnomalyModel, ds: Dataset) -> int:
-    """Features -> subset -> scaler -> detector -> calibrator, per entity, arrays only."""
+def features_iter(parts: list[tuple[np.ndarray, pd.DatetimeIndex]], metrics: list[str],
+                  spec: FeatureSpec) -> int:
+    n = 0
+    for vals, ts in parts:
+        for c0, c1, _ in iter_features(vals, ts, metrics, spec, reuse=True):
+            n += c1 - c0
+    return n
+
+
+def pipeline(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.DatetimeIndex]],
+             keep: list[np.ndarray] | None = None) -> int:
+    """Features -> persistence -> subset -> scaler -> detector -> calibrator, per entity."""
     metrics = list(model.metrics_)
     n = 0
-    for _, ef in ds.iter_entities():
-        fm = build_features(ef[metrics].to_numpy(dtype=np.float64), pd.DatetimeIndex(ef.index),
-                            metrics, model.spec)
-        X = model._transform(fm.values)
+    for vals, ts in parts:
+        fm = build_features(vals, ts, metrics, model.spec)
+        full = _with_persist(fm.values, model._persist_plan(fm.names))
+        X = model._transform(full)
         score = model.calibrator_.transform(model.detector_.score_samples(X))
         n += int(score.shape[0])
+        if keep is not None:
+            keep.append(score)
+    return n
+
+
+class _ChunkedEwm:
+    """The persistence (EWMA) columns of ``model._with_persist``, chunk by chunk.
+
+    ``_with_persist`` runs ``lfilter`` over a whole entity; here ``lfilter``'s final state is
+    carried into the next chunk, the same recursion and so the same bits. Plan entries are
+    ``(source column, a, [b,] name)``: the column is ``ewm_a(x) [- ewm_b(x) when b > 0]``.
+    """
+
+    def __init__(self, plan: list[tuple[Any, ...]], k: int) -> None:
+        self.k = k
+        self.terms: list[tuple[float, list[int], list[int], bool]] = []
+        for pos, sign in ((1, False), (2, True)):
+            rates = sorted({p[pos] for p in plan if len(p) > 3 or pos == 1} - {0.0})
+            for r in rates:
+                idx = [j for j, p in enumerate(plan)
+                       if (len(p) > 3 or pos == 1) and p[pos] == r]
+                self.terms.append((r, [plan[j][0] for j in idx], [k + j for j in idx], sign))
+        self.state: list[np.ndarray | None] = [None] * len(self.terms)
+
+    def reset(self) -> None:
+        self.state = [None] * len(self.terms)
+
+    def fill(self, full: np.ndarray) -> None:
+        """Write the EWMA columns of ``full[:, k:]`` from the feature columns ``full[:, :k]``."""
+        for i, (r, src_cols, dst_cols, subtract) in enumerate(self.terms):
+            src = full[:, src_cols]
+            zi = self.state[i]
+            if zi is None:
+                zi = (1.0 - r) * src[:1]
+            y, self.state[i] = lfilter([r], [1.0, -(1.0 - r)], src, axis=0, zi=zi)
+            if subtract:
+                full[:, dst_cols] -= y
+            else:
+                full[:, dst_cols] = y
+
+
+def pipeline_chunked(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.DatetimeIndex]],
+                     keep: list[np.ndarray] | None = None,
+                     chunk_rows: int = CHUNK_ROWS) -> int:
+    """:func:`pipeline` over ``iter_features(reuse=True)`` chunks: nothing of size n x k."""
+    metrics = list(model.metrics_)
+    names = plan_for(metrics, model.spec).names
+    k = len(names)
+    plan = model._persist_plan(names)
+    ewm = _ChunkedEwm(plan, k)
+    buf = np.empty((chunk_rows, k + len(plan)))
+    n = 0
+    for vals, ts in parts:
+        ewm.reset()
+        out = np.empty(len(vals)) if keep is not None else None
+        for c0, c1, block in iter_features(vals, ts, metrics, model.spec,
+                                           chunk_rows=chunk_rows, reuse=True):
+            full = buf[: c1 - c0]
+            full[:, :k] = block
+            ewm.fill(full)
+            score = model.calibrator_.transform(model.detector_.score_samples(
+                model._transform(full)))
+            if out is not None:
+                out[c0:c1] = score
+            n += c1 - c0
+        if keep is not None and out is not None:
+            keep.append(out)
     return n
 
 
@@ -108,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entities", type=int, default=4)
     ap.add_argument("--detectors", default="ocsvm,iforest,lof,robust")
     ap.add_argument("--points", type=int, default=20_000, help="single-point updates timed")
+    ap.add_argument("--repeat", type=int, default=1, help="best of this many runs per row")
     ap.add_argument("--out", type=Path, default=Path("out/bench/speed.json"))
     args = ap.parse_args(argv)
 
@@ -124,9 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     split = chronological_split(head)
 
     rows: list[dict[str, Any]] = []
-    dt, n = _timed(lambda: features_only(ds, spec))
+    metrics = list(ds.metrics)
+    dt, parts = _timed(lambda: split_entities(ds, metrics))
+    rows.append({"what": "entity split", "rows": n_rows, "seconds": dt,
+                 "rows_per_s": n_rows / dt})
+    print(f"entity split: {n_rows / dt:,.0f} rows/s", flush=True)
+    dt, n = _timed(lambda: features_only(parts, metrics, spec), repeat=args.repeat)
     rows.append({"what": "features", "rows": n, "seconds": dt, "rows_per_s": n / dt})
     print(f"features: {n / dt:,.0f} rows/s", flush=True)
+    dt, n = _timed(lambda: features_iter(parts, metrics, spec), repeat=args.repeat)
+    rows.append({"what": "features iter_features", "rows": n, "seconds": dt,
+                 "rows_per_s": n / dt})
+    print(f"features iter_features: {n / dt:,.0f} rows/s", flush=True)
 
     models: dict[str, AnomalyModel] = {}
     for name in [d for d in args.detectors.split(",") if d]:
@@ -136,10 +239,19 @@ def main(argv: list[str] | None = None) -> int:
         extra = {}
         if name == "ocsvm":
             extra["support_vectors"] = int(model.detector_.support_vectors_.shape[0])
-        dt, n = _timed(lambda m=model: pipeline(m, ds))
+        dt, n = _timed(lambda m=model: pipeline(m, parts), repeat=args.repeat)
         rows.append({"what": f"pipeline {name}", "rows": n, "seconds": dt, "rows_per_s": n / dt,
                      **extra})
         print(f"pipeline {name}: {n / dt:,.0f} rows/s {extra}", flush=True)
+        dt, n = _timed(lambda m=model: pipeline_chunked(m, parts), repeat=args.repeat)
+        whole: list[np.ndarray] = []
+        chunked: list[np.ndarray] = []
+        pipeline(model, parts[:1], whole)
+        pipeline_chunked(model, parts[:1], chunked)
+        same = bool(np.array_equal(whole[0], chunked[0]))
+        rows.append({"what": f"pipeline chunked {name}", "rows": n, "seconds": dt,
+                     "rows_per_s": n / dt, "identical_to_pipeline": same, **extra})
+        print(f"pipeline chunked {name}: {n / dt:,.0f} rows/s (identical: {same})", flush=True)
         dt, s = _timed(lambda m=model: m.score(ds))
         rows.append({"what": f"AnomalyModel.score {name}", "rows": len(s), "seconds": dt,
                      "rows_per_s": len(s) / dt})
@@ -158,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         / scale
     # nu = 0.25 on 4x the SV count leaves about that many SVs (nu is a lower bound on their share)
     svm = OneClassSVM(kernel="rbf", gamma="scale", nu=0.25).fit(sub)
-    dt, n = _timed(lambda: reference_pipeline(ds, spec.windows, spec.lags, svm, center, scale))
+    dt, n = _timed(lambda: reference_pipeline(ds, spec.windows, spec.lags, svm, center, scale),
+                   repeat=args.repeat)
     rows.append({"what": "reference pandas+sklearn OCSVM", "rows": n, "seconds": dt,
                  "rows_per_s": n / dt, "support_vectors": int(svm.support_vectors_.shape[0]),
                  "features": int(Xtr.shape[1])})
@@ -197,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, lat in latency.items():
         print(f"{'single point ' + name + ' p50 / p99 ms':<34}"
               f"{lat['p50_ms']:>7.3f} / {lat['p99_ms']:.3f}")
-    result = {"rows": n_rows, "entities": args.entities, "metrics": list(ds.metrics),
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result = {"rows": n_rows, "load_avg_1_5_15": load, "cpus": os.cpu_count(),
+              "entities": args.entities, "metrics": list(ds.metrics),
               "throughput": rows, "single_point": latency,
               "python": platform.python_version(), "numpy": np.__version__,
               "machine": platform.machine(), "created": pd.Timestamp.now("UTC").isoformat()}
