@@ -52,7 +52,7 @@ def start(cfg: Path, port: int, log: Path) -> subprocess.Popen:
         stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
