@@ -207,6 +207,10 @@ def map_chunks(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
     [2.0, 2.0, 2.0, 2.0, 2.0]
     """
     n = X.shape[0]
+    if 0 < n <= chunk_rows:
+        # The live path (one row per call): no pool, no thread-count lookup (os.cpu_count
+        # reads the affinity mask on every call), no extra output copy.
+        return np.asarray(fn(X), dtype=np.float64).reshape(n)
     out = np.empty(n, dtype=np.float64)
     starts = range(0, n, chunk_rows)
 
