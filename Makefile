@@ -1,18 +1,25 @@
 # The two set-up commands: `make run` (the main job on the embedded demo data) and `make test`
 # (every test). Both create .venv and install what they need.
-.PHONY: run test lint bench-speed bench-nab bench-load clean
+.PHONY: run demo test lint bench-speed bench-nab bench-load clean
 
 VENV := .venv
 BIN := $(VENV)/bin
 
+# The service on the embedded demo: replays generated clusters in accelerated time, trains a
+# model on first start, serves the dashboard, API and /metrics on http://127.0.0.1:8080/.
 run:
+	@./scripts/bootstrap.sh
+	$(BIN)/aws-anomaly serve
+
+# The batch pipeline on the embedded demo: generate, train (auto), evaluate, HTML report.
+demo:
 	@./scripts/bootstrap.sh
 	$(BIN)/aws-anomaly demo --out out/demo
 
 test:
 	@EXTRAS=test ./scripts/bootstrap.sh --system
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 900
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
@@ -20,6 +27,10 @@ lint:
 bench-speed:
 	@./scripts/bootstrap.sh
 	$(BIN)/python benchmarks/speed.py
+
+bench-load:
+	@EXTRAS=test ./scripts/bootstrap.sh
+	$(BIN)/python benchmarks/load.py
 
 bench-nab:
 	@EXTRAS=test ./scripts/bootstrap.sh
