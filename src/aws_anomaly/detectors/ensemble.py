@@ -92,8 +92,8 @@ class EnsembleDetector(BaseDetector):
         rng = np.random.RandomState(seed_from(self.random_state))
         params = self.member_params or {}
         self.detectors_: list[BaseDetector] = []
-        train = np.empty((len(self.members), X.shape[0]))
-        for i, name in enumerate(self.members):
+        centers, scales, standardised = [], [], []
+        for name in self.members:
             kwargs = dict(params.get(name, {}))
             cls = MEMBER_TYPES[name]
             if "random_state" in cls().get_params() and "random_state" not in kwargs:
@@ -103,16 +103,23 @@ class EnsembleDetector(BaseDetector):
             except TypeError as exc:
                 raise ConfigError(f"{type(self).__name__}: member_params[{name!r}] has an "
                                   f"unknown parameter ({exc})") from None
-            train[i] = det._fit_and_score(X, where=f"{type(self).__name__}.fit[{name}]")
+            own = det._fit_and_score(X, where=f"{type(self).__name__}.fit[{name}]")
+            # Each member is standardised by the scores of the rows it trained on; a member
+            # that trains on a subsample (LOF) returns fewer scores than X has rows, so the
+            # ensemble's own training scores need that member's score of every row.
+            q25, q50, q75 = np.quantile(own, [0.25, 0.5, 0.75])
+            scale = q75 - q25
+            if scale <= 0:  # an IQR of 0 (mostly tied scores): the std, then 1.0
+                scale = own.std()
+            scale = scale if scale > 0 else 1.0
+            rows = own if own.shape[0] == X.shape[0] else det._score(X)
+            centers.append(q50)
+            scales.append(scale)
+            standardised.append((rows - q50) / scale)
             self.detectors_.append(det)
-        q25, q50, q75 = np.quantile(train, [0.25, 0.5, 0.75], axis=1)
-        scales = q75 - q25
-        flat = scales <= 0
-        if flat.any():  # an IQR of 0 (mostly tied scores): the std, then 1.0
-            scales[flat] = train[flat].std(axis=1)
-        self.centers_ = q50
-        self.scales_ = np.where(scales > 0, scales, 1.0)
-        return ((train - q50[:, None]) / self.scales_[:, None]).mean(axis=0)
+        self.centers_ = np.asarray(centers, dtype=np.float64)
+        self.scales_ = np.asarray(scales, dtype=np.float64)
+        return np.mean(standardised, axis=0)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         total = np.zeros(X.shape[0])
