@@ -132,6 +132,33 @@ def test_score_one_point_uses_the_running_jobs_history(env):
     assert out["points"][0]["anomaly_score"] == pytest.approx(want, rel=1e-9)
 
 
+def test_repeated_short_requests_do_not_change_each_other(env):
+    """The route keeps a primed scorer between requests: a request must never see the points
+    of an earlier one, and an off-grid point is still refused."""
+    client, state, src, _ = env
+    nxt = T0 + STEP
+    body = points(src, "eks-prod-eu-west-1", T0, 1)
+    body["timestamps"] = [nxt.isoformat()]
+    first = client.post("/v1/score", json=body).json()
+    spiked = {**body, "metrics": {m: [v[0] * 5 + 1] for m, v in body["metrics"].items()}}
+    other = client.post("/v1/score", json=spiked).json()
+    assert other["points"][0]["anomaly_score"] != first["points"][0]["anomaly_score"]
+    two = {**body, "timestamps": [nxt.isoformat(), (nxt + STEP).isoformat()],
+           "metrics": {m: v * 2 for m, v in body["metrics"].items()}}
+    assert client.post("/v1/score", json=two).status_code == 200
+    again = client.post("/v1/score", json=body).json()
+    assert again == first
+    # the same answer as a fresh scorer from the runner (no state carried over)
+    scorer, _ = state.runners["demo"].stream_for("eks-prod-eu-west-1", nxt)
+    p = scorer.update(nxt, [body["metrics"][m][0] for m in state.runners["demo"].model.metrics_])
+    assert again["points"][0]["anomaly_score"] == pytest.approx(p.anomaly_score, rel=1e-12)
+    off = {**body, "timestamps": [nxt.isoformat(), (nxt + STEP * 1.5).isoformat()],
+           "metrics": {m: v * 2 for m, v in body["metrics"].items()}}
+    r = client.post("/v1/score", json=off)
+    assert r.status_code == 422 and "index 1" in r.json()["detail"]
+    assert "grid starting at" in r.json()["detail"]
+
+
 def test_too_few_points_for_an_unknown_entity_is_422_with_the_minimum(client, env):
     warm = env[1].runners["demo"].model.spec.min_history
     body = {"entity": "no-such-cluster", "timestamps": ["2026-03-01T00:00:00Z"],

@@ -70,7 +70,8 @@ class AppState:
                                 f"{sorted(self.runners)}") from None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, a hop per request.
     return request.app.state.aws_anomaly
 
 

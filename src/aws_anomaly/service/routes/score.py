@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,7 +22,7 @@ from pydantic import (
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError, NotFittedError
-from aws_anomaly.service.deps import ErrorOut, State
+from aws_anomaly.service.deps import AppState, ErrorOut, State
 
 router = APIRouter(prefix="/v1", tags=["score"])
 
@@ -102,9 +104,44 @@ class ScoreResponse(BaseModel):
              responses={422: {"model": ErrorOut,
                               "description": "invalid points or too few for the windows"},
                         503: {"model": ErrorOut, "description": "no model loaded yet"}})
-def score(req: ScoreRequest, state: State,
-          job: Annotated[str | None, Query(description="job whose model scores "
-                                           "(default: the first)")] = None) -> ScoreResponse:
+async def score(req: ScoreRequest, state: State,
+                job: Annotated[str | None, Query(description="job whose model scores "
+                                                 "(default: the first)")] = None
+                ) -> ScoreResponse:
+    # A few points continuing a series whose primed scorer is cached cost ~1 ms: answer on
+    # the event loop (a thread hop costs more than that). Everything else - errors included,
+    # so their messages come from one place - runs in the thread pool.
+    fast = _score_cached(req, state, job)
+    if fast is not None:
+        return fast
+    return await run_in_threadpool(_score, req, state, job)
+
+
+def _score_cached(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse | None:
+    """The answer when the request is a valid short continuation with a cached primed
+    scorer (see :func:`_primed`), else ``None``."""
+    if len(req.timestamps) > FAST_PATH_POINTS:
+        return None
+    runner = state.runner(job)
+    model = runner.model
+    if model is None:
+        return None
+    metrics = list(model.metrics_)
+    if len(req.metrics) != len(metrics) or any(m not in req.metrics for m in metrics):
+        return None
+    stamps = [pd.Timestamp(t).tz_convert("UTC") for t in req.timestamps]
+    hit = _STREAMS.get((id(runner), req.entity))
+    if (hit is None or hit[0] is not runner or hit[1] is not model or hit[2] != runner.ticks
+            or hit[3] != stamps[0].value):
+        return None
+    step_ns = int(pd.Timedelta(model.step_).value)
+    if any((t.value - stamps[0].value) % step_ns for t in stamps):
+        return None
+    threshold = runner.threshold_for(req.entity)
+    return _score_streaming(runner, req, stamps, metrics, threshold)
+
+
+def _score(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse:
     runner = state.runner(job)
     model = runner.model
     if model is None:
@@ -118,18 +155,24 @@ def score(req: ScoreRequest, state: State,
                             + (f"missing {missing}" if missing else "")
                             + ("; " if missing and extra else "")
                             + (f"unknown {extra}" if extra else ""))
-    ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
     step = pd.Timedelta(model.step_)
-    off = (ts - ts[0]) % step
-    if (off != pd.Timedelta(0)).any():
-        i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
-        raise HTTPException(422, f"timestamps: index {i} ({ts[i].isoformat()}) is not on the "
-                            f"model's {step} grid starting at {ts[0].isoformat()}")
-    threshold = runner.threshold_for(req.entity)
-    if len(ts) <= FAST_PATH_POINTS:
-        fast = _score_streaming(runner, req, ts, metrics, threshold)
+    if len(req.timestamps) <= FAST_PATH_POINTS:
+        # A few points: plain Timestamps and integer arithmetic; a DatetimeIndex and its
+        # vectorised grid check cost more than the scoring itself.
+        stamps = [pd.Timestamp(t).tz_convert("UTC") for t in req.timestamps]
+        _check_grid(stamps, [t.value for t in stamps], step)
+        threshold = runner.threshold_for(req.entity)
+        fast = _score_streaming(runner, req, stamps, metrics, threshold)
         if fast is not None:
             return fast
+        ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
+    else:
+        ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
+        off = (ts - ts[0]) % step
+        if (off != pd.Timedelta(0)).any():
+            i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
+            _off_grid(i, ts[i], ts[0], step)
+        threshold = runner.threshold_for(req.entity)
     frame = pd.DataFrame({"timestamp": ts, "entity": req.entity})
     for m in metrics:
         frame[m] = np.asarray(req.metrics[m], dtype=np.float64)
@@ -188,11 +231,52 @@ def _deviations(base: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (values - med) / scale
 
 
-def _score_streaming(runner, req: ScoreRequest, ts: pd.DatetimeIndex, metrics: list[str],
+def _off_grid(i: int, at: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> None:
+    raise HTTPException(422, f"timestamps: index {i} ({at.isoformat()}) is not on the "
+                        f"model's {step} grid starting at {first.isoformat()}")
+
+
+def _check_grid(stamps: list[pd.Timestamp], ns: list[int], step: pd.Timedelta) -> None:
+    """422 naming the first point off the ``step`` grid that starts at the first point."""
+    step_ns = int(step.value)
+    for i, v in enumerate(ns):
+        if (v - ns[0]) % step_ns:
+            _off_grid(i, stamps[i], stamps[0], step)
+
+
+#: Primed stream scorers handed out by ``JobRunner.stream_for``, keyed by (runner, entity):
+#: (runner, model, runner.ticks, first point's time in ns, scorer, recent values). Valid only
+#: while the runner's model and tick count are unchanged (a tick replaces the recent series),
+#: so repeated requests continuing the same point skip re-reading the series frame.
+_STREAMS: dict[tuple[int, str], tuple[Any, Any, int, int, Any, np.ndarray]] = {}
+_STREAMS_MAX = 4096
+
+
+def _primed(runner: Any, entity: str, first: pd.Timestamp) -> tuple[Any, np.ndarray] | None:
+    """A private primed scorer of ``entity`` continuing at ``first`` (see ``stream_for``)."""
+    model, ticks, key = runner.model, runner.ticks, (id(runner), entity)
+    hit = _STREAMS.get(key)
+    if (hit is not None and hit[0] is runner and hit[1] is model and hit[2] == ticks
+            and hit[3] == first.value):
+        # Share the (large, read-only) model; copy only the scorer's windows.
+        return copy.deepcopy(hit[4], {id(model): model}), hit[5]
+    got = runner.stream_for(entity, first)
+    if got is None:
+        return None
+    scorer, recent = got
+    if len(_STREAMS) >= _STREAMS_MAX:
+        _STREAMS.clear()
+    # `scorer` is already the caller's private copy: keep a pristine one for later requests.
+    _STREAMS[key] = (runner, model, ticks, first.value,
+                     copy.deepcopy(scorer, {id(model): model}), recent)
+    return scorer, recent
+
+
+def _score_streaming(runner, req: ScoreRequest, ts: list[pd.Timestamp], metrics: list[str],
                      threshold: float) -> ScoreResponse | None:
     """Score a few points that continue the live series with a copy of the job's stream
     scorer (the same numbers as the batch model); ``None`` when that is not possible."""
-    got = runner.stream_for(req.entity, ts[0])
+    got = _primed(runner, req.entity, ts[0])
     if got is None:
         return None
     scorer, recent = got
