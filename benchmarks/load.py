@@ -169,7 +169,9 @@ def main() -> None:
     args = ap.parse_args()
     n_single = 300 if args.quick else 2000
     n_big = 20 if args.quick else 100
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    # The machine is often shared: record its load so figures from runs can be compared.
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
                      "single_point": [], "thousand_points": []}
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = start_service(Path(tmp))
@@ -182,6 +184,9 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
+    results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average (1, 5, 15 min): {results['machine']['load_avg_start']} at start, "
+          f"{results['machine']['load_avg_end']} at end")
     print(f"{'request':<16}{'conc.':>6}{'reqs':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}")
     for kind, rows in (("1 point", results["single_point"]),
