@@ -651,7 +651,12 @@ class ExporterConfig(_Model):
     include_inputs: bool = False
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
     if host == "localhost":
         return True
     try:
@@ -675,7 +680,7 @@ class ServiceConfig(_Model):
     @model_validator(mode="after")
     def _token(self) -> ServiceConfig:
         _at_most_one(self, ("token", "token_env", "token_file"), required=False)
-        if not _is_loopback(self.host) and all(
+        if not is_loopback(self.host) and all(
             getattr(self, n) is None for n in ("token", "token_env", "token_file")
         ):
             raise ValueError(f"host {self.host!r} is not loopback: set token, token_env or "

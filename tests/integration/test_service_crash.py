@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 from sqlalchemy import text
 
 from aws_anomaly.store import Store
+
+from .amkit import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +37,6 @@ jobs:
       history: 2d
       threshold: {{method: contamination, contamination: 0.05}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(cfg: Path, port: int, log: Path) -> subprocess.Popen:

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aws_anomaly.config import is_loopback
 from aws_anomaly.errors import ConfigError
 
 __all__ = ["BodyLimitMiddleware", "SecurityHeadersMiddleware", "check_bind", "check_token",
@@ -29,20 +29,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
-
-    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:
