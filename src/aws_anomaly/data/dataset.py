@@ -573,8 +573,13 @@ class Dataset:
         return self.entity_frame(entity)["is_anomaly"].to_numpy(dtype=np.int8)
 
     def iter_entities(self) -> Iterable[tuple[str, pd.DataFrame]]:
-        for e in self.entities:
-            yield e, self.entity_frame(e)
+        """``(entity, entity_frame(entity))`` for every entity, in order, in one pass.
+
+        One groupby instead of one full-frame mask per entity: a tick over 1,000 entities
+        would otherwise scan the frame 1,000 times.
+        """
+        for e, g in self.frame.groupby("entity", sort=False):
+            yield str(e), g.drop(columns="entity").set_index("timestamp")
 
     def select(self, entities: Sequence[str] | str) -> Dataset:
         """The rows of some entities (a single name is accepted too).
