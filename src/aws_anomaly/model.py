@@ -363,7 +363,13 @@ class AnomalyModel:
             self.scaler_.scale_[pcols] /= self.persist_weight
         Xs = self.scaler_.transform(X[use])
         self.median_ = np.median(Xs, axis=0)
-        self.detector_ = make_detector(self.detector, **self.detector_params).fit(Xs)
+        params = dict(self.detector_params)
+        seeded = "random_state" in DETECTORS[self.detector]().get_params()
+        if seeded and "random_state" not in params:
+            # Reproducible by default: the same data gives the same model (and the same
+            # alerts) on every retrain; pass random_state to choose another seed.
+            params["random_state"] = 0
+        self.detector_ = make_detector(self.detector, **params).fit(Xs)
 
         method = dict(self.calibration)
         if validation is not None:
