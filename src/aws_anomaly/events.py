@@ -7,9 +7,10 @@ A model scores points; people act on incidents. :func:`merge_events` turns a fra
   points inside a run do not split it (a flapping score is one incident, not five);
 * an event is ``"open"`` while fewer than ``max_gap_steps + 1`` normal points have been scored
   after its last anomalous point (it may still grow), ``"closed"`` afterwards;
-* ``event_id`` is a hash of the entity and the start time, so scoring the same range again, or
-  continuing an open event on the next tick (pass it in ``previous``), yields the same id and a
-  store upsert never duplicates an incident.
+* ``event_id`` is a hash of the job, the model, the entity and the start time, so scoring the
+  same range again, or continuing an open event on the next tick (pass it in ``previous``),
+  yields the same id and a store upsert never duplicates an incident, while two jobs (or two
+  models) watching the same entity keep separate incidents that never overwrite each other.
 
 Each event keeps its explanation: ``top_metrics`` (metric, share of the anomaly) averaged over
 its points weighted by score, and ``deviations`` (metric -> robust z-score at the peak: how far
@@ -34,15 +35,19 @@ EventStatus = Literal["open", "closed"]
 _REQUIRED = ("timestamp", "entity", "anomaly_score", "is_anomaly")
 
 
-def event_id_for(entity: str, start: pd.Timestamp) -> str:
-    """The stable id of the event of ``entity`` starting at ``start`` (16 hex characters).
+def event_id_for(entity: str, start: pd.Timestamp, *, job: str = "", model: str = "") -> str:
+    """The stable id of the event of ``entity`` starting at ``start``, found by ``job`` with
+    ``model`` (16 hex characters).
 
-    >>> event_id_for("eks-a", pd.Timestamp("2026-01-01T00:00Z"))
-    '069bdf0289e113da'
+    >>> t = pd.Timestamp("2026-01-01T00:00Z")
+    >>> event_id_for("eks-a", t, job="cpu", model="cpu")
+    '826a7d9076727a62'
+    >>> event_id_for("eks-a", t, job="cpu") != event_id_for("eks-a", t, job="mem")
+    True
     """
     ts = pd.Timestamp(start)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    key = f"{entity}\x00{ts.isoformat()}".encode()
+    key = f"{job}\x00{model}\x00{entity}\x00{ts.isoformat()}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
 
 
@@ -219,8 +224,8 @@ def _build(entity: str, ts: pd.DatetimeIndex, score: np.ndarray, contrib: np.nda
                       for c, v in zip(dev_cols, devs[peak], strict=True) if np.isfinite(v)}
     start = ts[r[0]]
     return AnomalyEvent(
-        event_id=event_id_for(entity, start), entity=entity, start=start, end=ts[r[-1]],
-        peak_score=float(score[peak]), peak_time=ts[peak], top_metrics=top,
+        event_id=event_id_for(entity, start, job=job, model=model), entity=entity, start=start,
+        end=ts[r[-1]], peak_score=float(score[peak]), peak_time=ts[peak], top_metrics=top,
         n_points=len(r), status="open", weight=weight, deviations=deviations, job=job,
         model=model)
 

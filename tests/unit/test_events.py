@@ -60,6 +60,22 @@ def test_event_id_is_stable_and_depends_on_entity_and_start():
     assert c.event_id != a.event_id
 
 
+def test_event_id_depends_on_job_and_model():
+    """Issue 10.2: two jobs (or models) watching one entity get different event ids."""
+    s = scores([0, 1, 1, 0, 0, 0])
+    cpu = merge_events(s, job="cpu", model="cpu")[0]
+    mem = merge_events(s, job="mem", model="mem")[0]
+    other_model = merge_events(s, job="cpu", model="cpu-v2")[0]
+    assert len({cpu.event_id, mem.event_id, other_model.event_id}) == 3
+    assert cpu.event_id == event_id_for("eks-a", T0 + STEP, job="cpu", model="cpu")
+    assert (cpu.job, mem.job) == ("cpu", "mem")
+    # continuing an open event keeps its id
+    opened = merge_events(scores([0, 0, 0, 1, 1]), job="cpu", model="cpu")[0]
+    more = merge_events(scores([1, 1, 0], start=T0 + 5 * STEP), job="cpu", model="cpu",
+                        previous={"eks-a": opened})[0]
+    assert more.event_id == opened.event_id and more.n_points == 4
+
+
 def test_previous_open_event_is_continued_with_the_same_id():
     first = merge_events(scores([0, 0, 1, 1]), step=STEP, max_gap_steps=1)
     assert first[0].status == "open"

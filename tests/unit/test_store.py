@@ -17,7 +17,7 @@ import pytest
 
 from aws_anomaly.errors import DataError, StoreError
 from aws_anomaly.events import AnomalyEvent, event_id_for
-from aws_anomaly.store import ModelRecord, Store
+from aws_anomaly.store import ModelRecord, OutboxItem, Store
 
 T0 = pd.Timestamp("2026-03-01T00:00Z")
 STEP = pd.Timedelta("5min")
@@ -102,7 +102,7 @@ def event(entity: str = "eks-a", start_step: int = 0, n: int = 2, peak: float = 
           status: str = "closed", job: str = "demo") -> AnomalyEvent:
     start = T0 + start_step * STEP
     return AnomalyEvent(
-        event_id=event_id_for(entity, start), entity=entity, start=start,
+        event_id=event_id_for(entity, start, job=job, model="demo"), entity=entity, start=start,
         end=start + (n - 1) * STEP, peak_score=peak, peak_time=start, n_points=n,
         top_metrics=(("cpu", 0.7), ("mem", 0.3)), status=status, weight=peak * n,
         deviations={"cpu": 4.2}, job=job, model="demo")
@@ -227,3 +227,103 @@ def test_unreachable_store_raises_store_error():
     assert "secret" not in str(info.value)
     with pytest.raises(StoreError, match="not supported"):
         Store("mysql+pymysql://localhost/x")
+
+
+# ------------------------------------------------------------------ two jobs, one entity
+def test_two_jobs_on_one_entity_keep_their_own_events(store: Store):
+    """Issue 10.2: the same incident found by two jobs is two events; neither overwrites."""
+    a, b = event(job="cpu", status="open"), event(job="mem", status="open")
+    assert a.event_id != b.event_id
+    store.commit_tick("cpu", [a], {"eks-a": T0})
+    store.commit_tick("mem", [b], {"eks-a": T0})
+    store.upsert_events([a])  # a replay of job cpu's tick changes nothing of job mem
+    assert store.count_events(job="cpu") == 1 and store.count_events(job="mem") == 1
+    assert list(store.open_events("cpu")) == ["eks-a"] == list(store.open_events("mem"))
+    assert store.get_event(b.event_id).job == "mem"
+    # The same (job, model, entity, start) is one incident whatever id a caller gives it.
+    again = AnomalyEvent(**{**a.__dict__, "event_id": "f" * 16, "n_points": 5})
+    store.upsert_events([again])
+    assert store.count_events(job="cpu") == 1 and store.get_event(a.event_id).n_points == 5
+
+
+def test_store_of_schema_1_gets_the_identity_index(tmp_path: Path):
+    from sqlalchemy import create_engine, inspect
+
+    from aws_anomaly.store.schema import events_identity, metadata
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    eng = create_engine(url)
+    metadata.create_all(eng)
+    with eng.begin() as conn:
+        events_identity.drop(conn)  # what a version-1 store looked like
+    assert "ux_events_identity" not in {i["name"] for i in inspect(eng).get_indexes(
+        "anomaly_events")}
+    eng.dispose()
+    st = Store(url)
+    assert "ux_events_identity" in {i["name"] for i in inspect(st.engine).get_indexes(
+        "anomaly_events")}
+    st.commit_tick("cpu", [event(job="cpu")], {})
+    st.commit_tick("mem", [event(job="mem")], {})
+    assert st.count_events() == 2
+    st.close()
+
+
+# ------------------------------------------------------------------ the notification outbox
+def item(status: str = "firing", event_id: str = "e1", repeat: float | None = None,
+         score: float = 1.5) -> OutboxItem:
+    return OutboxItem(job="demo", notifier="webhook-0", event_id=event_id, status=status,
+                      payload={"event_id": event_id, "score": score}, repeat_after_s=repeat)
+
+
+def test_outbox_rows_commit_with_the_tick_or_not_at_all(store: Store):
+    store.commit_tick("demo", [event()], {"eks-a": T0}, [item()])
+    [row] = store.outbox(state="pending")
+    assert (row.job, row.notifier, row.event_id, row.status, row.attempts) == (
+        "demo", "webhook-0", "e1", "firing", 0)
+    # A failing transaction (a bad event) writes neither the state nor the alert.
+    bad = AnomalyEvent(**{**event("eks-b").__dict__, "top_metrics": (("cpu", object()),)})
+    with pytest.raises(Exception):
+        store.commit_tick("demo", [bad], {"eks-a": T0 + STEP}, [item(event_id="e2")])
+    assert store.job_state("demo") == {"eks-a": T0}
+    assert [r.event_id for r in store.outbox()] == ["e1"]
+
+
+def test_outbox_dedupes_refreshes_and_repeats(store: Store):
+    now = 1_000_000.0
+    assert store.enqueue_alerts([item(score=1.5)], now=now) == 1
+    assert store.enqueue_alerts([item(score=2.5)], now=now + 1) == 1  # refreshed, not doubled
+    [row] = store.due_alerts("demo", "webhook-0", now=now + 1)
+    assert row.payload["score"] == 2.5
+    store.mark_alerts([row.id], "sent", now=now + 2)
+    assert store.enqueue_alerts([item()], now=now + 3) == 0  # delivered once: no repeat
+    assert store.enqueue_alerts([item(repeat=60)], now=now + 30) == 0
+    assert store.enqueue_alerts([item(repeat=60)], now=now + 62) == 1  # repeat_interval
+    assert [r.seq for r in store.outbox(state="pending")] == [1]
+    assert store.enqueue_alerts([item("resolved")], now=now + 63) == 1
+    assert store.enqueue_alerts([item("resolved")], now=now + 64) == 1  # pending: refreshed
+    ids = [r.id for r in store.due_alerts("demo", "webhook-0", now=now + 64)]
+    store.mark_alerts(ids, "sent", now=now + 65)
+    assert store.enqueue_alerts([item("resolved", repeat=1)], now=now + 999) == 0
+    assert store.outbox_counts(job="demo") == {"pending": 0, "sent": 3, "dropped": 0}
+
+
+def test_outbox_retries_and_expiry(store: Store):
+    now = 2_000_000.0
+    store.enqueue_alerts([item(event_id="old")], now=now)
+    store.enqueue_alerts([item(event_id="new")], now=now + 100)
+    ids = [r.id for r in store.due_alerts("demo", "webhook-0", now=now + 100)]
+    store.mark_alerts(ids, "pending", now=now + 100, retry_at=now + 130, error="answered 500")
+    assert store.due_alerts("demo", "webhook-0", now=now + 129) == []
+    assert store.next_alert_due("demo", "webhook-0") == pytest.approx(now + 130)
+    due = store.due_alerts("demo", "webhook-0", now=now + 130)
+    assert [(r.event_id, r.attempts, r.last_error) for r in due] == [
+        ("old", 1, "answered 500"), ("new", 1, "answered 500")]
+    gone = store.expire_alerts("demo", "webhook-0", older_than=now + 50, now=now + 150)
+    assert [r.event_id for r in gone] == ["old"]
+    assert [r.event_id for r in store.outbox(state="pending")] == ["new"]
+    [dropped] = store.outbox(state="dropped")
+    assert "expired" in dropped.last_error and dropped.done == pytest.approx(now + 150)
+    with pytest.raises(DataError, match="state must be one of"):
+        store.mark_alerts([1], "lost", now=now)
+    with pytest.raises(DataError, match="status must be"):
+        store.enqueue_alerts([item("maybe")])

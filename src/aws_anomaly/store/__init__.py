@@ -3,6 +3,8 @@
 from aws_anomaly.store.store import (
     FeedbackRecord,
     ModelRecord,
+    OutboxItem,
+    OutboxRow,
     Page,
     Precision,
     Store,
@@ -10,4 +12,5 @@ from aws_anomaly.store.store import (
     to_us,
 )
 
-__all__ = ["FeedbackRecord", "ModelRecord", "Page", "Precision", "Store", "from_us", "to_us"]
+__all__ = ["FeedbackRecord", "ModelRecord", "OutboxItem", "OutboxRow", "Page", "Precision",
+           "Store", "from_us", "to_us"]

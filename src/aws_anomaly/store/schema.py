@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 __all__ = [
@@ -28,11 +29,13 @@ __all__ = [
     "job_state",
     "metadata",
     "models",
+    "outbox",
     "store_info",
     "thresholds",
 ]
 
-SCHEMA_VERSION = 1
+#: 2: events unique per (job, model, entity, start); the notification outbox.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -63,6 +66,11 @@ events = Table(
     Index("ix_events_entity_start", "entity", "start_us"),
     Index("ix_events_job_status", "job", "status"),
 )
+
+#: An incident is one per (job, model, entity, start): two jobs watching one entity keep their
+#: own events. Created by ``Store`` also on stores written by schema version 1.
+events_identity = Index("ux_events_identity", events.c.job, events.c.model, events.c.entity,
+                        events.c.start_us, unique=True)
 
 feedback = Table(
     "feedback", metadata,
@@ -101,4 +109,27 @@ thresholds = Table(
     Column("threshold", Float, nullable=False),
     Column("reason", Text, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+)
+
+#: Notifications waiting for delivery (``pending``), delivered (``sent``) or given up
+#: (``dropped``: a 4xx answer, or older than the notifier's ``max_age``). Rows are written in
+#: the tick's transaction, so an alert exists exactly when its event does, and survive
+#: restarts and SIGKILL. ``seq`` numbers the re-sends of a still-firing alert.
+outbox = Table(
+    "notification_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("notifier", String(64), nullable=False),
+    Column("event_id", String(32), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("next_try_us", BigInteger, nullable=False),
+    Column("done_us", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=False),
+    UniqueConstraint("job", "notifier", "event_id", "status", "seq", name="ux_outbox_alert"),
+    Index("ix_outbox_due", "job", "notifier", "state", "next_try_us"),
 )

@@ -7,11 +7,14 @@ Durability choices for SQLite: WAL journal (readers never block the writer, so t
 responsive while the scheduler writes) and ``synchronous=FULL`` — a commit is on disk before
 it returns, so an event the service reported as written survives a SIGKILL *and* a power cut;
 WAL keeps the price of that fsync low. Every write is idempotent: events are upserted on
-``event_id``, job state on (job, entity), so a tick replayed after a crash writes the same rows.
+their identity (job, model, entity, start), job state on (job, entity), so a tick replayed after
+a crash writes the same rows, and two jobs watching one entity never overwrite each other.
 
-A tick's events and the job's new "last scored" timestamps are written in one transaction
-(:meth:`Store.commit_tick`), so after a crash either both are there or neither: a range is
-never marked scored without its events.
+A tick's events, the job's new "last scored" timestamps and the notifications the tick raised
+(the outbox) are written in one transaction (:meth:`Store.commit_tick`), so after a crash
+either all are there or none: a range is never marked scored without its events, and an event
+is never stored without its alerts. The outbox is delivered by
+:class:`aws_anomaly.service.notifiers.Dispatcher` threads, apart from scoring.
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ from aws_anomaly.store.schema import events as t_events
 from aws_anomaly.store.schema import feedback as t_feedback
 from aws_anomaly.store.schema import job_state as t_state
 from aws_anomaly.store.schema import models as t_models
+from aws_anomaly.store.schema import outbox as t_outbox
 from aws_anomaly.store.schema import thresholds as t_thresholds
 
 __all__ = [
     "FeedbackLabel",
     "FeedbackRecord",
     "ModelRecord",
+    "OutboxItem",
+    "OutboxRow",
     "Page",
     "Precision",
     "Store",
@@ -112,6 +118,42 @@ class ModelRecord:
     trained_at: pd.Timestamp
     active: bool = False
     info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A notification to queue: one alert state (``firing``/``resolved``) of one event for one
+    notifier of a job. ``repeat_after_s``: a firing alert whose last copy was delivered at
+    least this long ago is queued again (``None``: once per event)."""
+
+    job: str
+    notifier: str
+    event_id: str
+    status: str
+    payload: Mapping[str, Any]
+    repeat_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A queued notification as stored (times in seconds since the epoch)."""
+
+    id: int
+    job: str
+    notifier: str
+    event_id: str
+    status: str
+    seq: int
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    created: float
+    next_try: float
+    done: float | None
+    last_error: str
+
+
+OUTBOX_STATES = ("pending", "sent", "dropped")
 
 
 @dataclass(frozen=True)
@@ -193,6 +235,11 @@ class Store:
 
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if not db or db == ":memory:":
+                # One database for every thread (the dispatcher threads read the outbox).
+                from sqlalchemy.pool import StaticPool
+
+                kwargs["poolclass"] = StaticPool
         elif url.startswith("postgresql"):
             kwargs["pool_pre_ping"] = True
         try:
@@ -208,6 +255,8 @@ class Store:
         try:
             schema.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
+                # Stores written by schema version 1 lack the events' identity index.
+                schema.events_identity.create(conn, checkfirst=True)
                 self._upsert(conn, schema.store_info, [{"key": "schema_version",
                                                         "value": str(schema.SCHEMA_VERSION)}],
                              ["key"], ["value"])
@@ -275,24 +324,32 @@ class Store:
             n_points=int(m["n_points"]), status=m["status"], weight=float(m["weight"]),
             deviations=dict(m["deviations"] or {}), job=m["job"], model=m["model"])
 
-    _EVENT_UPDATE = ("job", "entity", "model", "end_us", "peak_us", "peak_score", "n_points",
-                     "weight", "status", "top_metrics", "deviations", "updated_us")
+    #: What identifies an incident; an upsert never changes these columns.
+    _EVENT_KEY = ("job", "model", "entity", "start_us")
+    _EVENT_UPDATE = ("end_us", "peak_us", "peak_score", "n_points", "weight", "status",
+                     "top_metrics", "deviations", "updated_us")
+
+    def _upsert_events(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        self._upsert(conn, t_events, rows, list(self._EVENT_KEY), list(self._EVENT_UPDATE))
 
     def upsert_events(self, events: Iterable[AnomalyEvent]) -> int:
-        """Insert or update events by ``event_id``; returns how many rows were written."""
+        """Insert or update events by their (job, model, entity, start); returns how many rows
+        were written."""
         now = _now_us()
         rows = [self._event_row(e, now) for e in events]
 
         def go() -> int:
             with self.engine.begin() as conn:
-                self._upsert(conn, t_events, rows, ["event_id"], list(self._EVENT_UPDATE))
+                self._upsert_events(conn, rows)
             return len(rows)
 
         return self._run("writing events", go)
 
     def commit_tick(self, job: str, events: Sequence[AnomalyEvent],
-                    last_scored: Mapping[str, pd.Timestamp]) -> None:
-        """Write a tick's events and the job's new last-scored times in one transaction."""
+                    last_scored: Mapping[str, pd.Timestamp],
+                    outbox: Sequence[OutboxItem] = ()) -> None:
+        """Write a tick's events, the job's new last-scored times and the notifications the
+        tick raised (see :meth:`enqueue_alerts`) in one transaction."""
         now = _now_us()
         ev_rows = [self._event_row(e, now) for e in events]
         st_rows = [{"job": job, "entity": e, "last_scored_us": to_us(t), "updated_us": now}
@@ -300,9 +357,10 @@ class Store:
 
         def go() -> None:
             with self.engine.begin() as conn:
-                self._upsert(conn, t_events, ev_rows, ["event_id"], list(self._EVENT_UPDATE))
+                self._upsert_events(conn, ev_rows)
                 self._upsert(conn, t_state, st_rows, ["job", "entity"],
                              ["last_scored_us", "updated_us"])
+                self._enqueue(conn, outbox, now)
 
         self._run("committing a tick", go)
 
@@ -526,6 +584,169 @@ class Store:
 
         self._run("writing thresholds", go)
 
+    # ------------------------------------------------------------------ outbox
+    def _enqueue(self, conn: Any, items: Sequence[OutboxItem], now: int) -> int:
+        """Queue notifications; returns how many rows were added or refreshed.
+
+        Per (job, notifier, event, status): a pending copy gets the newest payload (the score
+        may have grown); a delivered or dropped one is not queued again, except a firing alert
+        whose last copy is at least ``repeat_after_s`` old (a new ``seq``).
+        """
+        changed = 0
+        for it in items:
+            if it.status not in ("firing", "resolved"):
+                raise DataError(f"outbox: status must be 'firing' or 'resolved', got "
+                                f"{it.status!r} (event {it.event_id})")
+            c = t_outbox.c
+            key = (c.job == it.job, c.notifier == it.notifier, c.event_id == it.event_id,
+                   c.status == it.status)
+            last = conn.execute(select(c.id, c.seq, c.state, c.done_us).where(*key)
+                                .order_by(c.seq.desc()).limit(1)).first()
+            payload = dict(it.payload)
+            if last is None:
+                seq = 0
+            elif last.state == "pending":
+                conn.execute(update(t_outbox).where(c.id == last.id).values(payload=payload))
+                changed += 1
+                continue
+            elif (it.status == "firing" and it.repeat_after_s is not None
+                  and now - int(last.done_us or 0) >= it.repeat_after_s * 1e6):
+                seq = int(last.seq) + 1
+            else:
+                continue
+            conn.execute(t_outbox.insert().values(
+                job=it.job, notifier=it.notifier, event_id=it.event_id, status=it.status,
+                seq=seq, payload=payload, state="pending", attempts=0, created_us=now,
+                next_try_us=now, done_us=None, last_error=""))
+            changed += 1
+        return changed
+
+    def enqueue_alerts(self, items: Sequence[OutboxItem], *, now: float | None = None) -> int:
+        """Queue notifications in their own transaction (``now``: seconds, default the
+        wall clock); returns how many rows were added or refreshed."""
+        at = _now_us() if now is None else int(now * 1e6)
+
+        def go() -> int:
+            with self.engine.begin() as conn:
+                return self._enqueue(conn, items, at)
+
+        return self._run("queueing notifications", go)
+
+    @staticmethod
+    def _outbox_from(r: Any) -> OutboxRow:
+        return OutboxRow(id=int(r.id), job=r.job, notifier=r.notifier, event_id=r.event_id,
+                         status=r.status, seq=int(r.seq), payload=dict(r.payload or {}),
+                         state=r.state, attempts=int(r.attempts), created=r.created_us / 1e6,
+                         next_try=r.next_try_us / 1e6,
+                         done=r.done_us / 1e6 if r.done_us is not None else None,
+                         last_error=r.last_error)
+
+    def due_alerts(self, job: str, notifier: str, *, now: float,
+                   limit: int = 100) -> list[OutboxRow]:
+        """Pending notifications of one notifier of ``job`` due at ``now``, oldest first."""
+        c = t_outbox.c
+        q = (select(t_outbox).where(c.job == job, c.notifier == notifier, c.state == "pending",
+                                    c.next_try_us <= int(now * 1e6))
+             .order_by(c.id).limit(limit))
+
+        def go() -> list[OutboxRow]:
+            with self.engine.connect() as conn:
+                return [self._outbox_from(r) for r in conn.execute(q).fetchall()]
+
+        return self._run("reading the outbox", go)
+
+    def next_alert_due(self, job: str, notifier: str) -> float | None:
+        """When the next pending notification of the notifier is due (seconds), or None."""
+        c = t_outbox.c
+        q = select(func.min(c.next_try_us)).where(c.job == job, c.notifier == notifier,
+                                                  c.state == "pending")
+
+        def go() -> float | None:
+            with self.engine.connect() as conn:
+                got = conn.execute(q).scalar()
+            return got / 1e6 if got is not None else None
+
+        return self._run("reading the outbox", go)
+
+    def mark_alerts(self, ids: Sequence[int], state: str, *, now: float,
+                    retry_at: float | None = None, error: str = "") -> None:
+        """Record a delivery attempt: ``sent``, ``dropped`` (with ``error`` as the reason), or
+        ``pending`` again with ``retry_at`` (attempts counted, ``error`` kept)."""
+        if state not in OUTBOX_STATES:
+            raise DataError(f"outbox state must be one of {list(OUTBOX_STATES)}, got {state!r}")
+        if not ids:
+            return
+        c = t_outbox.c
+        values: dict[str, Any] = {"attempts": c.attempts + (0 if state == "dropped" else 1)}
+        if state == "pending":
+            if retry_at is None:
+                raise DataError("mark_alerts: a retry needs retry_at")
+            values.update(next_try_us=int(retry_at * 1e6), last_error=error[:2000])
+        else:
+            values.update(state=state, done_us=int(now * 1e6))
+            if error:
+                values["last_error"] = error[:2000]
+        stmt = update(t_outbox).where(c.id.in_(list(ids)), c.state == "pending").values(**values)
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(stmt)
+
+        self._run("updating the outbox", go)
+
+    def expire_alerts(self, job: str, notifier: str, *, older_than: float,
+                      now: float) -> list[OutboxRow]:
+        """Drop pending notifications queued before ``older_than`` (seconds); returns them."""
+        c = t_outbox.c
+        cond = (c.job == job, c.notifier == notifier, c.state == "pending",
+                c.created_us < int(older_than * 1e6))
+
+        def go() -> list[OutboxRow]:
+            with self.engine.begin() as conn:
+                rows = [self._outbox_from(r) for r in conn.execute(
+                    select(t_outbox).where(*cond).order_by(c.id)).fetchall()]
+                if rows:
+                    conn.execute(update(t_outbox).where(c.id.in_([r.id for r in rows]))
+                                 .values(state="dropped", done_us=int(now * 1e6),
+                                         last_error="expired: undelivered for longer than "
+                                                    "the notifier's max_age"))
+            return rows
+
+        return self._run("expiring the outbox", go)
+
+    def outbox(self, *, job: str | None = None, notifier: str | None = None,
+               state: str | None = None) -> list[OutboxRow]:
+        """Queued notifications (oldest first), filtered."""
+        c = t_outbox.c
+        conds = []
+        if job is not None:
+            conds.append(c.job == job)
+        if notifier is not None:
+            conds.append(c.notifier == notifier)
+        if state is not None:
+            conds.append(c.state == state)
+        q = select(t_outbox).where(*conds).order_by(c.id)
+
+        def go() -> list[OutboxRow]:
+            with self.engine.connect() as conn:
+                return [self._outbox_from(r) for r in conn.execute(q).fetchall()]
+
+        return self._run("reading the outbox", go)
+
+    def outbox_counts(self, *, job: str | None = None) -> dict[str, int]:
+        """Notifications per state (every state present, 0 when none)."""
+        c = t_outbox.c
+        q = select(c.state, func.count()).group_by(c.state)
+        if job is not None:
+            q = q.where(c.job == job)
+
+        def go() -> dict[str, int]:
+            with self.engine.connect() as conn:
+                got = {r[0]: int(r[1]) for r in conn.execute(q).fetchall()}
+            return {s: got.get(s, 0) for s in OUTBOX_STATES}
+
+        return self._run("counting the outbox", go)
+
     # ------------------------------------------------------------------ integrity
     def check_integrity(self) -> list[str]:
         """Problems found, empty when the store is sound.
@@ -554,6 +775,9 @@ class Store:
                         t_events, t_events.c.event_id == t_feedback.c.event_id)
                     .where(t_events.c.event_id.is_(None))).fetchall()
                 problems.extend(f"feedback {r[0]} refers to a missing event" for r in orphan)
+                bad = conn.execute(select(t_outbox.c.id, t_outbox.c.state).where(
+                    t_outbox.c.state.not_in(list(OUTBOX_STATES)))).fetchall()
+                problems.extend(f"notification {r[0]} has unknown state {r[1]!r}" for r in bad)
 
         self._run("checking integrity", go)
         return problems
