@@ -1,4 +1,5 @@
-"""Harness pieces: event metrics, leave-files-out CV, causality guard, peers, demo table."""
+"""Harness pieces: event metrics, leave-files-out and leave-one-category-out CV, causality guard,
+peers, progress, demo table."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ import pytest
 from pyod.models.ecod import ECOD
 
 from aws_anomaly.errors import ConfigError, DataError
-from aws_anomaly.evaluation.nab import PROFILES, NabFile, optimize_threshold, score_file
+from aws_anomaly.evaluation.nab import (
+    PROFILES,
+    NabFile,
+    normalized_score,
+    optimize_threshold,
+    score_file,
+)
 from aws_anomaly.evaluation.nab_bench import (
     AnomalyModel,
     LookAheadError,
     check_causality,
     cross_validate,
     event_metrics,
+    leave_category_out,
     run_demo_bench,
     run_detectors,
     run_nab_bench,
@@ -71,6 +79,51 @@ def test_cross_validation_holds_each_file_out_once() -> None:
     assert cv["overall"]["standard"] == pytest.approx(100 * (raw + 4) / 8)
     with pytest.raises(ConfigError, match="folds must be in"):
         cross_validate(scores, corpus, folds=5)
+
+
+def test_leave_one_category_out_thresholds_come_from_the_other_categories() -> None:
+    # Three categories; "q" has no window at all (every detection there costs).
+    corpus = {
+        **{f"a/{i}.csv": _file(f"a/{i}.csv", seed=i) for i in range(2)},
+        **{f"b/{i}.csv": _file(f"b/{i}.csv", seed=10 + i, windows=((60, 79), (150, 169)))
+           for i in range(2)},
+        "q/0.csv": _file("q/0.csv", seed=20, windows=()),
+    }
+    rng = np.random.default_rng(4)
+    scores = {k: np.round(rng.random(200) ** 3, 2) for k in corpus}
+    for k, f in corpus.items():
+        for lo, _ in f.windows:
+            scores[k][lo + 2] = 0.9 + 0.05 * (k[0] == "a")  # a's hits score higher than b's
+    lo = leave_category_out(scores, corpus)
+    assert lo["categories_held_out"] == ["a", "b", "q"]
+    total = {p: 0.0 for p in PROFILES}
+    for cat in ("a", "b", "q"):
+        test = [k for k in corpus if k.startswith(cat + "/")]
+        train = {k: s for k, s in scores.items() if not k.startswith(cat + "/")}
+        for pname, prof in PROFILES.items():
+            thr = optimize_threshold(train, corpus, prof)[0]
+            assert lo["thresholds"][pname][cat] == thr
+            raw = sum(score_file(scores[k], corpus[k], thr, prof).score for k in test)
+            assert lo["raw"][pname][cat] == pytest.approx(raw)
+            n_win = sum(corpus[k].n_windows for k in test)
+            want = normalized_score(raw, n_win, prof) if n_win else None
+            assert lo["categories"][pname][cat] == pytest.approx(want)
+            total[pname] += raw
+    # The held-out category never sees its own scores: a's threshold (from b and q) differs
+    # from the one optimised on a itself.
+    own = optimize_threshold({k: scores[k] for k in corpus if k[0] == "a"}, corpus,
+                             PROFILES["standard"])[0]
+    assert lo["thresholds"]["standard"]["a"] != own
+    n_all = sum(f.n_windows for f in corpus.values())
+    for pname, prof in PROFILES.items():
+        assert lo["overall_raw"][pname] == pytest.approx(total[pname])
+        assert lo["overall"][pname] == pytest.approx(normalized_score(total[pname], n_all, prof))
+    assert lo["categories"]["standard"]["q"] is None and lo["raw"]["standard"]["q"] <= 0
+    ev = lo["events"]
+    assert ev["tp"] + ev["fn"] == n_all
+    assert ev["fp"] == sum(e["fp"] for e in lo["events_by_category"].values())
+    with pytest.raises(ConfigError, match="at least 2 categories"):
+        leave_category_out({k: s for k, s in scores.items() if k[0] == "a"}, corpus)
 
 
 class _Causal:
@@ -175,11 +228,18 @@ def _write_nab_layout(root: Path) -> None:
     (root / "labels" / "combined_windows.json").write_text(json.dumps(windows, indent=4))
 
 
-def test_bench_on_unseen_categories(tmp_path: Path) -> None:
+def test_bench_on_unseen_categories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "nab"
     _write_nab_layout(root)
     rep = run_nab_bench(root, tmp_path / "out", detectors=["aws_context"], folds=3, workers=1,
-                        progress=False)
+                        progress=True)
+    # Progress (stderr is not a terminal here): one line per detector x file, then a summary.
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "nab bench: 3 runs (detector x file)"
+    assert [ln.split(" (")[0] for ln in err[1:4]] == [
+        "nab bench [1/3] aws_context synthQuiet/q.csv", "nab bench [2/3] aws_context "
+        "synthSpikes/a.csv", "nab bench [3/3] aws_context synthSpikes/b.csv"]
+    assert err[4].startswith("nab bench: 3/3 runs in ")
     saved = json.loads((tmp_path / "out" / "scores.json").read_text())
     assert saved["categories"] == {"synthQuiet": {"files": 1, "windows": 0},
                                    "synthSpikes": {"files": 2, "windows": 1}}
@@ -188,6 +248,19 @@ def test_bench_on_unseen_categories(tmp_path: Path) -> None:
     # detecting nothing (0); the spike is the top-scoring record of its file.
     assert e["optimized"]["categories"]["standard"]["synthQuiet"] is None
     assert e["optimized"]["overall"]["standard"] >= 0
+    # Leave one category out: the quiet category is scored at the spikes' threshold and the
+    # spikes at the quiet one's (with no window there, "detect nothing": 1.1).
+    lo = e["loco"]
+    assert lo["thresholds"]["standard"]["synthSpikes"] == 1.1
+    assert lo["categories"]["standard"]["synthSpikes"] == 0.0
+    assert lo["categories"]["standard"]["synthQuiet"] is None
+    assert lo["raw"]["standard"]["synthSpikes"] == -1.0  # its one window missed
+    # Overall: both categories' raw scores, normalised over the one window (null -1, best 1).
+    raw = lo["raw"]["standard"]["synthQuiet"] + lo["raw"]["standard"]["synthSpikes"]
+    assert lo["overall"]["standard"] == pytest.approx(100 * (raw + 1) / 2)
+    md = (tmp_path / "out" / "scores.md").read_text()
+    assert "## Leave one category out" in md and "| std LOCO |" in md
+    assert f"| aws_context | ours | raw {lo['raw']['standard']['synthQuiet']:.2f} | 0.0 |" in md
     out_a = pd.read_csv(tmp_path / "out" / "results" / "aws_context" / "synthSpikes" /
                         "aws_context_a.csv")
     assert int(out_a["anomaly_score"].iloc[90:].idxmax()) == 450

@@ -14,8 +14,14 @@ optionally ``results/<detector>/<category>/*.csv`` and ``config/{thresholds,prof
    scorer (:mod:`aws_anomaly.evaluation.nab`): thresholds optimised on the given files (the fair
    comparison), published thresholds for published detectors, event-level precision / recall /
    F1 at the standard-profile threshold, and leave-files-out cross-validation (thresholds
-   optimised on the other folds, scored on the held-out files);
+   optimised on the other folds, scored on the held-out files) and leave-one-category-out
+   cross-validation (each category scored at the threshold optimised on the other categories);
 5. writes ``scores.json`` and ``scores.md``.
+
+Every record of every file is scored in file order, as NAB does: duplicated timestamps,
+irregular steps and clock jumps backwards are the file's and are kept. Any error names the
+detector and the file (``category/name.csv``); errors from a streaming detector also name the
+record and its timestamp and the previous one.
 
 :func:`run_demo_bench` does the same on the simulated EKS clusters, one "file" per cluster,
 running each univariate detector per metric (max over metrics), and the multivariate
@@ -27,6 +33,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -76,6 +83,7 @@ __all__ = [
     "cross_validate",
     "evaluate",
     "event_metrics",
+    "leave_category_out",
     "render_markdown",
     "run_demo_bench",
     "run_detectors",
@@ -145,25 +153,65 @@ def _check_output(name: str, scores: Any, f: NabFile) -> np.ndarray:
 
 
 def _run_task(task: tuple[str, Factory, str, np.ndarray, np.ndarray, int]) -> tuple:
-    """Run one detector on one series from scratch (module level so worker processes can)."""
+    """Run one detector on one series from scratch (module level so worker processes can).
+
+    An error the detector raises on purpose comes back as a :class:`DataError` naming the
+    detector and the file.
+    """
     name, factory, key, ts, values, probationary = task
     started = time.perf_counter()
-    scores = factory().run(ts, values, probationary)
+    try:
+        scores = factory().run(ts, values, probationary)
+    except AwsAnomalyError as exc:
+        raise DataError(f"{key}: detector {name!r} failed: {exc}") from exc
     return name, key, np.asarray(scores, dtype=float), time.perf_counter() - started
 
 
+class _Progress:
+    """Progress on stderr: a tqdm bar on a terminal, else one line per finished task (CI logs).
+
+    Each line reads ``desc [done/total] detector category/name.csv (records, seconds)``.
+    """
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.total, self.desc, self.enabled, self.done = total, desc, enabled, 0
+        self.started = time.perf_counter()
+        stream = sys.stderr
+        self.tty = bool(enabled and hasattr(stream, "isatty") and stream.isatty())
+        self.bar = tqdm(total=total, desc=desc, unit="file", leave=False) if self.tty else None
+        if enabled and not self.tty:
+            print(f"{desc}: {total} runs (detector x file)", file=sys.stderr, flush=True)
+
+    def update(self, name: str, key: str, n: int, seconds: float) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{name} {key}", refresh=False)
+            self.bar.update()
+        elif self.enabled:
+            print(f"{self.desc} [{self.done}/{self.total}] {name} {key} ({n} records, "
+                  f"{seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.enabled:
+            print(f"{self.desc}: {self.done}/{self.total} runs in "
+                  f"{time.perf_counter() - self.started:.0f} s", file=sys.stderr, flush=True)
+
+
 def _execute(tasks: list[tuple], workers: int, progress: bool, desc: str) -> Iterable[tuple]:
-    bar = tqdm(total=len(tasks), desc=desc, unit="file", disable=not progress, leave=False)
+    bar = _Progress(len(tasks), desc, progress)
     try:
         if workers <= 1 or len(tasks) <= 1:
             for t in tasks:
-                yield _run_task(t)
-                bar.update()
+                res = _run_task(t)
+                bar.update(res[0], t[2], len(t[4]), res[3])
+                yield res
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for res in pool.map(_run_task, tasks, chunksize=1):
+                for t, res in zip(tasks, pool.map(_run_task, tasks, chunksize=1), strict=True):
+                    bar.update(res[0], t[2], len(t[4]), res[3])
                     yield res
-                    bar.update()
     finally:
         bar.close()
 
@@ -323,10 +371,86 @@ def cross_validate(
             out["categories"][pname][cat] = (
                 normalized_score(sum(held[pname][k] for k in members), cw, prof) if cw else None
             )
+    out["events"] = _event_totals(ev)
+    return out
+
+
+def _event_totals(ev: Mapping[str, int]) -> dict[str, float | int]:
     precision = ev["tp"] / (ev["tp"] + ev["fp"]) if ev["tp"] + ev["fp"] else 0.0
     recall = ev["tp"] / (ev["tp"] + ev["fn"]) if ev["tp"] + ev["fn"] else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    out["events"] = {**ev, "precision": precision, "recall": recall, "f1": f1}
+    return {**ev, "precision": precision, "recall": recall, "f1": f1}
+
+
+def leave_category_out(
+    scores_by_file: Mapping[str, np.ndarray],
+    corpus: Mapping[str, NabFile],
+    profiles: Mapping[str, Profile] | None = None,
+) -> dict[str, Any]:
+    """Leave-one-category-out scores: each category is scored at the threshold optimised on
+    the files of all the other categories.
+
+    The threshold is the only choice the harness makes from the scores; detector parameters are
+    fixed before the run. Each held-out category gets its normalised score (None for a category
+    without windows, whose raw score, the cost of its false alarms, is still reported and
+    counted); ``overall`` is the sum of every file's raw score at its fold's threshold,
+    normalised over all windows as NAB does. Event counts use each fold's threshold of the
+    first profile (``standard`` for NAB's).
+
+    Examples
+    --------
+    >>> ts = np.arange(200).astype("datetime64[m]").astype("datetime64[ns]")
+    >>> corpus = {k: NabFile(k, ts, np.zeros(200), windows=w) for k, w in
+    ...           (("a/x.csv", ((100, 119),)), ("b/y.csv", ((150, 159),)))}
+    >>> s = {k: np.zeros(200) for k in corpus}
+    >>> s["a/x.csv"][100] = 0.9; s["b/y.csv"][150] = 0.8; s["b/y.csv"][60] = 0.9
+    >>> lo = leave_category_out(s, corpus, {"standard": PROFILES["standard"]})
+    >>> lo["thresholds"]["standard"]                 # b's threshold comes from a alone
+    {'a': 0.8, 'b': 0.9}
+    >>> round(lo["raw"]["standard"]["b"], 2)         # at 0.9 b's window is missed, 1 FP
+    -1.11
+    """
+    profiles = dict(PROFILES if profiles is None else profiles)
+    keys = sorted(scores_by_file)
+    cats = sorted({category_of(k) for k in keys})
+    if len(cats) < 2:
+        raise ConfigError(
+            f"leave-one-category-out needs files of at least 2 categories, got {cats}"
+        )
+    first = "standard" if "standard" in profiles else next(iter(profiles))
+    held: dict[str, dict[str, float]] = {p: {} for p in profiles}
+    thresholds: dict[str, dict[str, float]] = {p: {} for p in profiles}
+    events_by_cat: dict[str, dict[str, float | int]] = {}
+    for cat in cats:
+        test = [k for k in keys if category_of(k) == cat]
+        train = {k: scores_by_file[k] for k in keys if category_of(k) != cat}
+        for pname, prof in profiles.items():
+            thr, _ = optimize_threshold(train, corpus, prof)
+            thresholds[pname][cat] = thr
+            for k in test:
+                held[pname][k] = score_file(scores_by_file[k], corpus[k], thr, prof).score
+        events_by_cat[cat] = event_metrics(
+            {k: scores_by_file[k] for k in test}, corpus, thresholds[first][cat]
+        )
+    n_win = sum(corpus[k].n_windows for k in keys)
+    out: dict[str, Any] = {"categories_held_out": cats, "thresholds": thresholds, "raw": {},
+                           "categories": {}, "overall": {}, "overall_raw": {}}
+    for pname, prof in profiles.items():
+        out["raw"][pname] = {}
+        out["categories"][pname] = {}
+        for cat in cats:
+            members = [k for k in keys if category_of(k) == cat]
+            raw = sum(held[pname][k] for k in members)
+            cw = sum(corpus[k].n_windows for k in members)
+            out["raw"][pname][cat] = raw
+            out["categories"][pname][cat] = normalized_score(raw, cw, prof) if cw else None
+        total = sum(held[pname].values())
+        out["overall_raw"][pname] = total
+        out["overall"][pname] = normalized_score(total, n_win, prof) if n_win else None
+    out["events"] = _event_totals(
+        {c: sum(int(e[c]) for e in events_by_cat.values()) for c in ("tp", "fp", "fn")}
+    )
+    out["events_by_category"] = events_by_cat
     return out
 
 
@@ -343,8 +467,10 @@ def evaluate(
     profiles: Mapping[str, Profile] | None = None,
     published_thresholds: Mapping[str, Mapping[str, float]] | None = None,
     folds: int | None = 5,
+    loco: bool = True,
 ) -> dict[str, Any]:
-    """Score every run with the NAB scorer: optimised thresholds, published ones, events, CV."""
+    """Score every run with the NAB scorer: optimised thresholds, published ones, events,
+    leave-files-out CV and (with ``loco`` and files of 2+ categories) leave-one-category-out."""
     profiles = dict(PROFILES if profiles is None else profiles)
     published_thresholds = published_thresholds or {}
     keys = sorted(corpus)
@@ -382,6 +508,10 @@ def evaluate(
         entry["cv"] = (
             cross_validate(scores, corpus, n_folds, profiles) if n_folds >= 2 else None
         )
+        n_cats = len({category_of(k) for k in keys})
+        entry["loco"] = (
+            leave_category_out(scores, corpus, profiles) if loco and n_cats >= 2 else None
+        )
         out[name] = entry
     return out
 
@@ -391,49 +521,73 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The report's tables as Markdown: one per category, and one overall when there are more."""
+    """The report's tables as Markdown: one per category, one overall when there are more, and
+    the leave-one-category-out table when it was computed."""
     dets = report["detectors"]
     profs = list(report["profiles"])
     cats = list(report["categories"])
     scopes = [*cats, "overall"] if len(cats) > 1 else cats
     short = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
+    first = profs[0]
+    has_loco = any(e.get("loco") for e in dets.values())
     lines = [f"# NAB benchmark: {report['data']}", ""]
     lines.append(
         f"{report['n_files']} files, {report['n_windows']} windows. NAB scores: 100 = every "
         "window found at its left edge and no false alarm, 0 = nothing detected (the null "
-        "detector). *opt*: threshold optimised on these files (NAB's rule, the same for every "
-        "detector); *pub*: the published corpus-wide threshold; *CV*: leave-files-out "
-        f"({report.get('folds') or 'no'} folds). Events at the standard optimised threshold."
+        "detector). *opt*: threshold optimised on all these files (NAB's rule, the same for "
+        "every detector; a category's figure is at that threshold); *pub*: the published "
+        "corpus-wide threshold; *CV*: leave-files-out "
+        f"({report.get('folds') or 'no'} folds)"
+        + ("; *LOCO*: leave-one-category-out (each category scored at the threshold optimised "
+           "on the other categories)" if has_loco else "")
+        + ". Events at the standard optimised threshold; false events are runs of flagged "
+        "records outside windows. A category without windows has no normalised score: it "
+        "costs its false alarms in every other figure."
     )
+
+    def value(entry: Mapping[str, Any], part: str, prof: str, scope: str) -> Any:
+        block = entry.get(part)
+        if not block:
+            return None
+        if scope == "overall":
+            return block["overall"].get(prof)
+        return block["categories"].get(prof, {}).get(scope)
+
     for scope in scopes:
-        lines += ["", f"## {scope}", ""]
+        n_files = report["n_files"] if scope == "overall" else report["categories"][scope]["files"]
+        n_win = (report["n_windows"] if scope == "overall"
+                 else report["categories"][scope]["windows"])
+        lines += ["", f"## {scope} ({n_files} files, {n_win} windows)", ""]
         head = ["detector", "kind"] + [f"{short.get(p, p)} opt" for p in profs]
         head += [f"{short.get(p, p)} pub" for p in profs]
-        head += ["std CV", "event P", "event R", "event F1"]
+        head += [f"{short.get(first, first)} CV"]
+        head += [f"{short.get(first, first)} LOCO"] if has_loco else []
+        head += ["event P", "event R", "event F1", "false events"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
 
-        def value(entry: Mapping[str, Any], part: str, prof: str, scope: str = scope) -> Any:
-            block = entry.get(part)
-            if not block:
-                return None
-            if scope == "overall":
-                return block["overall"].get(prof)
-            return block["categories"].get(prof, {}).get(scope)
+        def rank(kv: tuple[str, Any], scope: str = scope) -> tuple[float, str]:
+            v = value(kv[1], "optimized", first, scope)
+            if v is None:
+                v = value(kv[1], "optimized", first, "overall")
+            return (-v if v is not None else 1e9, kv[0])
 
-        def rank(kv: tuple[str, Any]) -> float:
-            v = value(kv[1], "optimized", profs[0])
-            return -v if v is not None else 1e9
-
-        rows = sorted(dets.items(), key=rank)
-        for name, e in rows:
+        for name, e in sorted(dets.items(), key=rank):
             ev = e["events"] if scope == "overall" else e["events_by_category"].get(scope)
             cells = [name, e["kind"]]
-            cells += [_fmt(value(e, "optimized", p)) for p in profs]
-            cells += [_fmt(value(e, "published", p)) for p in profs]
-            cells.append(_fmt(value(e, "cv", "standard")))
-            cells += [_fmt(ev[m], 2) for m in ("precision", "recall", "f1")] if ev else ["–"] * 3
+            cells += [_fmt(value(e, "optimized", p, scope)) for p in profs]
+            cells += [_fmt(value(e, "published", p, scope)) for p in profs]
+            cells.append(_fmt(value(e, "cv", first, scope)))
+            if has_loco:
+                cells.append(_fmt(value(e, "loco", first, scope)))
+            if ev:
+                cells += [_fmt(ev[m], 2) for m in ("precision", "recall", "f1")]
+                cells.append(str(ev["fp"]))
+            else:
+                cells += ["–"] * 4
             lines.append("| " + " | ".join(cells) + " |")
+    if has_loco:
+        lines += _loco_markdown(dets, profs, short)
     for name, why in (report.get("skipped_published") or {}).items():
         lines += ["", f"Published detector {name} not scored: {why}."]
     for note in report.get("notes") or []:
@@ -443,6 +597,41 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{n} ok" for n in report["causality"])]
     lines += ["", f"Run time: {report['elapsed_s']:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _loco_markdown(
+    dets: Mapping[str, Any], profs: Sequence[str], short: Mapping[str, str]
+) -> list[str]:
+    """The leave-one-category-out table: held-out categories (first profile), then overall."""
+    first = profs[0]
+    entries = {n: e for n, e in dets.items() if e.get("loco")}
+    cats = next(iter(entries.values()))["loco"]["categories_held_out"]
+    lines = ["", "## Leave one category out", "",
+             f"Each category scored ({short.get(first, first)}) at the threshold optimised on "
+             "the other categories' files; a category without windows shows its raw score (the "
+             "cost of its false alarms, 0 = none). *overall*: every file's raw score at its "
+             "fold's threshold, summed and normalised over all windows.", ""]
+    head = ["detector", "kind", *cats, *(f"overall {short.get(p, p)}" for p in profs),
+            "windows found", "false events"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+
+    def rank(kv: tuple[str, Any]) -> tuple[float, str]:
+        v = kv[1]["loco"]["overall"].get(first)
+        return (-v if v is not None else 1e9, kv[0])
+
+    for name, e in sorted(entries.items(), key=rank):
+        lo = e["loco"]
+        cells = [name, e["kind"]]
+        for cat in cats:
+            norm = lo["categories"][first].get(cat)
+            cells.append(_fmt(norm) if norm is not None
+                         else f"raw {_fmt(lo['raw'][first].get(cat), 2)}")
+        cells += [_fmt(lo["overall"].get(p)) for p in profs]
+        ev = lo["events"]
+        cells += [f"{ev['tp']} / {ev['tp'] + ev['fn']}", str(ev["fp"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _write_results(out: Path, run: DetectorRun, corpus: Mapping[str, NabFile]) -> None:
@@ -477,8 +666,17 @@ def _published_runs(
         if not scores:
             continue
         if len(scores) < len(corpus):
-            # Scoring a detector on part of the files would make its row incomparable.
-            skipped[name] = f"results for {len(scores)} of the {len(corpus)} selected files"
+            # Scoring a detector on part of the files would make its row incomparable (its
+            # threshold would be optimised on other files than everyone else's).
+            covered = sorted({category_of(k) for k in scores})
+            full = [c for c in covered
+                    if all(k in scores for k in corpus if category_of(k) == c)]
+            skipped[name] = (
+                f"results for {len(scores)} of the {len(corpus)} selected files (categories "
+                f"{', '.join(covered)})"
+                + (f"; compare it on those with --category {' --category '.join(full)}"
+                   if full else "")
+            )
             continue
         runs[name] = DetectorRun(name, "published", scores)
     return runs
@@ -531,6 +729,7 @@ def run_nab_bench(
     files: Sequence[str] | None = None,
     categories: Sequence[str] | None = None,
     folds: int | None = 5,
+    loco: bool = True,
     workers: int = 2,
     include_published: bool = True,
     check: bool = True,
@@ -553,6 +752,8 @@ def run_nab_bench(
         Category folders to load; all when None.
     folds
         Leave-files-out folds (capped at the number of files); None or < 2 for none.
+    loco
+        Leave-one-category-out cross-validation (when the files span 2+ categories).
     workers
         Worker processes for the runs.
     include_published
@@ -572,7 +773,7 @@ def run_nab_bench(
     skipped: dict[str, str] = {}
     published = _published_runs(root, corpus, wanted, skipped) if include_published else {}
     if wanted is not None:
-        unknown = sorted(wanted - set(to_run) - set(published))
+        unknown = sorted(wanted - set(to_run) - set(published) - set(skipped))
         if unknown:
             pub_names = sorted(p.name for p in (root / "results").glob("*") if p.is_dir())
             raise ConfigError(
@@ -594,7 +795,7 @@ def run_nab_bench(
         "folds": min(folds or 0, len(corpus)) if (folds or 0) >= 2 else None,
         "detectors": evaluate(
             all_runs, corpus, profiles=profiles,
-            published_thresholds=load_thresholds(root), folds=folds,
+            published_thresholds=load_thresholds(root), folds=folds, loco=loco,
         ),
         "causality": causality,
         "skipped_published": skipped,

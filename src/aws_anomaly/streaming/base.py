@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.errors import DataError, ModelFileError
+from aws_anomaly.errors import AwsAnomalyError, DataError, ModelFileError
 
 __all__ = ["DEFAULT_PROBATIONARY", "StreamingDetector", "register_state_class"]
 
@@ -48,6 +48,11 @@ def _as_ns(timestamp: Any) -> int:
     if ts is pd.NaT:
         raise DataError("timestamp is NaT; every record needs a timestamp")
     return int(ts.value)
+
+
+def _fmt_ns(t_ns: int) -> str:
+    """Integer nanoseconds as ``YYYY-MM-DD HH:MM:SS[.fff]`` (for error messages)."""
+    return str(np.datetime64(t_ns, "ns")).replace("T", " ")
 
 
 class StreamingDetector(ABC):
@@ -111,7 +116,8 @@ class StreamingDetector(ABC):
         Raises
         ------
         DataError
-            If the value is not finite or the timestamp goes backwards.
+            If the value is not finite or the timestamp is earlier than the previous record's
+            (a live stream must not replay; :meth:`run` scores a recorded file in its order).
         """
         t_ns = _as_ns(timestamp)
         try:
@@ -125,9 +131,10 @@ class StreamingDetector(ABC):
             )
         if self.last_t_ is not None and t_ns < self.last_t_:
             raise DataError(
-                f"timestamp at record {self.n_seen_} goes backwards "
-                f"({np.datetime64(t_ns, 'ns')} < {np.datetime64(self.last_t_, 'ns')}); "
-                "records must be in time order (equal timestamps are allowed)"
+                f"timestamp at record {self.n_seen_} goes backwards ({_fmt_ns(t_ns)} < "
+                f"{_fmt_ns(self.last_t_)}, the previous record's); live updates must come in "
+                "time order (equal timestamps are allowed); to score a recorded file in its "
+                "own order, clock jumps included, use run()"
             )
         score = self._step(t_ns, x)
         self.last_t_ = t_ns
@@ -148,7 +155,12 @@ class StreamingDetector(ABC):
         Parameters
         ----------
         timestamps
-            ``datetime64[ns]`` array (or int64 nanoseconds), non-decreasing.
+            ``datetime64[ns]`` array (or int64 nanoseconds). Records are scored in the order
+            given, as NAB does: recorded files may hold duplicated timestamps, irregular steps
+            and clock jumps backwards, and every record gets a score (a detector that uses time,
+            e.g. for time-of-day context, uses each record's own timestamp). Live ``update``
+            refuses a timestamp earlier than the previous one; ``run`` gives the same numbers
+            as repeated ``update`` wherever ``update`` accepts the records.
         values
             float64 array of the same length, finite.
         probationary
@@ -172,17 +184,27 @@ class StreamingDetector(ABC):
                 f"values contain {int(bad.sum())} non-finite entries (first at index "
                 f"{int(np.argmax(bad))}); fill or drop them before scoring"
             )
+        if ts.dtype.kind == "M" and np.isnat(ts).any():
+            raise DataError(
+                f"timestamp at index {int(np.argmax(np.isnat(ts)))} is NaT; every record needs "
+                "a timestamp"
+            )
         t_ns = ts.astype("datetime64[ns]").astype(np.int64) if ts.dtype.kind == "M" else (
             ts.astype(np.int64)
         )
-        if len(t_ns) > 1 and (np.diff(t_ns) < 0).any():
-            i = int(np.argmax(np.diff(t_ns) < 0)) + 1
-            raise DataError(f"timestamps go backwards at index {i}; sort the records first")
         self.reset(probationary)
         out = np.empty(len(values))
         step = self._step
-        for i in range(len(values)):
-            out[i] = step(int(t_ns[i]), float(values[i]))
+        i = 0
+        try:
+            for i in range(len(values)):
+                out[i] = step(int(t_ns[i]), float(values[i]))
+        except AwsAnomalyError as exc:
+            prev = _fmt_ns(int(t_ns[i - 1])) if i else "none (first record)"
+            raise DataError(
+                f"record {i} (timestamp {_fmt_ns(int(t_ns[i]))}, previous record {prev}): "
+                f"{exc}"
+            ) from exc
         if len(values):
             self.last_t_ = int(t_ns[-1])
         self.n_seen_ = len(values)
