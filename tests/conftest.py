@@ -27,6 +27,18 @@ def nab_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def servers_root() -> Path:
+    """The real-server folder (<dataset>/<server>/{train,test}.parquet); CI: failure if absent."""
+    root = data_root() / "servers"
+    if not (root / "inventory.json").exists():
+        msg = f"servers data not found at {root}; set AWS_ANOMALY_DATA"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
 @pytest.fixture()
 def test_output(request: pytest.FixtureRequest) -> Path:
     """A per-test folder under test-output/ that is kept after the run (screenshots, reports)."""
