@@ -1,6 +1,6 @@
 # The two set-up commands: `make run` (the main job on the embedded demo data) and `make test`
 # (every test). Both create .venv and install what they need.
-.PHONY: run demo test lint bench-speed bench-nab bench-load clean
+.PHONY: run demo test lint bench-speed bench-nab bench-servers bench-load clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,6 +35,10 @@ bench-load:
 bench-nab:
 	@EXTRAS=test ./scripts/bootstrap.sh
 	$(BIN)/aws-anomaly bench nab --data $${AWS_ANOMALY_DATA:-../shared/data}/nab --out out/bench-nab
+
+bench-servers:
+	@./scripts/bootstrap.sh
+	$(BIN)/aws-anomaly bench servers --data $${AWS_ANOMALY_DATA:-../shared/data}/servers --out out/bench-servers
 
 clean:
 	rm -rf out test-output .pytest_cache
