@@ -437,7 +437,12 @@ class CloudWatchSourceConfig(_Model):
 
 
 class FileSourceConfig(_Model):
-    """A CSV or Parquet file read with :func:`aws_anomaly.data.io.read_dataset`."""
+    """A CSV or Parquet file read with :func:`aws_anomaly.data.io.read_dataset`.
+
+    The loading keys are those of ``read_dataset`` and of the CLI's ``--step``,
+    ``--gap-policy``, ``--max-gap-steps``, ``--resample``, ``--timestamps`` and
+    ``--duplicates``: an error message that names one of them names a key here too.
+    """
 
     type: Literal["file"] = "file"
     path: FilePath
@@ -450,6 +455,10 @@ class FileSourceConfig(_Model):
     gap_policy: GapPolicyName = "ffill"
     max_gap_steps: int | None = Field(36, ge=0)
     resample: Literal["error", "mean", "last"] = "error"
+    # rows going back in time: None = error (wide layout) / sort (long layout)
+    timestamps: Literal["error", "sort", "clamp", "drop"] | None = None
+    # rows of one entity sharing a timestamp
+    duplicates: Literal["first", "last", "mean", "error"] = "first"
 
     def metric_names(self) -> tuple[str, ...] | None:
         return tuple(self.metrics) if self.metrics else None

@@ -106,17 +106,27 @@ def test_non_monotonic_timestamps_rejected() -> None:
         Dataset.from_frame(df)
 
 
-def test_duplicate_timestamps_rejected() -> None:
+def test_duplicate_timestamps_follow_the_policy() -> None:
     df = frame()
     df.loc[3, "timestamp"] = df.loc[2, "timestamp"]
-    with pytest.raises(DataError, match=r"entity 'a': duplicate timestamp 2026-01-01T00:10:00Z"):
-        Dataset.from_frame(df)
+    with pytest.raises(DataError, match=r"entity 'a': duplicate timestamp 2026-01-01T00:10:00Z "
+                       r"\(row 2 and row 3\).*--duplicates first\|last\|mean"):
+        Dataset.from_frame(df, duplicates="error")
+    cpu = df["cpu"].tolist()
+    for how, expected in (("first", cpu[2]), ("last", cpu[3]), ("mean", (cpu[2] + cpu[3]) / 2)):
+        ds = Dataset.from_frame(df, duplicates=how)  # type: ignore[arg-type]
+        # 00:15 is left without a row and filled by the gap policy
+        assert len(ds) == 6 and ds.frame["cpu"].iloc[2] == pytest.approx(expected)
+        assert ds.report is not None and ds.report.duplicate_rows == 1
+        assert ds.report.filled_points == 1
+    assert Dataset.from_frame(df).report.duplicates == "first"  # the default
 
 
 def test_irregular_step_errors_by_default() -> None:
     df = frame(n=7)
     df.loc[3, "timestamp"] += pd.Timedelta("2min")
-    with pytest.raises(DataError, match=r"irregular time step: 2026-01-01T00:17:00Z.*resample="):
+    with pytest.raises(DataError, match=r"irregular time step: 2026-01-01T00:17:00Z \(row 3\).*"
+                       r"--resample mean\|last.*--step"):
         Dataset.from_frame(df)
 
 
@@ -216,9 +226,10 @@ def test_constant_series_detected() -> None:
     df = frame()
     df["mem"] = 0.5
     ds = Dataset.from_frame(df)
+    assert ds.check_not_constant() == {"a": ["mem"]}  # kept by default: no refusal
     with pytest.raises(DataError, match=r"metric 'mem' of entity 'a' is constant"):
-        ds.check_not_constant()
-    Dataset.from_frame(frame()).check_not_constant()  # varying data passes
+        ds.check_not_constant(policy="error")
+    assert Dataset.from_frame(frame()).check_not_constant(policy="error") == {}
 
 
 def test_blank_and_missing_entity_rejected() -> None:

@@ -127,12 +127,26 @@ def test_long_without_entity_label_is_one_entity(tmp_path: Path) -> None:
     assert read_dataset(tmp_path / "l.csv", entity_label=None).entities == ("default",)
 
 
-def test_long_repeated_sample_rejected(tmp_path: Path) -> None:
+def test_long_repeated_sample_follows_the_duplicates_policy(tmp_path: Path) -> None:
     df = long_frame("prom")
-    df = pd.concat([df, df.iloc[[0]]], ignore_index=True)
+    first = df.iloc[[0]].copy()
+    first["value"] = first["value"] + 10.0  # the repeat, last in the file, differs
+    df = pd.concat([df, first], ignore_index=True)
     df.to_csv(tmp_path / "l.csv", index=False)
-    with pytest.raises(DataError, match=r"has two values at 2026-01-01T.*each \(timestamp, "):
-        read_dataset(tmp_path / "l.csv")
+    row0 = df.iloc[0]
+    entity = "a" if '"a"' in row0["labels"] else "b"
+    at = pd.Timestamp(int(row0["timestamp"]), unit="s", tz="UTC")
+    # header = line 1, so 0-based data row k is on line k + 2
+    with pytest.raises(DataError, match=rf"metric '{row0['metric']}' of entity '{entity}': "
+                       rf"duplicate timestamp .*\(line 2 and line {len(df) + 1}\).*"
+                       r"--duplicates first\|last\|mean"):
+        read_dataset(tmp_path / "l.csv", duplicates="error")
+    for how, expected in (("first", row0["value"]), ("last", row0["value"] + 10.0),
+                          ("mean", row0["value"] + 5.0)):
+        ds = read_dataset(tmp_path / "l.csv", duplicates=how)
+        got = ds.entity_frame(entity).loc[at, row0["metric"]]
+        assert got == pytest.approx(expected), how
+        assert ds.report is not None and ds.report.duplicate_rows == 1
 
 
 def test_long_series_differing_in_other_labels_rejected(tmp_path: Path) -> None:
@@ -152,7 +166,9 @@ def test_long_non_numeric_value_and_prometheus_specials(tmp_path: Path) -> None:
     assert np.isfinite(read_dataset(tmp_path / "ok.csv").frame[["cpu", "mem"]]).all().all()
     df.loc[3, "value"] = "12 cores"
     df.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(DataError, match=r"bad\.csv: 'value' in row 3 is not a number: '12 cores'"):
+    # data row 3 (0-based) is line 5 in an editor: the header is line 1
+    with pytest.raises(DataError, match=r"bad\.csv: 'value' in line 5 is not a number: "
+                       "'12 cores'"):
         read_dataset(tmp_path / "bad.csv")
 
 

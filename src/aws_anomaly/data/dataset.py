@@ -12,17 +12,36 @@ checks live here, once. A valid dataset has:
 
 Rows are sorted by (entity, timestamp).
 
-Row order: the rows of one entity must come in time order; a frame whose rows were shuffled is
-rejected ("timestamps are not increasing"), because a time series that arrives out of order
-usually means two exports were concatenated by mistake. Entities may be interleaved: the result
-is ordered by entity name, then time.
+Real exports are not that clean, so :meth:`Dataset.from_frame` applies stated policies, each
+counted in :attr:`Dataset.report` (a :class:`LoadReport`) so nothing changes silently:
+
+* **time order** (``timestamps``): the rows of one entity must come in time order. A row
+  earlier than the one before it is an error by default (``"error"``: a series that goes back
+  in time usually means two exports were concatenated by mistake); ``"sort"`` sorts each
+  entity's rows by time, ``"clamp"`` gives a late row the latest time seen so far (it then
+  counts as a duplicate of that time), ``"drop"`` drops it. Entities may be interleaved: the
+  result is ordered by entity name, then time.
+* **duplicates** (``duplicates``): rows of one entity sharing a timestamp are merged:
+  ``"first"`` (default) keeps the first row's values (per metric, the first value present),
+  ``"last"`` the last, ``"mean"`` averages them; ``"error"`` refuses them.
+* **irregular steps** (``step``, ``resample``): the step is the most common difference between
+  consecutive rows unless given; rows off that grid are an error unless ``resample`` is
+  ``"mean"`` or ``"last"``, which aggregate each grid bucket.
+* **gaps** (``gap_policy``, ``max_gap_steps``): missing grid points and NaN are filled.
+
+Errors name the source, the entity, the row and the times involved, and the option that would
+accept the data, spelled as on the command line (``--resample mean|last``), with the name of the
+same key in a job's file source and of :func:`aws_anomaly.data.io.read_dataset`'s argument.
+Rows are named by ``row_names`` (the readers pass CSV line numbers as an editor shows them,
+header = line 1); a plain DataFrame's rows are named by their 0-based position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,22 +49,39 @@ import pandas as pd
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
+    "CONSTANT_POLICIES",
     "DEFAULT_ENTITY",
+    "DUPLICATE_POLICIES",
     "LABEL_COLUMNS",
+    "TIMESTAMP_POLICIES",
+    "ConstantPolicy",
     "Dataset",
+    "DuplicatePolicy",
     "GapPolicy",
+    "LoadReport",
     "ResamplePolicy",
+    "TimestampPolicy",
+    "constant_summary",
+    "format_step",
     "format_timestamp",
     "parse_timestamps",
+    "stream_admit",
 ]
 
 GapPolicy = Literal["ffill", "interpolate", "error"]
 ResamplePolicy = Literal["error", "mean", "last"]
+TimestampPolicy = Literal["error", "sort", "clamp", "drop"]
+DuplicatePolicy = Literal["first", "last", "mean", "error"]
+ConstantPolicy = Literal["keep", "drop", "error"]
+RowNames = Callable[[int], str]
 LABEL_COLUMNS = ("is_anomaly", "anomaly_type")
 DEFAULT_ENTITY = "default"
 _RESERVED = {"timestamp", "entity", *LABEL_COLUMNS}
 _GAP_POLICIES = ("ffill", "interpolate", "error")
 _RESAMPLE_POLICIES = ("error", "mean", "last")
+TIMESTAMP_POLICIES: tuple[str, ...] = ("error", "sort", "clamp", "drop")
+DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "mean", "error")
+CONSTANT_POLICIES: tuple[str, ...] = ("keep", "drop", "error")
 # Unix seconds above this are milliseconds by mistake (year 5138).
 _MAX_UNIX_SECONDS = 1e11
 
@@ -66,22 +102,48 @@ def format_timestamp(ts: pd.Timestamp) -> str:
 _fmt = format_timestamp
 
 
+def format_step(step: pd.Timedelta) -> str:
+    """A duration in the largest whole unit, as the options take it: ``5min``, ``1h``, ``30s``.
+
+    >>> [format_step(pd.Timedelta(x)) for x in ("5min", "1h", "90s", "1D", "250ms")]
+    ['5min', '1h', '90s', '1d', '250ms']
+    """
+    ns = int(pd.Timedelta(step).value)
+    for unit, size in (("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9),
+                       ("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if ns and ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def _hint(key: str, values: str) -> str:
+    """How to set a loading option: the CLI flag, and the key of a job's file source."""
+    return f"--{key.replace('_', '-')} {values} (`{key}` in a job's file source)"
+
+
 def _show(v: object) -> str:
     """repr of a cell for messages, without numpy's ``np.int64(...)`` wrapping."""
     return repr(v.item() if isinstance(v, np.generic) else v)
 
 
-def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
+def _position(i: int) -> str:
+    return f"row {i}"
+
+
+def parse_timestamps(raw: pd.Series, where: str, row_names: RowNames | None = None
+                     ) -> pd.Series:
     """Parse a timestamp column to ``datetime64[ns, UTC]``.
 
     Accepts datetimes (naive ones are taken as UTC), unix seconds (as Prometheus exports them;
-    rounded to the millisecond, Prometheus' resolution) and ISO 8601 text.
+    rounded to the millisecond, Prometheus' resolution) and ISO 8601 text. ``row_names`` names
+    a row (by position) in messages; default ``row <position>``.
 
     >>> [str(t) for t in parse_timestamps(pd.Series([1767225600, 1767225900.5]), "x")]
     ['2026-01-01 00:00:00+00:00', '2026-01-01 00:05:00.500000+00:00']
     >>> parse_timestamps(pd.Series(["2026-01-01T00:05:00Z"]), "x").dtype
     datetime64[ns, UTC]
     """
+    name = row_names or _position
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = raw
         if getattr(ts.dt, "tz", None) is None:
@@ -90,7 +152,7 @@ def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
         bad = ts.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: timestamp in row {row} is missing (NaT)")
+            raise DataError(f"{where}: timestamp in {name(row)} is missing (NaT)")
         return ts.dt.as_unit("ns")
     if pd.api.types.is_bool_dtype(raw):
         raise DataError(f"{where}: timestamps are booleans; use ISO 8601 or unix seconds")
@@ -99,13 +161,13 @@ def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
         bad = ~np.isfinite(secs)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: timestamp in row {row} is not a number: "
+            raise DataError(f"{where}: timestamp in {name(row)} is not a number: "
                             f"{_show(raw.iloc[row])}")
         big = np.abs(secs) > _MAX_UNIX_SECONDS
         if big.any():
             row = int(np.flatnonzero(big)[0])
             raise DataError(
-                f"{where}: timestamp {_show(raw.iloc[row])} in row {row} is not plausible unix "
+                f"{where}: timestamp {_show(raw.iloc[row])} in {name(row)} is not plausible unix "
                 "seconds (after year 5000); milliseconds? divide by 1000"
             )
         ms = np.round(secs * 1000.0).astype(np.int64)
@@ -120,7 +182,7 @@ def parse_timestamps(raw: pd.Series, where: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{where}: cannot parse timestamp {_show(raw.iloc[row])} in row {row} "
+            f"{where}: cannot parse timestamp {_show(raw.iloc[row])} in {name(row)} "
             f"({int(bad.sum())} unparsable in all); use ISO 8601, e.g. 2026-03-01T10:05:00Z"
         )
     return parsed.dt.as_unit("ns")
@@ -138,22 +200,165 @@ def _as_step(step: str | pd.Timedelta, source: str) -> pd.Timedelta:
     return td.as_unit("ns")
 
 
+def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading did to the rows, so that no change is silent.
+
+    Every count is of rows (or of values for ``filled_values``); the policies are the ones in
+    force. ``lines()`` says it in words, one line per thing that happened.
+    """
+
+    source: str = "input"
+    rows_in: int = 0
+    rows_out: int = 0
+    timestamps: str = "error"
+    #: rows earlier than an earlier row of their series (sorted, clamped or dropped)
+    behind: int = 0
+    duplicates: str = "first"
+    #: rows merged into an earlier row of the same series with the same timestamp
+    duplicate_rows: int = 0
+    step: pd.Timedelta | None = None
+    step_inferred: bool = False
+    #: share of consecutive differences (within an entity) equal to the step
+    step_share: float = 1.0
+    resample: str = "error"
+    #: rows off the grid, aggregated into the grid point of their bucket
+    moved: int = 0
+    #: rows merged with another row of the same bucket by the resampling
+    merged: int = 0
+    gap_policy: str = "ffill"
+    #: grid points without any row, filled by the gap policy
+    filled_points: int = 0
+    #: missing (NaN) values in rows that exist, filled by the gap policy
+    filled_values: int = 0
+    #: leading points dropped because some metric had no value yet
+    trimmed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether loading changed anything beyond parsing."""
+        return bool(self.behind or self.duplicate_rows or self.moved or self.merged
+                    or self.filled_points or self.filled_values or self.trimmed)
+
+    def lines(self) -> list[str]:
+        """One sentence per thing that happened (the step always).
+
+        >>> LoadReport(rows_in=10, rows_out=9, duplicate_rows=1, step=pd.Timedelta("5min"),
+        ...            step_inferred=True, step_share=0.9).lines()  # doctest: +NORMALIZE_WHITESPACE
+        ['step 5min (the most common difference between rows: 90.0% of them)',
+         'duplicates: 1 row shared a timestamp with an earlier row of its series; kept the first
+          (--duplicates first)']
+        """
+        out = []
+        if self.step is not None:
+            how = (f"the most common difference between rows: {self.step_share:.1%} of them"
+                   if self.step_inferred else "given")
+            out.append(f"step {format_step(self.step)} ({how})")
+        if self.behind:
+            what = {"sort": "sorted into time order", "clamp": "given the latest time before "
+                    "them (then merged as duplicates)", "drop": "dropped"}[self.timestamps]
+            out.append(f"time order: {_n(self.behind)} earlier than a row before "
+                       f"{_them(self.behind)}; {what} (--timestamps {self.timestamps})")
+        if self.duplicate_rows:
+            what = {"first": "kept the first", "last": "kept the last",
+                    "mean": "averaged them"}[self.duplicates]
+            out.append(f"duplicates: {_n(self.duplicate_rows)} shared a timestamp with an "
+                       f"earlier row of {'its' if self.duplicate_rows == 1 else 'their'} "
+                       f"series; {what} (--duplicates {self.duplicates})")
+        if self.moved or self.merged:
+            step = format_step(self.step) if self.step is not None else "step"
+            parts = []
+            if self.moved:
+                parts.append(f"{_n(self.moved)} off the {step} grid moved to "
+                             f"{'its' if self.moved == 1 else 'their'} grid point")
+            if self.merged:
+                parts.append(f"{_n(self.merged)} merged with another row of the same step")
+            out.append(f"resample: {'; '.join(parts)} ({self.resample} of each step, "
+                       f"--resample {self.resample})")
+        if self.filled_points or self.filled_values:
+            out.append(f"gaps: {self.filled_points} missing grid point(s) and "
+                       f"{self.filled_values} missing value(s) filled ({self.gap_policy}, "
+                       "--gap-policy)")
+        if self.trimmed:
+            out.append(f"start: the first {self.trimmed} point(s) of an entity dropped: a metric "
+                       "had no value yet")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the step as text)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["step"] = None if self.step is None else format_step(self.step)
+        return d
+
+
+def _n(k: int) -> str:
+    return f"{k} row" if k == 1 else f"{k} rows"
+
+
+def _them(k: int) -> str:
+    return "it" if k == 1 else "them"
+
+
+def stream_admit(last: pd.Timestamp | None, ts: pd.Timestamp, *,
+                 timestamps: TimestampPolicy = "error", duplicates: DuplicatePolicy = "first",
+                 where: str = "stream") -> bool:
+    """The time-order and duplicate policies for live points, one point at a time.
+
+    A stream cannot reorder or revise points it has already scored, so for a point at ``ts``
+    after the last accepted point ``last``: a later point is admitted (``True``); a point at
+    the same time is skipped (``False``: the first one stands, whatever ``duplicates`` says,
+    except ``"error"``, which raises); an earlier point raises with ``timestamps="error"``
+    and is skipped otherwise (``sort``, ``clamp`` and ``drop`` all come to dropping it live).
+
+    >>> t = pd.Timestamp("2026-01-01T00:05Z")
+    >>> stream_admit(t, t + pd.Timedelta("5min")), stream_admit(t, t)
+    (True, False)
+    >>> stream_admit(t, t - pd.Timedelta("5min"), timestamps="drop")
+    False
+    """
+    _check_choice("timestamps", timestamps, TIMESTAMP_POLICIES)
+    _check_choice("duplicates", duplicates, DUPLICATE_POLICIES)
+    if last is None:
+        return True
+    last, ts = _utc(last), _utc(ts)
+    if ts > last:
+        return True
+    if ts == last:
+        if duplicates == "error":
+            raise DataError(f"{where}: duplicate timestamp {_fmt(ts)}: a point at that time was "
+                            f"already received; {_hint('duplicates', 'first')} skips it")
+        return False
+    if timestamps == "error":
+        raise DataError(f"{where}: timestamps are not increasing: {_fmt(ts)} comes after "
+                        f"{_fmt(last)}; {_hint('timestamps', 'drop')} skips late points")
+    return False
+
+
+def _utc(t: Any) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) of each run of True in a boolean array."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
     return edges[0::2], edges[1::2]
 
 
-def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
-               step_ns: int, how: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                                 np.ndarray | None]:
-    """Aggregate time-ordered rows into epoch-aligned buckets ``[b, b + step)``.
+def _reduce(starts: np.ndarray, vals: np.ndarray, lab: np.ndarray | None,
+            typ: np.ndarray | None, how: str
+            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Reduce consecutive groups of rows (group k = ``starts[k]:starts[k + 1]``) to one row.
 
-    Metrics: mean or last of the non-NaN values (NaN when none). Labels: anomalous when any row
-    is, with the last non-empty type.
+    Metrics: first, last or mean of the values present in each group (NaN when none). Labels:
+    anomalous when any row is, with the last non-empty type.
     """
-    bucket = np.floor_divide(t, step_ns) * step_ns
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    n = len(vals)
     ok = ~np.isnan(vals)
     if how == "mean":
         sums = np.add.reduceat(np.where(ok, vals, 0.0), starts, axis=0)
@@ -161,46 +366,145 @@ def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     else:
-        idx = np.arange(len(t))[:, None]
-        last_ok = np.maximum.reduceat(np.where(ok, idx, -1), starts, axis=0)
-        out = np.where(last_ok >= 0, vals[np.maximum(last_ok, 0), np.arange(vals.shape[1])],
-                       np.nan)
+        idx = np.arange(n)[:, None]
+        cols = np.arange(vals.shape[1])
+        if how == "last":
+            pick = np.maximum.reduceat(np.where(ok, idx, -1), starts, axis=0)
+            present = pick >= 0
+        else:
+            pick = np.minimum.reduceat(np.where(ok, idx, n), starts, axis=0)
+            present = pick < n
+        out = np.where(present, vals[np.clip(pick, 0, n - 1), cols], np.nan)
     if lab is not None and typ is not None:
         lab = np.maximum.reduceat(lab, starts)
-        typed = np.where(typ != "", np.arange(len(t)), -1)
+        typed = np.where(typ != "", np.arange(n), -1)
         last_typed = np.maximum.reduceat(typed, starts)
         typ = np.where(last_typed >= 0, typ[np.maximum(last_typed, 0)], "")
-        typ = np.where(lab == 1, np.where(typ == "", "unknown", typ), "")
+        typ = np.where(lab == 1, np.where(typ == "", "unknown", typ), "").astype(object)
+    return out, lab, typ
+
+
+def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
+               step_ns: int, how: str, phase: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Aggregate time-ordered rows into buckets ``[b, b + step)`` with ``b = phase`` modulo the
+    step (``phase`` 0: multiples of the step since the Unix epoch)."""
+    bucket = np.floor_divide(t - phase, step_ns) * step_ns + phase
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    out, lab, typ = _reduce(starts, vals, lab, typ, how)
     return bucket[starts], out, lab, typ
+
+
+def _grid_phase(t: np.ndarray, step_ns: int) -> int:
+    """The offset (modulo the step) that more than half the timestamps share, else 0."""
+    if len(t) == 0:
+        return 0
+    off, counts = np.unique(np.mod(t, step_ns), return_counts=True)
+    k = int(np.argmax(counts))
+    return int(off[k]) if 2 * int(counts[k]) > len(t) else 0
+
+
+def _order_rows(t: np.ndarray, groups: np.ndarray, vals: np.ndarray, lab: np.ndarray | None,
+                typ: np.ndarray | None, rows: np.ndarray, *, timestamps: str, duplicates: str,
+                source: str, series: Callable[[int], str], names: RowNames
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                           np.ndarray | None, np.ndarray, int, int]:
+    """Apply the time-order and duplicate policies to rows grouped by series.
+
+    ``groups`` (series codes) must be non-decreasing with each series' rows in input order;
+    ``rows`` are the input positions (for messages), ``series(code)`` names a series.
+    Returns the arrays with rows strictly increasing in time within each series, and the
+    counts of rows that were behind and of duplicate rows merged.
+    """
+    n = len(t)
+    behind_count = dup_count = 0
+    if n < 2:
+        return t, groups, vals, lab, typ, rows, 0, 0
+    same = groups[1:] == groups[:-1]
+    diff = np.diff(t)
+    back = same & (diff < 0)
+    if back.any():
+        k = int(np.flatnonzero(back)[0]) + 1
+        if timestamps == "error":
+            raise DataError(
+                f"{source}: {series(int(groups[k]))}: timestamps are not increasing: "
+                f"{_fmt(_ts(t[k]))} "
+                f"({names(int(rows[k]))}) comes after {_fmt(_ts(t[k - 1]))} "
+                f"({names(int(rows[k - 1]))}); sort the input by time, or accept it with "
+                f"{_hint('timestamps', 'sort|clamp|drop')}"
+            )
+        cummax = pd.Series(t).groupby(groups, sort=False).cummax().to_numpy()
+        behind = np.zeros(n, dtype=bool)
+        behind[1:] = same & (t[1:] < cummax[:-1])
+        behind_count = int(behind.sum())
+        if timestamps == "sort":
+            order = np.lexsort((t, groups))  # stable: equal times keep their input order
+        elif timestamps == "clamp":
+            order = None
+            t = t.copy()
+            t[1:] = np.where(behind[1:], cummax[:-1], t[1:])
+        else:  # drop
+            order = np.flatnonzero(~behind)
+        if order is not None:
+            t, groups, vals, rows = t[order], groups[order], vals[order], rows[order]
+            lab = None if lab is None else lab[order]
+            typ = None if typ is None else typ[order]
+        same = groups[1:] == groups[:-1]
+        diff = np.diff(t)
+    dup = same & (diff == 0)
+    if dup.any():
+        if duplicates == "error":
+            k = int(np.flatnonzero(dup)[0]) + 1
+            raise DataError(
+                f"{source}: {series(int(groups[k]))}: duplicate timestamp "
+                f"{_fmt(_ts(t[k]))} "
+                f"({names(int(rows[k - 1]))} and {names(int(rows[k]))}); each series needs one "
+                f"row per time: merge them with {_hint('duplicates', 'first|last|mean')}"
+            )
+        starts = np.flatnonzero(np.concatenate(([True], ~dup)))
+        dup_count = len(t) - len(starts)
+        vals, lab, typ = _reduce(starts, vals, lab, typ, duplicates)
+        t, groups, rows = t[starts], groups[starts], rows[starts]
+    return t, groups, vals, lab, typ, rows, behind_count, dup_count
+
+
+def _ts(v: int) -> pd.Timestamp:
+    return pd.Timestamp(int(v), unit="ns", tz="UTC")
 
 
 def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
                 entity: str, metrics: list[str], step: pd.Timedelta, gap_policy: GapPolicy,
                 max_gap_steps: int | None, resample: ResamplePolicy, source: str,
-                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                           np.ndarray | None]:
+                rows: np.ndarray, names: RowNames, phase: int, counts: dict[str, int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Put one entity (rows in time order, no duplicates) on its grid and fill gaps.
 
     Plain numpy on (ns timestamps, values, labels, types): this runs once per entity, and
-    pandas' per-call overhead dominated.
+    pandas' per-call overhead dominated. Adds what it did to ``counts``.
     """
     where = f"{source}: entity '{entity}'"
     step_ns = step.value
     has_labels = lab is not None and typ is not None
 
     def ts(v: int) -> str:
-        return _fmt(pd.Timestamp(int(v), unit="ns", tz="UTC"))
+        return _fmt(_ts(v))
 
     off_grid = (t - t[0]) % step_ns != 0
     if off_grid.any():
         if resample == "error":
             pos = int(np.flatnonzero(off_grid)[0])
             raise DataError(
-                f"{where}: irregular time step: {ts(t[pos])} (row {rows[pos]}) is not on the "
-                f"{step} grid starting at {ts(t[0])}; pass resample='mean' or 'last' to "
-                "aggregate onto the grid"
+                f"{where}: irregular time step: {ts(t[pos])} ({names(int(rows[pos]))}) is not "
+                f"on the {format_step(step)} grid starting at {ts(t[0])} "
+                f"({int(off_grid.sum())} of {len(t)} rows are off it); aggregate each step with "
+                f"{_hint('resample', 'mean|last')}, or set the step with "
+                f"{_hint('step', 'DURATION')}"
             )
-        t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, resample)
+        n_rows = len(t)
+        moved = int(((t - phase) % step_ns != 0).sum())
+        t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, resample, phase)
+        counts["moved"] += moved
+        counts["merged"] += n_rows - len(t)
     pos = (t - t[0]) // step_ns
     n = int(pos[-1]) + 1
     grid = t[0] + np.arange(n, dtype=np.int64) * step_ns
@@ -216,7 +520,8 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
             col = missing[:, j]
             raise DataError(
                 f"{where}: metric '{metrics[j]}' has {int(col.sum())} missing value(s) from "
-                f"{ts(grid[int(np.argmax(col))])}; set gap_policy to 'ffill' or 'interpolate'"
+                f"{ts(grid[int(np.argmax(col))])}; fill them with "
+                f"{_hint('gap_policy', 'ffill|interpolate')}"
             )
         for j, m in enumerate(metrics):
             col = missing[:, j]
@@ -233,10 +538,14 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
                 raise DataError(
                     f"{where}: metric '{m}' has {what} {ends[k] - starts[k]} steps from "
                     f"{ts(grid[starts[k]])}, longer than max_gap_steps={max_gap_steps}; raise "
-                    "max_gap_steps or split the data at the outage"
+                    f"the limit with {_hint('max_gap_steps', f'{ends[k] - starts[k]}|none')}, "
+                    "or split the data at the outage"
                 )
         # Leading points before a metric's first value cannot be filled causally: trim them.
         first = int(np.argmax(~missing, axis=0).max())
+        counts["trimmed"] += first
+        counts["filled_points"] += int((~observed[first:]).sum())
+        counts["filled_values"] += int((missing[first:] & observed[first:, None]).sum())
         idx = np.arange(n)
         for j in range(len(metrics)):
             ok = ~missing[:, j]
@@ -269,7 +578,8 @@ class Dataset:
     """A validated multi-entity, multi-metric time series.
 
     Build one with :meth:`from_frame` (or the readers in :mod:`aws_anomaly.data.io`); the
-    constructor itself does not validate.
+    constructor itself does not validate. ``report`` says what loading changed (``None`` for
+    datasets built otherwise, e.g. slices).
 
     Examples
     --------
@@ -287,6 +597,7 @@ class Dataset:
     frame: pd.DataFrame
     metrics: tuple[str, ...]
     step: pd.Timedelta
+    report: LoadReport | None = field(default=None, compare=False, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -299,14 +610,18 @@ class Dataset:
         gap_policy: GapPolicy = "ffill",
         max_gap_steps: int | None = 36,
         resample: ResamplePolicy = "error",
+        timestamps: TimestampPolicy = "error",
+        duplicates: DuplicatePolicy = "first",
         source: str = "input",
+        row_names: RowNames | None = None,
     ) -> Dataset:
         """Validate a wide frame (``timestamp``, optional ``entity``, metric columns, labels).
 
         Parameters
         ----------
         df
-            The rows. The rows of each entity must be in time order (see the module docstring).
+            The rows. The rows of each entity must be in time order unless ``timestamps``
+            says otherwise (see the module docstring).
         metrics
             Metric columns to keep. ``None`` takes every numeric column that is not reserved.
             Non-numeric columns that are neither metrics nor reserved are an error, so a typo
@@ -325,11 +640,26 @@ class Dataset:
             causally), within the same limit.
         resample
             What to do with timestamps off the grid: ``"error"``, or aggregate each grid bucket
-            ``[t, t + step)`` with ``"mean"`` / ``"last"``; buckets are aligned to multiples of
-            ``step`` since the Unix epoch, so all entities share one grid. Labels: a bucket is
-            anomalous when any of its rows is, with the last non-empty type.
+            ``[t, t + step)`` with ``"mean"`` / ``"last"``. The buckets start at the offset
+            (modulo the step) that more than half of all timestamps share, so a series sampled
+            at :01, :06, ... keeps its times and only the stray rows move; without such a
+            majority they start at multiples of ``step`` since the Unix epoch. All entities
+            share that one grid. Labels: a bucket is anomalous when any of its rows is, with the
+            last non-empty type.
+        timestamps
+            A row earlier than the row before it (same entity): ``"error"`` (default), or
+            ``"sort"``, ``"clamp"`` (take the latest time seen so far; it then merges as a
+            duplicate), ``"drop"``.
+        duplicates
+            Rows of one entity with the same timestamp: ``"first"`` (default; per metric the
+            first value present), ``"last"``, ``"mean"`` or ``"error"``.
         source
             Where the data came from, used in error messages (a file path, a query...).
+        row_names
+            Names row ``i`` (0-based position in ``df``) in messages; default ``row i``. The
+            file readers pass ``line N`` (CSV, header = line 1) or ``row N`` (Parquet, from 1).
+
+        The result's :attr:`report` counts what each policy did.
 
         Raises
         ------
@@ -338,17 +668,16 @@ class Dataset:
         ConfigError
             An option has a value outside what is allowed.
         """
-        if gap_policy not in _GAP_POLICIES:
-            raise ConfigError(f"gap_policy must be one of {list(_GAP_POLICIES)}, "
-                              f"got {gap_policy!r}")
-        if resample not in _RESAMPLE_POLICIES:
-            raise ConfigError(f"resample must be one of {list(_RESAMPLE_POLICIES)}, "
-                              f"got {resample!r}")
+        _check_choice("gap_policy", gap_policy, _GAP_POLICIES)
+        _check_choice("resample", resample, _RESAMPLE_POLICIES)
+        _check_choice("timestamps", timestamps, TIMESTAMP_POLICIES)
+        _check_choice("duplicates", duplicates, DUPLICATE_POLICIES)
         if max_gap_steps is not None and (isinstance(max_gap_steps, bool) or
                                           not isinstance(max_gap_steps, int | np.integer)
                                           or max_gap_steps < 0):
             raise ConfigError(f"max_gap_steps must be an integer >= 0 or None, "
                               f"got {max_gap_steps!r}")
+        name = row_names or _position
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
         dup_cols = df.columns[df.columns.duplicated()].tolist()
@@ -363,18 +692,18 @@ class Dataset:
         if len(df) == 0:
             raise DataError(f"{source}: no rows")
         df = df.reset_index(drop=True)
-        df["timestamp"] = parse_timestamps(df["timestamp"], source)
+        df["timestamp"] = parse_timestamps(df["timestamp"], source, name)
         if "entity" not in df.columns:
             df["entity"] = DEFAULT_ENTITY
         ent_na = df["entity"].isna().to_numpy()
         if ent_na.any():
             row = int(np.flatnonzero(ent_na)[0])
-            raise DataError(f"{source}: 'entity' is empty in row {row}")
+            raise DataError(f"{source}: 'entity' is empty in {name(row)}")
         df["entity"] = df["entity"].astype(str)
         blank = (df["entity"].str.strip() == "").to_numpy()
         if blank.any():
             row = int(np.flatnonzero(blank)[0])
-            raise DataError(f"{source}: 'entity' is blank in row {row}; name every entity")
+            raise DataError(f"{source}: 'entity' is blank in {name(row)}; name every entity")
 
         if metrics is None:
             metrics = [c for c in df.columns if c not in _RESERVED
@@ -412,7 +741,7 @@ class Dataset:
                 row = int(np.flatnonzero(bad)[0])
                 raise DataError(
                     f"{source}: metric '{m}' has a non-numeric value {_show(df[m].iloc[row])} "
-                    f"in row {row}"
+                    f"in {name(row)}"
                 )
             arr = col.to_numpy(dtype=np.float64, na_value=np.nan)
             inf = np.isinf(arr)
@@ -420,18 +749,19 @@ class Dataset:
                 row = int(np.flatnonzero(inf)[0])
                 raise DataError(
                     f"{source}: metric '{m}' has {int(inf.sum())} infinite value(s), first in "
-                    f"row {row} at {_fmt(df['timestamp'].iloc[row])}; infinities are not "
+                    f"{name(row)} at {_fmt(df['timestamp'].iloc[row])}; infinities are not "
                     "measurements: fix or drop those rows"
                 )
             df[m] = arr
 
         has_labels = "is_anomaly" in df.columns or "anomaly_type" in df.columns
         if has_labels:
-            cls._check_labels(df, source)
+            cls._check_labels(df, source, name)
 
         keep = ["timestamp", "entity", *metrics] + ([*LABEL_COLUMNS] if has_labels else [])
         df = df[keep]
-        # Stable: keeps each entity's own row order, which is checked next.
+        rows_in = len(df)
+        # Stable: keeps each entity's own row order, which the time-order policy checks next.
         order = np.argsort(df["entity"].to_numpy(dtype=object), kind="stable")
         df = df.iloc[order].reset_index(drop=True)
         rows = order  # original row numbers, for messages
@@ -439,32 +769,41 @@ class Dataset:
         tsv = pd.DatetimeIndex(df["timestamp"]).asi8
         same = ent[1:] == ent[:-1]
         diff = np.diff(tsv)
-        bad = same & (diff < 0)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0]) + 1
-            raise DataError(
-                f"{source}: entity '{ent[k]}': timestamps are not increasing: "
-                f"{_fmt(df['timestamp'].iloc[k])} comes after {_fmt(df['timestamp'].iloc[k - 1])} "
-                f"(row {rows[k]}); sort the input by time"
-            )
-        bad = same & (diff == 0)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0]) + 1
-            raise DataError(
-                f"{source}: entity '{ent[k]}': duplicate timestamp "
-                f"{_fmt(df['timestamp'].iloc[k])} (row {rows[k]}); each entity needs one row "
-                "per time"
-            )
+        behind = dups = 0
+        if (same & (diff <= 0)).any():
+            codes = np.concatenate(([0], np.cumsum(~same))).astype(np.int64)
+            ent_names = ent[np.flatnonzero(np.concatenate(([True], ~same)))]
+            all_vals = df[metrics].to_numpy(dtype=np.float64)
+            lab0 = df["is_anomaly"].to_numpy(dtype=np.int8) if has_labels else None
+            typ0 = df["anomaly_type"].to_numpy(dtype=object) if has_labels else None
+            tsv, codes, all_vals, lab0, typ0, rows, behind, dups = _order_rows(
+                tsv, codes, all_vals, lab0, typ0, rows, timestamps=timestamps,
+                duplicates=duplicates, source=source,
+                series=lambda c: f"entity '{ent_names[c]}'", names=name)
+            ent = ent_names[codes]
+            df = pd.DataFrame({"timestamp": pd.to_datetime(tsv, utc=True), "entity": ent})
+            for j, m in enumerate(metrics):
+                df[m] = all_vals[:, j]
+            if has_labels:
+                df["is_anomaly"] = lab0
+                df["anomaly_type"] = typ0
+            same = ent[1:] == ent[:-1]
+            diff = np.diff(tsv)
+        step_share = 1.0
         if step is not None:
             the_step = _as_step(step, source)
         else:
             within = diff[same]
             if len(within) == 0:
                 raise DataError(f"{source}: every entity has a single row; cannot infer the "
-                                "time step (pass step=...)")
+                                f"time step: set it with {_hint('step', 'DURATION')}, e.g. "
+                                "--step 5min")
             vals, counts = np.unique(within, return_counts=True)
-            the_step = pd.Timedelta(int(vals[np.argmax(counts)]), unit="ns")
+            k = int(np.argmax(counts))
+            the_step = pd.Timedelta(int(vals[k]), unit="ns")
+            step_share = float(counts[k]) / len(within)
         step_ns = the_step.value
+        tally = {"moved": 0, "merged": 0, "filled_points": 0, "filled_values": 0, "trimmed": 0}
 
         # Entities that are already regular and complete pass through untouched (fast path).
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
@@ -477,6 +816,7 @@ class Dataset:
         if not ent_bad.any():
             frame = df
         else:
+            phase = _grid_phase(tsv, step_ns) if resample != "error" else 0
             # Work on arrays and build one frame at the end: per-entity DataFrames are slow.
             all_vals = df[metrics].to_numpy(dtype=np.float64)
             all_lab = df["is_anomaly"].to_numpy(dtype=np.int8) if has_labels else None
@@ -488,7 +828,8 @@ class Dataset:
                          None if all_typ is None else all_typ[s:e])
                 if b:
                     piece = _regularise(*piece, str(ent[s]), metrics, the_step, gap_policy,
-                                        max_gap_steps, resample, source, rows[s:e])
+                                        max_gap_steps, resample, source, rows[s:e], name,
+                                        phase, tally)
                 pieces.append(piece)
             lengths = [len(p[0]) for p in pieces]
             frame = pd.DataFrame({
@@ -507,10 +848,15 @@ class Dataset:
         if has_labels:
             frame["is_anomaly"] = frame["is_anomaly"].to_numpy().astype(np.int8)
             frame["anomaly_type"] = frame["anomaly_type"].astype(str)
-        return cls(frame=frame, metrics=tuple(metrics), step=the_step)
+        report = LoadReport(
+            source=source, rows_in=rows_in, rows_out=len(frame), timestamps=timestamps,
+            behind=behind, duplicates=duplicates, duplicate_rows=dups, step=the_step,
+            step_inferred=step is None, step_share=step_share, resample=resample,
+            gap_policy=gap_policy, **tally)
+        return cls(frame=frame, metrics=tuple(metrics), step=the_step, report=report)
 
     @staticmethod
-    def _check_labels(df: pd.DataFrame, source: str) -> None:
+    def _check_labels(df: pd.DataFrame, source: str, name: RowNames = _position) -> None:
         """Normalise ``is_anomaly`` / ``anomaly_type`` in place; either may be missing."""
         if "anomaly_type" in df.columns:
             typ = df["anomaly_type"].astype("string").fillna("").str.strip().astype(str)
@@ -523,8 +869,8 @@ class Dataset:
             bad = (lab.isna() | ~lab.isin([0, 1])).to_numpy()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{source}: 'is_anomaly' must be 0 or 1 in every row; row {row} "
-                                f"has {_show(raw.iloc[row])}")
+                raise DataError(f"{source}: 'is_anomaly' must be 0 or 1 in every row; "
+                                f"{name(row)} has {_show(raw.iloc[row])}")
             lab = lab.to_numpy().astype(np.int8)
         else:
             lab = (typ != "").to_numpy().astype(np.int8)
@@ -535,7 +881,7 @@ class Dataset:
             if normal_typed.any():
                 row = int(np.flatnonzero(normal_typed)[0])
                 raise DataError(
-                    f"{source}: row {row} has is_anomaly=0 but anomaly_type "
+                    f"{source}: {name(row)} has is_anomaly=0 but anomaly_type "
                     f"{typ.iloc[row]!r}; the type must be empty on normal rows"
                 )
             typ = typ.where(~((lab == 1) & (typ == "").to_numpy()), "unknown")
@@ -595,7 +941,7 @@ class Dataset:
         if unknown:
             raise DataError(f"unknown entities {unknown}; entities are {list(self.entities)}")
         f = self.frame[self.frame["entity"].isin(wanted)].reset_index(drop=True)
-        return Dataset(frame=f, metrics=self.metrics, step=self.step)
+        return Dataset(frame=f, metrics=self.metrics, step=self.step, report=self.report)
 
     def slice_time(self, start: pd.Timestamp | str | None = None,
                    end: pd.Timestamp | str | None = None) -> Dataset:
@@ -620,22 +966,95 @@ class Dataset:
         return Dataset(frame=self.frame.loc[m].reset_index(drop=True), metrics=self.metrics,
                        step=self.step)
 
-    def check_not_constant(self, where: str = "training data") -> None:
-        """Raise when a metric does not vary for some entity (nothing can be learned).
+    def constant_metrics(self) -> dict[str, list[str]]:
+        """Metrics that do not vary, per entity: ``{entity: [metric, ...]}`` (entities with
+        none are left out).
+
+        Real servers have several (an unused disk or network interface reads 0 all along).
+
+        >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
+        >>> df = pd.DataFrame({"timestamp": ts, "cpu": [0.1, 0.5, 0.2], "disk2": 0.0})
+        >>> Dataset.from_frame(df).constant_metrics()
+        {'default': ['disk2']}
+        """
+        if not len(self.frame):
+            return {}
+        g = self.frame.groupby("entity", sort=False)[list(self.metrics)]
+        flat = (g.max() - g.min()) == 0.0
+        out: dict[str, list[str]] = {}
+        for entity, row in flat.iterrows():
+            names = [m for m in self.metrics if bool(row[m])]
+            if names:
+                out[str(entity)] = names
+        return out
+
+    def check_not_constant(self, where: str = "training data", policy: ConstantPolicy = "keep"
+                           ) -> dict[str, list[str]]:
+        """The metrics constant for some entity (as :meth:`constant_metrics`), by policy.
+
+        ``"keep"`` (default) returns them: a model may train on a constant metric, and any
+        change from that constant is then unusual. ``"error"`` raises :class:`DataError`
+        naming the first one. To leave them out of training use :meth:`drop_constant`.
 
         >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
         >>> ds = Dataset.from_frame(pd.DataFrame({"timestamp": ts, "cpu": [0.5, 0.5, 0.5]}))
-        >>> ds.check_not_constant("training data")  # doctest: +ELLIPSIS
+        >>> ds.check_not_constant("training data")
+        {'default': ['cpu']}
+        >>> ds.check_not_constant("training data", policy="error")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         aws_anomaly.errors.DataError: training data: metric 'cpu' of entity 'default' is constant...
         """
-        for entity, g in self.frame.groupby("entity", sort=False):
-            for m in self.metrics:
-                col = g[m].to_numpy()
-                if len(col) and np.ptp(col) == 0.0:
-                    raise DataError(
-                        f"{where}: metric '{m}' of entity '{entity}' is constant ({col[0]!r}) "
-                        f"over all {len(col)} points; a detector cannot learn normal behaviour "
-                        "from it: drop the metric or give more history"
-                    )
+        if policy not in ("keep", "error"):
+            hint = ("; to leave them out use Dataset.drop_constant()" if policy == "drop"
+                    else "")
+            raise ConfigError(f"check_not_constant: policy must be 'keep' or 'error', got "
+                              f"{policy!r}{hint}")
+        found = self.constant_metrics()
+        if policy == "error" and found:
+            entity, names = next(iter(found.items()))
+            col = self.frame.loc[self.frame["entity"] == entity, names[0]].to_numpy()
+            more = sum(len(v) for v in found.values()) - 1
+            raise DataError(
+                f"{where}: metric '{names[0]}' of entity '{entity}' is constant ({_show(col[0])}) "
+                f"over all {len(col)} points"
+                + (f" ({more} more constant metric(s))" if more else "")
+                + "; a detector cannot learn its normal variation: drop it (--constant drop) "
+                "or give more history"
+            )
+        return found
+
+    def drop_constant(self, where: str = "training data", *, warn: bool = True) -> Dataset:
+        """This dataset without the metrics that are constant for any entity.
+
+        Metrics are shared by all entities, so one constant for a single entity goes for all.
+        With ``warn`` a :class:`UserWarning` names them (and the entities). Refuses
+        (:class:`DataError`) when every metric would go.
+
+        >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
+        >>> df = pd.DataFrame({"timestamp": ts, "cpu": [0.1, 0.5, 0.2], "disk2": 0.0})
+        >>> Dataset.from_frame(df).drop_constant(warn=False).metrics
+        ('cpu',)
+        """
+        found = self.constant_metrics()
+        gone = [m for m in self.metrics if any(m in v for v in found.values())]
+        if not gone:
+            return self
+        kept = tuple(m for m in self.metrics if m not in gone)
+        if not kept:
+            raise DataError(f"{where}: every metric is constant ({list(gone)}); nothing is left "
+                            "to learn from: give more history")
+        if warn:
+            warnings.warn(f"{where}: dropped {len(gone)} constant metric(s): "
+                          f"{constant_summary(found)}", UserWarning, stacklevel=2)
+        frame = self.frame.drop(columns=gone)
+        return replace(self, frame=frame, metrics=kept)
+
+
+def constant_summary(found: dict[str, list[str]]) -> str:
+    """``{entity: [metric, ...]}`` in words: ``m03, m07 (entity a); m03 (entity b)``.
+
+    >>> constant_summary({"a": ["m03", "m07"]})
+    'm03, m07 (entity a)'
+    """
+    return "; ".join(f"{', '.join(v)} (entity {e})" for e, v in found.items())

@@ -7,14 +7,18 @@
   in Prometheus text form ``{cluster="a",namespace="x"}`` or as JSON, or as separate columns.
   The entity is the value of the label ``entity_label`` (default ``cluster``).
 
-Every error names the file.
+Every error names the file, and the row: CSV rows by the line an editor shows (header = line
+1), Parquet rows by their position counted from 1.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +26,17 @@ import pandas as pd
 
 from aws_anomaly.data.dataset import (
     DEFAULT_ENTITY,
+    DUPLICATE_POLICIES,
     LABEL_COLUMNS,
+    TIMESTAMP_POLICIES,
     Dataset,
+    DuplicatePolicy,
     GapPolicy,
     ResamplePolicy,
+    RowNames,
+    TimestampPolicy,
+    _check_choice,
+    _order_rows,
     format_timestamp,
     parse_timestamps,
 )
@@ -139,6 +150,55 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         raise
 
 
+def _csv_record_lines(path: Path) -> list[int]:
+    """The line (1-based, header = line 1) on which each data record of a CSV file starts,
+    counted as an editor counts them: blank lines are skipped (as pandas skips them) but
+    counted, and a quoted value spanning lines counts all of its lines."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    out: list[int] = []
+    with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        prev = 0
+        header = True
+        for rec in reader:
+            start = prev + 1
+            prev = reader.line_num
+            if not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue
+            if header:
+                header = False
+                continue
+            out.append(start)
+    return out
+
+
+class _CsvLines:
+    """Names data row ``i`` of a CSV file by its line number; the file is scanned only when a
+    message needs a line (errors), never on the normal path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lines: list[int] | None = None
+
+    def __call__(self, i: int) -> str:
+        if self._lines is None:
+            try:
+                self._lines = _csv_record_lines(self.path)
+            except (OSError, EOFError, csv.Error, UnicodeError):
+                self._lines = []
+        if 0 <= i < len(self._lines):
+            return f"line {self._lines[i]}"
+        return f"data row {i + 1}"
+
+
+def _parquet_row(i: int) -> str:
+    return f"row {i + 1}"
+
+
+def _row_names(path: Path) -> RowNames:
+    return _CsvLines(path) if _kind(path) == "csv" else _parquet_row
+
+
 def _is_label_column(cols: list[str], c: str) -> bool:
     """In a long layout every column besides the fixed ones is a label (text)."""
     long = "value" in cols and ("metric" in cols or "__name__" in cols)
@@ -158,7 +218,14 @@ def _detect_layout(df: pd.DataFrame, layout: str, where: str) -> str:
 
 
 def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[str] | None,
-                  where: str) -> pd.DataFrame:
+                  where: str, names: RowNames, timestamps: str, duplicates: str
+                  ) -> tuple[pd.DataFrame, np.ndarray, int, int]:
+    """Pivot long rows to the wide layout, applying the time-order and duplicate policies per
+    series (entity, metric) in file order first.
+
+    Returns the wide frame, the file position of the first row behind each wide row (for
+    messages), and the counts of rows behind in time and of duplicate rows merged.
+    """
     if "timestamp" not in df.columns:
         raise DataError(f"{where}: missing column 'timestamp'; columns are {list(df.columns)}")
     if "metric" in df.columns and "__name__" in df.columns:
@@ -166,13 +233,13 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
     name_col = "metric" if "metric" in df.columns else "__name__"
     if len(df) == 0:
         raise DataError(f"{where}: no rows")
-    names = df[name_col].astype("string")
-    if names.isna().any() or (names.str.strip() == "").any():
-        row = int(np.flatnonzero((names.isna() | (names.str.strip() == "")).to_numpy())[0])
-        raise DataError(f"{where}: metric name is empty in row {row}")
+    names_col = df[name_col].astype("string")
+    if names_col.isna().any() or (names_col.str.strip() == "").any():
+        row = int(np.flatnonzero((names_col.isna() | (names_col.str.strip() == "")).to_numpy())[0])
+        raise DataError(f"{where}: metric name is empty in {names(row)}")
     label_cols = [c for c in df.columns if c not in _LONG_FIXED]
     # One parse per distinct series, not per row.
-    parts = [names.astype(str)]
+    parts = [names_col.astype(str)]
     if "labels" in df.columns:
         parts.append(df["labels"].astype("string").fillna("").astype(str))
     for c in label_cols:
@@ -199,8 +266,9 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
         if not any(has):
             seen = sorted({k for lab in series_labels for k in lab})
             raise DataError(f"{where}: no series has the entity label {entity_label!r}; labels "
-                            f"present: {seen or 'none'}; pass entity_label=... (or None for a "
-                            "single entity)")
+                            f"present: {seen or 'none'}; name the label with --entity-label "
+                            "(`entity_label` in a job's file source), or pass --entity-label "
+                            "none for a single entity")
         if not all(has):
             k = has.index(False)
             raise DataError(f"{where}: series {uniques[k][0]}{_fmt_labels(series_labels[k])} "
@@ -219,7 +287,7 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
             )
         seen_pairs[(e, m)] = k
 
-    ts = parse_timestamps(df["timestamp"], where)
+    ts = parse_timestamps(df["timestamp"], where, names)
     raw_values = df["value"]
     values = pd.to_numeric(raw_values, errors="coerce")
     bad = (values.isna() & raw_values.notna()
@@ -227,13 +295,14 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
                ["nan", "", "+nan", "-nan"]).fillna(False)).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{where}: 'value' in row {row} is not a number: {raw_values.iloc[row]!r}")
-    long = pd.DataFrame({
-        "timestamp": ts.reset_index(drop=True),
-        "entity": np.asarray(entities, dtype=object)[codes],
-        "metric": np.asarray(metric_of, dtype=object)[codes],
-        "value": values.to_numpy(dtype=np.float64, na_value=np.nan),
-    })
+        raise DataError(f"{where}: 'value' in {names(row)} is not a number: "
+                        f"{raw_values.iloc[row]!r}")
+    vals = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isinf(vals).any():
+        row = int(np.flatnonzero(np.isinf(vals))[0])
+        raise DataError(f"{where}: 'value' in {names(row)} is infinite ({raw_values.iloc[row]!r}); "
+                        "infinities are not measurements: fix or drop those rows")
+    positions = np.arange(len(df))
     if metrics is not None:
         wanted = [metrics] if isinstance(metrics, str) else list(metrics)
         have = set(metric_of)
@@ -241,19 +310,28 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
         if missing:
             raise DataError(f"{where}: metric(s) {missing} not in the file; metrics are "
                             f"{sorted(have)}")
-        long = long[long["metric"].isin(wanted)]
-    dup = long.duplicated(["timestamp", "entity", "metric"]).to_numpy()
-    if dup.any():
-        k = int(np.flatnonzero(dup)[0])
-        r = long.iloc[k]
-        raise DataError(f"{where}: metric {r['metric']!r} of entity {r['entity']!r} has two "
-                        f"values at {format_timestamp(r['timestamp'])} (row {long.index[k]}); "
-                        "each (timestamp, entity, metric) may appear once")
+        keep_series = np.isin(np.asarray(metric_of, dtype=object), wanted)
+        positions = positions[keep_series[codes]]
+    order = positions[np.argsort(codes[positions], kind="stable")]
+    t_ns = pd.DatetimeIndex(ts).asi8[order]
+    t_ns, series, col, _, _, rows, behind, dups = _order_rows(
+        t_ns, codes[order].astype(np.int64), vals[order][:, None], None, None, order,
+        timestamps=timestamps, duplicates=duplicates, source=where,
+        series=lambda c: f"metric {metric_of[c]!r} of entity {entities[c]!r}", names=names)
+    long = pd.DataFrame({
+        "timestamp": pd.to_datetime(t_ns, utc=True),
+        "entity": np.asarray(entities, dtype=object)[series],
+        "metric": np.asarray(metric_of, dtype=object)[series],
+        "value": col[:, 0],
+        "_row": rows,
+    })
     wide = long.pivot(index=["entity", "timestamp"], columns="metric", values="value")
-    order = wanted if metrics is not None else sorted(set(metric_of))
-    wide = wide[order].reset_index()
+    first_row = long.groupby(["entity", "timestamp"])["_row"].min().reindex(wide.index)
+    order_m = wanted if metrics is not None else sorted(set(metric_of))
+    wide = wide[order_m].reset_index()
     wide.columns.name = None
-    return wide[["timestamp", "entity", *order]]
+    return (wide[["timestamp", "entity", *order_m]], first_row.to_numpy(dtype=np.int64),
+            behind, dups)
 
 
 def _fmt_labels(labels: dict[str, str]) -> str:
@@ -270,6 +348,8 @@ def read_dataset(
     gap_policy: GapPolicy = "ffill",
     max_gap_steps: int | None = 36,
     resample: ResamplePolicy = "error",
+    timestamps: TimestampPolicy | None = None,
+    duplicates: DuplicatePolicy = "first",
 ) -> Dataset:
     """Read a dataset from ``.csv``, ``.csv.gz`` or ``.parquet``, wide or long layout.
 
@@ -283,8 +363,17 @@ def read_dataset(
     entity_label
         Long layout: the label naming the entity (``None``: one entity, ``"default"``).
         Wide layout without an ``entity`` column: a column of that name is the entity.
-    step, gap_policy, max_gap_steps, resample
+    step, gap_policy, max_gap_steps, resample, duplicates
         As in :meth:`Dataset.from_frame`.
+    timestamps
+        As in :meth:`Dataset.from_frame`; ``None`` (default) is ``"error"`` for the wide
+        layout and ``"sort"`` for the long layout, whose rows have no order of their own (an
+        export may list them by metric, by time or not at all). In the long layout the
+        time-order and duplicate policies apply to each series (entity, metric) in file order.
+
+    The result's ``report`` (:class:`~aws_anomaly.data.dataset.LoadReport`) counts what the
+    policies changed. Errors name CSV rows by line number (header = line 1) and Parquet rows
+    by position from 1.
 
     Examples
     --------
@@ -298,18 +387,36 @@ def read_dataset(
     >>> ds.entities, ds.metrics, ds.values("a")[:, 0].tolist()
     (('a',), ('cpu',), [0.5, 0.6])
     """
+    if timestamps is not None:
+        _check_choice("timestamps", timestamps, TIMESTAMP_POLICIES)
+    _check_choice("duplicates", duplicates, DUPLICATE_POLICIES)
     p = Path(path)
     df = read_frame(p)
     where = str(p)
+    names = _row_names(p)
     kind = _detect_layout(df, layout, where)
     if kind == "long":
-        df = _long_to_wide(df, entity_label, metrics, where)
+        timestamps = timestamps or "sort"
+        rows_in = len(df)
+        df, first_row, behind, dups = _long_to_wide(df, entity_label, metrics, where, names,
+                                                    timestamps, duplicates)
         metrics = None if metrics is None else list(metrics)
-    elif "entity" not in df.columns and entity_label and entity_label in df.columns:
+        ds = Dataset.from_frame(df, metrics=metrics, step=step, gap_policy=gap_policy,
+                                max_gap_steps=max_gap_steps, resample=resample,
+                                timestamps=timestamps, duplicates=duplicates, source=where,
+                                row_names=lambda i: names(int(first_row[i])))
+        if ds.report is not None:
+            ds = replace(ds, report=replace(ds.report, rows_in=rows_in, behind=behind,
+                                            duplicate_rows=dups))
+        return ds
+    if "entity" not in df.columns and entity_label and entity_label in df.columns:
         # A wide export keyed by its label column (e.g. "cluster") instead of "entity".
         df = df.rename(columns={entity_label: "entity"})
     return Dataset.from_frame(df, metrics=metrics, step=step, gap_policy=gap_policy,
-                              max_gap_steps=max_gap_steps, resample=resample, source=where)
+                              max_gap_steps=max_gap_steps, resample=resample,
+                              timestamps=timestamps or "error", duplicates=duplicates,
+                              source=where,
+                              row_names=names)
 
 
 def write_dataset(ds: Dataset, path: str | Path) -> Path:
@@ -379,12 +486,13 @@ def read_events(path: str | Path) -> pd.DataFrame:
     for c in ("entity", "type", "metrics"):
         if c in df.columns:
             df[c] = df[c].astype("string").fillna("").astype(str)
-    df["start"] = parse_timestamps(df["start"], f"{where}: column 'start'")
-    df["end"] = parse_timestamps(df["end"], f"{where}: column 'end'")
+    names = _row_names(p)
+    df["start"] = parse_timestamps(df["start"], f"{where}: column 'start'", names)
+    df["end"] = parse_timestamps(df["end"], f"{where}: column 'end'", names)
     bad = (df["end"] < df["start"]).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{where}: event in row {row} ends before it starts")
+        raise DataError(f"{where}: the event in {names(row)} ends before it starts")
     if "magnitude" in df.columns:
         df["magnitude"] = pd.to_numeric(df["magnitude"], errors="coerce").astype(np.float64)
     return df

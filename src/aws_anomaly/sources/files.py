@@ -1,11 +1,15 @@
 """File source: a CSV or Parquet file read with :func:`aws_anomaly.data.io.read_dataset`.
 
 The file is read once and read again only when its modification time or size changes, so a
-live job can follow a file that another process rewrites.
+live job can follow a file that another process rewrites (or appends to). Each read applies the
+same stated policies for time order, duplicates, irregular steps and gaps (the ``timestamps``,
+``duplicates``, ``resample``, ``step``, ``gap_policy`` and ``max_gap_steps`` keys of the
+source), and what they changed is logged as a warning, once per read.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pandas as pd
@@ -17,6 +21,8 @@ from aws_anomaly.errors import DataError, SourceError
 from aws_anomaly.sources.base import BaseSource, TimeLike, to_utc
 
 __all__ = ["FileSource"]
+
+log = logging.getLogger(__name__)
 
 
 class FileSource(BaseSource):
@@ -52,9 +58,13 @@ class FileSource(BaseSource):
                 entity_label=self.cfg.entity_label,
                 step=pd.Timedelta(self.cfg.step) if self.cfg.step is not None else None,
                 gap_policy=self.cfg.gap_policy, max_gap_steps=self.cfg.max_gap_steps,
-                resample=self.cfg.resample)
+                resample=self.cfg.resample, timestamps=self.cfg.timestamps,
+                duplicates=self.cfg.duplicates)
         except DataError as exc:
             raise SourceError(f"{self.name}: {exc}") from exc
+        if ds.report is not None and ds.report.changed:
+            # Once per (re)read: what the loading policies changed in the file.
+            log.warning("%s: %s", self.name, "; ".join(ds.report.lines()[1:]))
         if self._cache is not None and (ds.metrics != self.metrics or ds.step != self.step):
             raise SourceError(f"{self.name}: the file changed shape while in use: metrics "
                               f"{list(ds.metrics)} step {ds.step}, was {list(self.metrics)} "
