@@ -494,7 +494,11 @@ SourceConfig = Annotated[
 # ---------------------------------------------------------------------------------- notifiers
 class _NotifierBase(_Model):
     min_consecutive: int | None = Field(None, ge=1, description="overrides alert.min_consecutive")
-    repeat_interval: Duration = timedelta(hours=1)
+    repeat_interval: Duration | None = Field(
+        timedelta(hours=1), description="re-send a still-firing alert this long after its "
+        "last delivery (null: once per event); Alertmanager gets one at least every minute")
+    max_age: Duration = Field(timedelta(days=1), description="drop an alert still undelivered "
+                              "after this long (logged and counted)")
     dashboard_url: HttpUrl | None = None
     timeout_s: float = Field(10.0, gt=0)
 

@@ -8,9 +8,11 @@ that arrived since the last scored timestamp of each entity — never more, neve
   the next successful tick catches up on the whole missed range (in chunks of at most
   ``max_steps_per_tick`` grid steps per tick, so a week-long outage does not become one huge
   request);
-* the tick's events and the new last-scored timestamps are committed in one transaction, and
-  only then are the sinks called, so a crash between the two repeats a tick (idempotent upserts)
-  rather than losing one;
+* the tick's events, the new last-scored timestamps and the notifications the events raise
+  (:class:`AlertSink` plans them into the store's outbox) are committed in one transaction, and
+  only then are the other sinks called, so a crash between the two repeats a tick (idempotent
+  upserts) rather than losing one, and an alert is never lost once its event is stored;
+  delivery happens elsewhere (the notifiers' dispatcher threads), never in the tick;
 * each stage (fetch, features, score, store, notify, train) records its errors separately.
 
 Feedback changes what is flagged at the next retrain (:meth:`JobRunner.retrain`), in two ways:
@@ -46,10 +48,10 @@ from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreErr
 from aws_anomaly.events import AnomalyEvent, merge_events
 from aws_anomaly.model import AnomalyModel, StreamScorer
 from aws_anomaly.sources.base import Source
-from aws_anomaly.store import ModelRecord, Store
+from aws_anomaly.store import ModelRecord, OutboxItem, Store
 
-__all__ = ["STAGES", "EventSink", "JobRunner", "RunnerMetrics", "ScoreSink", "Sink",
-           "TickResult", "TrainProgress"]
+__all__ = ["STAGES", "AlertSink", "EventSink", "JobRunner", "RunnerMetrics", "ScoreSink",
+           "Sink", "TickResult", "TrainProgress"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,18 @@ class EventSink(Protocol):
     def on_events(self, job: str, events: Sequence[AnomalyEvent], *, model: str) -> None: ...
 
 
-Sink = ScoreSink | EventSink
+@runtime_checkable
+class AlertSink(Protocol):
+    """Plans the notifications of a tick's events; they are written into the store's outbox
+    in the tick's transaction, then :meth:`wake` tells the sink's deliverer to look."""
+
+    def plan_alerts(self, job: str, events: Sequence[AnomalyEvent], *,
+                    model: str) -> Sequence[OutboxItem]: ...
+
+    def wake(self) -> None: ...
+
+
+Sink = ScoreSink | EventSink | AlertSink
 
 
 class RunnerMetrics(Protocol):
@@ -191,6 +204,10 @@ class JobRunner:
         self.last_result: TickResult | None = None
         self.errors: dict[str, int] = dict.fromkeys(STAGES, 0)
         self.last_error: dict[str, str] = {}
+        self._error_lock = threading.Lock()
+        #: Whether the last write of a tick reached the store (None: none tried yet).
+        self.store_ok: bool | None = None
+        self.store_error: str | None = None
         self.source_ok: bool | None = None
         self.source_error: str | None = None
         self.ticks = 0
@@ -230,10 +247,17 @@ class JobRunner:
     def threshold_for(self, entity: str) -> float:
         return self.thresholds().get(entity, self.base_threshold)
 
+    def record_error(self, stage: str, exc: BaseException) -> str:
+        """Count an error of ``stage`` (here and in the metrics); returns its message.
+
+        Thread-safe: the notifiers' delivery threads report here too."""
+        return self._error(stage, exc)
+
     def _error(self, stage: str, exc: BaseException) -> str:
         msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AwsAnomalyError) else str(exc)
-        self.errors[stage] += 1
-        self.last_error[stage] = msg
+        with self._error_lock:
+            self.errors[stage] += 1
+            self.last_error[stage] = msg
         if self.metrics is not None:
             try:
                 self.metrics.record_error(self.name, stage)
@@ -260,9 +284,13 @@ class JobRunner:
                                started=time.time())
                 try:
                     self.model = AnomalyModel.load(self.model_path)
-                except AwsAnomalyError as exc:
-                    self._progress(state="failed", error=self._error("train", exc))
-                    raise
+                except Exception as exc:
+                    self._progress(state="failed", error=self._error("train", exc),
+                                   finished=time.time())
+                    if isinstance(exc, AwsAnomalyError):
+                        raise
+                    raise AwsAnomalyError(f"job {self.name}: cannot load {self.model_path}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
                 self._register(self.model, self.model_path)
                 self._progress(state="ready", step="loaded", finished=time.time())
                 return self.model
@@ -295,17 +323,26 @@ class JobRunner:
                            started=time.time(), finished=None, error=None)
             try:
                 return self._retrain()
-            except AwsAnomalyError as exc:
-                stage = "fetch" if isinstance(exc, SourceError) else "train"
-                self._progress(state="failed", error=self._error(stage, exc),
-                               finished=time.time())
-                raise
+            except Exception as exc:
+                # Whatever went wrong (a disk error saving the bundle, a bug), the training
+                # is over: never leave the job "training" (every retrain would be refused).
+                stage = "fetch" if isinstance(exc, SourceError) else (
+                    "store" if isinstance(exc, StoreError) else "train")
+                msg = self._error(stage, exc)
+                if stage == "fetch":
+                    self.source_ok, self.source_error = False, msg
+                self._progress(state="failed", error=msg, finished=time.time())
+                if isinstance(exc, AwsAnomalyError):
+                    raise
+                raise AwsAnomalyError(f"job {self.name}: training failed: "
+                                      f"{type(exc).__name__}: {exc}") from exc
 
     def _retrain(self) -> AnomalyModel:
         now = self.source.now()
         end = now + pd.Timedelta(1, "ns")
         history = self.source.fetch(end - pd.Timedelta(self.job.model.history), end,
                                     entities=self.job.entities)
+        self.source_ok, self.source_error = True, None
         metrics = list(self.job.metrics or history.metrics)
         history = Dataset(frame=history.frame, metrics=tuple(metrics), step=history.step)
         labels = self.store.latest_labels(job=self.name)
@@ -447,7 +484,8 @@ class JobRunner:
 
         frame = ds.frame
         # A dict map (not a Python call per row): this runs over every fetched row.
-        last = pd.to_datetime(frame["entity"].map(state), utc=True).fillna(first_new - step)
+        last = (pd.to_datetime(frame["entity"].map(state), utc=True)
+                .astype("datetime64[ns, UTC]").fillna(first_new - step))
         if not self._display and known:
             last = last - step * self.display_points  # re-score the recent past for display
         new_mask = (frame["timestamp"] > last).to_numpy()
@@ -484,11 +522,15 @@ class JobRunner:
                               previous=previous, job=self.name, model=self.model_name)
         last_scored = {str(e): pd.Timestamp(t) for e, t in
                        live.groupby("entity")["timestamp"].max().items()}
+        outbox = self._plan_alerts(events)
         try:
-            self.store.commit_tick(self.name, events, last_scored)
+            self.store.commit_tick(self.name, events, last_scored, outbox)
         except StoreError as exc:
-            return TickResult(self.name, now, error=self._error("store", exc), stage="store",
+            msg = self._error("store", exc)
+            self.store_ok, self.store_error = False, msg
+            return TickResult(self.name, now, error=msg, stage="store",
                               total_s=time.perf_counter() - t0)
+        self.store_ok, self.store_error = True, None
         self._remember(scores)
         self._call_sinks(live, events)
         n_anom = int(live["is_anomaly"].sum())
@@ -552,8 +594,24 @@ class JobRunner:
                     g = pd.concat([old[old["timestamp"] < g["timestamp"].min()], g])
                 self._display[str(entity)] = g.tail(self.display_points).reset_index(drop=True)
 
+    def _plan_alerts(self, events: Sequence[AnomalyEvent]) -> list[OutboxItem]:
+        out: list[OutboxItem] = []
+        if not events:
+            return out
+        for sink in self.sinks:
+            if isinstance(sink, AlertSink):
+                try:
+                    out.extend(sink.plan_alerts(self.name, events, model=self.model_name))
+                except Exception as exc:  # a bug in one notifier must not stop scoring
+                    log.exception("job %s: planning alerts of %s failed", self.name,
+                                  type(sink).__name__)
+                    self._error("notify", exc)
+        return out
+
     def _call_sinks(self, scores: pd.DataFrame, events: Sequence[AnomalyEvent]) -> None:
         for sink in self.sinks:
+            if isinstance(sink, AlertSink):
+                sink.wake()  # delivery happens in the sink's own thread
             try:
                 if isinstance(sink, ScoreSink) and len(scores):
                     sink.on_scores(self.name, scores, model=self.model_name)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +14,7 @@ import pytest
 from aws_anomaly.cli import main
 from aws_anomaly.events import AnomalyEvent
 from aws_anomaly.service.notifiers import Dispatcher, NotifierSink, WebhookNotifier
+from aws_anomaly.store import Store
 
 from .amkit import Receiver
 
@@ -78,15 +82,21 @@ def _event(n_points: int, status: str = "open") -> AnomalyEvent:
                         n_points=n_points, status=status, weight=1.6)
 
 
-def test_notifier_sink_alerts_after_min_consecutive_and_resolves() -> None:
+def _sink(rx: Receiver, tmp_path: Path) -> NotifierSink:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    return NotifierSink(Dispatcher(store, WebhookNotifier(rx.url), job="demo"),
+                        min_consecutive=3)
+
+
+def test_notifier_sink_alerts_after_min_consecutive_and_resolves(tmp_path: Path) -> None:
     rx = Receiver()
     try:
-        sink = NotifierSink(Dispatcher([WebhookNotifier(rx.url)]), min_consecutive=3)
-        sink.on_events("demo", [_event(2)], model="m")
+        sink = _sink(rx, tmp_path)
+        sink.notify("demo", [_event(2)], model="m")
         assert rx.bodies == []  # a two-point blip pages nobody
-        sink.on_events("demo", [_event(3)], model="m")
-        sink.on_events("demo", [_event(4)], model="m")  # same incident, still open: no repeat
-        sink.on_events("demo", [_event(5, "closed")], model="m")
+        sink.notify("demo", [_event(3)], model="m")
+        sink.notify("demo", [_event(4)], model="m")  # same incident, still open: no repeat
+        sink.notify("demo", [_event(5, "closed")], model="m")
         statuses = [a["status"] for b in rx.bodies for a in b["alerts"]]
         assert statuses == ["firing", "resolved"]
         assert rx.bodies[0]["alerts"][0]["top_metrics"][0]["metric"] == \
@@ -95,11 +105,74 @@ def test_notifier_sink_alerts_after_min_consecutive_and_resolves() -> None:
         rx.close()
 
 
-def test_short_incident_that_ended_within_a_tick_is_still_reported() -> None:
+def test_short_incident_that_ended_within_a_tick_is_still_reported(tmp_path: Path) -> None:
     rx = Receiver()
     try:
-        sink = NotifierSink(Dispatcher([WebhookNotifier(rx.url)]), min_consecutive=3)
-        sink.on_events("demo", [_event(4, "closed")], model="m")
+        sink = _sink(rx, tmp_path)
+        sink.notify("demo", [_event(4, "closed")], model="m")
         assert [a["status"] for b in rx.bodies for a in b["alerts"]] == ["firing", "resolved"]
     finally:
         rx.close()
+
+
+def test_run_without_a_model_and_the_source_down_stays_up_and_retries(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 10.9: no bundle and Prometheus unreachable: `run` keeps ticking (each tick tries
+    to train again) instead of exiting; the failures are reported per tick."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "name: prom\ninterval: 1s\n"
+        f"source: {{type: prometheus, url: 'http://127.0.0.1:{port}', max_retries: 0,\n"
+        "  timeout_s: 2, queries: {cpu: 'avg by (cluster) (cpu)'}}\n")
+    code = main(["run", "--config", str(job), "--state-dir", str(tmp_path / "state"),
+                 "--metrics-port", "0", "--max-ticks", "3"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "no model yet" in captured.err
+    assert captured.out.count("tick failed at fetch") == 3
+    assert not (tmp_path / "state" / "models" / "prom" / "manifest.json").exists()
+
+
+def test_run_counts_failed_deliveries_as_notify_errors(tmp_path: Path) -> None:
+    """Issue 10.4: in `run`, as in `serve`, each failed delivery is counted in
+    aws_anomaly_errors_total{stage="notify"}; delivery happens outside the tick."""
+    from aws_anomaly.cli.loop import _runner
+    from aws_anomaly.config import JobConfig
+    from aws_anomaly.service.exporter import Exporter
+    from aws_anomaly.sources.demo import DemoSource
+
+    from .hookkit import SwitchableReceiver
+
+    rx = SwitchableReceiver(mode="fail")
+    job = JobConfig.model_validate({
+        "name": "demo", "lookback": "1d", "alert": {"min_consecutive": 1},
+        "model": {"history": "2d", "threshold": {"method": "contamination",
+                                                  "contamination": 0.05}},
+        "source": {"type": "demo", "clusters": 2, "days": 3, "future_days": 1},
+        "notifiers": [{"type": "webhook", "url": rx.url, "timeout_s": 2}]})
+    t0 = pd.Timestamp("2026-03-01T00:00Z")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    exporter = Exporter()
+    exporter.register_job("demo")
+    source = DemoSource(job.source, start=t0, wall_clock=lambda: 0.0)
+    runner, notifiers = _runner(job, source, tmp_path, store, exporter)
+    try:
+        res = runner.tick()
+        assert res.ok and res.events, res.error
+        assert rx.requests == 0  # the tick only queued its alerts
+        for sink in notifiers:
+            sink.start()
+        deadline = time.monotonic() + 20
+        while runner.errors["notify"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = exporter.render().decode()
+        found = re.search(r'aws_anomaly_errors_total\{job="demo",stage="notify"\} (\S+)', text)
+        assert found and float(found.group(1)) >= 1 and runner.errors["notify"] >= 1
+    finally:
+        for sink in notifiers:
+            sink.stop()
+        rx.close()
+        store.close()

@@ -364,8 +364,8 @@ def test_generated_token_when_none_configured(tmp_path):
     assert np.isfinite(st.started)
 
 
-def test_configured_notifiers_become_event_sinks(tmp_path):
-    from aws_anomaly.runner import EventSink
+def test_configured_notifiers_become_alert_sinks(tmp_path):
+    from aws_anomaly.runner import AlertSink
     from aws_anomaly.service.app import build_state
 
     s = Settings.model_validate({
@@ -374,4 +374,5 @@ def test_configured_notifiers_become_event_sinks(tmp_path):
                                                  "url": "http://127.0.0.1:9/hook"}]}]})
     st = build_state(s, scheduler=False, environ={})
     sinks = st.runners["demo"].sinks
-    assert any(isinstance(x, EventSink) for x in sinks) and st.exporter in sinks
+    assert any(isinstance(x, AlertSink) for x in sinks) and st.exporter in sinks
+    assert st.notifiers and all(x in sinks for x in st.notifiers)

@@ -167,6 +167,29 @@ def test_failing_sink_is_counted_and_does_not_block(tmp_path, model):
     assert runner.tick().ok and store.job_state("demo")[runner.entities()[0]] == T0 + STEP
 
 
+def test_two_jobs_on_one_entity_keep_all_their_events(tmp_path, model):
+    """Issue 10.2: two jobs scoring the same clusters into one store: each keeps every event
+    it found (before the fix they shared ids and overwrote each other's ``job``)."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    runners = []
+    for name in ("cpu-watch", "mem-watch"):
+        job = job_config(name=name, lookback="1d")
+        src = DemoSource(job.source, start=T0, wall_clock=lambda: 0.0)
+        runners.append(JobRunner(job, src, model, [], store))
+    found = {}
+    for r in runners:
+        res = r.tick()
+        assert res.ok, res.error
+        found[r.name] = {(e.entity, e.start) for e in res.events}
+    assert found["cpu-watch"] and found["cpu-watch"] == found["mem-watch"]  # same incidents
+    for r in runners:
+        assert store.count_events(job=r.name) == len(found[r.name])
+        assert {(e.entity, e.start) for e in store.list_events(job=r.name, limit=1000).items} \
+            == found[r.name]
+    assert store.count_events() == 2 * len(found["cpu-watch"])
+    assert store.check_integrity() == []
+
+
 def test_trains_a_model_when_none_exists_and_reloads_it(tmp_path):
     runner, _, _, store = make(tmp_path, None, model={"history": "2d"})
     res = runner.tick()

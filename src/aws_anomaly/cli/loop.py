@@ -17,11 +17,11 @@ from aws_anomaly.alert_rules import RuleOptions, render_rules
 from aws_anomaly.cli.app import app
 from aws_anomaly.config import JobConfig, load_job
 from aws_anomaly.data import Dataset
-from aws_anomaly.errors import ConfigError
+from aws_anomaly.errors import AwsAnomalyError, ConfigError
 from aws_anomaly.events import merge_events
 from aws_anomaly.runner import JobRunner, TickResult
 from aws_anomaly.service.exporter import Exporter
-from aws_anomaly.service.notifiers import build_notifier_sinks
+from aws_anomaly.service.notifiers import NotifierSink, build_notifier_sinks
 from aws_anomaly.sources import make_source
 from aws_anomaly.sources.base import Source, to_utc
 from aws_anomaly.store import Store
@@ -32,22 +32,43 @@ StateOpt = Annotated[Path, typer.Option(
 
 
 def _runner(job: JobConfig, source: Source, state_dir: Path, store: Store,
-            exporter: Exporter, *, notify: bool = True) -> JobRunner:
-    sinks: list[Any] = [exporter]
-    if notify:
-        sinks += build_notifier_sinks(job, on_error=lambda _n: exporter.record_error(job.name,
-                                                                                     "notify"))
+            exporter: Exporter, *, notify: bool = True) -> tuple[JobRunner, list[NotifierSink]]:
+    """The job's runner and its notifier sinks (their delivery threads are not started).
+
+    Every failed delivery counts as a ``notify`` error of the job, as in ``serve``."""
+    holder: list[JobRunner] = []
+
+    def on_error(_notifier: str, exc: Exception) -> None:
+        if holder:
+            holder[0].record_error("notify", exc)
+
+    def on_outcome(notifier: str, outcome: str, n: int) -> None:
+        exporter.record_notification(job.name, notifier, outcome, n)
+
+    notifiers = (build_notifier_sinks(job, store, on_error=on_error, on_outcome=on_outcome)
+                 if notify else [])
     model_path = job.model.path or state_dir / "models" / job.name
-    return JobRunner(job, source, None, sinks, store, model_path=model_path, metrics=exporter)
+    runner = JobRunner(job, source, None, [exporter, *notifiers], store, model_path=model_path,
+                       metrics=exporter)
+    holder.append(runner)
+    return runner, notifiers
 
 
-def _publish_model(exporter: Exporter, runner: JobRunner) -> None:
-    model = runner.ensure_model()
+def _publish_model(exporter: Exporter, runner: JobRunner) -> bool:
+    """Load or train the job's model and export its info; False (logged) when that failed:
+    the loop goes on and tries again on the next tick."""
+    try:
+        model = runner.ensure_model()
+    except AwsAnomalyError as exc:
+        typer.echo(f"job {runner.name}: no model yet ({exc}); retrying on every tick",
+                   err=True)
+        return False
     summary = getattr(model, "training_summary_", {}) or {}
     from aws_anomaly import __version__
 
     exporter.set_model(runner.model_name, detector=model.detector, version=__version__,
                        trained_at=str(summary.get("trained_at", "")))
+    return True
 
 
 def _tick_line(r: TickResult) -> str:
@@ -68,10 +89,10 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
     store = Store(f"sqlite:///{state_dir / 'aws_anomaly.db'}")
     exporter = Exporter()
     exporter.register_job(job.name)
-    runner = _runner(job, source, state_dir, store, exporter)
+    runner, notifiers = _runner(job, source, state_dir, store, exporter)
     typer.echo(f"job {job.name}: {job.source.type} source, metrics {list(job.metrics or [])}, "
                f"every {job.interval}")
-    _publish_model(exporter, runner)
+    published = _publish_model(exporter, runner)
     server = None
     if not once:
         from prometheus_client import start_http_server
@@ -80,9 +101,12 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
                                             registry=exporter.registry)
         typer.echo(f"metrics on http://{metrics_host}:{server.server_port}/metrics")
     stop = threading.Event()
+    previous: dict[int, Any] = {}
     if not once:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    for sink in notifiers:
+        sink.start()  # delivery runs in its own threads, never in the tick
     interval = job.interval.total_seconds()
     ticks = 0
     try:
@@ -91,7 +115,11 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
             result = runner.tick()
             ticks += 1
             typer.echo(_tick_line(result))
+            if not published and runner.model is not None:
+                published = _publish_model(exporter, runner)
             if once:
+                for sink in notifiers:
+                    sink.dispatcher.flush()  # one delivery attempt; the rest stays queued
                 return 0 if result.ok else 1
             if max_ticks is not None and ticks >= max_ticks:
                 return 0
@@ -102,6 +130,10 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
                 typer.echo("stopping: the running tick finished")
                 return 0
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sink in notifiers:
+            sink.stop()  # undelivered alerts stay in the store for the next run
         if server is not None:
             server.shutdown()
         source.close()

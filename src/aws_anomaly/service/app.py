@@ -84,6 +84,7 @@ def build_state(settings: Settings, *, store: Store | None = None,
     else:
         registry = _registry()
     runners: dict[str, JobRunner] = {}
+    notifier_sinks: list[Any] = []
     for job in settings.jobs:
         src = (sources or {}).get(job.name) or _make_source(job, store)
         sinks: list[Sink] = []
@@ -93,14 +94,17 @@ def build_state(settings: Settings, *, store: Store | None = None,
         if sinks_for is not None:
             sinks.extend(sinks_for(job))
         elif job.notifiers:
-            sinks.extend(_notifier_sinks(job, environ))
+            built = _notifier_sinks(job, store, runners, exporter, environ)
+            notifier_sinks.extend(built)
+            sinks.extend(built)
         runners[job.name] = JobRunner(
             job, src, (models or {}).get(job.name), sinks, store,
             model_path=settings.model_path(job), metrics=exporter)
     sched = Scheduler(list(runners.values()), registry=registry,
                       interval_s=interval_s) if scheduler else None
     return AppState(settings=settings, store=store, runners=runners, scheduler=sched,
-                    registry=registry, token=tok, exporter=exporter)
+                    registry=registry, token=tok, exporter=exporter,
+                    notifiers=notifier_sinks)
 
 
 def _make_source(job: JobConfig, store: Store) -> Source:
@@ -113,10 +117,26 @@ def _make_source(job: JobConfig, store: Store) -> Source:
     return make_source(job.source, metrics=job.metrics)
 
 
-def _notifier_sinks(job: JobConfig, environ: Mapping[str, str] | None) -> list[Sink]:
+def _notifier_sinks(job: JobConfig, store: Store, runners: Mapping[str, JobRunner],
+                    exporter: Any, environ: Mapping[str, str] | None) -> list[Any]:
+    """The job's notifier sinks; each failed delivery counts as a ``notify`` error of the job
+    (in /v1/status and ``aws_anomaly_errors_total``), each outcome in
+    ``aws_anomaly_notifications_total``."""
     from aws_anomaly.service.notifiers import build_notifier_sinks
 
-    return list(build_notifier_sinks(job, environ=environ))
+    def on_error(_notifier: str, exc: Exception) -> None:
+        runner = runners.get(job.name)
+        if runner is not None:
+            runner.record_error("notify", exc)
+        elif exporter is not None:
+            exporter.record_error(job.name, "notify")
+
+    def on_outcome(notifier: str, outcome: str, n: int) -> None:
+        if exporter is not None:
+            exporter.record_notification(job.name, notifier, outcome, n)
+
+    return list(build_notifier_sinks(job, store, environ=environ, on_error=on_error,
+                                     on_outcome=on_outcome))
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -150,6 +170,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.scheduler is not None:
+            for sink in state.notifiers:
+                sink.start()
             state.scheduler.start()
         try:
             yield
@@ -157,6 +179,9 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             if state.scheduler is not None:
                 log.info("stopping: waiting for running ticks to finish")
                 state.scheduler.stop()
+            for sink in state.notifiers:
+                # Undelivered alerts stay in the store's outbox for the next start.
+                sink.stop()
             for r in state.runners.values():
                 with contextlib.suppress(Exception):
                     r.source.close()

@@ -56,6 +56,8 @@ class AppState:
     token: str
     started: float = field(default_factory=time.time)
     exporter: Any = None
+    #: The notifier sinks of every job (their delivery threads run with the scheduler).
+    notifiers: list[Any] = field(default_factory=list)
 
     def runner(self, job: str | None) -> JobRunner:
         """The named job's runner (the first job when ``job`` is None); 404 when unknown."""

@@ -109,6 +109,11 @@ class Exporter:
                                      "Data points scored.", ["job"], registry=r)
         self.anomalies = Counter("aws_anomaly_anomalous_points",
                                  "Data points scored as anomalous.", ["job"], registry=r)
+        self.notifications = Counter(
+            "aws_anomaly_notifications", "Alert deliveries by outcome: sent, retry (a failed "
+            "attempt, retried later), dropped (refused by the receiver), expired (undelivered "
+            "for longer than the notifier's max_age).", ["job", "notifier", "outcome"],
+            registry=r)
         self.dropped = Counter("aws_anomaly_dropped_entities",
                                "Scores not exported because max_entities was reached.",
                                ["model"], registry=r)
@@ -131,6 +136,10 @@ class Exporter:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
         self.errors.labels(job=job, stage=stage).inc()
+
+    def record_notification(self, job: str, notifier: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` alerts of one notifier with ``outcome`` (sent/retry/dropped/expired)."""
+        self.notifications.labels(job=job, notifier=notifier, outcome=outcome).inc(n)
 
     def record_success(self, job: str, when: float | None = None) -> None:
         self.last_success.labels(job=job).set(self._clock() if when is None else when)

@@ -1,12 +1,27 @@
 """Notifications for anomaly events: Alertmanager API v2, a generic JSON webhook, Slack.
 
-A :class:`Dispatcher` sits between the job runner and the notifiers. It turns anomaly events
-into :class:`Alert` objects, drops repeats (the same event in the same state is sent once, or
-once per ``resend_interval_s`` for Alertmanager, which expects firing alerts to be re-sent
-before its ``resolve_timeout``), and keeps every alert that could not be delivered in an
-outbox that is retried with exponential backoff and jitter on the next ticks, so a transient
-failure loses nothing. A 4xx answer is permanent (the payload or credentials are wrong): it is
-not retried, it is counted and reported.
+The path of an alert:
+
+1. The job runner hands each tick's events to every :class:`NotifierSink`, which turns them
+   into :class:`Alert` objects (an event alerts once it lasted ``min_consecutive`` points) and
+   plans outbox rows (:meth:`Dispatcher.plan`). The runner writes those rows **in the tick's
+   transaction** (``Store.commit_tick``): an alert exists exactly when its event does, and it
+   survives SIGTERM, SIGKILL and restarts.
+2. A :class:`Dispatcher` thread per (job, notifier) delivers the outbox, apart from scoring: a
+   dead receiver never slows a tick. It sends due rows in batches, marks them sent at once
+   (so after a restart nothing delivered is sent again, and everything pending is), retries
+   failures with exponential backoff and jitter, counts and logs every failed attempt, drops a
+   4xx answer at once (permanent: the payload or the credentials are wrong) and drops rows
+   still undelivered after ``max_age`` with an error log line and a count.
+3. Repeats: the same event in the same state is queued once; a still-firing event is queued
+   again ``repeat_interval`` after its last delivery (Alertmanager: at least every 60 s, so its
+   ``resolve_timeout`` never resolves an alert that still fires).
+
+Delivery is at-least-once with a window of one request: a process killed after the receiver
+answered but before the row is marked sent sends that batch again after the restart (each
+alert carries its ``event_id`` and ``status`` for receivers that deduplicate).
+
+URLs in messages and logs are redacted (credentials, query strings, Slack webhook paths).
 """
 
 from __future__ import annotations
@@ -24,7 +39,9 @@ from urllib.parse import quote
 
 import httpx
 
-from aws_anomaly.errors import NotifierError
+from aws_anomaly.errors import NotifierError, StoreError
+from aws_anomaly.service.redact import redact, redact_url, register_secret
+from aws_anomaly.store import OutboxItem, OutboxRow, Store
 
 __all__ = [
     "Alert",
@@ -94,6 +111,32 @@ class Alert:
             "dashboard_url": self.link,
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """Everything needed to rebuild the alert (:meth:`from_record`), JSON-ready."""
+        return {"event_id": self.event_id, "job": self.job, "model": self.model,
+                "entity": self.entity, "score": float(self.score),
+                "starts_at": _iso(self.starts_at),
+                "ends_at": _iso(self.ends_at) if self.ends_at else None,
+                "top_metrics": [[m, float(c)] for m, c in self.top_metrics],
+                "severity": self.severity, "dashboard_url": self.dashboard_url,
+                "labels": dict(self.labels)}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Alert:
+        """The alert stored by :meth:`to_record`."""
+        try:
+            return cls(event_id=str(rec["event_id"]), job=str(rec["job"]),
+                       model=str(rec["model"]), entity=str(rec["entity"]),
+                       score=float(rec["score"]), starts_at=_to_datetime(rec["starts_at"]),
+                       ends_at=_to_datetime(rec["ends_at"]) if rec.get("ends_at") else None,
+                       top_metrics=tuple((str(m), float(c)) for m, c in rec["top_metrics"]),
+                       severity=str(rec.get("severity", "warning")),
+                       dashboard_url=str(rec.get("dashboard_url", "")),
+                       labels={str(k): str(v) for k, v in (rec.get("labels") or {}).items()})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotifierError(f"outbox row of event {rec.get('event_id')!r} is not an alert "
+                                f"({type(exc).__name__}: {exc})", permanent=True) from None
+
 
 def alert_from_event(event: Any, *, job: str, model: str, severity: str = "warning",
                      dashboard_url: str = "", labels: Mapping[str, str] | None = None) -> Alert:
@@ -139,10 +182,18 @@ class _HttpNotifier:
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None,
                  timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise NotifierError(f"{self.name} notifier: url {url!r} must start with http(s)://")
+            raise NotifierError(f"{self.name} notifier: url {redact_url(url)!r} must start "
+                                "with http(s)://")
         self.url = url
         self.headers = dict(headers or {})
+        for value in self.headers.values():
+            register_secret(value)
         self._client = client or httpx.Client(timeout=timeout_s)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL as logs and messages show it (no credentials, query or secret path)."""
+        return redact_url(self.url)
 
     def payload(self, alerts: Sequence[Alert]) -> Any:
         raise NotImplementedError
@@ -153,11 +204,12 @@ class _HttpNotifier:
         try:
             resp = self._client.post(self.url, json=self.payload(alerts), headers=self.headers)
         except httpx.HTTPError as exc:
-            raise NotifierError(f"{self.name} notifier: cannot reach {self.url}: {exc}") from exc
+            raise NotifierError(f"{self.name} notifier: cannot reach {self.safe_url}: "
+                                f"{type(exc).__name__}: {redact(str(exc))}") from None
         if resp.status_code >= 400:
             raise NotifierError(
-                f"{self.name} notifier: {self.url} answered {resp.status_code}: "
-                f"{resp.text[:200]}",
+                f"{self.name} notifier: {self.safe_url} answered {resp.status_code}: "
+                f"{redact(resp.text[:200])}",
                 permanent=400 <= resp.status_code < 500 and resp.status_code != 429)
 
     def close(self) -> None:
@@ -224,6 +276,17 @@ class SlackNotifier(_HttpNotifier):
 
     name = "slack"
 
+    def __init__(self, url: str, **kw: Any) -> None:
+        register_secret(url)  # the URL of an incoming webhook is its credential
+        super().__init__(url, **kw)
+
+    @property
+    def safe_url(self) -> str:
+        """Scheme and host only: the path of an incoming webhook is its secret."""
+        shown = redact_url(self.url)
+        scheme, _, rest = shown.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}/***"
+
     def payload(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         lines, blocks = [], []
         for a in alerts:
@@ -237,127 +300,246 @@ class SlackNotifier(_HttpNotifier):
         return {"text": "\n\n".join(lines), "blocks": blocks}
 
 
-@dataclass
-class _Pending:
-    alert: Alert
-    notifier: str
-    attempts: int = 0
-    next_try: float = 0.0
+
+#: Outcomes counted by :class:`Dispatcher`'s ``on_outcome`` hook.
+OUTCOMES = ("sent", "retry", "dropped", "expired")
 
 
 class Dispatcher:
-    """Deduplicates alerts and delivers them to notifiers without losing any.
+    """Delivers one notifier's alerts of one job from the store's outbox, in its own thread.
 
     Parameters
     ----------
-    notifiers
+    store
+        Where the outbox lives (``Store("sqlite://")`` for a throwaway one).
+    notifier
         Where alerts go.
-    max_attempts_per_flush
-        Delivery attempts for one alert within one :meth:`flush` (with backoff between).
+    job
+        The job whose alerts these are.
+    key
+        The notifier's name in the outbox (default ``notifier.name``); stable across restarts.
+    repeat_interval_s
+        Queue a still-firing alert again this long after its last delivery (``None``: once).
+        Alertmanager notifiers repeat at least every ``notifier.resend_interval_s``.
+    max_age_s
+        Undelivered alerts older than this are dropped (logged at ERROR and counted).
     base_backoff_s, max_backoff_s
-        Exponential backoff with full jitter between attempts, also across flushes.
+        Retry delay: ``base * 2**attempts`` capped at ``max``, with jitter (half to all of it).
+    batch_size
+        Alerts per request.
+    poll_s
+        Longest sleep of the delivery thread between looks at the outbox.
     on_error
-        Called with the notifier name for each failed attempt (e.g. to count errors).
+        ``(key, exception)`` for each failed attempt (serve and run count them as
+        ``aws_anomaly_errors_total{stage="notify"}``).
+    on_outcome
+        ``(key, outcome, count)``, outcome one of :data:`OUTCOMES`.
+    clock
+        Wall clock in seconds (injectable for tests).
     """
 
-    def __init__(self, notifiers: Iterable[Notifier], *, max_attempts_per_flush: int = 3,
-                 base_backoff_s: float = 0.2, max_backoff_s: float = 30.0,
-                 on_error: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None) -> None:
-        self.notifiers = {n.name: n for n in notifiers}
-        self.max_attempts_per_flush = max_attempts_per_flush
+    def __init__(self, store: Store, notifier: Notifier, *, job: str, key: str | None = None,
+                 repeat_interval_s: float | None = None, max_age_s: float = 86400.0,
+                 base_backoff_s: float = 1.0, max_backoff_s: float = 60.0,
+                 batch_size: int = 100, poll_s: float = 5.0,
+                 on_error: Callable[[str, Exception], None] | None = None,
+                 on_outcome: Callable[[str, str, int], None] | None = None,
+                 clock: Callable[[], float] = time.time, seed: int | None = None) -> None:
+        if max_age_s <= 0 or batch_size < 1 or base_backoff_s < 0 or poll_s <= 0:
+            raise NotifierError(f"dispatcher {job}/{key or notifier.name}: max_age_s, "
+                                "batch_size and poll_s must be > 0 and base_backoff_s >= 0")
+        self.store = store
+        self.notifier = notifier
+        self.job = job
+        self.key = key or notifier.name
+        repeats = [x for x in (repeat_interval_s, notifier.resend_interval_s) if x is not None]
+        self.repeat_after_s = min(repeats) if repeats else None
+        self.max_age_s = max_age_s
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.batch_size = batch_size
+        self.poll_s = poll_s
         self.on_error = on_error
-        self._clock, self._sleep = clock, sleep
+        self.on_outcome = on_outcome
+        self._clock = clock
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._outbox: list[_Pending] = []
-        self._sent: dict[tuple[str, str, str], float] = {}  # (notifier, event, status) -> when
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
         self.delivered = 0
-        self.dropped: list[tuple[str, str]] = []  # (notifier, reason) for permanent failures
+        self.failures = 0
+        self.dropped: list[tuple[str, str]] = []  # (event_id, reason) of dropped alerts
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ queueing
+    def plan(self, alerts: Iterable[Alert]) -> list[OutboxItem]:
+        """Outbox rows for ``alerts`` (the runner writes them in the tick's transaction)."""
+        return [OutboxItem(job=self.job, notifier=self.key, event_id=a.event_id,
+                           status=a.status, payload=a.to_record(),
+                           repeat_after_s=self.repeat_after_s if a.status == "firing"
+                           else None) for a in alerts]
+
+    def submit(self, alerts: Iterable[Alert]) -> int:
+        """Queue alerts in their own transaction; returns how many rows changed."""
+        n = self.store.enqueue_alerts(self.plan(alerts), now=self._clock())
+        self.wake()
+        return n
+
+    def pending(self) -> list[Alert]:
+        """Alerts waiting for delivery, oldest first."""
+        return [Alert.from_record(r.payload) for r in self.store.outbox(
+            job=self.job, notifier=self.key, state="pending")]
 
     @property
     def outbox_size(self) -> int:
-        with self._lock:
-            return len(self._outbox)
+        return len(self.store.outbox(job=self.job, notifier=self.key, state="pending"))
 
-    def submit(self, alerts: Iterable[Alert]) -> None:
-        """Queue alerts that are new (or due for re-sending) for every notifier."""
-        now = self._clock()
-        with self._lock:
-            queued = {(p.notifier, p.alert.event_id, p.alert.status) for p in self._outbox}
-            for a in alerts:
-                for name, n in self.notifiers.items():
-                    key = (name, a.event_id, a.status)
-                    if key in queued:
-                        # keep the newest content (score may have grown) for the queued one
-                        for p in self._outbox:
-                            if (p.notifier, p.alert.event_id, p.alert.status) == key:
-                                p.alert = a
-                        continue
-                    last = self._sent.get(key)
-                    if last is not None and (a.status == "resolved" or n.resend_interval_s is None
-                                             or now - last < n.resend_interval_s):
-                        continue
-                    self._outbox.append(_Pending(a, name))
-                    queued.add(key)
+    # ------------------------------------------------------------------ delivery
+    def _count(self, outcome: str, n: int) -> None:
+        if self.on_outcome is not None and n:
+            try:
+                self.on_outcome(self.key, outcome, n)
+            except Exception:  # monitoring must never stop delivery
+                log.exception("notifier %s/%s: counting %s failed", self.job, self.key, outcome)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
+        if self.on_error is not None:
+            try:
+                self.on_error(self.key, exc)
+            except Exception:
+                log.exception("notifier %s/%s: counting an error failed", self.job, self.key)
+
+    def _backoff(self, attempts: int) -> float:
+        cap = min(self.max_backoff_s, self.base_backoff_s * (2 ** min(attempts, 30)))
+        return cap / 2 + self._rng.uniform(0, cap / 2)
+
+    def _expire(self, now: float) -> None:
+        gone = self.store.expire_alerts(self.job, self.key, older_than=now - self.max_age_s,
+                                        now=now)
+        if gone:
+            log.error("job %s: notifier %s: dropped %d alert(s) undelivered for more than "
+                      "%.0f s (max_age); events %s; last error: %s", self.job, self.key,
+                      len(gone), self.max_age_s, sorted({r.event_id for r in gone})[:10],
+                      gone[-1].last_error or "none")
+            self.dropped += [(r.event_id, "expired") for r in gone]
+            self._count("expired", len(gone))
 
     def flush(self) -> int:
-        """Try to deliver everything queued; returns how many alerts were delivered now."""
-        delivered = 0
-        for name, notifier in self.notifiers.items():
-            with self._lock:
-                due = [p for p in self._outbox
-                       if p.notifier == name and p.next_try <= self._clock()]
-            if not due:
-                continue
-            for attempt in range(self.max_attempts_per_flush):
-                try:
-                    notifier.send([p.alert for p in due])
-                except NotifierError as exc:
-                    if self.on_error:
-                        self.on_error(name)
-                    if exc.permanent:
-                        log.error("dropping %d alert(s): %s", len(due), exc)
-                        with self._lock:
-                            for p in due:
-                                self._outbox.remove(p)
-                                self.dropped.append((name, str(exc)))
-                        break
-                    log.warning("notification attempt %d failed: %s", attempt + 1, exc)
-                    wait = self._backoff(max(p.attempts for p in due) + attempt)
-                    if attempt + 1 < self.max_attempts_per_flush:
-                        self._sleep(wait)
-                    else:
-                        with self._lock:
-                            for p in due:
-                                p.attempts += self.max_attempts_per_flush
-                                p.next_try = self._clock() + wait
-                    continue
+        """Deliver everything due now (one attempt per batch, no sleeping); returns how many
+        alerts were delivered. A failed batch is retried later, after its backoff."""
+        with self._flush_lock:
+            delivered = 0
+            try:
                 now = self._clock()
-                with self._lock:
-                    for p in due:
-                        self._outbox.remove(p)
-                        self._sent[(name, p.alert.event_id, p.alert.status)] = now
-                delivered += len(due)
-                break
-        self.delivered += delivered
-        return delivered
+                self._expire(now)
+                while not self._stop.is_set():
+                    due = self.store.due_alerts(self.job, self.key, now=now,
+                                                limit=self.batch_size)
+                    if not due:
+                        break
+                    sent = self._send(due)
+                    delivered += sent
+                    if sent < len(due):
+                        break
+                    now = self._clock()
+            except StoreError as exc:
+                log.warning("job %s: notifier %s: the outbox is unavailable: %s", self.job,
+                            self.key, exc)
+                self._failed(exc)
+            self.delivered += delivered
+            return delivered
 
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self.max_backoff_s, self.base_backoff_s * (2 ** attempt))
-        return self._rng.uniform(0, cap)
+    def _send(self, rows: list[OutboxRow]) -> int:
+        good: list[OutboxRow] = []
+        alerts: list[Alert] = []
+        for r in rows:
+            try:
+                alerts.append(Alert.from_record(r.payload))
+                good.append(r)
+            except NotifierError as exc:
+                self.store.mark_alerts([r.id], "dropped", now=self._clock(), error=str(exc))
+                log.error("job %s: notifier %s: %s", self.job, self.key, exc)
+                self.dropped.append((r.event_id, str(exc)))
+                self._count("dropped", 1)
+        if not good:
+            return 0
+        ids = [r.id for r in good]
+        try:
+            self.notifier.send(alerts)
+        except Exception as exc:  # any failure of one notifier is retried, counted, logged
+            self._failed(exc)
+            now = self._clock()
+            if isinstance(exc, NotifierError) and exc.permanent:
+                self.store.mark_alerts(ids, "dropped", now=now, error=str(exc))
+                log.error("job %s: notifier %s: dropping %d alert(s), the receiver refused "
+                          "them: %s", self.job, self.key, len(good), exc)
+                self.dropped += [(r.event_id, str(exc)) for r in good]
+                self._count("dropped", len(good))
+                return 0
+            attempts = max(r.attempts for r in good) + 1
+            wait = self._backoff(attempts - 1)
+            self.store.mark_alerts(ids, "pending", now=now, retry_at=now + wait,
+                                   error=str(exc))
+            log.warning("job %s: notifier %s: delivering %d alert(s) failed (attempt %d, "
+                        "next in %.1f s): %s", self.job, self.key, len(good), attempts, wait,
+                        exc)
+            self._count("retry", len(good))
+            return 0
+        self.store.mark_alerts(ids, "sent", now=self._clock())
+        self._count("sent", len(good))
+        return len(good)
 
     def notify(self, alerts: Iterable[Alert]) -> int:
-        """Submit and flush in one call."""
+        """Submit and flush in one call (no thread needed); returns alerts delivered now."""
         self.submit(alerts)
         return self.flush()
 
-    def pending(self) -> list[Alert]:
-        with self._lock:
-            return [replace(p.alert) for p in self._outbox]
+    # ------------------------------------------------------------------ thread
+    def wake(self) -> None:
+        """Look at the outbox now (after a tick queued alerts)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Deliver in a background thread until :meth:`stop`."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"notify-{self.job}-{self.key}")
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop the thread after its running request; True when it ended. Undelivered
+        alerts stay in the outbox for the next start."""
+        self._stop.set()
+        self._wake.set()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.flush()
+                nxt = self.store.next_alert_due(self.job, self.key)
+            except Exception:  # the thread must survive anything; the error is logged
+                log.exception("job %s: notifier %s: delivery pass failed", self.job, self.key)
+                nxt = None
+            wait = self.poll_s
+            if nxt is not None:
+                wait = min(wait, max(0.0, nxt - self._clock()))
+            if wait > 0:
+                self._wake.wait(wait)
 
 
 def serialise(alerts: Sequence[Alert]) -> str:
@@ -366,12 +548,14 @@ def serialise(alerts: Sequence[Alert]) -> str:
 
 
 class NotifierSink:
-    """The job runner's event sink: anomaly events -> alerts -> one notifier, via a Dispatcher.
+    """The job runner's alert sink: anomaly events -> alerts -> the outbox of one notifier.
 
     An event alerts once it has lasted ``min_consecutive`` anomalous points (shorter blips
     never page anyone); its end is sent as a resolution. An event that both reached the bar
-    and ended within one tick is sent as firing, then resolved, so webhook receivers still see
-    the incident. Every call also retries what is still in the outbox.
+    and ended within one tick is sent as firing, then resolved, so receivers still see the
+    incident. The runner calls :meth:`plan_alerts` before committing a tick (the rows go into
+    the tick's transaction) and :meth:`wake` after; :meth:`notify` queues and delivers at
+    once, for use without a runner.
     """
 
     def __init__(self, dispatcher: Dispatcher, *, min_consecutive: int = 1,
@@ -385,7 +569,8 @@ class NotifierSink:
         self.dashboard_url = dashboard_url
         self.labels = dict(labels or {})
 
-    def on_events(self, job: str, events: Sequence[Any], *, model: str) -> None:
+    def alerts_for(self, job: str, events: Sequence[Any], *, model: str) -> list[Alert]:
+        """The alerts ``events`` raise (see the class docstring)."""
         alerts: list[Alert] = []
         for ev in events:
             if int(getattr(ev, "n_points", 1)) < self.min_consecutive:
@@ -395,16 +580,36 @@ class NotifierSink:
             if alert.status == "resolved":
                 alerts.append(replace(alert, ends_at=None))
             alerts.append(alert)
+        return alerts
+
+    def plan_alerts(self, job: str, events: Sequence[Any], *, model: str) -> list[OutboxItem]:
+        return self.dispatcher.plan(self.alerts_for(job, events, model=model))
+
+    def wake(self) -> None:
+        self.dispatcher.wake()
+
+    def notify(self, job: str, events: Sequence[Any], *, model: str) -> int:
+        """Queue the events' alerts and deliver what is due now; returns alerts delivered."""
+        alerts = self.alerts_for(job, events, model=model)
         if alerts:
             self.dispatcher.submit(alerts)
-        self.dispatcher.flush()
+        return self.dispatcher.flush()
+
+    def start(self) -> None:
+        self.dispatcher.start()
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        return self.dispatcher.stop(timeout)
 
 
-def build_notifier_sinks(job: Any, *, environ: Mapping[str, str] | None = None,
-                         on_error: Callable[[str], None] | None = None) -> list[NotifierSink]:
-    """One :class:`NotifierSink` per notifier of a job (``aws_anomaly.config.JobConfig``)."""
+def build_notifier_sinks(job: Any, store: Store, *, environ: Mapping[str, str] | None = None,
+                         on_error: Callable[[str, Exception], None] | None = None,
+                         on_outcome: Callable[[str, str, int], None] | None = None,
+                         clock: Callable[[], float] = time.time) -> list[NotifierSink]:
+    """One :class:`NotifierSink` per notifier of a job (``aws_anomaly.config.JobConfig``),
+    each with a :class:`Dispatcher` on ``store`` (named ``<type>-<position>`` in the outbox)."""
     sinks = []
-    for cfg in job.notifiers:
+    for i, cfg in enumerate(job.notifiers):
         kind = cfg.type
         if kind == "alertmanager":
             n: Notifier = AlertmanagerNotifier(str(cfg.url), timeout_s=cfg.timeout_s)
@@ -419,8 +624,12 @@ def build_notifier_sinks(job: Any, *, environ: Mapping[str, str] | None = None,
         else:  # the config's discriminated union makes this unreachable for valid configs
             raise NotifierError(f"job {job.name}: unknown notifier type {kind!r}")
         minimum = cfg.min_consecutive or job.alert.min_consecutive
+        repeat = cfg.repeat_interval.total_seconds() if cfg.repeat_interval else None
+        dispatcher = Dispatcher(store, n, job=job.name, key=f"{kind}-{i}",
+                                repeat_interval_s=repeat,
+                                max_age_s=cfg.max_age.total_seconds(),
+                                on_error=on_error, on_outcome=on_outcome, clock=clock)
         sinks.append(NotifierSink(
-            Dispatcher([n], on_error=on_error), min_consecutive=minimum,
-            severity=job.alert.severity,
+            dispatcher, min_consecutive=minimum, severity=job.alert.severity,
             dashboard_url=str(cfg.dashboard_url) if cfg.dashboard_url else "", labels=labels))
     return sinks
