@@ -193,12 +193,12 @@ def test_ensemble_bad_parameters(params: dict, match: str) -> None:
 # -- Registry, trusted types, validation helper --------------------------------------------------
 
 def test_registry_and_make_detector() -> None:
-    assert set(DETECTORS) == {"ocsvm", "iforest", "lof", "robust", "ensemble"}
+    assert set(DETECTORS) == {"ocsvm", "iforest", "knn", "lof", "robust", "ensemble"}
     det = make_detector("ocsvm", nu=0.1, max_support_vectors=10)
     assert isinstance(det, OneClassSVMDetector)
     assert det.get_params()["nu"] == 0.1
     with pytest.raises(ConfigError, match="unknown detector 'svm'; allowed: 'ensemble', "
-                                          "'iforest', 'lof', 'ocsvm', 'robust'"):
+                                          "'iforest', 'knn', 'lof', 'ocsvm', 'robust'"):
         make_detector("svm")
     with pytest.raises(ConfigError, match=r"has no parameter.*depth; allowed: .*n_estimators"):
         make_detector("iforest", depth=3)
@@ -232,3 +232,35 @@ def test_ocsvm_finds_nan_in_a_late_chunk_without_a_separate_pass() -> None:
         det.predict(X)
     huge = np.full((2, 3), 1e200)  # norms overflow, values are finite: scored, not rejected
     assert np.isfinite(det.score_samples(huge)).all()
+
+
+# -- kNN distance ----------------------------------------------------------------------------------
+
+def test_knn_matches_brute_force_and_is_out_of_fit() -> None:
+    from aws_anomaly.detectors import KNNDetector
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4))
+    Q = rng.normal(size=(50, 4)) * 2
+    det = KNNDetector(n_neighbors=3).fit(X)
+    full = np.sqrt(((Q[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    expect = np.sort(full, axis=1)[:, :3].mean(axis=1)
+    np.testing.assert_allclose(det.score_samples(Q), expect, rtol=1e-9, atol=1e-9)
+    # Leave-one-out training scores: never the trivial self-distance 0 for distinct rows.
+    self_d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(self_d, np.inf)
+    np.testing.assert_allclose(det.training_scores_, np.sort(self_d, axis=1)[:, :3].mean(axis=1),
+                               rtol=1e-9, atol=1e-9)
+    assert det.training_scores_.min() > 0
+
+
+def test_knn_caps_reference_rows_reproducibly() -> None:
+    from aws_anomaly.detectors import KNNDetector
+
+    X = np.random.default_rng(0).normal(size=(500, 3))
+    a = KNNDetector(max_train_rows=100, random_state=7).fit(X)
+    b = KNNDetector(max_train_rows=100, random_state=7).fit(X)
+    assert a.reference_.shape == (100, 3)
+    np.testing.assert_array_equal(a.reference_, b.reference_)
+    with pytest.raises(ConfigError, match="n_neighbors"):
+        KNNDetector(n_neighbors=0).fit(X)

@@ -14,7 +14,7 @@ Examples
 Traceback (most recent call last):
 ...
 aws_anomaly.errors.ConfigError: unknown detector 'svm'; allowed: 'ensemble', 'iforest', \
-'lof', 'ocsvm', 'robust'
+'knn', 'lof', 'ocsvm', 'robust'
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from aws_anomaly.detectors.base import BaseDetector, check_feature_matrix
 from aws_anomaly.detectors.ensemble import EnsembleDetector
 from aws_anomaly.detectors.iforest import IsolationForestDetector
+from aws_anomaly.detectors.knn import KNNDetector
 from aws_anomaly.detectors.lof import LOFDetector
 from aws_anomaly.detectors.ocsvm import OneClassSVMDetector
 from aws_anomaly.detectors.robust import RobustZDetector
@@ -35,6 +36,7 @@ __all__ = [
     "BaseDetector",
     "EnsembleDetector",
     "IsolationForestDetector",
+    "KNNDetector",
     "LOFDetector",
     "OneClassSVMDetector",
     "RobustZDetector",
@@ -45,6 +47,7 @@ __all__ = [
 DETECTORS: dict[str, type[BaseDetector]] = {
     "ocsvm": OneClassSVMDetector,
     "iforest": IsolationForestDetector,
+    "knn": KNNDetector,
     "lof": LOFDetector,
     "robust": RobustZDetector,
     "ensemble": EnsembleDetector,
