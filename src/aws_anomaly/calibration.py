@@ -25,6 +25,15 @@ Threshold methods
     never exceeds the target, ties included.
 ``"contamination"``
     The same rule on all points with ``contamination`` as the fraction: no labels needed.
+``"pot"``
+    Peaks over threshold (extreme-value theory, as SPOT: Siffer et al., KDD 2017): the scores
+    above their ``pot_level`` quantile are fitted with a generalised Pareto distribution and the
+    threshold is the score exceeded with probability ``risk``. Needs no labels, and unlike an
+    empirical quantile it extrapolates past the largest fitting score, so a small ``risk``
+    (1e-3: about one point in a thousand) stays meaningful on a few thousand scores. Labels,
+    when given, keep the fit on the normal points. Too few excesses (fewer than
+    ``POT_MIN_EXCESSES``) or a failed fit fall back to the empirical ``1 - risk`` quantile and
+    say so in ``fallback_``.
 
 Degenerate fitting data fall back to ``target_fpr`` and say why in ``fallback_``: ``best_f1``
 with no anomalies in ``y``, with all scores equal, or when the best-F1 threshold is not above the
@@ -55,11 +64,13 @@ import numpy as np
 
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 
-__all__ = ["METHODS", "Calibrator", "Method", "fpr_at_threshold", "pr_curve",
+__all__ = ["METHODS", "Calibrator", "Method", "fpr_at_threshold", "pot_threshold", "pr_curve",
            "threshold_for_fraction"]
 
-Method = Literal["best_f1", "target_fpr", "contamination"]
-METHODS: tuple[str, ...] = ("best_f1", "target_fpr", "contamination")
+Method = Literal["best_f1", "target_fpr", "contamination", "pot"]
+METHODS: tuple[str, ...] = ("best_f1", "target_fpr", "contamination", "pot")
+#: ``pot`` needs at least this many scores above its initial quantile to fit the tail.
+POT_MIN_EXCESSES = 20
 _FORMAT = "aws_anomaly.calibrator"
 _VERSION = 1
 _BELOW_ONE = math.nextafter(1.0, 0.0)  # the largest float < 1.0
@@ -124,6 +135,54 @@ def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
     if first_at_or_below > 0:
         return float(v[first_at_or_below - 1])  # smallest score strictly above the cut
     return float(np.nextafter(cut, np.inf)) if cut < np.finfo(np.float64).max else float(cut)
+
+
+def pot_threshold(scores: np.ndarray, risk: float, level: float = 0.98
+                  ) -> tuple[float, str | None]:
+    """The score exceeded with probability ``risk``, from a generalised Pareto tail fit.
+
+    Returns ``(threshold, fallback)``: ``fallback`` is None after a good fit, else why the
+    empirical ``1 - risk`` quantile was used instead. The fit is maximum likelihood on the
+    excesses over the ``level`` quantile (location fixed at 0); the threshold is
+    ``t + sigma / xi * ((risk * n / n_t) ** -xi - 1)`` (``t - sigma * log(risk * n / n_t)``
+    when ``xi`` is 0), never below the initial quantile ``t``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.exponential(size=20000)
+    >>> thr, why = pot_threshold(x, 1e-3)
+    >>> why is None, round(thr, 1), round(float(np.log(1e3)), 1)  # exact: -log(1e-3)
+    (True, 6.9, 6.9)
+    """
+    from scipy.stats import genpareto  # scipy.stats costs ~0.3 s to import: only here
+
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.size
+    empirical = float(np.quantile(scores, 1.0 - risk)) if n else 0.0
+    if n == 0:
+        return empirical, "no scores to fit"
+    t = float(np.quantile(scores, level))
+    excess = scores[scores > t] - t
+    if excess.size < POT_MIN_EXCESSES:
+        return empirical, (f"only {excess.size} scores above the {level} quantile (need "
+                           f"{POT_MIN_EXCESSES}); used the empirical {1 - risk} quantile")
+    if risk * n / excess.size >= 1.0:
+        # The wanted tail is not beyond the initial quantile: the empirical one is exact.
+        return empirical, None
+    with np.errstate(all="ignore"):
+        try:
+            xi, _, sigma = genpareto.fit(excess, floc=0.0)
+        except (ValueError, RuntimeError, FloatingPointError) as exc:
+            return empirical, f"tail fit failed ({exc}); used the empirical quantile"
+    if not (np.isfinite(xi) and np.isfinite(sigma) and sigma > 0):
+        return empirical, "tail fit gave no finite scale; used the empirical quantile"
+    ratio = risk * n / excess.size
+    if abs(xi) < 1e-9:
+        thr = t - sigma * math.log(ratio)
+    else:
+        thr = t + sigma / xi * (ratio ** (-xi) - 1.0)
+    if not math.isfinite(thr):
+        return empirical, "tail fit gave an infinite threshold; used the empirical quantile"
+    return max(float(thr), t), None
 
 
 def _descending_counts(raw: np.ndarray, labels: np.ndarray
@@ -193,6 +252,10 @@ class Calibrator:
         False-positive rate for ``"target_fpr"`` (and for the fallback), in (0, 0.5].
     contamination
         Fraction flagged by ``"contamination"``, in (0, 0.5].
+    risk
+        Tail probability of the ``"pot"`` threshold, in (0, 0.1].
+    pot_level
+        Quantile above which ``"pot"`` fits the tail, in [0.8, 0.999].
 
     Attributes
     ----------
@@ -213,14 +276,19 @@ class Calibrator:
     """
 
     def __init__(self, method: Method = "best_f1", *, target_fpr: float = 0.01,
-                 contamination: float = 0.05) -> None:
+                 contamination: float = 0.05, risk: float = 1e-3,
+                 pot_level: float = 0.98) -> None:
         self.method = method
         self.target_fpr = target_fpr
         self.contamination = contamination
+        self.risk = risk
+        self.pot_level = pot_level
 
     def __repr__(self) -> str:
+        extra = (f", risk={self.risk!r}, pot_level={self.pot_level!r}"
+                 if self.method == "pot" else "")
         return (f"Calibrator(method={self.method!r}, target_fpr={self.target_fpr!r}, "
-                f"contamination={self.contamination!r})")
+                f"contamination={self.contamination!r}{extra})")
 
     def _check_params(self) -> None:
         if self.method not in METHODS:
@@ -232,6 +300,12 @@ class Calibrator:
                     or not 0.0 < value <= 0.5):
                 raise ConfigError(f"Calibrator: {name}={value!r} is not allowed; use a float in "
                                   "(0, 0.5]")
+        for name, low, high in (("risk", 0.0, 0.1), ("pot_level", 0.8, 0.999)):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not low < value <= high):
+                raise ConfigError(f"Calibrator: {name}={value!r} is not allowed; use a float in "
+                                  f"({low}, {high}]")
 
     def fit(self, raw_scores: Any, y: Any = None) -> Calibrator:
         """Learn the threshold and the reference level from validation scores.
@@ -294,6 +368,8 @@ class Calibrator:
                 threshold = threshold_for_fraction(normal, self.target_fpr)
         elif self.method == "target_fpr":
             threshold = threshold_for_fraction(normal, self.target_fpr)
+        elif self.method == "pot":
+            threshold, fallback = pot_threshold(normal, self.risk, self.pot_level)
         else:
             threshold = threshold_for_fraction(raw, self.contamination)
 
@@ -347,7 +423,8 @@ class Calibrator:
         return {
             "format": _FORMAT, "version": _VERSION,
             "params": {"method": self.method, "target_fpr": self.target_fpr,
-                       "contamination": self.contamination},
+                       "contamination": self.contamination, "risk": self.risk,
+                       "pot_level": self.pot_level},
             "threshold": self.threshold_, "center": self.center_, "scale": self.scale_,
             "method_used": self.method_used_, "fallback": self.fallback_,
             "best_f1": self.best_f1_, "n_fit": self.n_fit_,
@@ -371,7 +448,8 @@ class Calibrator:
         try:
             params = state["params"]
             cal = cls(params["method"], target_fpr=params["target_fpr"],
-                      contamination=params["contamination"])
+                      contamination=params["contamination"],
+                      risk=params.get("risk", 1e-3), pot_level=params.get("pot_level", 0.98))
             threshold, center, scale = (float(state[k]) for k in ("threshold", "center", "scale"))
             method_used, fallback = state["method_used"], state["fallback"]
             best_f1, n_fit = state["best_f1"], int(state["n_fit"])

@@ -221,3 +221,33 @@ def test_unfitted_use_raises() -> None:
         args = () if method == "to_dict" else ([1.0],)
         with pytest.raises(NotFittedError, match=f"before {method}"):
             getattr(Calibrator(), method)(*args)
+
+
+# -- peaks over threshold ----------------------------------------------------------------------
+
+def test_pot_extrapolates_a_known_tail() -> None:
+    """Exponential and Pareto tails: the fitted threshold lands on the true 1 - risk quantile,
+    beyond what an empirical quantile of the same sample can resolve."""
+    rng = np.random.default_rng(1)
+    exp = rng.exponential(size=5000)
+    cal = Calibrator("pot", risk=1e-4).fit(exp)
+    assert cal.fallback_ is None
+    assert abs(cal.threshold_ - np.log(1e4)) < 1.0          # true quantile 9.21
+    pareto = rng.pareto(3.0, size=20000) + 1.0               # P(X > x) = x ** -3
+    thr = Calibrator("pot", risk=1e-3).fit(pareto).threshold_
+    assert 7.0 < thr < 14.0                                  # true quantile 10.0
+    # At most about `risk` of new data from the same law lands above it.
+    fresh = rng.exponential(size=200000)
+    assert np.mean(fresh >= cal.threshold_) < 5e-4
+
+
+def test_pot_falls_back_and_round_trips() -> None:
+    few = np.array([0.1, 0.2, 0.3, 0.4, 0.5] * 4)
+    cal = Calibrator("pot").fit(few)
+    assert cal.fallback_ is not None and "empirical" in cal.fallback_
+    assert cal.threshold_ > cal.center_
+    back = Calibrator.from_dict(cal.to_dict())
+    assert (back.method, back.risk, back.pot_level) == ("pot", 1e-3, 0.98)
+    assert back.threshold_ == cal.threshold_
+    with pytest.raises(ConfigError, match="risk"):
+        Calibrator("pot", risk=0.5).fit(few)
