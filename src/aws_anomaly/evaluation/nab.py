@@ -177,7 +177,9 @@ class NabFile:
     key
         ``"<category>/<name>.csv"``, as in NAB's label files.
     timestamps
-        ``datetime64[ns]`` per record, in file order (may hold duplicates).
+        ``datetime64[ns]`` per record, in file order. Recorded files may hold duplicates,
+        irregular steps and clock jumps backwards; NAB keeps them and scores rows by position,
+        and so does this scorer.
     values
         float64 per record.
     windows
