@@ -689,6 +689,16 @@ class ServiceConfig(_Model):
     data_dir: FilePath = Path("aws-anomaly-data")
     store: StoreConfig = StoreConfig()
     exporter: ExporterConfig = ExporterConfig()
+    # Slow or abusive clients (see aws_anomaly.service.server): open connections beyond this
+    # evict the oldest idle or half-sent one; a request's headers and its body must each
+    # arrive within their timeout.
+    max_connections: int = Field(1000, ge=8, le=100_000)
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
+    # POST /v1/score: at most this many requests are scored at once, this many more wait;
+    # beyond that the answer is 429 with Retry-After.
+    score_concurrency: int = Field(2, ge=1, le=64)
+    score_queue: int = Field(8, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _token(self) -> ServiceConfig:

@@ -644,7 +644,7 @@ class AnomalyModel:
                         persist_weight=cfg.get("persist_weight", 1.0),
                         persist_baseline=cfg.get("persist_baseline"))
             model.metrics_ = tuple(man["metrics"])
-            model.step_ = pd.Timedelta(seconds=float(man["step_seconds"]))
+            model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
             model.all_feature_names_ = tuple(man["spec_feature_names"])
             model.groups_ = {k: [int(i) for i in v] for k, v in man["feature_groups"].items()}
@@ -660,12 +660,13 @@ class AnomalyModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"model bundle {path}: manifest is incomplete or invalid "
                                  f"({type(exc).__name__}: {exc})") from exc
-        k = len(model.feature_names_)
-        if (model.scaler_.center_.shape != (k,) or model.median_.shape != (k,)
-                or model.columns_.shape != (k,) or model.log_floor_.shape != (k,)
-                or (k and int(model.columns_.max()) >= len(model.all_feature_names_))):
-            raise ModelFileError(f"model bundle {path}: scaler arrays do not match the {k} "
-                                 "features in the manifest")
+        bundle.check_model_fields(
+            path, metrics=model.metrics_, step_seconds=model.step_.total_seconds(),
+            feature_names=model.feature_names_, spec_feature_names=model.all_feature_names_,
+            groups=model.groups_, arrays={
+                "columns": arr["columns"], "scaler_center": model.scaler_.center_,
+                "scaler_scale": model.scaler_.scale_, "train_median": model.median_,
+                "log_floor": model.log_floor_})
         expected = DETECTORS[model.detector]
         if type(contents.detector) is not expected:
             raise ModelFileError(

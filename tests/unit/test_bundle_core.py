@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aws_anomaly.bundle import DETECTOR_FILE, MANIFEST, read_bundle
+from aws_anomaly.bundle import DETECTOR_FILE, MANIFEST, MANIFEST_SUM, read_bundle
 from aws_anomaly.data.generator import generate_demo
 from aws_anomaly.detectors import TRUSTED_TYPES
 from aws_anomaly.errors import ModelFileError
@@ -43,8 +43,20 @@ def _manifest(p: Path) -> dict:
     return json.loads((p / MANIFEST).read_text())
 
 
-def _write_manifest(p: Path, m: dict) -> None:
-    (p / MANIFEST).write_text(json.dumps(m))
+def _write_manifest(p: Path, m: dict, *, sign: bool = True) -> None:
+    """Rewrite the manifest; ``sign`` also rewrites its checksum (as someone who knows the
+    format would), so the deeper checks are what refuses the bundle."""
+    text = json.dumps(m).encode()
+    (p / MANIFEST).write_bytes(text)
+    if sign:
+        (p / MANIFEST_SUM).write_text(f"{hashlib.sha256(text).hexdigest()}  {MANIFEST}\n")
+
+
+def _replace_array(p: Path, name: str, arr: np.ndarray) -> None:
+    np.save(p / f"{name}.npy", arr, allow_pickle=False)
+    m = _manifest(p)
+    m["files"][f"{name}.npy"] = hashlib.sha256((p / f"{name}.npy").read_bytes()).hexdigest()
+    _write_manifest(p, m)
 
 
 def test_manifest_records_what_is_needed(bundle: Path) -> None:
@@ -56,7 +68,7 @@ def test_manifest_records_what_is_needed(bundle: Path) -> None:
     assert {"aws_anomaly", "python", "numpy", "scikit_learn", "skops"} <= set(m["versions"])
     assert m["model"]["detector"] == "ocsvm"
     listed = set(m["files"])
-    on_disk = {p.name for p in bundle.iterdir()} - {MANIFEST}
+    on_disk = {p.name for p in bundle.iterdir()} - {MANIFEST, MANIFEST_SUM}
     assert listed == on_disk and DETECTOR_FILE in listed
     for name, digest in m["files"].items():
         assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == digest
@@ -157,3 +169,118 @@ def test_save_refuses_to_overwrite_a_foreign_folder(saved: Path, tmp_path: Path)
     # an existing bundle is replaced atomically
     model.save(saved)
     assert AnomalyModel.load(saved).detector == "ocsvm"
+
+
+# ------------------------------------------------------------------ issue 10.8 and 10.5
+def test_manifest_is_covered_by_its_checksum(bundle: Path) -> None:
+    m = _manifest(bundle)
+    m["model"]["calibration"] = {"method": "target_fpr", "target_fpr": 0.5}
+    _write_manifest(bundle, m, sign=False)
+    with pytest.raises(ModelFileError, match=r"manifest\.json was modified"):
+        AnomalyModel.load(bundle)
+    (bundle / MANIFEST_SUM).unlink()
+    with pytest.raises(ModelFileError, match=r"no manifest\.sha256"):
+        AnomalyModel.load(bundle)
+
+
+def test_negative_column_index_is_refused(bundle: Path) -> None:
+    cols = np.load(bundle / "columns.npy")
+    cols[0] = -1
+    _replace_array(bundle, "columns", cols)
+    with pytest.raises(ModelFileError, match=r"array 'columns' has a value below 0"):
+        AnomalyModel.load(bundle)
+
+
+def test_columns_must_pick_the_feature_names(bundle: Path) -> None:
+    cols = np.load(bundle / "columns.npy")
+    cols[0] = cols[1]
+    _replace_array(bundle, "columns", cols)
+    with pytest.raises(ModelFileError, match="does not pick the manifest's feature_names"):
+        AnomalyModel.load(bundle)
+
+
+@pytest.mark.parametrize("step", [0, -300, float("nan")])
+def test_step_must_be_positive(bundle: Path, step: float) -> None:
+    m = _manifest(bundle)
+    m["step_seconds"] = step
+    _write_manifest(bundle, m)
+    with pytest.raises(ModelFileError, match="step_seconds"):
+        AnomalyModel.load(bundle)
+
+
+@pytest.mark.parametrize(("name", "value", "needle"), [
+    ("scaler_scale", 0.0, "at or below 0"),
+    ("scaler_scale", np.inf, "non-finite"),
+    ("scaler_center", np.nan, "non-finite"),
+    ("train_median", np.inf, "non-finite"),
+    ("log_floor", -1.0, "below 0"),
+])
+def test_every_loaded_array_is_validated(bundle: Path, name: str, value: float,
+                                         needle: str) -> None:
+    arr = np.load(bundle / f"{name}.npy")
+    arr[0] = value
+    _replace_array(bundle, name, arr)
+    with pytest.raises(ModelFileError, match=f"array '{name}'.*{needle}"):
+        AnomalyModel.load(bundle)
+
+
+def test_array_of_the_wrong_kind_is_refused(bundle: Path) -> None:
+    cols = np.load(bundle / "columns.npy")
+    _replace_array(bundle, "columns", cols.astype(np.float64))
+    with pytest.raises(ModelFileError, match="array 'columns' has dtype float64"):
+        AnomalyModel.load(bundle)
+
+
+def test_symlinks_out_of_the_bundle_are_refused(bundle: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.npy"
+    shutil.copy(bundle / "scaler_scale.npy", outside)  # same bytes: the checksum matches
+    (bundle / "scaler_scale.npy").unlink()
+    (bundle / "scaler_scale.npy").symlink_to(outside)
+    with pytest.raises(ModelFileError, match="symbolic link"):
+        AnomalyModel.load(bundle)
+
+
+def test_symlinked_manifest_is_refused(bundle: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "manifest.json"
+    shutil.copy(bundle / MANIFEST, outside)
+    (bundle / MANIFEST).unlink()
+    (bundle / MANIFEST).symlink_to(outside)
+    with pytest.raises(ModelFileError, match="symbolic link"):
+        AnomalyModel.load(bundle)
+
+
+def test_files_and_folder_are_fsynced_before_the_manifest(saved: Path, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """Issue 10.5: a crash after the manifest is written never leaves a manifest describing
+    files that are not on disk."""
+    import os
+
+    import aws_anomaly.bundle as bundle_mod
+
+    order: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:  # records, then does the real fsync
+        order.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    real_write = Path.write_bytes
+
+    def recording_write(self: Path, data: bytes) -> int:
+        if self.name == MANIFEST:
+            order.append(f"write {MANIFEST}")
+        return real_write(self, data)
+
+    monkeypatch.setattr(bundle_mod.os, "fsync", recording_fsync)
+    monkeypatch.setattr(Path, "write_bytes", recording_write)
+    target = tmp_path / "fresh"
+    AnomalyModel.load(saved).save(target)
+    cut = order.index(f"write {MANIFEST}")
+    before = [Path(p) for p in order[:cut]]
+    data_files = {n for n in json.loads((target / MANIFEST).read_text())["files"]}
+    assert data_files <= {p.name for p in before}
+    tmp_dir = before[0].parent
+    assert tmp_dir in before  # the folder itself, after its files
+    after = [Path(p) for p in order[cut + 1:]]
+    assert {MANIFEST, MANIFEST_SUM} <= {p.name for p in after}
+    assert tmp_path in after  # the parent after the rename

@@ -190,6 +190,27 @@ def test_two_jobs_on_one_entity_keep_all_their_events(tmp_path, model):
     assert store.check_integrity() == []
 
 
+def test_disk_error_saving_the_bundle_ends_training_and_is_counted(tmp_path):
+    """Issue 10.5: an OSError while saving the bundle (here: its folder's parent is a file)
+    leaves the job 'failed', not 'training' forever, and counts a train error; a retrain
+    after the disk is fixed works."""
+    from aws_anomaly.errors import AwsAnomalyError
+
+    (tmp_path / "disk").write_text("not a folder")
+    runner, *_ = make(tmp_path, None, model={"history": "2d"})
+    runner.model_path = tmp_path / "disk" / "model"
+    with pytest.raises(AwsAnomalyError, match=r"NotADirectoryError|FileExistsError"):
+        runner.retrain()
+    assert runner.progress.state == "failed" and runner.progress.finished is not None
+    assert runner.errors["train"] == 1 and "disk" in runner.last_error["train"]
+    res = runner.tick()  # the tick tries again and fails the same way, counted
+    assert not res.ok and res.stage == "train" and runner.errors["train"] == 2
+    assert runner.progress.state == "failed"
+    runner.model_path = tmp_path / "model"
+    runner.retrain()
+    assert runner.progress.state == "ready" and (tmp_path / "model" / "manifest.json").exists()
+
+
 def test_trains_a_model_when_none_exists_and_reloads_it(tmp_path):
     runner, _, _, store = make(tmp_path, None, model={"history": "2d"})
     res = runner.tick()

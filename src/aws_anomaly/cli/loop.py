@@ -82,8 +82,22 @@ def _tick_line(r: TickResult) -> str:
             f"[fetch {r.fetch_s * 1000:.0f} ms, score {r.score_s * 1000:.0f} ms]")
 
 
+def _setup_logging() -> None:
+    import logging
+    import sys
+
+    from aws_anomaly.service.redact import install_logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_logging(logging.INFO)  # redacted lines; no per-request httpx lines
+
+
 def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_port: int,
           max_ticks: int | None) -> int:
+    _setup_logging()
     job = load_job(config)
     source = make_source(job.source, metrics=job.metrics)
     store = Store(f"sqlite:///{state_dir / 'aws_anomaly.db'}")

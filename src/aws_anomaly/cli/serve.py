@@ -29,8 +29,6 @@ def serve(
     With no config it serves the embedded demo: generated multi-cluster data replayed in
     accelerated time with anomalies; a model is trained on first start if none exists.
     """
-    import uvicorn
-
     from aws_anomaly.service.app import create_app
 
     level = getattr(logging, log_level.upper(), None)
@@ -38,6 +36,11 @@ def serve(
         raise ConfigError(f"--log-level must be debug, info or warning, got {log_level!r}")
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from aws_anomaly.service.redact import install_logging
+
+    # Every line redacted (credentials in URLs, webhook URLs, tokens); httpx/httpcore's
+    # per-request INFO lines (each with its URL) silenced.
+    install_logging(level)
     settings = load_settings(config)
     updates = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir))
                if v is not None}
@@ -73,5 +76,6 @@ def serve(
                      "service.token_env to choose one)")
     for line in lines:
         typer.echo(line, err=True)
-    uvicorn.run(application, host=svc.host, port=svc.port, log_level=log_level.lower(),
-                access_log=False, timeout_graceful_shutdown=30)
+    from aws_anomaly.service.server import run_server
+
+    run_server(application, settings.service, log_level=log_level.lower())

@@ -71,6 +71,7 @@ def build_state(settings: Settings, *, store: Store | None = None,
     configured = token if token is not None else svc.resolved_token(environ)
     check_bind(svc.host, configured)
     tok = configured or new_token()
+    _register_secrets(settings, tok, environ)
     store = store or Store(svc.store_url(environ))
     exporter = None
     if svc.exporter.enabled:
@@ -102,9 +103,31 @@ def build_state(settings: Settings, *, store: Store | None = None,
             model_path=settings.model_path(job), metrics=exporter)
     sched = Scheduler(list(runners.values()), registry=registry,
                       interval_s=interval_s) if scheduler else None
+    from aws_anomaly.service.routes.score import ScoreLimiter
+
     return AppState(settings=settings, store=store, runners=runners, scheduler=sched,
                     registry=registry, token=tok, exporter=exporter,
-                    notifiers=notifier_sinks)
+                    notifiers=notifier_sinks,
+                    score_limiter=ScoreLimiter(svc.score_concurrency, svc.score_queue))
+
+
+def _register_secrets(settings: Settings, token: str,
+                      environ: Mapping[str, str] | None) -> None:
+    """Make every secret of the config unprintable (``redact`` masks it in logs/answers)."""
+    from aws_anomaly.service.redact import register_secret
+
+    register_secret(token)
+    for job in settings.jobs:
+        auth = getattr(job.source, "auth", None)
+        try:
+            got = auth.resolve(environ) if auth is not None and hasattr(auth, "resolve") \
+                else None
+        except Exception:  # an unresolvable secret is reported where it is used
+            got = None
+        if isinstance(got, tuple):  # basic auth: (user, password)
+            register_secret(str(got[-1]))
+        elif isinstance(got, str):  # a bearer token
+            register_secret(got)
 
 
 def _make_source(job: JobConfig, store: Store) -> Source:

@@ -58,6 +58,8 @@ class AppState:
     exporter: Any = None
     #: The notifier sinks of every job (their delivery threads run with the scheduler).
     notifiers: list[Any] = field(default_factory=list)
+    #: Caps concurrent POST /v1/score work (``routes.score.ScoreLimiter``).
+    score_limiter: Any = None
 
     def runner(self, job: str | None) -> JobRunner:
         """The named job's runner (the first job when ``job`` is None); 404 when unknown."""

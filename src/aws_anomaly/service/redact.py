@@ -23,7 +23,8 @@ import re
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "install_logging", "redact", "redact_url", "register_secret"]
+__all__ = ["RedactingFilter", "hide_paths", "install_logging", "redact", "redact_url",
+           "register_secret"]
 
 #: Hosts whose URL path is itself a credential (incoming webhooks).
 SECRET_PATH_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com", "discord.com",
@@ -59,6 +60,20 @@ def redact_url(url: str) -> str:
         path = "/***" if path not in ("", "/") else path
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+_PATH_RE = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:)?(?:/[\w.@+-]+)+/?")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with absolute file-system paths replaced by ``<path>`` (URLs are kept).
+
+    >>> hide_paths("saving bundle to /srv/data/models/demo: [Errno 28] No space left")
+    'saving bundle to <path>: [Errno 28] No space left'
+    >>> hide_paths("cannot reach http://127.0.0.1:9090/api/v1/query")
+    'cannot reach http://127.0.0.1:9090/api/v1/query'
+    """
+    return _PATH_RE.sub("<path>", text) if text else text
 
 
 def _host_only(url: str) -> str:

@@ -69,6 +69,9 @@ class SchedulerMetrics:
         for stage in STAGES:
             self.stage_errors.labels(job=job, stage=stage)
         self.overruns.labels(job=job)
+        # Present from the start (0 until a fetch succeeds), so "absent" never hides a source
+        # that is down before the first model exists.
+        self.source_up.labels(job=job).set(0)
 
 
 @dataclass

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from typing import Any
@@ -31,11 +32,27 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
+#: The shortest API token accepted for a non-loopback bind.
+MIN_TOKEN_CHARS = 16
+
+
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a configured token."""
-    if not is_loopback(host) and not token:
-        raise ConfigError(f"refusing to listen on {host!r} without an API token: set "
-                          "service.token_env (or token_file) in the config, or bind 127.0.0.1")
+    """Refuse a blank token anywhere, and a non-loopback bind without a real token."""
+    if token is not None and not token.strip():
+        raise ConfigError("the API token is blank (only whitespace); set a real token in "
+                          "service.token_env / token_file, or none on loopback")
+    if token is not None and token != token.strip():
+        raise ConfigError("the API token starts or ends with whitespace; remove it (tokens "
+                          "are compared exactly)")
+    if not is_loopback(host):
+        if not token:
+            raise ConfigError(f"refusing to listen on {host!r} without an API token: set "
+                              "service.token_env (or token_file) in the config, or bind "
+                              "127.0.0.1")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"refusing to listen on {host!r} with an API token of "
+                              f"{len(token)} characters; use at least {MIN_TOKEN_CHARS} (e.g. "
+                              "python -c 'import secrets; print(secrets.token_urlsafe(24))')")
 
 
 def new_token() -> str:
@@ -86,20 +103,32 @@ class BodyLimitMiddleware:
                 return
         seen = 0
         limit = self.max_bytes
+        too_big = False
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_big
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
+                    # The app may catch this while parsing (and answer 400): the flag wins.
+                    too_big = True
                     raise _TooLarge(seen)
             return msg
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge as exc:
-            await _reply(send, 413, self._message(exc.size))
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_big and not started:
+                return  # the app's answer to the aborted body is replaced by the 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited, guarded_send)
+        if too_big and not started:
+            await _reply(send, 413, self._message(seen))
 
     def _message(self, size: int) -> str:
         return (f"request body is {size:,} bytes, more than the {self.max_bytes:,} allowed; "

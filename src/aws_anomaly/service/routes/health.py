@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from aws_anomaly import __version__
 from aws_anomaly.errors import StoreError
 from aws_anomaly.service.deps import State
+from aws_anomaly.service.redact import hide_paths, redact
 
 router = APIRouter(tags=["health"])
 
@@ -79,6 +80,10 @@ def readyz(state: State) -> Any:
         else:
             checks[f"model:{r.name}"] = Check(ok=False, detail=f"{r.progress.state}: "
                                               f"{r.progress.step or 'not loaded yet'}")
+        if r.store_ok is False:
+            # The store answers reads (ping) but the job's last commit failed: not ready.
+            checks[f"writes:{r.name}"] = Check(ok=False, detail=f"the last tick could not be "
+                                               f"committed: {r.store_error}")
         if r.source_ok is None:
             checks[f"source:{r.name}"] = Check(ok=False, detail=f"{r.source.name}: not "
                                                "fetched yet")
@@ -87,6 +92,9 @@ def readyz(state: State) -> Any:
         else:
             checks[f"source:{r.name}"] = Check(ok=False, detail=f"{r.source.name}: "
                                                f"{r.source_error}")
+    # Unauthenticated: never show a credential inside a URL or an error.
+    checks = {k: Check(ok=c.ok, detail=hide_paths(redact(c.detail)))
+              for k, c in checks.items()}
     degraded = sorted(k for k, c in checks.items() if not c.ok)
     body = Ready(ready=not degraded, degraded=degraded, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if not degraded else 503)
@@ -103,7 +111,8 @@ def status(state: State) -> StatusOut:
             last = {"now": res.now.isoformat(), "ok": res.ok, "points": res.points,
                     "anomalies": res.anomalies, "events": len(res.events),
                     "caught_up": res.caught_up, "seconds": round(res.total_s, 4),
-                    "error": res.error, "stage": res.stage,
+                    "error": hide_paths(redact(res.error)) if res.error else None,
+                    "stage": res.stage,
                     "scored_to": res.scored_to.isoformat() if res.scored_to is not None
                     else None}
         info: dict[str, Any] = {}
@@ -119,8 +128,10 @@ def status(state: State) -> StatusOut:
             ticks=r.ticks, failed_ticks=st.failed_ticks if st else 0,
             points_scored=r.points_scored, last_tick=last,
             last_success=st.last_success if st else None, errors=dict(r.errors),
-            last_errors=dict(r.last_error), source=r.source.name, source_ok=r.source_ok,
-            training=r.progress.as_dict(), model_info=info,
+            last_errors={k: hide_paths(redact(v)) for k, v in r.last_error.items()},
+            source=redact(r.source.name), source_ok=r.source_ok,
+            training={k: hide_paths(redact(v)) if isinstance(v, str) else v
+                      for k, v in r.progress.as_dict().items()}, model_info=info,
             recent_ticks=list(st.history[-20:]) if st else []))
     return StatusOut(version=__version__, uptime_s=round(time.time() - state.started, 3),
                      jobs=jobs)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from aws_anomaly.service.deps import AppState, Authorized, ErrorOut, State
+from aws_anomaly.service.redact import hide_paths, redact
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -21,11 +22,12 @@ class PrecisionOut(BaseModel):
 
 
 class ModelVersion(BaseModel):
+    """One trained version (where its bundle lives on the server is not shown)."""
+
     version: str
     detector: str
     trained_at: datetime
     active: bool
-    path: str
     info: dict[str, Any]
 
 
@@ -58,16 +60,31 @@ def precision_of(state: AppState, job: str | None = None,
                         precision=round(p.precision, 4) if p.precision is not None else None)
 
 
+def _public_info(info: Any) -> dict[str, Any]:
+    """The registry's info without anything that looks like a server path or a secret."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if k not in ("path", "model_path")}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, str):
+            return hide_paths(redact(v))
+        return v
+
+    return clean(dict(info))
+
+
 @router.get("/models", response_model=ModelList, summary="Models, their versions and precision")
 def list_models(state: State) -> ModelList:
     items = []
     for r in state.runners.values():
         versions = [ModelVersion(version=m.version, detector=m.detector,
                                  trained_at=m.trained_at.to_pydatetime(), active=m.active,
-                                 path=m.path, info=dict(m.info))
+                                 info=_public_info(m.info))
                     for m in state.store.list_models(name=r.model_name)]
         items.append(ModelOut(name=r.model_name, job=r.name, loaded=r.model is not None,
-                              training=r.progress.as_dict(), threshold=r.base_threshold,
+                              training=_public_info(r.progress.as_dict()),
+                              threshold=r.base_threshold,
                               entity_thresholds=r.thresholds(),
                               precision=precision_of(state, r.name), versions=versions))
     return ModelList(items=items)

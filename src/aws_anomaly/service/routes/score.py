@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import math
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -29,24 +33,88 @@ router = APIRouter(prefix="/v1", tags=["score"])
 MAX_POINTS = 10_000
 #: Requests up to this many points that continue a live series use the job's stream scorer.
 FAST_PATH_POINTS = 64
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+#: Numbers only: ``true`` or ``"0.5"`` are refused, not read as 1.0 or 0.5.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+#: Times the service scores: well inside pandas' nanosecond range (1677-2262), with room for
+#: the feature look-back before the first point.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(v: Any) -> datetime:
+    """One request timestamp: ISO 8601 text or Unix seconds (a JSON number), in range."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str, datetime)):
+        raise ValueError(f"expected ISO 8601 text or Unix seconds (a number), got "
+                         f"{type(v).__name__} {v!r}"[:200])
+    if isinstance(v, (int, float)):
+        if not math.isfinite(v):
+            raise ValueError(f"Unix seconds must be a finite number, got {v!r}")
+        if not EARLIEST.timestamp() <= v < LATEST.timestamp():
+            hint = (" (this looks like milliseconds: send seconds)" if abs(v) >= 2e10 and
+                    EARLIEST.timestamp() <= v / 1000 < LATEST.timestamp() else "")
+            raise ValueError(f"{v!r} Unix seconds is outside the supported range "
+                             f"{EARLIEST.timestamp():.0f} to {LATEST.timestamp():.0f} "
+                             f"({EARLIEST.year}-{LATEST.year - 1}){hint}")
+        return datetime.fromtimestamp(v, tz=UTC)
+    if isinstance(v, str):
+        text = v.strip()
+        if len(text) > 64:
+            raise ValueError(f"{text[:40]!r}... is not an ISO 8601 time")
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-03-01T10:00:00Z); "
+                             "send Unix seconds as a JSON number") from None
+    else:
+        t = v
+    t = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    try:
+        t = t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{v!s} is outside the supported range {EARLIEST.year}-"
+                         f"{LATEST.year - 1}") from None
+    if not EARLIEST <= t < LATEST:
+        raise ValueError(f"{t.isoformat()} is outside the supported range "
+                         f"{EARLIEST.year}-{LATEST.year - 1}")
+    return t
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+
+
+def _example(n: int | None = None) -> dict[str, Any]:
+    """A request the embedded demo's model scores (enough points for its feature windows)."""
+    from aws_anomaly.features import FeatureSpec
+
+    n = n or FeatureSpec().min_history + 1
+    t0 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    i = np.arange(n)
+    daily = np.sin(2 * np.pi * i / 288)
+    return {"entity": "eks-prod-1",
+            "timestamps": [datetime.fromtimestamp(t0 + 300 * k, tz=UTC).isoformat()
+                           .replace("+00:00", "Z") for k in range(n)],
+            "metrics": {"cluster_cpu_request_ratio": np.round(0.6 + 0.1 * daily, 3).tolist(),
+                        "cluster_mem_request_ratio": np.round(0.55 + 0.05 * daily, 3).tolist(),
+                        "cluster_pod_ratio": np.round(0.4 + 0.08 * daily, 3).tolist()}}
 
 
 class ScoreRequest(BaseModel):
-    """One entity's points: timestamps and one value list per metric, aligned by position."""
+    """One entity's points: timestamps and one value list per metric, aligned by position.
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "entity": "eks-prod-1",
-        "timestamps": ["2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z"],
-        "metrics": {"cluster_cpu_request_ratio": [0.61, 0.63],
-                    "cluster_mem_request_ratio": [0.55, 0.56],
-                    "cluster_pod_ratio": [0.40, 0.41]}}]})
+    The example is one day and five minutes of 5-minute points: enough for the feature
+    windows of a model trained with the default features, for an entity with no live
+    history."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_example()]})
 
     entity: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
                         description="the entity (cluster) the points belong to")
-    timestamps: list[datetime] = Field(min_length=1, max_length=MAX_POINTS,
-                                       description="ISO 8601 or Unix seconds, increasing")
+    timestamps: list[Timestamp] = Field(
+        min_length=1, max_length=MAX_POINTS,
+        description=f"ISO 8601 text or Unix seconds (numbers), increasing, between "
+        f"{EARLIEST.year} and {LATEST.year - 1}")
     metrics: dict[MetricName, list[FiniteFloat]] = Field(
         min_length=1, max_length=64,
         description="metric name -> values, one per timestamp, finite numbers")
@@ -100,9 +168,58 @@ class ScoreResponse(BaseModel):
     points: list[ScoredPoint]
 
 
+class ScoreLimiter:
+    """At most ``concurrency`` scorings at once, ``queue`` more waiting (each at most
+    ``wait_s``); beyond that a request is refused with 429 at once, so a burst of large
+    requests cannot take the event loop's threads, the CPU and the memory from everything
+    else (``/healthz`` keeps answering)."""
+
+    def __init__(self, concurrency: int = 2, queue: int = 8, wait_s: float = 30.0) -> None:
+        self.concurrency = concurrency
+        self.queue = queue
+        self.wait_s = wait_s
+        self.active = 0
+        self.waiting = 0
+        self.refused = 0
+        self._sems: dict[int, asyncio.Semaphore] = {}
+
+    def _sem(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._sems.get(id(loop))
+        if sem is None:
+            self._sems = {id(loop): (sem := asyncio.Semaphore(self.concurrency))}
+        return sem
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        sem = self._sem()
+        if sem.locked() and self.waiting >= self.queue:
+            self.refused += 1
+            raise HTTPException(429, f"body: the service is scoring {self.active} request(s) "
+                                f"with {self.waiting} waiting; retry in a second",
+                                headers={"Retry-After": "1"})
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(sem.acquire(), timeout=self.wait_s)
+        except TimeoutError:
+            self.refused += 1
+            raise HTTPException(503, f"body: waited {self.wait_s:.0f} s for a scoring slot; "
+                                "retry shortly", headers={"Retry-After": "5"}) from None
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            sem.release()
+
+
 @router.post("/score", response_model=ScoreResponse, summary="Score an entity's points",
              responses={422: {"model": ErrorOut,
                               "description": "invalid points or too few for the windows"},
+                        429: {"model": ErrorOut, "description": "too many scoring requests at "
+                              "once; retry after the Retry-After header's seconds"},
                         503: {"model": ErrorOut, "description": "no model loaded yet"}})
 async def score(req: ScoreRequest, state: State,
                 job: Annotated[str | None, Query(description="job whose model scores "
@@ -114,7 +231,8 @@ async def score(req: ScoreRequest, state: State,
     fast = _score_cached(req, state, job)
     if fast is not None:
         return fast
-    return await run_in_threadpool(_score, req, state, job)
+    async with state.score_limiter.slot():
+        return await run_in_threadpool(_score, req, state, job)
 
 
 def _score_cached(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse | None:
