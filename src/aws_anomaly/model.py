@@ -58,26 +58,39 @@ from aws_anomaly.features import (
 
 __all__ = [
     "AUTO_MAX_FPR",
+    "DEFAULT_RISK",
+    "DEFAULT_WINDOWS",
     "SCORE_COLUMNS",
     "AnomalyModel",
     "PointScore",
     "Scaler",
     "StreamScorer",
+    "constant_metrics",
+    "default_model",
     "parse_threshold",
 ]
 
 #: ``calibration="auto"`` with labels: best F1 unless its validation FPR is above this cap.
 AUTO_MAX_FPR = 0.02
+#: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
+DEFAULT_RISK = 1e-3
+#: Horizons of the label-free default model's volatility features, in time (scaled to rows by
+#: the data's step, so one-minute and five-minute data see the same horizons).
+DEFAULT_WINDOWS = (pd.Timedelta("15min"), pd.Timedelta("1h"))
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 _LEVEL_FEATURE = re.compile(
     r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
+#: ``feature_set="level"``: the value and its rolling standard deviations.
+_LEVEL_SPREAD = re.compile(r"__(value|std_\d+)$")
 
 
 def parse_threshold(text: str) -> dict[str, Any]:
     """Turn a CLI threshold choice into calibration settings.
 
     ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
-    validation data), ``share:0.05`` (expected anomaly share) or ``auto`` (best F1 when the
+    validation data), ``share:0.05`` (expected anomaly share), ``pot`` or ``pot:1e-4`` (the
+    score exceeded with that probability, from an extreme-value fit of the score tail; default
+    risk 1e-3) or ``auto`` (best F1 when the
     validation data has labels, falling back to ``fpr:0.02`` when that threshold flags more than
     2% of the normal validation points; ``fpr:0.01`` without labels).
 
@@ -85,12 +98,25 @@ def parse_threshold(text: str) -> dict[str, Any]:
     {'method': 'target_fpr', 'target_fpr': 0.02}
     >>> parse_threshold("share:0.05")
     {'method': 'contamination', 'contamination': 0.05}
+    >>> parse_threshold("pot:1e-4")
+    {'method': 'pot', 'risk': 0.0001}
     """
     t = text.strip().lower().replace("_", "-")
     if t in ("best-f1", "bestf1", "f1"):
         return {"method": "best_f1"}
     if t == "auto":
         return {"method": "auto"}
+    if t == "pot":
+        return {"method": "pot", "risk": DEFAULT_RISK}
+    if t.startswith("pot:"):
+        try:
+            risk = float(t[4:])
+        except ValueError:
+            risk = float("nan")
+        if not 0.0 < risk <= 0.1:
+            raise ConfigError(f"threshold {text!r}: the value after 'pot:' must be a tail "
+                              "probability in (0, 0.1], e.g. pot:1e-3")
+        return {"method": "pot", "risk": risk}
     for prefix, method, key in (("fpr:", "target_fpr", "target_fpr"),
                                 ("share:", "contamination", "contamination")):
         if t.startswith(prefix):
@@ -103,7 +129,8 @@ def parse_threshold(text: str) -> dict[str, Any]:
                                   "number in (0, 0.5), e.g. fpr:0.01 or share:0.05")
             return {"method": method, key: value}
     raise ConfigError(f"unknown threshold {text!r}; use best-f1, auto, fpr:<rate> (e.g. "
-                      "fpr:0.01) or share:<fraction> (e.g. share:0.05)")
+                      "fpr:0.01), share:<fraction> (e.g. share:0.05) or pot[:<risk>] (e.g. "
+                      "pot:1e-3)")
 
 
 @dataclass
@@ -188,10 +215,18 @@ class AnomalyModel:
     feature_set
         ``"stationary"`` (default): leave out level features (value, rolling mean / min / max /
         quantiles, cross ratios), keeping deviations, spreads, differences, seasonal
-        differences, correlations and calendar terms; ``"all"``: every feature of the spec.
+        differences, correlations and calendar terms; ``"all"``: every feature of the spec;
+        ``"level"``: the value and its rolling standard deviations only (the label-free default,
+        see :func:`default_model`).
     log_std
         Use the log of rolling standard deviations, so a metric gone flat is as visible as one
         gone noisy.
+    log_std_floor
+        What is added to a rolling standard deviation before its log: ``"typical"`` a
+        thousandth of its typical (median) training value, so going flat is a large deviation;
+        ``"spread"`` the metric's own training standard deviation, so the feature reads
+        ``log(1 + std / spread)`` and only volatility comparable with the metric's normal range
+        counts (robust on quantised, often-flat metrics).
     clip
         Scaled features are clipped to ``[-clip, clip]`` (None: no clipping).
     persist
@@ -206,7 +241,8 @@ class AnomalyModel:
                  scaler: str = "robust", exclude_labelled: bool = True,
                  feature_set: str = "stationary", log_std: bool = True,
                  clip: float | None = 10.0, persist: Sequence[int] = (6, 36),
-                 persist_weight: float = 1.0, persist_baseline: int | None = 288) -> None:
+                 persist_weight: float = 1.0, persist_baseline: int | None = 288,
+                 log_std_floor: str = "typical") -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
         self.detector = detector
@@ -218,10 +254,15 @@ class AnomalyModel:
             raise ConfigError(f"scaler must be 'robust' or 'standard', got {scaler!r}")
         self.scaler = scaler
         self.exclude_labelled = exclude_labelled
-        if feature_set not in ("stationary", "all"):
-            raise ConfigError(f"feature_set must be 'stationary' or 'all', got {feature_set!r}")
+        if feature_set not in ("stationary", "all", "level"):
+            raise ConfigError(f"feature_set must be 'stationary', 'all' or 'level', got "
+                              f"{feature_set!r}")
         self.feature_set = feature_set
         self.log_std = bool(log_std)
+        if log_std_floor not in ("typical", "spread"):
+            raise ConfigError(f"log_std_floor must be 'typical' or 'spread', got "
+                              f"{log_std_floor!r}")
+        self.log_std_floor = log_std_floor
         if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
             raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
         self.clip = None if clip is None else float(clip)
@@ -336,14 +377,13 @@ class AnomalyModel:
         """
         t0 = time.perf_counter()
         train = self._as_dataset(train, "training data")
-        train.check_not_constant("training data")
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
         X_full, ready, fm = self._features(train, None, "training data", prepared=False)
         names, groups = _persist_layout(fm.names, fm.groups, self._persist_plan(fm.names))
         self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
-        self._choose_columns(names, groups)
+        self._choose_columns(names, groups, constant_metrics(train))
         use = ready.copy()
         n_excluded = 0
         if self.exclude_labelled and train.has_labels:
@@ -356,12 +396,20 @@ class AnomalyModel:
         self._fit_log_floor(X_full[use])
         X = self._prepare(X_full)
         self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X[use])
+        if self.constant_:
+            # A metric that never moved in training: its value column is scaled so that any
+            # change from the constant is >= 1 unit (see _constant_breaks); the detector sees
+            # none of its columns (they carry nothing about normal behaviour).
+            vcols = self._constant_value_columns()
+            values = np.asarray(list(self.constant_.values()), dtype=np.float64)
+            self.scaler_.center_[vcols] = values
+            self.scaler_.scale_[vcols] = _CONSTANT_TOLERANCE * (1.0 + np.abs(values))
         if self.persist_weight != 1.0:
             # A smaller unit = a larger weight in the detector's distances; stored in the
             # scaler's arrays, so saved bundles and streams need nothing more.
             pcols = [j for j, n in enumerate(self.feature_names_) if "__ewm_" in n]
             self.scaler_.scale_[pcols] /= self.persist_weight
-        Xs = self.scaler_.transform(X[use])
+        Xs = self._blind_constants(self.scaler_.transform(X[use]))
         self.median_ = np.median(Xs, axis=0)
         params = dict(self.detector_params)
         seeded = "random_state" in DETECTORS[self.detector]().get_params()
@@ -380,7 +428,11 @@ class AnomalyModel:
             y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
             calib_on = "validation"
         else:
-            raw = self._raw(Xs)
+            # Out-of-fit training scores where the detector keeps them (kNN: leave-one-out);
+            # in-fit scores of a neighbour method would all be 0.
+            oof = getattr(self.detector_, "training_scores_", None)
+            raw = (np.asarray(oof, dtype=np.float64) if oof is not None
+                   else self._raw(Xs))
             y = None
             calib_on = "train"
         if method.get("method") == "auto":
@@ -395,7 +447,7 @@ class AnomalyModel:
         # points only. The share rule ignores them by definition.
         auto = self.calibration.get("method") == "auto"
         self.calibrator_ = Calibrator(**method).fit(
-            raw, y if method["method"] in ("best_f1", "target_fpr") else None)
+            raw, y if method["method"] in ("best_f1", "target_fpr", "pot") else None)
         if auto and method["method"] == "best_f1" and y is not None:
             # The best-F1 threshold of one validation block can sit low in a heavy normal tail
             # (rollouts, batch jobs), flagging several percent of normal points. ``auto``
@@ -413,14 +465,22 @@ class AnomalyModel:
             "warmup_rows": int((~ready).sum()), "calibrated_on": calib_on,
             "calibration_rows": len(raw), "entities": list(train.entities),
             "step": str(self.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
+            "constant_metrics": [self.metrics_[j] for j in self.constant_],
         }
         return self
 
     # ------------------------------------------------------------------ feature subset
-    def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]]) -> None:
-        """Pick the model's columns from the spec's features (``feature_set``)."""
+    def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]],
+                        constants: Mapping[str, float] | None = None) -> None:
+        """Pick the model's columns from the spec's features (``feature_set``).
+
+        ``constants`` (metric -> value) are the metrics constant over all training rows: their
+        value column is always kept (it carries the "should stay constant" check).
+        """
         if self.feature_set == "all":
             cols = list(range(len(names)))
+        elif self.feature_set == "level":
+            cols = [i for i, n in enumerate(names) if _LEVEL_SPREAD.search(n)]
         else:
             # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
             # follow each cluster's own load level and its trend, so a detector fit on the
@@ -428,15 +488,31 @@ class AnomalyModel:
             # differences, seasonal differences and correlations are comparable across time
             # and across clusters.
             cols = [i for i, n in enumerate(names) if not _LEVEL_FEATURE.search(n)]
+        index = {n: i for i, n in enumerate(names)}
+        constants = dict(constants or {})
+        for metric in constants:
+            vi = index[f"{metric}__value"]
+            if vi not in cols:
+                cols.append(vi)
         pos = {c: j for j, c in enumerate(cols)}
         self.columns_ = np.asarray(cols, dtype=np.int64)
         self.feature_names_ = tuple(names[c] for c in cols)
         self.groups_ = {k: [pos[int(i)] for i in v if int(i) in pos] for k, v in groups.items()}
+        self._blind_cache = None
+        # metric position -> its constant training value
+        self.constant_ = {self.metrics_.index(m): float(v) for m, v in constants.items()}
 
     def _fit_log_floor(self, X_full: np.ndarray) -> None:
         """Per-column floors for the log of rolling standard deviations (0 = no log)."""
         floor = np.zeros(len(self.columns_))
-        if self.log_std:
+        if self.log_std and self.log_std_floor == "spread":
+            index = {n: i for i, n in enumerate(self.all_feature_names_)}
+            for j, name in enumerate(self.feature_names_):
+                if "__std_" in name:
+                    metric = name.split("__std_")[0]
+                    spread = float(np.std(X_full[:, index[f"{metric}__value"]]))
+                    floor[j] = max(spread, 1e-12)
+        elif self.log_std:
             for j, name in enumerate(self.feature_names_):
                 if "__std_" in name:
                     # A flat-lined metric has std 0; the log turns "much quieter than usual"
@@ -454,6 +530,36 @@ class AnomalyModel:
             X[:, logc] = np.log(np.maximum(np.take(X, logc, axis=1), 0.0)
                                 + self.log_floor_[logc])
         return X
+
+    # ------------------------------------------------------------------ constant metrics
+    def _constant_value_columns(self) -> np.ndarray:
+        """Positions (in the model's columns) of the value of each constant metric."""
+        pos = {n: j for j, n in enumerate(self.feature_names_)}
+        return np.asarray([pos[f"{self.metrics_[m]}__value"] for m in self.constant_],
+                          dtype=np.int64)
+
+    def _blinded_columns(self) -> np.ndarray:
+        cached = getattr(self, "_blind_cache", None)
+        if cached is None:
+            cols = sorted({c for m in self.constant_
+                           for c in self.groups_.get(self.metrics_[m], [])})
+            cached = np.asarray(cols, dtype=np.int64)
+            self._blind_cache = cached
+        return cached
+
+    def _blind_constants(self, Xs: np.ndarray) -> np.ndarray:
+        """``Xs`` with the columns of constant metrics at their training value (0): the
+        detector learns nothing from them and is not thrown off when they move."""
+        if not getattr(self, "constant_", None):
+            return Xs
+        out = Xs.copy()
+        out[:, self._blinded_columns()] = 0.0
+        return out
+
+    def _constant_breaks(self, Xs: np.ndarray) -> np.ndarray:
+        """(n, n_constant) distance of each constant metric from its training value, in units
+        of the tolerance: >= 1 means it moved (see :data:`_CONSTANT_TOLERANCE`)."""
+        return np.abs(Xs[:, self._constant_value_columns()])
 
     @property
     def _log_columns(self) -> np.ndarray:
@@ -476,7 +582,8 @@ class AnomalyModel:
 
     # ------------------------------------------------------------------ scoring
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.detector_.score_samples(Xs), dtype=np.float64)
+        return np.asarray(self.detector_.score_samples(self._blind_constants(Xs)),
+                          dtype=np.float64)
 
     def _contributions(self, Xs: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """Occlusion shares (n, n_metrics) for the scaled rows ``Xs`` with raw scores ``raw``."""
@@ -484,6 +591,17 @@ class AnomalyModel:
         out = np.zeros((len(Xs), m))
         if len(Xs) == 0:
             return out
+        explain = getattr(self.detector_, "explain_samples", None)
+        if explain is not None:
+            # The detector decomposes its own score (kNN: squared distance per feature to the
+            # nearest training row): exact shares at the cost of one scoring pass.
+            parts = explain(self._blind_constants(Xs))
+            for j, metric in enumerate(self.metrics_):
+                cols = self.groups_.get(metric, [])
+                if cols:
+                    out[:, j] = parts[:, cols].sum(axis=1)
+            total = out.sum(axis=1, keepdims=True)
+            return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
         drops = np.empty((len(Xs), m))
         for j, metric in enumerate(self.metrics_):
             cols = self.groups_.get(metric, [])
@@ -520,11 +638,28 @@ class AnomalyModel:
             Xs = X[idx] if idx.size < len(X) else X
             raw = self._raw(Xs)
             score[idx] = self.calibrator_.transform(raw)
+            brk = None
+            if getattr(self, "constant_", None):
+                # A metric constant over all of training has moved: anomalous whatever the
+                # detector says ("should stay constant"); the score grows with the log of
+                # the move in tolerance units, so it stays readable.
+                z = self._constant_breaks(Xs)
+                zmax = z.max(axis=1)
+                brk = zmax >= 1.0
+                if brk.any():
+                    score[idx[brk]] = np.maximum(score[idx[brk]], 1.0 + np.log1p(zmax[brk] - 1.0))
             if explain != "none":
                 sel = (np.ones(len(idx), dtype=bool) if explain == "all"
                        else score[idx] >= 1.0)
+                if brk is not None:
+                    sel &= ~brk
                 if sel.any():
                     contrib[idx[sel]] = self._contributions(Xs[sel], raw[sel])
+                if brk is not None and brk.any():
+                    zb = np.where(z[brk] >= 1.0, z[brk], 0.0)
+                    share = np.zeros((int(brk.sum()), m))
+                    share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
+                    contrib[idx[brk]] = share
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
@@ -602,7 +737,9 @@ class AnomalyModel:
                 "log_std": self.log_std, "clip": self.clip, "persist": list(self.persist),
                 "persist_weight": self.persist_weight,
                 "persist_baseline": self.persist_baseline,
+                "log_std_floor": self.log_std_floor,
             },
+            "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
             "metrics": list(self.metrics_),
             "step_seconds": self.step_.total_seconds(),
             "feature_names": list(self.feature_names_),
@@ -642,12 +779,15 @@ class AnomalyModel:
                         # bundles written before persistence features had none
                         persist=cfg.get("persist", ()),
                         persist_weight=cfg.get("persist_weight", 1.0),
-                        persist_baseline=cfg.get("persist_baseline"))
+                        persist_baseline=cfg.get("persist_baseline"),
+                        log_std_floor=cfg.get("log_std_floor", "typical"))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
             model.all_feature_names_ = tuple(man["spec_feature_names"])
             model.groups_ = {k: [int(i) for i in v] for k, v in man["feature_groups"].items()}
+            model.constant_ = {model.metrics_.index(k): float(v)
+                               for k, v in man.get("constant_metrics", {}).items()}
             model.calibrator_ = Calibrator.from_dict(man["calibrator"])
             model.calibration_used_ = man.get("calibration_used", {})
             model.training_summary_ = man.get("training_summary", {})
@@ -683,6 +823,62 @@ class AnomalyModel:
         state = "fitted" if hasattr(self, "detector_") else "unfitted"
         return (f"AnomalyModel(detector={self.detector!r}, detector_params="
                 f"{self.detector_params!r}, scaler={self.scaler!r}, {state})")
+
+
+#: Relative tolerance of the "should stay constant" check: a constant metric has moved when it
+#: differs from its training value by more than this times (1 + |value|).
+_CONSTANT_TOLERANCE = 1e-6
+
+
+def constant_metrics(ds: Dataset) -> dict[str, float]:
+    """Metrics that hold one value over every row of ``ds`` (all entities): metric -> value.
+
+    >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
+    >>> constant_metrics(Dataset.from_frame(pd.DataFrame(
+    ...     {"timestamp": ts, "cpu": [0.1, 0.2, 0.3], "disk": [0.0, 0.0, 0.0]})))
+    {'disk': 0.0}
+    """
+    out = {}
+    for m in ds.metrics:
+        col = ds.frame[m].to_numpy(dtype=np.float64)
+        if col.size and np.ptp(col) == 0.0:
+            out[m] = float(col[0])
+    return out
+
+
+def default_model(step: pd.Timedelta | str, **overrides: Any) -> AnomalyModel:
+    """The label-free default: kNN distance on each metric's level and short-term volatility.
+
+    Features per metric: the value and ``log(1 + rolling std / training spread)`` over
+    :data:`DEFAULT_WINDOWS` (15 minutes and 1 hour, in rows of ``step``); standardised on the
+    training rows; the score is the distance to the nearest training row (out-of-fit on the
+    training rows); the threshold is a peaks-over-threshold fit of the score tail at risk
+    :data:`DEFAULT_RISK`. No calendar terms: seasonality is learned implicitly (every state
+    the history visited is a reference point). Metrics constant over training must stay
+    constant. docs/model.md gives the measurements behind each choice.
+
+    >>> m = default_model("5min")
+    >>> m.detector, m.feature_set, m.spec.windows, m.calibration["method"]
+    ('knn', 'level', (3, 12), 'pot')
+    >>> default_model("1min").spec.windows
+    (15, 60)
+    """
+    step = pd.Timedelta(step)
+    if step <= pd.Timedelta(0):
+        raise ConfigError(f"default_model: step must be positive, got {step}")
+    rows: list[int] = []
+    for horizon in DEFAULT_WINDOWS:
+        r = max(2, round(horizon / step))
+        rows.append(r if not rows or r > rows[-1] else rows[-1] + 1)
+    spec = FeatureSpec(windows=tuple(rows), lags=(), include_quantiles=False,
+                       include_seasonal=False, include_cross=False, include_calendar=False)
+    params: dict[str, Any] = {
+        "detector": "knn", "spec": spec, "feature_set": "level", "scaler": "standard",
+        "log_std": True, "log_std_floor": "spread", "clip": None, "persist": (),
+        "calibration": {"method": "pot", "risk": DEFAULT_RISK},
+    }
+    params.update(overrides)
+    return AnomalyModel(**params)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -23,6 +23,8 @@ Examples
 [1.0, 1.0, 1.0, 1.0]
 >>> det.score_samples(np.array([[0.5, 0.0], [4.0, 5.0]])).round(3).tolist()
 [0.5, 5.0]
+>>> det.explain_samples(np.array([[4.0, 5.0]])).tolist()  # nearest corner (1, 1): 9 + 16
+[[9.0, 16.0]]
 """
 
 from __future__ import annotations
@@ -135,3 +137,21 @@ class KNNDetector(BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._distances(X, self.n_neighbors)
+
+    def explain_samples(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature squared differences to each row's nearest reference row, (n, n_features).
+
+        The squared distance is their sum, so each feature's share of it is an exact, additive
+        attribution: "which features make this point far from everything seen in training".
+        """
+        arr = self._validate(X, method="explain_samples", reset=False)
+        ref, ref_sq = self.reference_, self.reference_sq_
+        out = np.empty_like(arr)
+        for s in range(0, len(arr), _BLOCK):
+            xc = arr[s:s + _BLOCK]
+            d2 = xc @ ref.T
+            d2 *= -2.0
+            d2 += ref_sq
+            nearest = np.argmin(d2, axis=1)
+            out[s:s + _BLOCK] = (xc - ref[nearest]) ** 2
+        return out
