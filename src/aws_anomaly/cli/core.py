@@ -1,15 +1,27 @@
 """Core commands: ``train``, ``evaluate``, ``tune``, ``score`` and ``demo``.
 
-Every command that learns splits the data chronologically per entity (70/15/15 by default):
-the detector and scaler learn from the training part, the threshold from the validation part,
-model selection (``--detector auto``, ``tune``) looks at rolling folds of train + validation
-only, and the test part is scored once, for the report.
+Every command that learns splits the data chronologically per entity: the detector and scaler
+learn from the training part, the threshold from the validation part, model selection
+(``--detector auto``, ``tune``) looks at rolling folds of train + validation only, and the test
+part is scored once, for the report. The test part is the last 15 % of each entity by default
+(``--split``), everything from a time on (``--split-at``), or another file (``--train`` /
+``--test``: train on one period, evaluate on the next).
+
+Labels are optional. Without them ``train`` picks a default detector, calibrates the threshold
+to a target false-positive rate and says how often the model would flag and alert on the
+training history; ``evaluate`` writes the same report minus the label-based parts.
+
+Every command that reads data takes the loading options of
+:func:`aws_anomaly.data.io.read_dataset` (``--step``, ``--resample``, ``--timestamps``,
+``--duplicates``, ``--gap-policy``, ``--max-gap-steps``, ``--layout``, ``--entity-label``):
+the options that data errors name.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +31,26 @@ import typer
 
 from aws_anomaly.cli.app import app
 from aws_anomaly.data import Dataset
+from aws_anomaly.data.dataset import (
+    CONSTANT_POLICIES,
+    DUPLICATE_POLICIES,
+    TIMESTAMP_POLICIES,
+    constant_summary,
+    format_step,
+)
 from aws_anomaly.data.generator import write_demo
 from aws_anomaly.data.io import read_dataset
 from aws_anomaly.detectors import DETECTORS
 from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.evaluation.metrics import evaluate_flags
-from aws_anomaly.evaluation.report import write_metrics_json, write_report
-from aws_anomaly.evaluation.split import Split, chronological_split, concat
+from aws_anomaly.evaluation.report import flag_summary, write_metrics_json, write_report
+from aws_anomaly.evaluation.split import (
+    Split,
+    chronological_split,
+    concat,
+    holdout_split,
+    split_at,
+)
 from aws_anomaly.model import AnomalyModel, parse_threshold
 from aws_anomaly.tuning import (
     AUTO_CANDIDATES,
@@ -35,16 +60,114 @@ from aws_anomaly.tuning import (
     tune,
 )
 
-__all__ = ["evaluate_model", "load_data", "train_model"]
+__all__ = ["UNLABELLED_DETECTOR", "LoadOptions", "evaluate_model", "load_data", "train_model"]
 
-DataOpt = Annotated[Path, typer.Option("--data", help="CSV/Parquet file, or a folder holding "
-                                       "metrics.csv (and optionally events.csv).")]
+#: The detector ``--detector auto`` uses when the training history has no labelled anomalies
+#: (detector selection compares F1 on labelled folds, so it cannot run).
+UNLABELLED_DETECTOR = "iforest"
+
+DataOpt = Annotated[Path | None, typer.Option(
+    "--data", help="CSV/Parquet file, or a folder holding metrics.csv (and optionally "
+    "events.csv).")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Model bundle folder.")]
+TrainOpt = Annotated[Path | None, typer.Option(
+    "--train", help="The training period as its own file (instead of --data); pair it with "
+    "--test.")]
+TestOpt = Annotated[Path | None, typer.Option(
+    "--test", help="The period to evaluate on, as its own file (scored with the training "
+    "file as look-back).")]
+SplitAtOpt = Annotated[str | None, typer.Option(
+    "--split-at", help="Train on the data before this time (ISO 8601, UTC), evaluate on the "
+    "rest.")]
+LayoutOpt = Annotated[str, typer.Option(help="auto, wide or long (Prometheus export).")]
+EntityLabelOpt = Annotated[str, typer.Option(
+    help="Long layout: the label naming the entity ('none': one entity); wide layout: a "
+    "column to use as the entity when there is no 'entity' column.")]
+StepOpt = Annotated[str | None, typer.Option(
+    help="Grid step (30s, 5min, 1h...); default: the most common difference between rows.")]
+GapOpt = Annotated[str, typer.Option(
+    "--gap-policy", help="Fill missing points and NaN: ffill, interpolate or error.")]
+MaxGapOpt = Annotated[str, typer.Option(
+    "--max-gap-steps", help="Longest gap (in steps) the gap policy fills, or 'none'.")]
+ResampleOpt = Annotated[str, typer.Option(
+    help="Rows off the step grid: error, or aggregate each step by mean or last.")]
+TimestampsOpt = Annotated[str | None, typer.Option(
+    help="Rows earlier than the row before them: error, sort, clamp or drop "
+    "[default: error; sort for the long layout].")]
+DuplicatesOpt = Annotated[str, typer.Option(
+    help="Rows of one entity with the same time: first, last, mean or error.")]
 SEP = "-" * 58
 
 
-def load_data(path: Path) -> tuple[Dataset, pd.DataFrame | None]:
-    """Read a dataset (file or folder with metrics.csv) and its events.csv when present."""
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read data files: the arguments of :func:`~aws_anomaly.data.io.read_dataset`."""
+
+    layout: str = "auto"
+    entity_label: str | None = "cluster"
+    step: str | None = None
+    gap_policy: str = "ffill"
+    max_gap_steps: int | None = 36
+    resample: str = "error"
+    timestamps: str | None = None
+    duplicates: str = "first"
+
+    @classmethod
+    def from_cli(cls, *, layout: str = "auto", entity_label: str = "cluster",
+                 step: str | None = None, gap_policy: str = "ffill",
+                 max_gap_steps: str = "36", resample: str = "error",
+                 timestamps: str | None = None, duplicates: str = "first") -> LoadOptions:
+        """Check the options' values as typed on the command line."""
+        for flag, value, allowed in (
+                ("--layout", layout, ("auto", "wide", "long")),
+                ("--gap-policy", gap_policy, ("ffill", "interpolate", "error")),
+                ("--resample", resample, ("error", "mean", "last")),
+                ("--timestamps", timestamps, (None, *TIMESTAMP_POLICIES)),
+                ("--duplicates", duplicates, DUPLICATE_POLICIES)):
+            if value not in allowed:
+                raise ConfigError(f"{flag} must be one of "
+                                  f"{', '.join(a for a in allowed if a)}; got {value!r}")
+        text = max_gap_steps.strip().lower()
+        if text in ("none", "null", "unlimited"):
+            gap: int | None = None
+        else:
+            try:
+                gap = int(text)
+            except ValueError:
+                gap = -1
+            if gap < 0:
+                raise ConfigError(f"--max-gap-steps must be an integer >= 0 or 'none'; got "
+                                  f"{max_gap_steps!r}")
+        if step is not None:
+            try:
+                td = pd.Timedelta(step)
+            except (ValueError, TypeError):
+                td = pd.NaT
+            if pd.isna(td) or td <= pd.Timedelta(0):
+                raise ConfigError(f"--step must be a positive duration such as 30s, 5min or "
+                                  f"1h; got {step!r}")
+        label = None if entity_label.strip().lower() in ("none", "") else entity_label
+        return cls(layout=layout, entity_label=label, step=step, gap_policy=gap_policy,
+                   max_gap_steps=gap, resample=resample, timestamps=timestamps,
+                   duplicates=duplicates)
+
+    def read(self, path: Path) -> Dataset:
+        return read_dataset(path, layout=self.layout, entity_label=self.entity_label,
+                            step=self.step, gap_policy=self.gap_policy,  # type: ignore[arg-type]
+                            max_gap_steps=self.max_gap_steps,
+                            resample=self.resample,  # type: ignore[arg-type]
+                            timestamps=self.timestamps,  # type: ignore[arg-type]
+                            duplicates=self.duplicates)  # type: ignore[arg-type]
+
+
+def load_data(path: Path, options: LoadOptions | None = None, *, say: Any = None
+              ) -> tuple[Dataset, pd.DataFrame | None]:
+    """Read a dataset (file or folder with metrics.csv) and its events.csv when present.
+
+    ``say`` (e.g. ``typer.echo``) receives one line on what was read and one per thing the
+    loading policies changed (duplicates merged, rows moved onto the grid, gaps filled...).
+    """
+    opts = options or LoadOptions()
     p = Path(path)
     events = None
     if p.is_dir():
@@ -59,7 +182,24 @@ def load_data(path: Path) -> tuple[Dataset, pd.DataFrame | None]:
         p = found[0]
     elif not p.exists():
         raise DataError(f"data file {p} does not exist")
-    return read_dataset(p), events
+    ds = opts.read(p)
+    if say is not None:
+        _say_loaded(ds, p, say)
+    return ds, events
+
+
+def _say_loaded(ds: Dataset, path: Path, say: Any) -> None:
+    ents = ds.entities
+    labels = "labelled" if ds.has_labels else "no labels"
+    if ds.has_labels:
+        labels = f"labels: {int(ds.frame['is_anomaly'].sum())} anomalous points"
+    say(f"read {path}: {len(ds)} rows, {len(ents)} entit{'y' if len(ents) == 1 else 'ies'}, "
+        f"{len(ds.metrics)} metrics, step {format_step(ds.step)}, "
+        f"{ds.frame['timestamp'].min():%Y-%m-%d %H:%M} .. "
+        f"{ds.frame['timestamp'].max():%Y-%m-%d %H:%M} UTC; {labels}")
+    if ds.report is not None and ds.report.changed:
+        for line in ds.report.lines()[1:]:
+            say(f"  {line}")
 
 
 def _split_fractions(text: str) -> tuple[float, float, float]:
@@ -73,64 +213,173 @@ def _split_fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def evaluate_model(model: AnomalyModel, split: Split, events: pd.DataFrame | None = None
-                   ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Score validation and test with causal look-back; point and event metrics for each."""
-    if not split.test.has_labels:
-        raise DataError("evaluation needs labels: the data has no is_anomaly column")
-    parts = {"validation": (split.validation, split.train),
-             "test": (split.test, concat([split.train, split.validation]))}
+def _has_anomalies(ds: Dataset) -> bool:
+    return ds.has_labels and bool(ds.frame["is_anomaly"].to_numpy().any())
+
+
+def _evaluate_parts(model: AnomalyModel, parts: dict[str, tuple[Dataset, Dataset | None]],
+                    events: pd.DataFrame | None = None
+                    ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     metrics: dict[str, Any] = {}
     scores: dict[str, pd.DataFrame] = {}
     for name, (part, history) in parts.items():
         s = model.score(part, history=history)
         scores[name] = s
-        ev = None
-        if events is not None:
-            ev = events[events["entity"].astype(str).isin(part.entities)]
-        m = evaluate_flags(part.frame, s["is_anomaly"].to_numpy(), events=ev)
+        m: dict[str, Any] = flag_summary(s, part.step)
+        if part.has_labels:
+            ev = None
+            if events is not None:
+                ev = events[events["entity"].astype(str).isin(part.entities)]
+            m.update(evaluate_flags(part.frame, s["is_anomaly"].to_numpy(), events=ev))
         m["rows"] = len(part)
         m["scored_rows"] = int(s["ready"].sum())
         metrics[name] = m
     return metrics, scores
 
 
+def evaluate_model(model: AnomalyModel, split: Split, events: pd.DataFrame | None = None
+                   ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Score validation and test with causal look-back; per part what was flagged (share,
+    flagged periods, alerts per day) and, where the part has labels, point and event metrics.
+    """
+    parts = {"validation": (split.validation, split.train),
+             "test": (split.test, concat([split.train, split.validation]))}
+    return _evaluate_parts(model, parts, events)
+
+
 def _print_table(metrics: dict[str, Any], say: Any = typer.echo) -> None:
-    typer_echo = say
-    v, t = metrics["validation"], metrics["test"]
-    typer_echo(f"{'Metric':<12}{'Validation':>12}{'Test':>12}{'Difference':>12}")
-    typer_echo(SEP[:48])
-    for key, label in (("f1", "F1-Score"), ("precision", "Precision"), ("recall", "Recall"),
-                       ("fpr", "FPR")):
-        typer_echo(f"{label:<12}{v[key]:>12.3f}{t[key]:>12.3f}{abs(v[key] - t[key]):>12.3f}")
-    for key, label in (("event_recall", "Event rec."), ("event_precision", "Event prec.")):
-        typer_echo(f"{label:<12}{v[key]:>12.3f}{t[key]:>12.3f}{abs(v[key] - t[key]):>12.3f}")
-    d_v, d_t = v["mean_detection_delay_steps"], t["mean_detection_delay_steps"]
+    """The labelled metrics of the parts that have labels, then what was flagged in each."""
+    names = [n for n in ("validation", "test") if n in metrics]
+    labelled = [n for n in names if "f1" in metrics[n]]
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-    typer_echo(f"{'Delay steps':<12}{fmt(d_v):>12}{fmt(d_t):>12}")
-    cm = t["confusion_matrix"]
-    typer_echo("\nConfusion matrix (test set)")
-    typer_echo(f"{'':15}{'Predicted':>16}")
-    typer_echo(f"{'':15}{'Normal':>8}{'Anomaly':>9}")
-    typer_echo(f"{'Actual Normal':<15}{cm[0][0]:>8}{cm[0][1]:>9}")
-    typer_echo(f"{'       Anomaly':<15}{cm[1][0]:>8}{cm[1][1]:>9}")
+    if len(labelled) == 2:
+        v, t = metrics["validation"], metrics["test"]
+        say(f"{'Metric':<12}{'Validation':>12}{'Test':>12}{'Difference':>12}")
+        say(SEP[:48])
+        for key, label in (("f1", "F1-Score"), ("precision", "Precision"), ("recall", "Recall"),
+                           ("fpr", "FPR"), ("event_recall", "Event rec."),
+                           ("event_precision", "Event prec.")):
+            say(f"{label:<12}{v[key]:>12.3f}{t[key]:>12.3f}{abs(v[key] - t[key]):>12.3f}")
+        d_v, d_t = v["mean_detection_delay_steps"], t["mean_detection_delay_steps"]
+        say(f"{'Delay steps':<12}{fmt(d_v):>12}{fmt(d_t):>12}")
+    elif labelled:
+        (n,) = labelled
+        m = metrics[n]
+        say(f"{'Metric':<12}{n.capitalize():>12}")
+        say(SEP[:24])
+        for key, label in (("f1", "F1-Score"), ("precision", "Precision"), ("recall", "Recall"),
+                           ("fpr", "FPR"), ("event_recall", "Event rec."),
+                           ("event_precision", "Event prec.")):
+            say(f"{label:<12}{m[key]:>12.3f}")
+        say(f"{'Delay steps':<12}{fmt(m['mean_detection_delay_steps']):>12}")
+    if "test" in labelled:
+        cm = metrics["test"]["confusion_matrix"]
+        say("\nConfusion matrix (test set)")
+        say(f"{'':15}{'Predicted':>16}")
+        say(f"{'':15}{'Normal':>8}{'Anomaly':>9}")
+        say(f"{'Actual Normal':<15}{cm[0][0]:>8}{cm[0][1]:>9}")
+        say(f"{'       Anomaly':<15}{cm[1][0]:>8}{cm[1][1]:>9}")
+    if names and all("flagged_share" in metrics[n] for n in names):
+        say("")
+        say(f"{'Flagged':<16}" + "".join(f"{n.capitalize():>12}" for n in names))
+        say(f"{'share of points':<16}" + "".join(
+            f"{100 * metrics[n]['flagged_share']:>11.2f}%" for n in names))
+        say(f"{'periods':<16}" + "".join(f"{metrics[n]['flagged_periods']:>12}" for n in names))
+        say(f"{'alerts per day':<16}" + "".join(
+            f"{metrics[n]['alerts_per_day']:>12.2f}" for n in names))
+
+
+def _threshold_text(model: AnomalyModel) -> str:
+    used = dict(getattr(model, "calibration_used_", {}) or {})
+    method = used.get("method")
+    if method == "best_f1":
+        rule = "best-f1 (the best F1 on the labelled validation part)"
+    elif method == "target_fpr":
+        rule = (f"fpr:{used.get('target_fpr')} (at most {100 * float(used['target_fpr']):g} % "
+                "of the validation points above it)")
+    elif method == "contamination":
+        rule = (f"share:{used.get('contamination')} (the top "
+                f"{100 * float(used['contamination']):g} % of validation scores)")
+    else:
+        rule = json.dumps(used)
+    cal = getattr(model, "calibrator_", None)
+    raw = getattr(cal, "threshold_", None)
+    where = model.training_summary_.get("calibrated_on", "validation") if hasattr(
+        model, "training_summary_") else "validation"
+    raw_text = f"; raw {model.detector} score {raw:.4g}" if isinstance(raw, float) else ""
+    return f"{rule}, set on the {where} part: anomaly_score >= 1.0{raw_text}"
+
+
+def _narrow(ds: Dataset, metrics: tuple[str, ...]) -> Dataset:
+    drop = [m for m in ds.metrics if m not in metrics]
+    if not drop:
+        return ds
+    return Dataset(frame=ds.frame.drop(columns=drop), metrics=metrics, step=ds.step,
+                   report=ds.report)
+
+
+def _apply_constant(split: Split, policy: str, say: Any) -> Split:
+    """The constant-metric policy on the training part (``keep``, ``drop`` or ``error``)."""
+    if policy not in CONSTANT_POLICIES:
+        raise ConfigError(f"--constant must be one of {', '.join(CONSTANT_POLICIES)}; got "
+                          f"{policy!r}")
+    if policy == "error":
+        split.train.check_not_constant("training part", policy="error")
+        return split
+    found = split.train.constant_metrics()
+    if not found:
+        return split
+    n = len({m for v in found.values() for m in v})
+    if policy == "keep":
+        say(f"constant over the training part: {n} metric(s), {constant_summary(found)}; kept "
+            "(--constant keep): any change from the trained value is unusual to the model "
+            "(--constant drop leaves them out)")
+        return split
+    train = split.train.drop_constant("training part", warn=False)
+    say(f"warning: dropped {n} metric(s) constant over the training part: "
+        f"{constant_summary(found)} (--constant drop)")
+    kept = train.metrics
+    return Split(train=train, validation=_narrow(split.validation, kept),
+                 test=_narrow(split.test, kept), fractions=split.fractions, mode=split.mode,
+                 split_at=split.split_at)
+
+
+def _describe_split(split: Split) -> str:
+    rows = f"{len(split.train)}/{len(split.validation)}/{len(split.test)} rows"
+    if split.mode == "fractions":
+        pct = "/".join(f"{100 * f:g}" for f in split.fractions)
+        return f"train/validation/test = {rows} (chronological {pct} per entity)"
+    if split.mode == "split-at" and split.split_at is not None:
+        return (f"train/validation/test = {rows} (test from {split.split_at.isoformat()}; "
+                "the last part before it validates)")
+    return f"train/validation/test = {rows} (test: the separate file)"
 
 
 def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto", seed: int = 0,
                 fractions: tuple[float, float, float] = (0.70, 0.15, 0.15),
                 events: pd.DataFrame | None = None, echo: bool = True,
-                model_options: dict[str, Any] | None = None
+                model_options: dict[str, Any] | None = None, split: Split | None = None,
+                constant: str = "keep"
                 ) -> tuple[AnomalyModel, Split, dict[str, Any], dict[str, pd.DataFrame]]:
-    """Split, select (when ``auto``), fit, calibrate and evaluate; returns the model, the split,
-    the evaluation metrics and the score frames (validation and test; empty without labels)."""
+    """Split (unless ``split`` is given), select (when ``auto``), fit, calibrate and evaluate.
+
+    Returns the model, the split, the evaluation metrics (per part: what was flagged, and the
+    label-based metrics where the part has labels) and the score frames of validation and test.
+    Without labelled anomalies in train + validation, ``auto`` uses :data:`UNLABELLED_DETECTOR`
+    and the threshold targets a false-positive rate.
+    """
     parse_threshold(threshold)  # fail before any work on a bad value
-    split = chronological_split(ds, fractions)
     say = typer.echo if echo else (lambda *_a, **_k: None)
-    say(f"data: {len(ds)} rows, {len(ds.entities)} entities, metrics {list(ds.metrics)}; "
-        f"split train/validation/test = {len(split.train)}/{len(split.validation)}/"
-        f"{len(split.test)} rows")
+    if split is None:
+        split = chronological_split(ds, fractions)
+    n_ent = len(split.train.entities)
+    say(f"data: {len(split.train) + len(split.validation) + len(split.test)} rows, "
+        f"{n_ent} entit{'y' if n_ent == 1 else 'ies'}, {len(split.train.metrics)} metrics; "
+        f"{_describe_split(split)}")
+    split = _apply_constant(split, constant, say)
     selection: dict[str, Any] | None = None
-    if detector == "auto":
+    labelled_dev = _has_anomalies(split.train) or _has_anomalies(split.validation)
+    if detector == "auto" and labelled_dev:
         t0 = time.perf_counter()
         chosen, table, reason = select_detector(
             split.development, AUTO_CANDIDATES, calibration=threshold, seed=seed,
@@ -142,70 +391,222 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
                      "chosen": chosen, "reason": reason,
                      "seconds": round(time.perf_counter() - t0, 2)}
         detector = chosen
+    elif detector == "auto":
+        detector = UNLABELLED_DETECTOR
+        say(f"detector: {detector} (the default without labels: --detector auto compares "
+            "detectors by F1 on labelled validation folds, and the training history has no "
+            "labelled anomalies)")
+        selection = {"method": "default without labels", "chosen": detector}
     elif detector not in DETECTORS:
         raise ConfigError(f"unknown detector {detector!r}; use auto or one of "
                           f"{sorted(DETECTORS)}")
     model = AnomalyModel(detector, seeded_params({}, detector, seed), calibration=threshold,
                          **(model_options or {}))
     model.fit(split.train, split.validation)
-    metrics: dict[str, Any] = {}
-    scores: dict[str, pd.DataFrame] = {}
-    if ds.has_labels:
-        metrics, scores = evaluate_model(model, split, events)
-        say("")
-        _print_table(metrics, say)
-    model.metadata = {"split": split.summary(), "evaluation": metrics, "seed": seed}
+    say(f"threshold: {_threshold_text(model)}")
+    metrics, scores = evaluate_model(model, split, events)
+    say("")
+    _print_table(metrics, say)
+    history = _history_summary(model, split, metrics)
+    _say_history(history, split, say)
+    needs = _what_would_help(split, model, constant)
+    for line in needs:
+        say(line)
+    model.metadata = {"split": split.summary(), "evaluation": metrics, "seed": seed,
+                      "training_history": history, "would_help": needs}
     if selection is not None:
         model.metadata["selection"] = selection
     return model, split, metrics, scores
 
 
+def _history_summary(model: AnomalyModel, split: Split, metrics: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """What the model flags on its own training part (in-sample) and the whole history."""
+    s_train = model.score(split.train, explain="none")
+    train = flag_summary(s_train, split.train.step)
+    out: dict[str, Any] = {"train": {k: v for k, v in train.items() if k != "periods"}}
+    for name in ("validation", "test"):
+        out[name] = {k: v for k, v in metrics[name].items()
+                     if k in ("rows", "scored_rows", "flagged_points", "flagged_share",
+                              "flagged_periods", "days", "alerts_per_day")}
+    held_out = "test" if split.mode != "separate" else "validation"
+    out["expected"] = {"flagged_share": out[held_out]["flagged_share"],
+                       "alerts_per_day": out[held_out]["alerts_per_day"], "from": held_out}
+    return out
+
+
+def _say_history(history: dict[str, Any], split: Split, say: Any) -> None:
+    exp = history["expected"]
+    part = {"test": "the held-out test part, never used to fit or calibrate",
+            "validation": "the validation part the threshold was set on, so the share is the "
+            "threshold's target by construction"}[exp["from"]]
+    say(f"\nexpected flagged share: {100 * exp['flagged_share']:.2f} % of points, "
+        f"{exp['alerts_per_day']:.2f} alerts per day per entity (on {part}; an alert = a "
+        "flagged period, flags up to 2 normal points apart merged)")
+    t = history["train"]
+    say(f"  on the training part (in-sample): {100 * t['flagged_share']:.2f} % flagged, "
+        f"{t['alerts_per_day']:.2f} alerts per day over {t['days']:.1f} entity-days")
+
+
+def _what_would_help(split: Split, model: AnomalyModel, constant: str) -> list[str]:
+    out = []
+    dev_labels = _has_anomalies(split.train) or _has_anomalies(split.validation)
+    if not dev_labels:
+        out.append(
+            "to do better: label anomalies in the training history (an is_anomaly column, 1 on "
+            "anomalous points): the threshold could then maximise F1 (--threshold best-f1) and "
+            "--detector auto could compare detectors on rolling folds; without labels the "
+            "threshold only sets how often it flags (--threshold fpr:RATE or share:FRACTION)")
+    if not split.test.has_labels:
+        out.append("no labels in the test part either: the figures above say how often it "
+                   "flags, not whether the flags are right")
+    if constant == "keep" and split.train.constant_metrics():
+        out.append("constant metrics were kept: if they are known to be unused, --constant drop "
+                   "leaves them out")
+    return out
+
+
 @app.command()
 def train(
-    data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model bundle to.")],
+    data: DataOpt = None,
+    train_path: TrainOpt = None,
+    test_path: TestOpt = None,
+    split_time: SplitAtOpt = None,
     detector: Annotated[str, typer.Option(
-        help="ocsvm, iforest, lof, robust, or auto (chosen on validation folds).")] = "auto",
+        help="ocsvm, iforest, lof, robust, ensemble, or auto (chosen on labelled validation "
+        f"folds; {UNLABELLED_DETECTOR} without labels).")] = "auto",
     threshold: Annotated[str, typer.Option(
-        help="best-f1, fpr:<rate>, share:<fraction> or auto (best-f1 with labels).")] = "auto",
+        help="best-f1, fpr:<rate>, share:<fraction> or auto (best-f1 with labels, fpr:0.01 "
+        "without).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    split: Annotated[str, typer.Option(help="Train,validation,test fractions.")] =
-    "0.70,0.15,0.15",
+    split: Annotated[str, typer.Option(
+        help="Train,validation,test fractions (with --test or --split-at only the first two "
+        "count: they cut the training period).")] = "0.70,0.15,0.15",
+    constant: Annotated[str, typer.Option(
+        help="Metrics constant over the training part: keep, drop or error.")] = "keep",
+    layout: LayoutOpt = "auto",
+    entity_label: EntityLabelOpt = "cluster",
+    step: StepOpt = None,
+    gap_policy: GapOpt = "ffill",
+    max_gap_steps: MaxGapOpt = "36",
+    resample: ResampleOpt = "error",
+    timestamps: TimestampsOpt = None,
+    duplicates: DuplicatesOpt = "first",
 ) -> None:
-    """Split chronologically, fit, calibrate on validation, report test once, save the model."""
-    ds, events = load_data(data)
-    model, _, _, _ = train_model(ds, detector=detector, threshold=threshold, seed=seed,
-                                    fractions=_split_fractions(split), events=events)
+    """Split chronologically, fit, calibrate on validation, report test once, save the model.
+
+    Labels are optional: without them the threshold targets a 1 % false-positive rate and the
+    command says how often the model flags and alerts on the training history.
+    """
+    opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
+                                gap_policy=gap_policy, max_gap_steps=max_gap_steps,
+                                resample=resample, timestamps=timestamps, duplicates=duplicates)
+    fractions = _split_fractions(split)
+    parse_threshold(threshold)
+    the_split, events = _plan(data, train_path, test_path, split_time, opts, fractions)
+    model, _, _, _ = train_model(the_split.train, detector=detector, threshold=threshold,
+                                 seed=seed, fractions=fractions, events=events,
+                                 split=the_split, constant=constant)
     path = model.save(out)
     typer.echo(f"\nmodel ({model.detector}) saved to {path}")
 
 
+def _plan(data: Path | None, train_path: Path | None, test_path: Path | None,
+          split_time: str | None, opts: LoadOptions,
+          fractions: tuple[float, float, float], model_split: dict[str, Any] | None = None
+          ) -> tuple[Split, pd.DataFrame | None]:
+    """Read the files the options name and cut them into a :class:`Split`."""
+    if data is not None and train_path is not None:
+        raise ConfigError("pass the training data once: --data PATH or --train PATH, not both")
+    source = data if data is not None else train_path
+    if source is None:
+        raise ConfigError("no data: pass --data PATH (split in time), or --train PATH with "
+                          "--test PATH")
+    if test_path is not None and split_time is not None:
+        raise ConfigError("--test and --split-at both choose the test period; pass one")
+    hist, events = load_data(source, opts, say=typer.echo)
+    if test_path is not None:
+        test, test_events = load_data(test_path, opts, say=typer.echo)
+        if test_events is not None:
+            events = (test_events if events is None
+                      else pd.concat([events, test_events], ignore_index=True))
+        return holdout_split(hist, test, fractions, mode="separate"), events
+    at = split_time
+    if at is None and model_split is not None and model_split.get("mode") == "split-at":
+        at = model_split.get("split_at")
+    if at is not None:
+        before, after = split_at(hist, at)
+        t = pd.Timestamp(at)
+        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        return holdout_split(before, after, fractions, mode="split-at", at=t), events
+    if train_path is not None:
+        raise ConfigError("--train needs the period to evaluate on: add --test PATH (or use "
+                          "--data PATH, which is split in time)")
+    return chronological_split(hist, fractions), events
+
+
 @app.command()
 def evaluate(
-    data: DataOpt,
     model: ModelOpt,
     report: Annotated[Path, typer.Option("--report", help="Folder for metrics.json and "
                                          "report.html.")],
+    data: DataOpt = None,
+    train_path: TrainOpt = None,
+    test_path: TestOpt = None,
+    split_time: SplitAtOpt = None,
+    layout: LayoutOpt = "auto",
+    entity_label: EntityLabelOpt = "cluster",
+    step: StepOpt = None,
+    gap_policy: GapOpt = "ffill",
+    max_gap_steps: MaxGapOpt = "36",
+    resample: ResampleOpt = "error",
+    timestamps: TimestampsOpt = None,
+    duplicates: DuplicatesOpt = "first",
 ) -> None:
-    """Score the validation and test parts (same split as training) and write a report."""
-    ds, events = load_data(data)
+    """Score validation and test (split as in training, or as given) and write a report.
+
+    Labels are optional: without them the report shows the series, the scores, the threshold,
+    the flagged periods and alerts per day. ``--test PATH`` alone scores just that file.
+    """
+    opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
+                                gap_policy=gap_policy, max_gap_steps=max_gap_steps,
+                                resample=resample, timestamps=timestamps, duplicates=duplicates)
     m = AnomalyModel.load(model)
-    fractions = tuple(m.metadata.get("split", {}).get("fractions", (0.70, 0.15, 0.15)))
-    split = chronological_split(ds, fractions)  # type: ignore[arg-type]
-    metrics, scores = evaluate_model(m, split, events)
-    frames = pd.concat([split.validation.frame, split.test.frame], ignore_index=True)
-    info = {"model": str(model), "detector": m.detector, "data": str(data),
-            "rows (validation / test)": f"{len(split.validation)} / {len(split.test)}",
-            "threshold": json.dumps(m.calibration_used_)}
+    meta_split = m.metadata.get("split", {}) or {}
+    fractions = tuple(meta_split.get("fractions", (0.70, 0.15, 0.15)))
+    if data is None and train_path is None and test_path is not None:
+        if split_time is not None:
+            raise ConfigError("--split-at needs --data PATH to split")
+        test, events = load_data(test_path, opts, say=typer.echo)
+        metrics, scores = _evaluate_parts(m, {"test": (test, None)}, events)
+        frames = test.frame
+        rows = f"{len(test)} (test only, no look-back: the first rows warm up)"
+    else:
+        split, events = _plan(data, train_path, test_path, split_time, opts,
+                              fractions, model_split=meta_split)  # type: ignore[arg-type]
+        metrics, scores = evaluate_model(m, split, events)
+        frames = pd.concat([split.validation.frame, split.test.frame], ignore_index=True)
+        rows = f"{len(split.validation)} / {len(split.test)}"
+    info = {"model": str(model), "detector": m.detector,
+            "data": ", ".join(str(p) for p in (data, train_path, test_path) if p is not None),
+            "rows (validation / test)": rows,
+            "threshold": _threshold_text(m)}
+    last = metrics.get("test", next(iter(metrics.values())))
+    info["flagged (test)"] = (f"{100 * last['flagged_share']:.2f} % of scored points, "
+                              f"{last['flagged_periods']} periods, "
+                              f"{last['alerts_per_day']:.2f} alerts per day per entity")
     mpath, hpath = write_report(report, metrics=metrics, scores=scores, data=frames,
                                 metric_names=list(m.metrics_), info=info)
+    typer.echo(f"threshold: {_threshold_text(m)}")
     _print_table(metrics)
     typer.echo(f"\nwrote {mpath} and {hpath}")
 
 
 @app.command("tune")
 def tune_cmd(
-    data: DataOpt,
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file, or a folder holding "
+                                       "metrics.csv (and optionally events.csv).")],
     detector: Annotated[str, typer.Option(help="Detector to tune.")] = "ocsvm",
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold (a "
                                         "resumed study runs only the rest).")] = 40,
@@ -216,9 +617,20 @@ def tune_cmd(
     threshold: Annotated[str, typer.Option(help="Threshold rule (see train).")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="Save the best model here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    layout: LayoutOpt = "auto",
+    entity_label: EntityLabelOpt = "cluster",
+    step: StepOpt = None,
+    gap_policy: GapOpt = "ffill",
+    max_gap_steps: MaxGapOpt = "36",
+    resample: ResampleOpt = "error",
+    timestamps: TimestampsOpt = None,
+    duplicates: DuplicatesOpt = "first",
 ) -> None:
     """Optuna TPE search on rolling validation folds (never the test split)."""
-    ds, events = load_data(data)
+    opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
+                                gap_policy=gap_policy, max_gap_steps=max_gap_steps,
+                                resample=resample, timestamps=timestamps, duplicates=duplicates)
+    ds, events = load_data(data, opts, say=typer.echo)
     parse_threshold(threshold)
     split = chronological_split(ds)
     res = tune(split.development, detector, trials, storage=storage, study_name=study_name,
@@ -237,14 +649,29 @@ def tune_cmd(
 
 @app.command()
 def score(
-    data: DataOpt,
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file, or a folder holding "
+                                       "metrics.csv.")],
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
     contributions: Annotated[bool, typer.Option(help="Also write contrib_<metric> columns.")]
     = False,
+    layout: LayoutOpt = "auto",
+    entity_label: EntityLabelOpt = "cluster",
+    step: StepOpt = None,
+    gap_policy: GapOpt = "ffill",
+    max_gap_steps: MaxGapOpt = "36",
+    resample: ResampleOpt = "error",
+    timestamps: TimestampsOpt = None,
+    duplicates: DuplicatesOpt = "first",
 ) -> None:
     """Score every row: timestamp, entity, anomaly_score, is_anomaly, top_metric."""
-    ds, _ = load_data(data)
+    opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
+                                gap_policy=gap_policy, max_gap_steps=max_gap_steps,
+                                resample=resample, timestamps=timestamps, duplicates=duplicates)
+    ds, _ = load_data(data, opts)
+    if ds.report is not None and ds.report.changed:
+        for line in ds.report.lines()[1:]:
+            typer.echo(f"{data}: {line}")
     m = AnomalyModel.load(model)
     s = m.score(ds)
     cols = ["timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric"]

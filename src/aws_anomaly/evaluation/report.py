@@ -3,8 +3,10 @@
 The HTML page has no external assets (no CDN, no fonts, no scripts): every chart is inline SVG
 generated here, so the report opens offline and can be attached to a ticket as one file. Per
 entity it shows the metric series with true detections, false alarms and missed anomalies
-shaded, and the anomaly-score timeline with the 1.0 threshold line; per split the
-precision-recall curve, the confusion matrix and the recall per anomaly type.
+shaded, and the anomaly-score timeline with the 1.0 threshold line; per split what the model
+flagged (share of points, flagged periods, alerts per day: :func:`flag_summary`) and, when the
+split has labels, the precision-recall curve, the confusion matrix and the recall per anomaly
+type. Data without labels gets the same report minus the label-based parts.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ import pandas as pd
 
 from aws_anomaly.errors import DataError
 from aws_anomaly.evaluation.metrics import pr_curve, runs
+from aws_anomaly.events import merge_events
 
-__all__ = ["render_html", "write_metrics_json", "write_report"]
+__all__ = ["flag_summary", "render_html", "write_metrics_json", "write_report"]
+
+#: normal points allowed inside one flagged period (as the runner merges live events)
+PERIOD_GAP_STEPS = 2
 
 _W, _H, _PAD = 960, 170, 38
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
 _SHADES = {"tp": ("#2ca02c", "detected anomaly"), "fp": ("#d62728", "false alarm"),
-           "fn": ("#ffbf00", "missed anomaly")}
+           "fn": ("#ffbf00", "missed anomaly"), "flag": ("#9467bd", "flagged (no labels)")}
 _MAX_POINTS = 2000
 
 
@@ -50,6 +56,51 @@ def write_metrics_json(path: str | os.PathLike[str], metrics: Mapping[str, Any])
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(_clean(metrics), indent=2, allow_nan=False) + "\n")
     return p
+
+
+def flag_summary(scores: pd.DataFrame, step: pd.Timedelta | str, *,
+                 max_gap_steps: int = PERIOD_GAP_STEPS, max_periods: int = 50
+                 ) -> dict[str, Any]:
+    """What a model flagged in a scored range, without labels.
+
+    ``scores`` is :meth:`AnomalyModel.score` output (``timestamp``, ``entity``,
+    ``anomaly_score``, ``is_anomaly``, ``ready``, ...). Flagged points of one entity separated
+    by at most ``max_gap_steps`` normal points form one flagged period, as the live runner
+    merges them into one event (one alert). Returns ``rows``, ``scored_rows`` (past the feature
+    warm-up), ``flagged_points``, ``flagged_share`` (of scored rows), ``flagged_periods``,
+    ``days`` (scored time summed over entities), ``alerts_per_day`` (periods per entity-day)
+    and ``periods``: the first ``max_periods`` periods (entity, start, end, points, peak score,
+    top metric).
+
+    >>> ts = pd.date_range("2026-01-01", periods=288, freq="5min", tz="UTC")
+    >>> flags = np.zeros(288, dtype=bool); flags[[10, 11, 13, 200]] = True
+    >>> s = pd.DataFrame({"timestamp": ts, "entity": "a", "anomaly_score": flags * 1.5,
+    ...                   "is_anomaly": flags, "ready": True})
+    >>> r = flag_summary(s, "5min")
+    >>> r["flagged_points"], r["flagged_periods"], r["alerts_per_day"]
+    (4, 2, 2.0)
+    """
+    step = pd.Timedelta(step)
+    ready = (scores["ready"].to_numpy(dtype=bool) if "ready" in scores.columns
+             else np.ones(len(scores), dtype=bool))
+    flags = scores["is_anomaly"].to_numpy(dtype=bool) & ready
+    n_scored = int(ready.sum())
+    entities = scores["entity"].astype(str).to_numpy()
+    days = 0.0
+    for e in pd.unique(entities):
+        days += float(ready[entities == e].sum()) * (step / pd.Timedelta(days=1))
+    events = merge_events(scores, max_gap_steps=max_gap_steps, step=step) if flags.any() else []
+    periods = [{"entity": ev.entity, "start": ev.start.isoformat(), "end": ev.end.isoformat(),
+                "points": ev.n_points, "peak_score": round(float(ev.peak_score), 3),
+                "top_metric": ev.top_metrics[0][0] if ev.top_metrics else ""}
+               for ev in events[:max_periods]]
+    return {
+        "rows": len(scores), "scored_rows": n_scored, "flagged_points": int(flags.sum()),
+        "flagged_share": float(flags.sum()) / n_scored if n_scored else 0.0,
+        "flagged_periods": len(events), "days": round(days, 4),
+        "alerts_per_day": round(len(events) / days, 3) if days > 0 else 0.0,
+        "periods": periods,
+    }
 
 
 def _thin(n: int) -> np.ndarray:
@@ -100,10 +151,14 @@ def _axis_labels(ts: pd.Series, lo: float, hi: float, fmt: str = "{:.3g}") -> st
 
 
 def _series_svg(frame: pd.DataFrame, metrics: Sequence[str], truth: np.ndarray,
-                flags: np.ndarray, boundary: int | None) -> str:
+                flags: np.ndarray, boundary: int | None, known: np.ndarray | None = None) -> str:
+    """``known``: rows that carry labels (default all); flags on other rows are drawn as
+    "flagged", not as hits or false alarms."""
     n = len(frame)
     body = []
-    for key, mask in (("tp", truth & flags), ("fp", ~truth & flags), ("fn", truth & ~flags)):
+    k = np.ones(n, dtype=bool) if known is None else known
+    for key, mask in (("tp", truth & flags & k), ("fp", ~truth & flags & k),
+                      ("fn", truth & ~flags & k), ("flag", flags & ~k)):
         color, title = _SHADES[key]
         body.append(_shade(mask, n, color, title))
     # Each metric min-max normalised so metrics of different units share one panel.
@@ -171,8 +226,46 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _flag_rows(metrics: Mapping[str, Any]) -> str:
+    keys = (("flagged_share", "flagged share of scored points"),
+            ("flagged_points", "flagged points"), ("flagged_periods", "flagged periods"),
+            ("alerts_per_day", "alerts per day (per entity)"), ("scored_rows", "scored rows"),
+            ("rows", "rows"))
+    rows = []
+    for k, label in keys:
+        if k in metrics:
+            v = metrics[k]
+            text = f"{100 * float(v):.2f} %" if k == "flagged_share" else _fmt(v)
+            rows.append(f"<tr><th>{html.escape(label)}</th><td>{text}</td></tr>")
+    return "".join(rows)
+
+
+def _periods_table(periods: Sequence[Mapping[str, Any]], total: int) -> str:
+    if not periods:
+        return "<p>no flagged periods</p>"
+    head = ("<tr><th>entity</th><th>start</th><th>end</th><th>points</th><th>peak score</th>"
+            "<th>top metric</th></tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(str(p['entity']))}</td><td>{html.escape(str(p['start']))}</td>"
+        f"<td>{html.escape(str(p['end']))}</td><td>{p['points']}</td>"
+        f"<td>{_fmt(float(p['peak_score']))}</td><td>{html.escape(str(p['top_metric']))}</td>"
+        "</tr>" for p in periods)
+    more = (f"<p>the first {len(periods)} of {total} periods</p>" if total > len(periods)
+            else "")
+    return f"<table>{head}{body}</table>{more}"
+
+
 def _split_section(name: str, metrics: Mapping[str, Any], scores: pd.DataFrame | None,
                    truth: np.ndarray | None) -> str:
+    flagged = (f"<div><h3>Flagged</h3><table>{_flag_rows(metrics)}</table></div>"
+               if "flagged_share" in metrics else "")
+    periods = ""
+    if "periods" in metrics:
+        periods = (f"<h3>Flagged periods</h3>"
+                   f"{_periods_table(metrics['periods'], int(metrics.get('flagged_periods', 0)))}")
+    if "f1" not in metrics:
+        return (f"<section><h2>{html.escape(name)}</h2><p>no labels: what the model flagged"
+                f"</p><div class='row'>{flagged}</div>{periods}</section>")
     cm = metrics.get("confusion_matrix", [[0, 0], [0, 0]])
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(metrics.get(k))}</td></tr>"
                    for k in ("f1", "precision", "recall", "fpr", "event_recall",
@@ -195,7 +288,7 @@ def _split_section(name: str, metrics: Mapping[str, Any], scores: pd.DataFrame |
             f"<div><h3>Metrics</h3><table>{rows}</table></div>"
             f"<div><h3>Confusion matrix</h3>{cmt}</div>"
             f"<div><h3>Event recall per anomaly type</h3><table>{ptr}</table></div>"
-            f"<div><h3>Precision-recall</h3>{pr}</div></div></section>")
+            f"<div><h3>Precision-recall</h3>{pr}</div>{flagged}</div>{periods}</section>")
 
 
 def render_html(*, title: str, metrics: Mapping[str, Mapping[str, Any]],
@@ -212,8 +305,8 @@ def render_html(*, title: str, metrics: Mapping[str, Mapping[str, Any]],
         Split name -> the model's score frame for that split (timestamp, entity,
         anomaly_score, is_anomaly, ready); splits are drawn in the given order, joined.
     data
-        The labelled rows matching the concatenated score frames (timestamp, entity, metric
-        columns, ``is_anomaly``), same order.
+        The rows matching the concatenated score frames (timestamp, entity, metric columns,
+        ``is_anomaly`` when labelled: missing or NaN where a split has no labels), same order.
     """
     parts = list(scores.items())
     if not parts:
@@ -225,18 +318,22 @@ def render_html(*, title: str, metrics: Mapping[str, Mapping[str, Any]],
     order = np.lexsort((pd.to_datetime(joined["timestamp"]).to_numpy(),
                         joined["entity"].astype(str).to_numpy()))
     joined, d = joined.iloc[order].reset_index(drop=True), d.iloc[order].reset_index(drop=True)
-    truth_all = d["is_anomaly"].to_numpy() == 1 if "is_anomaly" in d else None
+    truth_all = (d["is_anomaly"].fillna(0).to_numpy() == 1) if "is_anomaly" in d else None
+    known_all = (d["is_anomaly"].notna().to_numpy() if "is_anomaly" in d
+                 else np.zeros(len(d), dtype=bool))
 
     sections = []
     offset = 0
     for name, s in parts:
-        t = (data["is_anomaly"].to_numpy()[offset:offset + len(s)] == 1
+        t = (data["is_anomaly"].fillna(0).to_numpy()[offset:offset + len(s)] == 1
              if "is_anomaly" in data else None)
         sections.append(_split_section(name, metrics.get(name, {}), s, t))
         offset += len(s)
 
-    legend = "".join(f"<span class='sw' style='background:{c}'></span>{html.escape(t)} "
-                     for c, t in _SHADES.values())
+    shown = [k for k in ("tp", "fp", "fn") if known_all.any()] + (
+        ["flag"] if not known_all.all() else [])
+    legend = "".join(f"<span class='sw' style='background:{_SHADES[k][0]}'></span>"
+                     f"{html.escape(_SHADES[k][1])} " for k in shown)
     legend += "".join(f"<span class='ln' style='background:{_COLORS[j % len(_COLORS)]}'></span>"
                       f"{html.escape(m)} " for j, m in enumerate(metric_names))
     ent_html = []
@@ -253,7 +350,7 @@ def render_html(*, title: str, metrics: Mapping[str, Mapping[str, Any]],
             f"<section><h2>Entity {html.escape(e)}</h2>"
             f"<p class='legend'>{legend}</p>"
             f"<h3>Metrics (each scaled to its own range)</h3>"
-            f"{_series_svg(f, metric_names, truth, flags, boundary)}"
+            f"{_series_svg(f, metric_names, truth, flags, boundary, known_all[sel])}"
             f"<h3>Anomaly score (threshold 1.0)</h3>{_score_svg(sc, truth)}</section>")
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
                         for k, v in (info or {}).items())

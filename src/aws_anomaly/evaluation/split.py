@@ -28,7 +28,8 @@ import pandas as pd
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import ConfigError, DataError
 
-__all__ = ["Fold", "Split", "chronological_split", "concat", "rolling_origin_folds"]
+__all__ = ["Fold", "Split", "chronological_split", "concat", "holdout_split",
+           "rolling_origin_folds", "split_at"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Split:
     validation: Dataset
     test: Dataset
     fractions: tuple[float, float, float]
+    #: how the test part was chosen: "fractions" (the last share of each entity), "split-at"
+    #: (everything from a time on) or "separate" (another file)
+    mode: str = "fractions"
+    split_at: pd.Timestamp | None = None
 
     @property
     def development(self) -> Dataset:
@@ -47,7 +52,9 @@ class Split:
 
     def summary(self) -> dict[str, object]:
         """Row counts and time ranges per part, for manifests and logs."""
-        out: dict[str, object] = {"fractions": list(self.fractions)}
+        out: dict[str, object] = {"fractions": list(self.fractions), "mode": self.mode}
+        if self.split_at is not None:
+            out["split_at"] = self.split_at.isoformat()
         for name in ("train", "validation", "test"):
             f = getattr(self, name).frame
             out[name] = {
@@ -135,6 +142,88 @@ def chronological_split(ds: Dataset, fractions: tuple[float, float, float] = (0.
             )
     return Split(train=_subset(ds, part == 0), validation=_subset(ds, part == 1),
                  test=_subset(ds, part == 2), fractions=tuple(float(f) for f in fractions))
+
+
+def _utc_time(at: pd.Timestamp | str, where: str) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(at)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: cannot parse {at!r} as a time; use ISO 8601, e.g. "
+                          "2026-03-01T00:00:00Z") from exc
+    if pd.isna(t):
+        raise ConfigError(f"{where}: {at!r} is not a time")
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def split_at(ds: Dataset, at: pd.Timestamp | str, where: str = "--split-at"
+             ) -> tuple[Dataset, Dataset]:
+    """Rows before ``at`` and rows from ``at`` on (naive times are UTC).
+
+    Every entity must have rows on both sides, else :class:`DataError` says which and the
+    range its rows cover.
+
+    >>> import pandas as pd
+    >>> from aws_anomaly.data import Dataset
+    >>> df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=6, freq="1h",
+    ...                                               tz="UTC"), "cpu": range(6)})
+    >>> before, after = split_at(Dataset.from_frame(df), "2026-01-01 04:00")
+    >>> len(before), len(after)
+    (4, 2)
+    """
+    t = _utc_time(at, where)
+    ts = ds.frame["timestamp"]
+    before_mask = (ts < t).to_numpy()
+    ent = ds.frame["entity"].to_numpy()
+    for e in pd.unique(ent):
+        sel = ent == e
+        if before_mask[sel].all() or not before_mask[sel].any():
+            side = "after" if before_mask[sel].all() else "before"
+            raise DataError(
+                f"{where} {t.isoformat()}: entity '{e}' has no rows {side} it (its rows run "
+                f"from {ts[sel].min().isoformat()} to {ts[sel].max().isoformat()}); choose a "
+                "time inside every entity's range"
+            )
+    return _subset(ds, before_mask), _subset(ds, ~before_mask)
+
+
+def holdout_split(history: Dataset, test: Dataset,
+                  fractions: tuple[float, float, float] = (0.70, 0.15, 0.15), *,
+                  mode: str = "separate", at: pd.Timestamp | None = None,
+                  min_rows: int = 1) -> Split:
+    """A split whose test part is given: ``history`` is cut per entity into train and
+    validation in the ratio of the first two ``fractions`` (70:15 by default, i.e. the last
+    17.6 % of the history is validation); ``test`` is taken as it is.
+
+    The test data must have the history's metrics (extra metrics are left out) and step.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions):
+        raise ConfigError(f"split fractions must be three positive numbers, got "
+                          f"{tuple(fractions)}")
+    missing = [m for m in history.metrics if m not in test.metrics]
+    if missing:
+        raise DataError(f"the test data lacks metric(s) {missing} of the training data; it has "
+                        f"{list(test.metrics)}")
+    if test.step != history.step:
+        raise DataError(f"the test data's step {test.step} differs from the training data's "
+                        f"{history.step}; pass --step to read both on one grid")
+    if tuple(test.metrics) != tuple(history.metrics):
+        cols = ["timestamp", "entity", *history.metrics] + [
+            c for c in ("is_anomaly", "anomaly_type") if c in test.frame.columns]
+        test = Dataset(frame=test.frame[cols], metrics=history.metrics, step=test.step,
+                       report=test.report)
+    share = fractions[0] / (fractions[0] + fractions[1])
+    pos, size = _positions(history)
+    cut = np.floor(size * share + 1e-9).astype(np.int64)
+    part = pos >= cut
+    ent = history.frame["entity"].to_numpy()
+    for e in pd.unique(ent):
+        got = np.bincount(part[ent == e].astype(np.int64), minlength=2)
+        if got.min() < min_rows:
+            raise DataError(f"entity '{e}' has {int((ent == e).sum())} training rows: the "
+                            f"train/validation cut gives {got.tolist()} rows, fewer than "
+                            f"{min_rows} in each; provide more history")
+    return Split(train=_subset(history, ~part), validation=_subset(history, part), test=test,
+                 fractions=tuple(float(f) for f in fractions), mode=mode, split_at=at)
 
 
 def rolling_origin_folds(ds: Dataset, n_folds: int = 3, min_train_fraction: float = 0.5,
