@@ -58,3 +58,41 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("timestamp,cpu\n2026-03-01T00:00Z,abc\n2026-03-01T00:05Z,1\n")
     with pytest.raises(SourceError, match=r"bad\.csv"):
         FileSource(FileSourceConfig(path=bad))
+
+
+def test_the_documented_file_source_example_loads_a_messy_export(tmp_path: Path,
+                                                                 caplog) -> None:
+    """docs/configuration.md's file-source block, on the export it describes: a node exporter
+    scraped every minute with jitter, a repeated scrape and a late row."""
+    import re
+
+    import yaml
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", doc.read_text(), flags=re.S)
+                if "type: file" in b]
+    cfg = yaml.safe_load(block)["source"]
+    export = tmp_path / "exports" / "node-metrics.csv"
+    export.parent.mkdir()
+    t = pd.date_range("2026-03-01T00:00Z", periods=30, freq="1min")
+    times = list(t + pd.to_timedelta([0, 2, 0, 0, 1] * 6, unit="s"))
+    load = [0.1 * (i % 7) for i in range(30)]
+    times.insert(10, times[9])  # the same scrape exported twice
+    load.insert(10, 9.9)
+    times.insert(20, times[5])  # a late row from an earlier minute
+    load.insert(20, 5.5)
+    pd.DataFrame({"timestamp": [x.strftime("%Y-%m-%dT%H:%M:%SZ") for x in times],
+                  "instance": "web-1", "node_load1": load}).to_csv(export, index=False)
+    cfg["path"] = str(export)
+    with caplog.at_level("WARNING", logger="aws_anomaly.sources.files"):
+        src = FileSource(FileSourceConfig(**cfg))
+    assert src.step == pd.Timedelta("1min") and src.metrics == ("node_load1",)
+    ds = src.fetch(t[0], t[-1] + pd.Timedelta("1min"))
+    assert ds.entities == ("web-1",) and len(ds) == 30
+    assert ds.values("web-1")[9, 0] == 9.9  # duplicates: last
+    assert 5.5 not in ds.values("web-1")[:, 0]  # timestamps: drop
+    # what the policies changed is logged once per read
+    for needle in ("1 row earlier than a row before it; dropped (--timestamps drop)",
+                   "1 row shared a timestamp", "kept the last (--duplicates last)",
+                   "12 rows off the 1min grid moved"):
+        assert needle in caplog.text, needle

@@ -194,7 +194,8 @@ def _say_loaded(ds: Dataset, path: Path, say: Any) -> None:
     if ds.has_labels:
         labels = f"labels: {int(ds.frame['is_anomaly'].sum())} anomalous points"
     say(f"read {path}: {len(ds)} rows, {len(ents)} entit{'y' if len(ents) == 1 else 'ies'}, "
-        f"{len(ds.metrics)} metrics, step {format_step(ds.step)}, "
+        f"{len(ds.metrics)} metric{'' if len(ds.metrics) == 1 else 's'}, step "
+        f"{format_step(ds.step)}, "
         f"{ds.frame['timestamp'].min():%Y-%m-%d %H:%M} .. "
         f"{ds.frame['timestamp'].max():%Y-%m-%d %H:%M} UTC; {labels}")
     if ds.report is not None and ds.report.changed:
@@ -280,7 +281,8 @@ def _print_table(metrics: dict[str, Any], say: Any = typer.echo) -> None:
         say(f"{'Actual Normal':<15}{cm[0][0]:>8}{cm[0][1]:>9}")
         say(f"{'       Anomaly':<15}{cm[1][0]:>8}{cm[1][1]:>9}")
     if names and all("flagged_share" in metrics[n] for n in names):
-        say("")
+        if labelled:
+            say("")
         say(f"{'Flagged':<16}" + "".join(f"{n.capitalize():>12}" for n in names))
         say(f"{'share of points':<16}" + "".join(
             f"{100 * metrics[n]['flagged_share']:>11.2f}%" for n in names))
@@ -374,7 +376,8 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
         split = chronological_split(ds, fractions)
     n_ent = len(split.train.entities)
     say(f"data: {len(split.train) + len(split.validation) + len(split.test)} rows, "
-        f"{n_ent} entit{'y' if n_ent == 1 else 'ies'}, {len(split.train.metrics)} metrics; "
+        f"{n_ent} entit{'y' if n_ent == 1 else 'ies'}, {len(split.train.metrics)} metric"
+        f"{'' if len(split.train.metrics) == 1 else 's'}; "
         f"{_describe_split(split)}")
     split = _apply_constant(split, constant, say)
     selection: dict[str, Any] | None = None
