@@ -252,6 +252,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(score.ScoreGateMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     return app
