@@ -146,27 +146,31 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_without_labels_picks_a_default_and_says_what_it_expects(
         servers: Path, capsys) -> None:
-    from aws_anomaly.cli.core import UNLABELLED_DETECTOR
-
     out_dir = servers / "m_unlabelled"
     rc = main(["train", "--data", str(servers / "history.csv"), "--out", str(out_dir)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert f"detector: {UNLABELLED_DETECTOR} (the default without labels" in out
-    assert "threshold: fpr:0.01 (at most 1 % of the validation points above it)" in out
+    assert "detector: default, the label-free default model" in out
+    assert "threshold: pot:0.001 (an extreme-value fit of the score tail" in out
     assert re.search(r"raw \w+ score [0-9.]+", out)
-    m = re.search(r"expected flagged share: ([0-9.]+) % of points, ([0-9.]+) alerts per day "
-                  r"per entity \(on the held-out test part", out)
+    m = re.search(r"expected on the training history: ([0-9.]+) % of points flagged, "
+                  r"([0-9.]+) alerts per day per entity \(the validation and held-out test "
+                  r"parts", out)
     assert m is not None, out
     assert 0.0 <= float(m.group(1)) < 10.0
     assert "to do better: label anomalies in the training history" in out
     assert "best-f1" in out
     assert "constant over the training part: 1 metric(s), m03 (entity omi-x); kept" in out
     manifest = json.loads((out_dir / "manifest.json").read_text())
-    assert manifest["model"]["detector"] == UNLABELLED_DETECTOR
+    assert manifest["model"]["detector"] == "knn"  # what default_model is made of
+    assert manifest["selection"] == {"method": "default without labels", "chosen": "default"}
     hist = manifest["training_history"]
-    assert hist["expected"]["from"] == "test"
-    assert hist["test"]["flagged_share"] == pytest.approx(float(m.group(1)) / 100, abs=1e-4)
+    exp = hist["expected"]
+    assert exp["from"] == ["validation", "test"]
+    assert exp["flagged_share"] == pytest.approx(float(m.group(1)) / 100, abs=1e-4)
+    both = [hist[p] for p in ("validation", "test")]
+    assert exp["scored_rows"] == sum(p["scored_rows"] for p in both)
+    assert exp["flagged_periods"] == sum(p["flagged_periods"] for p in both)
     assert "m03" in manifest["metrics"]  # kept
 
 

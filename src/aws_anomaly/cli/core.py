@@ -51,7 +51,7 @@ from aws_anomaly.evaluation.split import (
     holdout_split,
     split_at,
 )
-from aws_anomaly.model import AnomalyModel, parse_threshold
+from aws_anomaly.model import AnomalyModel, default_model, parse_threshold
 from aws_anomaly.tuning import (
     AUTO_CANDIDATES,
     params_table,
@@ -60,11 +60,13 @@ from aws_anomaly.tuning import (
     tune,
 )
 
-__all__ = ["UNLABELLED_DETECTOR", "LoadOptions", "evaluate_model", "load_data", "train_model"]
+__all__ = ["DEFAULT_DESCRIPTION", "LoadOptions", "evaluate_model", "load_data", "train_model"]
 
-#: The detector ``--detector auto`` uses when the training history has no labelled anomalies
-#: (detector selection compares F1 on labelled folds, so it cannot run).
-UNLABELLED_DETECTOR = "iforest"
+#: ``--detector default``, and ``auto`` when the training history has no labelled anomalies
+#: (detector selection compares F1 on labelled folds, so it cannot run): the label-free
+#: :func:`aws_anomaly.model.default_model`.
+DEFAULT_DESCRIPTION = ("the label-free default model: kNN distance on each metric's level and "
+                       "short-term volatility, peaks-over-threshold threshold")
 
 DataOpt = Annotated[Path | None, typer.Option(
     "--data", help="CSV/Parquet file, or a folder holding metrics.csv (and optionally "
@@ -299,6 +301,9 @@ def _threshold_text(model: AnomalyModel) -> str:
     elif method == "target_fpr":
         rule = (f"fpr:{used.get('target_fpr')} (at most {100 * float(used['target_fpr']):g} % "
                 "of the validation points above it)")
+    elif method == "pot":
+        rule = (f"pot:{used.get('risk')} (an extreme-value fit of the score tail: a normal "
+                f"point exceeds it with probability {used.get('risk')})")
     elif method == "contamination":
         rule = (f"share:{used.get('contamination')} (the top "
                 f"{100 * float(used['contamination']):g} % of validation scores)")
@@ -334,7 +339,7 @@ def _apply_constant(split: Split, policy: str, say: Any) -> Split:
     n = len({m for v in found.values() for m in v})
     if policy == "keep":
         say(f"constant over the training part: {n} metric(s), {constant_summary(found)}; kept "
-            "(--constant keep): any change from the trained value is unusual to the model "
+            "(--constant keep): the model flags any move from the trained value "
             "(--constant drop leaves them out)")
         return split
     train = split.train.drop_constant("training part", warn=False)
@@ -367,8 +372,9 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
 
     Returns the model, the split, the evaluation metrics (per part: what was flagged, and the
     label-based metrics where the part has labels) and the score frames of validation and test.
-    Without labelled anomalies in train + validation, ``auto`` uses :data:`UNLABELLED_DETECTOR`
-    and the threshold targets a false-positive rate.
+    Without labelled anomalies in train + validation, ``auto`` uses the label-free
+    :func:`~aws_anomaly.model.default_model` (as ``detector="default"`` does), whose threshold
+    is a peaks-over-threshold fit of the score tail unless ``threshold`` names another rule.
     """
     parse_threshold(threshold)  # fail before any work on a bad value
     say = typer.echo if echo else (lambda *_a, **_k: None)
@@ -395,23 +401,28 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
                      "seconds": round(time.perf_counter() - t0, 2)}
         detector = chosen
     elif detector == "auto":
-        detector = UNLABELLED_DETECTOR
-        say(f"detector: {detector} (the default without labels: --detector auto compares "
-            "detectors by F1 on labelled validation folds, and the training history has no "
-            "labelled anomalies)")
-        selection = {"method": "default without labels", "chosen": detector}
-    elif detector not in DETECTORS:
-        raise ConfigError(f"unknown detector {detector!r}; use auto or one of "
+        detector = "default"
+        say(f"detector: default, {DEFAULT_DESCRIPTION} (--detector auto compares detectors by F1 "
+            "on labelled validation folds, and the training history has no labelled anomalies)")
+        selection = {"method": "default without labels", "chosen": "default"}
+    elif detector not in DETECTORS and detector != "default":
+        raise ConfigError(f"unknown detector {detector!r}; use auto, default or one of "
                           f"{sorted(DETECTORS)}")
-    model = AnomalyModel(detector, seeded_params({}, detector, seed), calibration=threshold,
-                         **(model_options or {}))
+    if detector == "default":
+        options = dict(model_options or {})
+        if threshold != "auto":
+            options["calibration"] = threshold
+        model = default_model(split.train.step, **options)
+    else:
+        model = AnomalyModel(detector, seeded_params({}, detector, seed), calibration=threshold,
+                             **(model_options or {}))
     model.fit(split.train, split.validation)
     say(f"threshold: {_threshold_text(model)}")
     metrics, scores = evaluate_model(model, split, events)
     say("")
     _print_table(metrics, say)
-    history = _history_summary(model, split, metrics)
-    _say_history(history, split, say)
+    history = _history_summary(split, metrics)
+    _say_history(history, say)
     needs = _what_would_help(split, model, constant)
     for line in needs:
         say(line)
@@ -422,33 +433,37 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
     return model, split, metrics, scores
 
 
-def _history_summary(model: AnomalyModel, split: Split, metrics: dict[str, Any]
-                     ) -> dict[str, Any]:
-    """What the model flags on its own training part (in-sample) and the whole history."""
-    s_train = model.score(split.train, explain="none")
-    train = flag_summary(s_train, split.train.step)
-    out: dict[str, Any] = {"train": {k: v for k, v in train.items() if k != "periods"}}
-    for name in ("validation", "test"):
-        out[name] = {k: v for k, v in metrics[name].items()
-                     if k in ("rows", "scored_rows", "flagged_points", "flagged_share",
-                              "flagged_periods", "days", "alerts_per_day")}
-    held_out = "test" if split.mode != "separate" else "validation"
-    out["expected"] = {"flagged_share": out[held_out]["flagged_share"],
-                       "alerts_per_day": out[held_out]["alerts_per_day"], "from": held_out}
+def _history_summary(split: Split, metrics: dict[str, Any]) -> dict[str, Any]:
+    """How often the model flags on the training history out of sample: the validation part,
+    plus the held-out test part when it comes from the same history (``--data`` split by
+    fractions). Rows the detector learned from are left out: their scores say nothing (a
+    neighbour method scores every training row 0)."""
+    keys = ("rows", "scored_rows", "flagged_points", "flagged_share", "flagged_periods", "days",
+            "alerts_per_day")
+    out: dict[str, Any] = {n: {k: v for k, v in metrics[n].items() if k in keys}
+                           for n in ("validation", "test")}
+    parts = ["validation"] + (["test"] if split.mode == "fractions" else [])
+    scored = sum(out[n]["scored_rows"] for n in parts)
+    flagged = sum(out[n]["flagged_points"] for n in parts)
+    periods = sum(out[n]["flagged_periods"] for n in parts)
+    days = sum(out[n]["days"] for n in parts)
+    out["expected"] = {"from": parts, "scored_rows": scored, "days": round(days, 4),
+                       "flagged_share": flagged / scored if scored else 0.0,
+                       "flagged_periods": periods,
+                       "alerts_per_day": round(periods / days, 3) if days > 0 else 0.0}
     return out
 
 
-def _say_history(history: dict[str, Any], split: Split, say: Any) -> None:
+def _say_history(history: dict[str, Any], say: Any) -> None:
     exp = history["expected"]
-    part = {"test": "the held-out test part, never used to fit or calibrate",
-            "validation": "the validation part the threshold was set on, so the share is the "
-            "threshold's target by construction"}[exp["from"]]
-    say(f"\nexpected flagged share: {100 * exp['flagged_share']:.2f} % of points, "
-        f"{exp['alerts_per_day']:.2f} alerts per day per entity (on {part}; an alert = a "
-        "flagged period, flags up to 2 normal points apart merged)")
-    t = history["train"]
-    say(f"  on the training part (in-sample): {100 * t['flagged_share']:.2f} % flagged, "
-        f"{t['alerts_per_day']:.2f} alerts per day over {t['days']:.1f} entity-days")
+    where = ("the validation and held-out test parts" if exp["from"] == ["validation", "test"]
+             else "the validation part")
+    say("")
+    say(f"expected on the training history: {100 * exp['flagged_share']:.2f} % of points "
+        f"flagged, {exp['alerts_per_day']:.2f} alerts per day per entity ({where}, "
+        f"{exp['days']:.1f} entity-days the detector did not learn from; the threshold was "
+        "set on the validation part; an alert = a flagged period, flags up to 2 normal points "
+        "apart merged)")
 
 
 def _what_would_help(split: Split, model: AnomalyModel, constant: str) -> list[str]:
@@ -459,13 +474,14 @@ def _what_would_help(split: Split, model: AnomalyModel, constant: str) -> list[s
             "to do better: label anomalies in the training history (an is_anomaly column, 1 on "
             "anomalous points): the threshold could then maximise F1 (--threshold best-f1) and "
             "--detector auto could compare detectors on rolling folds; without labels the "
-            "threshold only sets how often it flags (--threshold fpr:RATE or share:FRACTION)")
+            "threshold only sets how often it flags (--threshold pot:RISK, fpr:RATE or "
+            "share:FRACTION)")
     if not split.test.has_labels:
         out.append("no labels in the test part either: the figures above say how often it "
                    "flags, not whether the flags are right")
     if constant == "keep" and split.train.constant_metrics():
-        out.append("constant metrics were kept: if they are known to be unused, --constant drop "
-                   "leaves them out")
+        out.append("constant metrics were kept, so any move of theirs is flagged: if such moves "
+                   "are expected (a disk mounted later), --constant drop leaves them out")
     return out
 
 
@@ -477,11 +493,11 @@ def train(
     test_path: TestOpt = None,
     split_time: SplitAtOpt = None,
     detector: Annotated[str, typer.Option(
-        help="ocsvm, iforest, lof, robust, ensemble, or auto (chosen on labelled validation "
-        f"folds; {UNLABELLED_DETECTOR} without labels).")] = "auto",
+        help="default (the label-free model), knn, ocsvm, iforest, lof, robust, ensemble, or "
+        "auto (chosen on labelled validation folds; default without labels).")] = "auto",
     threshold: Annotated[str, typer.Option(
-        help="best-f1, fpr:<rate>, share:<fraction> or auto (best-f1 with labels, fpr:0.01 "
-        "without).")] = "auto",
+        help="best-f1, fpr:<rate>, share:<fraction>, pot[:<risk>] or auto (best-f1 with "
+        "labels; pot for the default model, fpr:0.01 for others, without).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     split: Annotated[str, typer.Option(
         help="Train,validation,test fractions (with --test or --split-at only the first two "

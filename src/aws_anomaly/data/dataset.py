@@ -117,8 +117,10 @@ def format_step(step: pd.Timedelta) -> str:
 
 
 def _hint(key: str, values: str) -> str:
-    """How to set a loading option: the CLI flag, and the key of a job's file source."""
-    return f"--{key.replace('_', '-')} {values} (`{key}` in a job's file source)"
+    """How to set a loading option: the CLI flag, and the key of a job's source (every source
+    has the gap keys; the others belong to the file source)."""
+    where = "source" if key in ("gap_policy", "max_gap_steps") else "file source"
+    return f"--{key.replace('_', '-')} {values} (`{key}` in a job's {where})"
 
 
 def _show(v: object) -> str:
