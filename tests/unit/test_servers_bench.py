@@ -27,6 +27,7 @@ from aws_anomaly.evaluation.servers_bench import (
     DETECTORS,
     SCHEMA,
     DetectorSpec,
+    ModelDetector,
     ServerData,
     best_f1,
     discover_servers,
@@ -187,7 +188,7 @@ def _with_changed_tail(data: ServerData, k: int) -> ServerData:
                       data.labels)
 
 
-@pytest.mark.parametrize("name", [*BASELINES, "aws_model"])
+@pytest.mark.parametrize("name", [*BASELINES, "aws_model", "aws_default"])
 def test_scores_of_first_rows_do_not_depend_on_later_rows(tmp_path: Path, name: str) -> None:
     make_server(tmp_path / "toy" / "s1", seed=0, constant=False)
     data = load_server("toy/s1", tmp_path / "toy" / "s1")
@@ -327,16 +328,24 @@ def _render(rep: dict) -> str:
     return render_markdown(rep)
 
 
-def test_product_model_runs_or_fails_with_its_message(layout: Path) -> None:
+@pytest.mark.parametrize("name", ["aws_model", "aws_default"])
+def test_product_model_runs_or_fails_with_its_message(layout: Path, name: str) -> None:
     # The toy servers hold a metric that is constant in training: the product either scores
     # it (finite scores) or refuses with its own message; the bench must not crash either way.
-    rep = run_servers_bench(layout, detectors=["aws_model"], servers=["s1"], workers=1,
+    rep = run_servers_bench(layout, detectors=[name], servers=["s1"], workers=1,
                             progress=False)
-    r = rep["detectors"]["aws_model"]["servers"]["toy/s1"]
+    r = rep["detectors"][name]["servers"]["toy/s1"]
     if r["status"] == "ok":
         assert np.isfinite(r["best_f1"]) and r["causal"] is True
     else:
         assert "constant" in r["error"] and "m04" in r["error"]
+
+
+def test_model_detector_names_an_unknown_builder(layout: Path) -> None:
+    reg = {"x": DetectorSpec(ModelDetector, {"builder": "no_such_builder"})}
+    rep = run_servers_bench(layout, registry=reg, servers=["s1"], workers=1, progress=False)
+    err = rep["detectors"]["x"]["servers"]["toy/s1"]["error"]
+    assert err == "ConfigError: aws_anomaly.model has no model builder 'no_such_builder'"
 
 
 def test_workers_run_the_same_numbers(layout: Path) -> None:

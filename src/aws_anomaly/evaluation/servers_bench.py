@@ -151,26 +151,46 @@ def params_label(params: Mapping[str, Any]) -> str:
 
 
 class ModelDetector:
-    """The product, :class:`aws_anomaly.model.AnomalyModel`, as shipped (defaults).
+    """The product, an :class:`aws_anomaly.model.AnomalyModel`, as shipped.
 
-    ``fit(train)``: the model is fit on the first 85 % of each entity's training rows and
-    calibrated (label-free: its ``auto`` threshold without labels, a 1 % target FPR) on the
-    last 15 %, scored with the first part as look-back. ``score(test, history)`` is
-    ``model.score(test, history=history)``: ``anomaly_score`` and ``is_anomaly``.
+    ``builder`` None: ``AnomalyModel(**model_params)`` (its defaults); else the name of a
+    function of :mod:`aws_anomaly.model` called as ``builder(step, **model_params)`` (e.g.
+    ``"default_model"``).
+
+    ``fit(train)``: with ``validation_share`` (default 0.15) the model is fit on the first 85 %
+    of each entity's training rows and calibrated without labels (``auto`` without labels: a
+    1 % target FPR) on the last 15 %, scored with the first part as look-back; with
+    ``validation_share=None`` it is fit on all training rows and calibrates as it does without
+    validation data. ``score(test, history)`` is ``model.score(test, history=history)``:
+    ``anomaly_score`` and ``is_anomaly``.
     """
 
-    def __init__(self, validation_share: float = MODEL_VALIDATION_SHARE,
-                 **model_params: Any) -> None:
-        if not 0.0 < validation_share < 1.0:
-            raise ConfigError(f"validation_share must be in (0, 1), got {validation_share!r}")
-        self.validation_share = float(validation_share)
+    def __init__(self, validation_share: float | None = MODEL_VALIDATION_SHARE,
+                 builder: str | None = None, **model_params: Any) -> None:
+        if validation_share is not None and not 0.0 < validation_share < 1.0:
+            raise ConfigError(f"validation_share must be None or in (0, 1), got "
+                              f"{validation_share!r}")
+        self.validation_share = validation_share
+        self.builder = builder
         self.model_params = dict(model_params)
 
-    def fit(self, train: Dataset | pd.DataFrame) -> ModelDetector:
-        from aws_anomaly.model import AnomalyModel
+    def _build(self, step: pd.Timedelta) -> Any:
+        from aws_anomaly import model as model_module
 
+        if self.builder is None:
+            return model_module.AnomalyModel(**self.model_params)
+        build = getattr(model_module, self.builder, None)
+        if not callable(build):
+            raise ConfigError(f"aws_anomaly.model has no model builder {self.builder!r}")
+        return build(step, **self.model_params)
+
+    def fit(self, train: Dataset | pd.DataFrame) -> ModelDetector:
         ds = train if isinstance(train, Dataset) else Dataset.from_frame(train,
                                                                           source="training data")
+        model = self._build(ds.step)
+        if self.validation_share is None:
+            self.model_ = model.fit(ds)
+            return self
         f = ds.frame
         pos = f.groupby("entity", sort=False).cumcount().to_numpy()
         size = f.groupby("entity", sort=False)["entity"].transform("size").to_numpy()
@@ -179,7 +199,7 @@ class ModelDetector:
                          step=ds.step)
         val_ds = Dataset(frame=f.loc[~fit_mask].reset_index(drop=True), metrics=ds.metrics,
                          step=ds.step)
-        self.model_ = AnomalyModel(**self.model_params).fit(fit_ds, val_ds)
+        self.model_ = model.fit(fit_ds, val_ds)
         return self
 
     def score(self, test: Dataset | pd.DataFrame,
@@ -188,8 +208,6 @@ class ModelDetector:
         return (out["anomaly_score"].to_numpy(dtype=np.float64),
                 out["is_anomaly"].to_numpy(dtype=bool))
 
-
-_BASE = {"holdout_share": HOLDOUT_SHARE, "target_fpr": TARGET_FPR}
 
 #: The detectors of the bench, run in this order. One line adds one.
 DETECTORS: dict[str, DetectorSpec] = {
@@ -202,6 +220,10 @@ DETECTORS: dict[str, DetectorSpec] = {
     "max_z": DetectorSpec(MaxZBaseline, {}, (), "baseline", "max |z| over the metrics"),
     "aws_model": DetectorSpec(ModelDetector, {}, (), "product",
                               "aws_anomaly.model.AnomalyModel with its defaults"),
+    "aws_default": DetectorSpec(ModelDetector, {"builder": "default_model",
+                                                "validation_share": None}, (), "product",
+                                "aws_anomaly.model.default_model(step), fit on all training "
+                                "rows"),
 }
 
 
