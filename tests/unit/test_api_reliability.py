@@ -105,11 +105,24 @@ def test_credentials_of_a_source_never_reach_readyz_or_status(tmp_path, fitted) 
 
 
 def test_models_do_not_show_server_paths(served) -> None:
+    from aws_anomaly.store import ModelRecord
+
     client, state, _ = served
-    body = client.get("/v1/models").json()
+    runner = state.runners["demo"]
+    where = str(runner.model_path)
+    state.store.register_model(ModelRecord(
+        name=runner.model_name, version="v-paths", job="demo", path=where, detector="ocsvm",
+        trained_at=T0, info={"note": f"saved to {where}"}), activate=False)
+    runner.progress.step = f"loading {where}"
+    try:
+        body = client.get("/v1/models").json()
+    finally:
+        runner.progress.step = ""
     text = str(body)
-    assert str(state.settings.service.data_dir) not in text
-    assert all("path" not in v for m in body["items"] for v in m["versions"])
+    assert str(state.settings.service.data_dir) not in text and where not in text
+    versions = [v for m in body["items"] for v in m["versions"]]
+    assert any(v["version"] == "v-paths" for v in versions)
+    assert all("path" not in v for v in versions)
 
 
 # ------------------------------------------------------------------ 7: timestamps, numbers
