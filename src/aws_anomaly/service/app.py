@@ -35,6 +35,7 @@ from aws_anomaly.errors import AwsAnomalyError, DataError, StoreError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.runner import JobRunner, Sink
 from aws_anomaly.service.deps import ERROR_RESPONSES, AppState
+from aws_anomaly.service.redact import redact
 from aws_anomaly.service.routes import anomalies, entities, health, models, score
 from aws_anomaly.service.scheduler import Scheduler
 from aws_anomaly.service.security import (
@@ -202,9 +203,12 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             if state.scheduler is not None:
                 log.info("stopping: waiting for running ticks to finish")
                 state.scheduler.stop()
+            # Undelivered alerts stay in the store's outbox for the next start; all threads
+            # are asked at once, so the waits overlap.
             for sink in state.notifiers:
-                # Undelivered alerts stay in the store's outbox for the next start.
-                sink.stop()
+                sink.request_stop()
+            for sink in state.notifiers:
+                sink.stop(15.0)
             for r in state.runners.values():
                 with contextlib.suppress(Exception):
                     r.source.close()
@@ -230,12 +234,14 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         detail = exc.detail
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = "body: cannot parse the request body; send UTF-8 JSON"
+        if isinstance(detail, str):
+            detail = redact(detail)
         return JSONResponse(status_code=exc.status_code, content={"detail": detail},
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": redact(str(exc))})
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
@@ -245,7 +251,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
 
     @app.exception_handler(AwsAnomalyError)
     async def _domain(request: Request, exc: AwsAnomalyError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": redact(str(exc))})
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -511,11 +511,15 @@ class Dispatcher:
                                         name=f"notify-{self.job}-{self.key}")
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its running request (returns at once)."""
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop the thread after its running request; True when it ended. Undelivered
         alerts stay in the outbox for the next start."""
-        self._stop.set()
-        self._wake.set()
+        self.request_stop()
         t = self._thread
         if t is not None:
             t.join(timeout)
@@ -597,6 +601,9 @@ class NotifierSink:
 
     def start(self) -> None:
         self.dispatcher.start()
+
+    def request_stop(self) -> None:
+        self.dispatcher.request_stop()
 
     def stop(self, timeout: float = 15.0) -> bool:
         return self.dispatcher.stop(timeout)

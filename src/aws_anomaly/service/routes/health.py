@@ -60,7 +60,8 @@ class StatusOut(BaseModel):
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
-def healthz(state: State) -> Health:
+async def healthz(state: State) -> Health:
+    # async: answered on the event loop, never queued behind the thread pool's work.
     return Health(status="ok", version=__version__, uptime_s=round(time.time() - state.started,
                                                                    3))
 
