@@ -47,6 +47,7 @@ import pandas as pd
 from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
+from aws_anomaly.data.dataset import stream_admit
 from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.features import (
@@ -713,10 +714,16 @@ class AnomalyModel:
         flags = self.score(data, explain="none")["is_anomaly"].to_numpy()
         return np.where(flags, -1, 1)
 
-    def stream(self, entity: str, history: Dataset | pd.DataFrame | None = None) -> StreamScorer:
-        """A point-by-point scorer for one entity; ``history`` primes its feature windows."""
+    def stream(self, entity: str, history: Dataset | pd.DataFrame | None = None, *,
+               timestamps: str = "error", duplicates: str = "error") -> StreamScorer:
+        """A point-by-point scorer for one entity; ``history`` primes its feature windows.
+
+        ``timestamps`` and ``duplicates`` are the live policies of
+        :func:`aws_anomaly.data.dataset.stream_admit` (a late or repeated point is refused by
+        default; ``timestamps="drop"`` / ``duplicates="first"`` skip it instead).
+        """
         self._check_fitted()
-        scorer = StreamScorer(self, entity)
+        scorer = StreamScorer(self, entity, timestamps=timestamps, duplicates=duplicates)
         if history is not None:
             ds = self._as_dataset(history, "stream history")
             if entity in ds.entities:
@@ -960,15 +967,20 @@ class StreamScorer:
     """Scores one entity's points as they arrive; same numbers as :meth:`AnomalyModel.score`.
 
     Missing steps between two updates are filled by holding the last value (the batch
-    ``Dataset`` default, ``gap_policy="ffill"``) up to 36 steps; longer gaps, points off the
-    step grid or going back in time raise :class:`DataError`.
+    ``Dataset`` default, ``gap_policy="ffill"``) up to 36 steps; longer gaps and points off the
+    step grid raise :class:`DataError`. A point at or before the last one follows the
+    ``timestamps`` / ``duplicates`` policies (:func:`aws_anomaly.data.dataset.stream_admit`):
+    refused with a :class:`DataError` by default, or skipped (``update`` returns None).
     """
 
     max_gap_steps = 36
 
-    def __init__(self, model: AnomalyModel, entity: str) -> None:
+    def __init__(self, model: AnomalyModel, entity: str, *, timestamps: str = "error",
+                 duplicates: str = "error") -> None:
         self.model = model
         self.entity = entity
+        self.timestamps = timestamps
+        self.duplicates = duplicates
         self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_))
         plan = model._persist_plan(self._builder.names)
         self._persist_src = np.asarray([p[0] for p in plan], dtype=np.int64)
@@ -984,6 +996,11 @@ class StreamScorer:
         """Feed history (not scored)."""
         for t, v in zip(timestamps, values, strict=True):
             self._feed(pd.Timestamp(t), np.asarray(v, dtype=np.float64))
+
+    def _admit(self, ts: pd.Timestamp) -> bool:
+        return stream_admit(self._last_ts, ts, timestamps=self.timestamps,  # type: ignore[arg-type]
+                            duplicates=self.duplicates,  # type: ignore[arg-type]
+                            where=f"entity '{self.entity}'")
 
     def _feed(self, ts: pd.Timestamp, values: np.ndarray) -> np.ndarray:
         m = len(self.model.metrics_)
@@ -1027,9 +1044,12 @@ class StreamScorer:
         extra = np.where(self._persist_b > 0, self._persist_s - self._persist_l, self._persist_s)
         return np.concatenate([row, extra])
 
-    def update(self, timestamp: Any, values: Any) -> PointScore:
-        """Add one point (``values`` in the model's metric order) and score it."""
+    def update(self, timestamp: Any, values: Any) -> PointScore | None:
+        """Add one point (``values`` in the model's metric order) and score it; None when the
+        stream's policies skip it (a late or repeated point, see the class docstring)."""
         ts = pd.Timestamp(timestamp)
+        if (self.timestamps != "error" or self.duplicates != "error") and not self._admit(ts):
+            return None
         row = self._feed(ts, np.asarray(values, dtype=np.float64).reshape(-1))
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")

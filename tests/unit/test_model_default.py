@@ -97,3 +97,30 @@ def test_fits_without_validation_on_out_of_fit_scores(frames) -> None:
     assert m.calibrator_.threshold_ > 0
     s = m.score(Dataset.from_frame(train))
     assert s.loc[s["ready"], "is_anomaly"].mean() < 0.02
+
+
+def test_stream_policies_for_late_and_repeated_points(model, frames) -> None:
+    from aws_anomaly.errors import DataError
+
+    train, val, test = frames
+    hist = Dataset.from_frame(pd.concat([train, val], ignore_index=True))
+    metrics = list(model.metrics_)
+    rows = list(test.itertuples(index=False))
+
+    def vals(r: object) -> list[float]:
+        return [getattr(r, m) for m in metrics]
+
+    strict = model.stream("srv", hist)
+    strict.update(rows[0].timestamp, vals(rows[0]))
+    with pytest.raises(DataError, match="not after the last one"):
+        strict.update(rows[0].timestamp, vals(rows[0]))
+    lenient = model.stream("srv", hist, timestamps="drop", duplicates="first")
+    first = lenient.update(rows[1].timestamp, vals(rows[1]))
+    assert first is not None
+    assert lenient.update(rows[1].timestamp, vals(rows[2])) is None      # repeated: first stands
+    assert lenient.update(rows[0].timestamp, vals(rows[0])) is None      # late: dropped
+    nxt = lenient.update(rows[2].timestamp, vals(rows[2]))
+    ref = model.stream("srv", hist)
+    ref.update(rows[1].timestamp, vals(rows[1]))
+    assert nxt is not None
+    assert nxt.anomaly_score == ref.update(rows[2].timestamp, vals(rows[2])).anomaly_score
