@@ -264,3 +264,14 @@ def test_knn_caps_reference_rows_reproducibly() -> None:
     np.testing.assert_array_equal(a.reference_, b.reference_)
     with pytest.raises(ConfigError, match="n_neighbors"):
         KNNDetector(n_neighbors=0).fit(X)
+
+
+def test_knn_offset_is_out_of_fit_when_the_reference_is_subsampled() -> None:
+    from aws_anomaly.detectors import KNNDetector
+
+    X = np.random.default_rng(1).normal(size=(400, 2))
+    det = KNNDetector(max_train_rows=100, random_state=3, contamination=0.1)
+    train_scores = det._fit_and_score(X)
+    # No training row scores the trivial 0 of meeting itself.
+    assert train_scores.min() > 0
+    assert det.offset_ == pytest.approx(np.quantile(train_scores, 0.9))

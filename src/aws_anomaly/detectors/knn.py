@@ -39,7 +39,6 @@ from aws_anomaly.detectors.base import (
     check_random_state_param,
     map_chunks,
     seed_from,
-    subsample_rows,
 )
 
 __all__ = ["KNNDetector"]
@@ -95,14 +94,24 @@ class KNNDetector(BaseDetector):
         check_n_jobs_param(owner, self.n_jobs)
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
-        ref = subsample_rows(X, self.max_train_rows, seed_from(self.random_state))
-        self.reference_ = np.ascontiguousarray(ref, dtype=np.float64)
+        n = X.shape[0]
+        if n > self.max_train_rows:
+            # The same seeded draw as subsample_rows, keeping the chosen row indices.
+            rng = np.random.default_rng(seed_from(self.random_state))
+            idx = np.sort(rng.choice(n, size=self.max_train_rows, replace=False))
+        else:
+            idx = np.arange(n)
+        self.reference_ = np.ascontiguousarray(X[idx], dtype=np.float64)
         self.reference_sq_ = np.einsum("ij,ij->i", self.reference_, self.reference_)
         k = min(self.n_neighbors, len(self.reference_) - 1)
         self.training_scores_ = self._distances(self.reference_, k, leave_one_out=True)
-        if ref is X:
+        if len(idx) == n:
             return self.training_scores_
-        return self._score(X)
+        # Rows left out of the reference set are scored against it (out-of-fit already);
+        # reference rows keep their leave-one-out scores, so offset_ is out-of-fit throughout.
+        scores = self._score(X)
+        scores[idx] = self.training_scores_
+        return scores
 
     def _distances(self, X: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
         ref, ref_sq = self.reference_, self.reference_sq_
