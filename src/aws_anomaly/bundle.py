@@ -36,6 +36,7 @@ import os
 import platform
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,6 +185,10 @@ def step_seconds(root: str | os.PathLike[str], value: Any) -> float:
     return v
 
 
+#: Views a spec column may appear in (see ``check_model_fields``).
+MAX_VIEWS = 2
+
+
 def check_model_fields(root: str | os.PathLike[str], *, metrics: Sequence[str],
                        step_seconds: float, feature_names: Sequence[str],
                        spec_feature_names: Sequence[str],
@@ -202,13 +207,15 @@ def check_model_fields(root: str | os.PathLike[str], *, metrics: Sequence[str],
         raise ModelFileError(f"{where}: metrics must be distinct non-empty names, got "
                              f"{list(metrics)}")
     k, n_all = len(feature_names), len(spec_feature_names)
-    if k == 0 or k > n_all or len(set(feature_names)) != k:
-        raise ModelFileError(f"{where}: feature_names must hold 1 to {n_all} distinct names "
-                             f"of spec_feature_names, got {k}")
+    # A spec column may sit in more than one view of the detector (``feature_set="hybrid"``),
+    # so names may repeat, but never more often than there are views (two).
+    counts = Counter(feature_names)
+    if k == 0 or k > MAX_VIEWS * n_all or max(counts.values()) > MAX_VIEWS:
+        raise ModelFileError(f"{where}: feature_names must hold 1 to {MAX_VIEWS * n_all} names "
+                             f"of spec_feature_names, each at most {MAX_VIEWS} times, got {k}")
     cols = check_array(root, "columns", arrays["columns"], kind="iu", shape=(k,), low=0,
                        high=n_all - 1).tolist()
-    if len(set(cols)) != k or any(spec_feature_names[c] != f
-                                  for c, f in zip(cols, feature_names, strict=True)):
+    if any(spec_feature_names[c] != f for c, f in zip(cols, feature_names, strict=True)):
         raise ModelFileError(f"{where}: array 'columns' does not pick the manifest's "
                              "feature_names out of spec_feature_names")
     check_array(root, "scaler_center", arrays["scaler_center"], shape=(k,))

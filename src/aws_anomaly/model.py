@@ -81,6 +81,7 @@ DEFAULT_WINDOWS = (pd.Timedelta("15min"), pd.Timedelta("1h"))
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 _LEVEL_FEATURE = re.compile(
     r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
+FEATURE_SETS = ("stationary", "all", "level", "hybrid")
 #: ``feature_set="level"``: the value and its rolling standard deviations.
 _LEVEL_SPREAD = re.compile(r"__(value|std_\d+)$")
 
@@ -217,8 +218,12 @@ class AnomalyModel:
         ``"stationary"`` (default): leave out level features (value, rolling mean / min / max /
         quantiles, cross ratios), keeping deviations, spreads, differences, seasonal
         differences, correlations and calendar terms; ``"all"``: every feature of the spec;
-        ``"level"``: the value and its rolling standard deviations only (the label-free default,
-        see :func:`default_model`).
+        ``"level"``: the value and its rolling standard deviations only; ``"hybrid"``: two
+        views side by side (the label-free default, see :func:`default_model`): the *level*
+        view (the value and its rolling standard deviations over the two shortest windows,
+        standard-scaled, ``log_std_floor="spread"``) and the *stationary* view (the
+        ``"stationary"`` set, robust-scaled, typical log floor). A ``knn`` detector measures
+        each view apart (its ``views``).
     log_std
         Use the log of rolling standard deviations, so a metric gone flat is as visible as one
         gone noisy.
@@ -228,6 +233,13 @@ class AnomalyModel:
         ``"spread"`` the metric's own training standard deviation, so the feature reads
         ``log(1 + std / spread)`` and only volatility comparable with the metric's normal range
         counts (robust on quantised, often-flat metrics).
+    calibration_holdout
+        When ``fit`` gets no validation data: the share of each entity's most recent training
+        rows held out to set the threshold (the detector learns from the rest). Scores of the
+        rows a detector learned from are optimistic, and for a neighbour method on a time
+        series even its leave-one-out scores are (each row's twin is the row one step
+        earlier), so a threshold set on them pages far too often. None: calibrate on the
+        training scores (out-of-fit ones where the detector keeps them).
     clip
         Scaled features are clipped to ``[-clip, clip]`` (None: no clipping).
     persist
@@ -243,7 +255,8 @@ class AnomalyModel:
                  feature_set: str = "stationary", log_std: bool = True,
                  clip: float | None = 10.0, persist: Sequence[int] = (6, 36),
                  persist_weight: float = 1.0, persist_baseline: int | None = 288,
-                 log_std_floor: str = "typical") -> None:
+                 log_std_floor: str = "typical",
+                 calibration_holdout: float | None = None) -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
         self.detector = detector
@@ -255,15 +268,23 @@ class AnomalyModel:
             raise ConfigError(f"scaler must be 'robust' or 'standard', got {scaler!r}")
         self.scaler = scaler
         self.exclude_labelled = exclude_labelled
-        if feature_set not in ("stationary", "all", "level"):
-            raise ConfigError(f"feature_set must be 'stationary', 'all' or 'level', got "
-                              f"{feature_set!r}")
+        if feature_set not in FEATURE_SETS:
+            raise ConfigError(f"feature_set must be one of {', '.join(map(repr, FEATURE_SETS))}, "
+                              f"got {feature_set!r}")
         self.feature_set = feature_set
         self.log_std = bool(log_std)
         if log_std_floor not in ("typical", "spread"):
             raise ConfigError(f"log_std_floor must be 'typical' or 'spread', got "
                               f"{log_std_floor!r}")
         self.log_std_floor = log_std_floor
+        if calibration_holdout is not None and (
+                isinstance(calibration_holdout, bool)
+                or not isinstance(calibration_holdout, (int, float))
+                or not 0.0 < calibration_holdout < 0.5):
+            raise ConfigError(f"calibration_holdout must be None or a share in (0, 0.5), got "
+                              f"{calibration_holdout!r}")
+        self.calibration_holdout = (None if calibration_holdout is None
+                                    else float(calibration_holdout))
         if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
             raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
         self.clip = None if clip is None else float(clip)
@@ -378,6 +399,15 @@ class AnomalyModel:
         """
         t0 = time.perf_counter()
         train = self._as_dataset(train, "training data")
+        if validation is None and self.calibration_holdout is not None:
+            parts = _tail_split(train, self.calibration_holdout, self.spec.min_history + 10)
+            if parts is not None:
+                self.fit(*parts)
+                self.training_summary_["calibrated_on"] = (
+                    f"holdout: the last {self.calibration_holdout:.0%} of each entity's "
+                    "training rows")
+                self.training_summary_["fit_seconds"] = round(time.perf_counter() - t0, 3)
+                return self
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
         X_full, ready, fm = self._features(train, None, "training data", prepared=False)
@@ -397,6 +427,13 @@ class AnomalyModel:
         self._fit_log_floor(X_full[use])
         X = self._prepare(X_full)
         self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X[use])
+        if self.views_ is not None:
+            # The level view is standard-scaled (its values are levels, whose spread the
+            # standard deviation describes); the stationary view keeps the model's scaler.
+            lv = np.asarray(self.views_[0], dtype=np.int64)
+            level = Scaler("standard").fit(X[use][:, lv])
+            self.scaler_.center_[lv] = level.center_
+            self.scaler_.scale_[lv] = level.scale_
         if self.constant_:
             # A metric that never moved in training: its value column is scaled so that any
             # change from the constant is >= 1 unit (see _constant_breaks); the detector sees
@@ -413,6 +450,8 @@ class AnomalyModel:
         Xs = self._blind_constants(self.scaler_.transform(X[use]))
         self.median_ = np.median(Xs, axis=0)
         params = dict(self.detector_params)
+        if self.views_ is not None and "views" in DETECTORS[self.detector]().get_params():
+            params.setdefault("views", [list(v) for v in self.views_])
         seeded = "random_state" in DETECTORS[self.detector]().get_params()
         if seeded and "random_state" not in params:
             # Reproducible by default: the same data gives the same model (and the same
@@ -478,10 +517,19 @@ class AnomalyModel:
         ``constants`` (metric -> value) are the metrics constant over all training rows: their
         value column is always kept (it carries the "should stay constant" check).
         """
+        self.views_: list[list[int]] | None = None
         if self.feature_set == "all":
             cols = list(range(len(names)))
         elif self.feature_set == "level":
             cols = [i for i, n in enumerate(names) if _LEVEL_SPREAD.search(n)]
+        elif self.feature_set == "hybrid":
+            short = {f"__std_{w}" for w in self.spec.windows[:2]}
+            level = [i for i, n in enumerate(names)
+                     if n.endswith("__value") or any(n.endswith(sfx) for sfx in short)]
+            stationary = [i for i, n in enumerate(names) if not _LEVEL_FEATURE.search(n)]
+            cols = level + stationary  # a spec column may sit in both views
+            self.views_ = [list(range(len(level))),
+                           list(range(len(level), len(cols)))]
         else:
             # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
             # follow each cluster's own load level and its trend, so a detector fit on the
@@ -495,10 +543,13 @@ class AnomalyModel:
             vi = index[f"{metric}__value"]
             if vi not in cols:
                 cols.append(vi)
-        pos = {c: j for j, c in enumerate(cols)}
+        positions: dict[int, list[int]] = {}
+        for j, c in enumerate(cols):
+            positions.setdefault(c, []).append(j)
         self.columns_ = np.asarray(cols, dtype=np.int64)
         self.feature_names_ = tuple(names[c] for c in cols)
-        self.groups_ = {k: [pos[int(i)] for i in v if int(i) in pos] for k, v in groups.items()}
+        self.groups_ = {k: sorted(j for i in v for j in positions.get(int(i), []))
+                        for k, v in groups.items()}
         self._blind_cache = None
         # metric position -> its constant training value
         self.constant_ = {self.metrics_.index(m): float(v) for m, v in constants.items()}
@@ -506,16 +557,18 @@ class AnomalyModel:
     def _fit_log_floor(self, X_full: np.ndarray) -> None:
         """Per-column floors for the log of rolling standard deviations (0 = no log)."""
         floor = np.zeros(len(self.columns_))
-        if self.log_std and self.log_std_floor == "spread":
+        spread_at = (set(range(len(self.columns_))) if self.log_std_floor == "spread"
+                     else set(self.views_[0]) if self.views_ is not None else set())
+        if self.log_std:
             index = {n: i for i, n in enumerate(self.all_feature_names_)}
             for j, name in enumerate(self.feature_names_):
-                if "__std_" in name:
+                if "__std_" in name and j in spread_at:
                     metric = name.split("__std_")[0]
                     spread = float(np.std(X_full[:, index[f"{metric}__value"]]))
                     floor[j] = max(spread, 1e-12)
-        elif self.log_std:
+        if self.log_std:
             for j, name in enumerate(self.feature_names_):
-                if "__std_" in name:
+                if "__std_" in name and j not in spread_at:
                     # A flat-lined metric has std 0; the log turns "much quieter than usual"
                     # into a deviation as large as "much noisier than usual". The floor (a
                     # thousandth of the typical std) keeps it finite.
@@ -745,6 +798,7 @@ class AnomalyModel:
                 "persist_weight": self.persist_weight,
                 "persist_baseline": self.persist_baseline,
                 "log_std_floor": self.log_std_floor,
+                "calibration_holdout": self.calibration_holdout,
             },
             "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
             "metrics": list(self.metrics_),
@@ -787,7 +841,8 @@ class AnomalyModel:
                         persist=cfg.get("persist", ()),
                         persist_weight=cfg.get("persist_weight", 1.0),
                         persist_baseline=cfg.get("persist_baseline"),
-                        log_std_floor=cfg.get("log_std_floor", "typical"))
+                        log_std_floor=cfg.get("log_std_floor", "typical"),
+                        calibration_holdout=cfg.get("calibration_holdout"))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
@@ -837,6 +892,21 @@ class AnomalyModel:
 _CONSTANT_TOLERANCE = 1e-6
 
 
+def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:
+    """(head, tail): the last ``share`` of each entity's rows in ``tail``; None when an
+    entity's head would be shorter than ``min_rows`` or its tail shorter than 10 rows."""
+    f = ds.frame
+    grouped = f.groupby("entity", sort=False)
+    pos = grouped.cumcount().to_numpy()
+    size = grouped["entity"].transform("size").to_numpy()
+    n_tail = np.ceil(share * size).astype(np.int64)
+    head = pos < size - n_tail
+    if ((size - n_tail) < min_rows).any() or (n_tail < 10).any():
+        return None
+    return (Dataset(frame=f.loc[head].reset_index(drop=True), metrics=ds.metrics, step=ds.step),
+            Dataset(frame=f.loc[~head].reset_index(drop=True), metrics=ds.metrics, step=ds.step))
+
+
 def constant_metrics(ds: Dataset) -> dict[str, float]:
     """Metrics that hold one value over every row of ``ds`` (all entities): metric -> value.
 
@@ -854,35 +924,54 @@ def constant_metrics(ds: Dataset) -> dict[str, float]:
 
 
 def default_model(step: pd.Timedelta | str, **overrides: Any) -> AnomalyModel:
-    """The label-free default: kNN distance on each metric's level and short-term volatility.
+    """The label-free default: kNN distance in two views of each metric, POT threshold.
 
-    Features per metric: the value and ``log(1 + rolling std / training spread)`` over
-    :data:`DEFAULT_WINDOWS` (15 minutes and 1 hour, in rows of ``step``); standardised on the
-    training rows; the score is the distance to the nearest training row (out-of-fit on the
-    training rows); the threshold is a peaks-over-threshold fit of the score tail at risk
-    :data:`DEFAULT_RISK`. No calendar terms: seasonality is learned implicitly (every state
-    the history visited is a reference point). Metrics constant over training must stay
-    constant. docs/model.md gives the measurements behind each choice.
+    Two views (``feature_set="hybrid"``), each measured by its own nearest training rows and
+    averaged as a root-mean-square deviation per feature (:class:`~aws_anomaly.detectors.
+    KNNDetector` ``views``):
+
+    * **level**: the value and ``log(1 + rolling std / training spread)`` over 15 minutes and
+      1 hour. Finds states the history never visited (a saturated CPU next to a normal
+      memory, a disk that starts being written).
+    * **stationary**: deviations from rolling baselines (z-scores over 15 min .. 12 h, robust
+      z, differences over one step and 15 minutes, the difference from one day earlier and its
+      persistent EWMAs over 30 min and 3 h less a one-day baseline). Finds changes of behaviour
+      that stay within the usual range, and follows trends and daily cycles.
+
+    Every horizon is stated in time and turned into rows of ``step`` (:data:`DEFAULT_WINDOWS`
+    are the level view's). No calendar terms and no cross-metric ratios (their count grows with
+    the square of the metric count). The threshold is a peaks-over-threshold fit of the score
+    tail at risk :data:`DEFAULT_RISK` on held-out history. Metrics constant over training must
+    stay constant. docs/model.md gives the measurements behind each choice.
 
     >>> m = default_model("5min")
     >>> m.detector, m.feature_set, m.spec.windows, m.calibration["method"]
-    ('knn', 'level', (3, 12), 'pot')
-    >>> default_model("1min").spec.windows
-    (15, 60)
+    ('knn', 'hybrid', (3, 12, 36, 144), 'pot')
+    >>> default_model("1min").spec.windows, default_model("1min").spec.seasonal_period
+    ((15, 60, 180, 720), 1440)
     """
     step = pd.Timedelta(step)
     if step <= pd.Timedelta(0):
         raise ConfigError(f"default_model: step must be positive, got {step}")
-    rows: list[int] = []
-    for horizon in DEFAULT_WINDOWS:
-        r = max(2, round(horizon / step))
-        rows.append(r if not rows or r > rows[-1] else rows[-1] + 1)
-    spec = FeatureSpec(windows=tuple(rows), lags=(), include_quantiles=False,
-                       include_seasonal=False, include_cross=False, include_calendar=False)
+
+    def rows(horizon: str | pd.Timedelta, minimum: int = 2) -> int:
+        return max(minimum, round(pd.Timedelta(horizon) / step))
+
+    windows: list[int] = []
+    for horizon in (*DEFAULT_WINDOWS, pd.Timedelta("3h"), pd.Timedelta("12h")):
+        r = rows(horizon)
+        windows.append(r if not windows or r > windows[-1] else windows[-1] + 1)
+    lags = sorted({1, rows("15min", 1)})
+    day = rows("1D")
+    persist = sorted({rows("30min"), rows("3h", 3)})
+    spec = FeatureSpec(windows=tuple(windows), lags=tuple(lags),
+                       quantile_windows=(min(rows("1h"), 2016),), include_seasonal=True,
+                       seasonal_period=day, include_cross=False, include_calendar=False)
     params: dict[str, Any] = {
-        "detector": "knn", "spec": spec, "feature_set": "level", "scaler": "standard",
-        "log_std": True, "log_std_floor": "spread", "clip": None, "persist": (),
-        "calibration": {"method": "pot", "risk": DEFAULT_RISK},
+        "detector": "knn", "spec": spec, "feature_set": "hybrid", "scaler": "robust",
+        "log_std": True, "clip": 10.0, "persist": tuple(persist),
+        "persist_baseline": max(day, persist[-1] + 1),
+        "calibration": {"method": "pot", "risk": DEFAULT_RISK}, "calibration_holdout": 0.15,
     }
     params.update(overrides)
     return AnomalyModel(**params)

@@ -45,9 +45,11 @@ def model(frames) -> AnomalyModel:
 
 
 def test_windows_scale_with_the_step() -> None:
-    assert default_model("5min").spec.windows == (3, 12)
-    assert default_model("1min").spec.windows == (15, 60)
-    assert default_model("1h").spec.windows == (2, 3)
+    assert default_model("5min").spec.windows == (3, 12, 36, 144)
+    assert default_model("5min").spec.seasonal_period == 288
+    assert default_model("1min").spec.windows == (15, 60, 180, 720)
+    assert default_model("1min").persist == (30, 180)
+    assert default_model("1h").spec.windows == (2, 3, 4, 12)
     with pytest.raises(ConfigError, match="step must be positive"):
         default_model("0s")
 
@@ -89,9 +91,20 @@ def test_stream_and_reload_give_the_batch_numbers(model, frames, tmp_path) -> No
     assert [p.top_metric for p in live][200] == "disk_unused"
 
 
+def test_fits_without_validation_on_a_held_out_tail(frames) -> None:
+    train, val, test = frames
+    history = pd.concat([train, val], ignore_index=True)
+    m = default_model("5min").fit(Dataset.from_frame(history))
+    assert m.training_summary_["calibrated_on"].startswith("holdout: the last 15%")
+    s = m.score(Dataset.from_frame(test), history=Dataset.from_frame(history))
+    assert s["is_anomaly"].to_numpy()[200:204].all()
+    quiet = np.r_[0:95, 130:195, 215:len(s)]
+    assert s["is_anomaly"].to_numpy()[quiet].mean() < 0.02
+
+
 def test_fits_without_validation_on_out_of_fit_scores(frames) -> None:
     train, _, _ = frames
-    m = default_model("5min").fit(Dataset.from_frame(train))
+    m = default_model("5min", calibration_holdout=None).fit(Dataset.from_frame(train))
     assert m.training_summary_["calibrated_on"] == "train"
     # leave-one-out training distances are not the trivial zeros of in-fit kNN scores
     assert m.calibrator_.threshold_ > 0

@@ -11,6 +11,13 @@ is a reference point), and it is the multivariate member of the label-free defau
 returns (and ``offset_`` uses) leave-one-out distances: each fitting row against the others.
 Exact duplicates still count: a state visited twice has distance 0 to its twin, as it should.
 
+**Views.** With ``views`` (lists of column indices), each view gets its own nearest
+neighbours and the score is the mean over views of the distance divided by the square root of
+the view's column count: the root-mean-square deviation per standardised feature, so a view of
+3 columns and one of 12 weigh alike without any fitted weight. The label-free default model
+uses two views: each metric's level and short-term volatility, and its stationary deviations
+(z-scores, differences, seasonal differences); a point is far when it is far in either.
+
 **Cost.** Distances are computed with BLAS in row chunks (``|x|^2 + |t|^2 - 2 x.t``): exact up
 to rounding, O(rows x reference rows x features). ``max_train_rows`` caps the reference set
 with a seeded uniform subsample, so scoring cost is bounded whatever the history length.
@@ -29,6 +36,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from aws_anomaly.detectors.base import (
@@ -40,6 +49,7 @@ from aws_anomaly.detectors.base import (
     map_chunks,
     seed_from,
 )
+from aws_anomaly.errors import ConfigError
 
 __all__ = ["KNNDetector"]
 
@@ -56,6 +66,9 @@ class KNNDetector(BaseDetector):
         Neighbours averaged per row (>= 1).
     max_train_rows
         Reference rows kept from the training data (a seeded uniform subsample above it).
+    views
+        None: one view of all columns. Else a list of column-index lists (each non-empty,
+        indices in range; a column may sit in several views): see the module docstring.
     contamination
         Fraction of training rows that ``predict`` calls anomalous (sets ``offset_``).
     random_state
@@ -67,8 +80,10 @@ class KNNDetector(BaseDetector):
     ----------
     reference_ : ndarray (n_reference, n_features)
         The training rows distances are measured to.
-    reference_sq_ : ndarray (n_reference,)
-        Squared norms of the reference rows.
+    views_ : list of ndarray
+        Column indices of each view (one view of every column when ``views`` is None).
+    reference_sq_ : ndarray (n_views, n_reference)
+        Squared norms of the reference rows, per view.
     training_scores_ : ndarray (n_reference,)
         Leave-one-out scores of the reference rows.
     offset_ : float
@@ -77,10 +92,11 @@ class KNNDetector(BaseDetector):
     _finite_checked_in_score = False
 
     def __init__(self, *, n_neighbors: int = 1, max_train_rows: int = 20000,
-                 contamination: float = 0.01, random_state: int | None = None,
-                 n_jobs: int | None = -1) -> None:
+                 views: Sequence[Sequence[int]] | None = None, contamination: float = 0.01,
+                 random_state: int | None = None, n_jobs: int | None = -1) -> None:
         self.n_neighbors = n_neighbors
         self.max_train_rows = max_train_rows
+        self.views = views
         self.contamination = contamination
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -93,7 +109,28 @@ class KNNDetector(BaseDetector):
         check_random_state_param(owner, self.random_state)
         check_n_jobs_param(owner, self.n_jobs)
 
+    def _check_views(self, n_features: int) -> list[np.ndarray]:
+        if self.views is None:
+            return [np.arange(n_features, dtype=np.int64)]
+        owner = type(self).__name__
+        if isinstance(self.views, (str, bytes)) or not isinstance(self.views, Sequence) \
+                or not self.views:
+            raise ConfigError(f"{owner}: views must be None or a non-empty list of column-index "
+                              f"lists, got {self.views!r}")
+        out = []
+        for k, view in enumerate(self.views):
+            try:
+                idx = np.asarray(view, dtype=np.int64).reshape(-1)
+            except (TypeError, ValueError):
+                idx = np.empty(0, dtype=np.int64)
+            if idx.size == 0 or idx.min() < 0 or idx.max() >= n_features:
+                raise ConfigError(f"{owner}: view {k} must be a non-empty list of column "
+                                  f"indices in [0, {n_features}), got {view!r}")
+            out.append(idx)
+        return out
+
     def _fit(self, X: np.ndarray) -> np.ndarray:
+        self.views_ = self._check_views(X.shape[1])
         n = X.shape[0]
         if n > self.max_train_rows:
             # The same seeded draw as subsample_rows, keeping the chosen row indices.
@@ -102,9 +139,11 @@ class KNNDetector(BaseDetector):
         else:
             idx = np.arange(n)
         self.reference_ = np.ascontiguousarray(X[idx], dtype=np.float64)
-        self.reference_sq_ = np.einsum("ij,ij->i", self.reference_, self.reference_)
+        self.reference_sq_ = np.stack([
+            np.einsum("ij,ij->i", self.reference_[:, v], self.reference_[:, v])
+            for v in self.views_])
         k = min(self.n_neighbors, len(self.reference_) - 1)
-        self.training_scores_ = self._distances(self.reference_, k, leave_one_out=True)
+        self.training_scores_ = self._scores(self.reference_, k, leave_one_out=True)
         if len(idx) == n:
             return self.training_scores_
         # Rows left out of the reference set are scored against it (out-of-fit already);
@@ -113,54 +152,68 @@ class KNNDetector(BaseDetector):
         scores[idx] = self.training_scores_
         return scores
 
-    def _distances(self, X: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
-        ref, ref_sq = self.reference_, self.reference_sq_
-        n_ref = len(ref)
-        k = max(1, min(k, n_ref - (1 if leave_one_out else 0)))
+    def _sq_distances(self, xc: np.ndarray, view: int, start: int | None) -> np.ndarray:
+        """(rows, reference) squared distances in one view; the diagonal block starting at
+        ``start`` (leave-one-out) is set to +inf."""
+        v = self.views_[view]
+        ref = self.reference_[:, v] if len(v) < self.reference_.shape[1] else self.reference_
+        x = xc[:, v] if len(v) < xc.shape[1] else xc
+        d2 = x @ ref.T
+        d2 *= -2.0
+        d2 += self.reference_sq_[view]
+        d2 += np.einsum("ij,ij->i", x, x)[:, None]
+        if start is not None:
+            rows = np.arange(len(xc))
+            d2[rows, start + rows] = np.inf
+        np.maximum(d2, 0.0, out=d2)
+        return d2
 
-        def block(xc: np.ndarray, start: int) -> np.ndarray:
-            d2 = xc @ ref.T
-            d2 *= -2.0
-            d2 += ref_sq
-            d2 += np.einsum("ij,ij->i", xc, xc)[:, None]
-            if leave_one_out:
-                rows = np.arange(len(xc))
-                d2[rows, start + rows] = np.inf
-            np.maximum(d2, 0.0, out=d2)
+    def _block(self, xc: np.ndarray, k: int, start: int | None) -> np.ndarray:
+        n_ref = len(self.reference_)
+        total = np.zeros(len(xc))
+        for view, cols in enumerate(self.views_):
+            d2 = self._sq_distances(xc, view, start)
             part = np.partition(d2, k - 1, axis=1)[:, :k] if k < n_ref else d2
-            return np.sqrt(part).mean(axis=1)
+            total += np.sqrt(part).mean(axis=1) / (np.sqrt(len(cols)) if self.views else 1.0)
+        return total / len(self.views_)
 
+    def _scores(self, X: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
+        n_ref = len(self.reference_)
+        k = max(1, min(k, n_ref - (1 if leave_one_out else 0)))
         if leave_one_out:
             out = np.empty(len(X))
             for s in range(0, len(X), _BLOCK):
-                out[s:s + _BLOCK] = block(X[s:s + _BLOCK], s)
+                out[s:s + _BLOCK] = self._block(X[s:s + _BLOCK], k, s)
             return out
 
         def chunk(xc: np.ndarray) -> np.ndarray:
             res = np.empty(len(xc))
             for s in range(0, len(xc), _BLOCK):
-                res[s:s + _BLOCK] = block(xc[s:s + _BLOCK], 0)
+                res[s:s + _BLOCK] = self._block(xc[s:s + _BLOCK], k, None)
             return res
 
         return map_chunks(chunk, X, n_jobs=self.n_jobs)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return self._distances(X, self.n_neighbors)
+        return self._scores(X, self.n_neighbors)
 
     def explain_samples(self, X: np.ndarray) -> np.ndarray:
         """Per-feature squared differences to each row's nearest reference row, (n, n_features).
 
-        The squared distance is their sum, so each feature's share of it is an exact, additive
-        attribution: "which features make this point far from everything seen in training".
+        Per view, the squared distance is the sum of these over the view's columns, so each
+        feature's share is an exact, additive attribution ("which features make this point far
+        from everything seen in training"). With several views, each view's differences are
+        divided by its column count (as its distance is by the square root) and summed over
+        the views a column belongs to.
         """
         arr = self._validate(X, method="explain_samples", reset=False)
-        ref, ref_sq = self.reference_, self.reference_sq_
-        out = np.empty_like(arr)
+        out = np.zeros_like(arr)
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
-            d2 = xc @ ref.T
-            d2 *= -2.0
-            d2 += ref_sq
-            nearest = np.argmin(d2, axis=1)
-            out[s:s + _BLOCK] = (xc - ref[nearest]) ** 2
+            for view, cols in enumerate(self.views_):
+                nearest = np.argmin(self._sq_distances(xc, view, None), axis=1)
+                diff = (xc[:, cols] - self.reference_[nearest][:, cols]) ** 2
+                if self.views:
+                    diff /= len(cols)
+                out[s:s + _BLOCK, cols] += diff
         return out
