@@ -559,12 +559,15 @@ NotifierConfig = Annotated[
 class ThresholdConfig(_Model):
     """How the calibrator picks the threshold (see :class:`aws_anomaly.calibration.Calibrator`).
 
-    ``best_f1`` needs labelled validation data; live jobs usually use ``target_fpr``.
+    ``auto`` (the default): ``pot`` at ``risk`` for the ``default`` detector, ``target_fpr``
+    for the others. ``pot`` fits the tail of the held-out scores (peaks over threshold) and
+    needs no labels; ``best_f1`` needs labelled validation data.
     """
 
-    method: Literal["best_f1", "target_fpr", "contamination"] = "target_fpr"
+    method: Literal["auto", "pot", "best_f1", "target_fpr", "contamination"] = "auto"
     target_fpr: float = Field(0.01, gt=0, lt=1)
     contamination: float = Field(0.05, gt=0, le=0.5)
+    risk: float = Field(1e-3, gt=0, le=0.1)
 
 
 class ModelConfig(_Model):
@@ -574,6 +577,10 @@ class ModelConfig(_Model):
     """
 
     path: FilePath | None = None
+    #: ``default``: the label-free default model (:func:`aws_anomaly.model.default_model`);
+    #: or a detector name of :data:`aws_anomaly.detectors.DETECTORS` on the classic features.
+    #: Jobs keep ``ocsvm`` by default for now: a job trains on history up to the present, and
+    #: the kNN default then learns an incident inside that window as normal (docs/model.md).
     detector: str = "ocsvm"
     detector_params: dict[str, Any] = Field(default_factory=dict)
     history: Duration = timedelta(days=14)

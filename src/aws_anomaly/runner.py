@@ -46,7 +46,7 @@ from aws_anomaly.config import JobConfig
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import AnomalyEvent, merge_events
-from aws_anomaly.model import AnomalyModel, StreamScorer
+from aws_anomaly.model import AnomalyModel, StreamScorer, default_model
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, OutboxItem, Store
 
@@ -368,14 +368,24 @@ class JobRunner:
         valid = Dataset(frame=data.frame[data.frame["timestamp"] >= cut].reset_index(drop=True),
                         metrics=data.metrics, step=data.step)
         thr = self.job.model.threshold
-        calibration: dict[str, Any] = {"method": thr.method}
-        if thr.method == "target_fpr":
+        is_default = self.job.model.detector == "default"
+        method = thr.method if thr.method != "auto" else ("pot" if is_default else "target_fpr")
+        calibration: dict[str, Any] = {"method": method}
+        if method == "target_fpr":
             calibration["target_fpr"] = thr.target_fpr
-        elif thr.method == "contamination":
+        elif method == "contamination":
             calibration["contamination"] = thr.contamination
-        model = AnomalyModel(detector=self.job.model.detector,
-                             detector_params=self.job.model.detector_params,
-                             calibration=calibration).fit(train, valid)
+        elif method == "pot":
+            calibration["risk"] = thr.risk
+        if is_default:
+            model = default_model(data.step, calibration=calibration,
+                                  **({"detector_params": self.job.model.detector_params}
+                                     if self.job.model.detector_params else {}))
+        else:
+            model = AnomalyModel(detector=self.job.model.detector,
+                                 detector_params=self.job.model.detector_params,
+                                 calibration=calibration)
+        model.fit(train, valid)
         path = self.model_path
         if path is not None:
             self._progress(step=f"saving bundle to {path}")

@@ -263,3 +263,15 @@ def test_true_positive_feedback_caps_the_raise(tmp_path, model):
     w = rescored[(rescored["entity"] == entity) & (rescored["timestamp"] >= low.start)
                  & (rescored["timestamp"] <= low.end)]
     assert runner.threshold_for(entity) <= max(float(w["anomaly_score"].max()), 1.0) + 1e-9
+
+
+def test_a_job_can_train_the_label_free_default_model(tmp_path):
+    runner, _, _, store = make(tmp_path, None,
+                               model={"history": "2d", "detector": "default",
+                                      "threshold": {"method": "auto", "risk": 0.002}})
+    res = runner.tick()
+    assert res.ok, res.error
+    [rec] = store.list_models(name="demo")
+    assert rec.detector == "knn"
+    assert runner.model.feature_set == "hybrid"
+    assert runner.model.calibration_used_ == {"method": "pot", "risk": 0.002}
