@@ -99,9 +99,42 @@ def test_rest_period_gives_one_alarm_per_anomaly() -> None:
     s = NAB_DETECTORS[BEST_DETECTOR]().run(t, x, 400)
     alarms = np.nonzero(s[at:] >= 0.45)[0] + at
     assert len(alarms) >= 1 and alarms[0] <= at + 10
-    # without the rest period the shifted level would keep alarming for many records
-    assert not ((alarms > alarms[0]) & (alarms <= alarms[0] + 150)).any()
-    assert s[alarms[0] + 1 : alarms[0] + 151].max() == 0.0
+    # without the rest the shifted level would keep alarming for many records; the rest lasts
+    # 12 hours, 144 records at 5 minutes (the alarm's own record included)
+    assert not ((alarms > alarms[0]) & (alarms < alarms[0] + 144)).any()
+    assert s[alarms[0] + 1 : alarms[0] + 144].max() == 0.0
+
+
+def test_rest_is_measured_in_time_not_records() -> None:
+    """On an hourly series the 12-hour rest is 12 records: a second anomaly a day later is
+    still reported (a rest of 150 records would have slept through it for 6 days)."""
+    n = 1200
+    t = _times(n, step_min=60)
+    rng = np.random.default_rng(3)
+    x = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 1, n)
+    x[800] += 60
+    x[830] -= 60
+    s = NAB_DETECTORS[BEST_DETECTOR]().run(t, x, 200)
+    assert s[800] >= 0.45 and s[801:812].max() == 0.0
+    assert s[830] >= 0.45
+
+
+def test_ensemble_rest_time_alone_and_bad_value() -> None:
+    t = _times(400)
+    x = np.full(400, 5.0)
+    x[300:] = 50.0 * 2.0 ** np.arange(100)  # each record far beyond the running max: spatial 1
+    det = EnsembleDetector(members=[ContextNoveltyDetector(max_order=1)], rest_level=0.5,
+                           rest_period=0, rest_factor=0.0, rest_time="1h",
+                           spatial_tolerance=0.05)
+    s = det.run(t, x, 100)
+    assert s[300] == 1.0
+    assert s[301:312].max() == 0.0  # 11 records of 5 minutes after the alarm: within the hour
+    assert s[312] == 1.0  # an hour later it alarms again, then rests again
+    assert s[313:324].max() == 0.0 and s[324] == 1.0
+    with pytest.raises(ConfigError, match="rest_time"):
+        EnsembleDetector(members=[ContextNoveltyDetector()], rest_time="soon")
+    with pytest.raises(ConfigError, match="rest_time"):
+        EnsembleDetector(members=[ContextNoveltyDetector()], rest_time="-1h")
 
 
 def test_score_one_does_not_learn_and_learn_one_does() -> None:

@@ -3,7 +3,8 @@
 The members' scores are combined (max, or a weighted mean), then shaped for alarm use:
 
 * **rest period** — after the output reaches ``rest_level`` the detector has raised an alarm;
-  for the next ``rest_period`` records its output is multiplied by ``rest_factor``. One anomaly
+  for the next ``rest_period`` records (and/or ``rest_time`` of time) its output is multiplied
+  by ``rest_factor``. One anomaly
   then gives one alarm instead of a burst (NAB counts only the first detection in a window and
   charges for the ones after it; an operator's pager does the same).
 * **spatial novelty** — optionally, a value beyond the running min/max by more than
@@ -15,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import ClassVar
+
+import pandas as pd
 
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
@@ -35,6 +38,11 @@ class EnsembleDetector(StreamingDetector):
         ``"max"`` (any member can raise an alarm) or ``"mean"`` (weighted mean).
     rest_level, rest_period, rest_factor
         The alarm level, how many records to damp after an alarm, and the damping factor.
+    rest_time
+        A rest measured in time (a pandas duration such as ``"12h"``): records whose timestamp is
+        earlier than the alarm's plus ``rest_time`` are damped too (on top of ``rest_period``
+        records; set ``rest_period=0`` for a rest in time only). A rest in time means the same
+        on any sampling step: 150 records are 12.5 hours at 5 minutes but 6 days at 1 hour.
     spatial_tolerance, spatial_score
         Spatial novelty: ``None`` turns it off.
     quiet_factor
@@ -59,7 +67,7 @@ class EnsembleDetector(StreamingDetector):
 
     _params: ClassVar[tuple[str, ...]] = (
         "members", "weights", "combine", "rest_level", "rest_period", "rest_factor",
-        "spatial_tolerance", "spatial_score", "quiet_factor",
+        "spatial_tolerance", "spatial_score", "quiet_factor", "rest_time",
     )
 
     def __init__(
@@ -74,6 +82,7 @@ class EnsembleDetector(StreamingDetector):
         spatial_tolerance: float | None = None,
         spatial_score: float = 1.0,
         quiet_factor: float = 1.0,
+        rest_time: str | None = None,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         members = list(members)
@@ -105,6 +114,18 @@ class EnsembleDetector(StreamingDetector):
             raise ConfigError(f"quiet_factor must be in [0, 1], got {quiet_factor}")
         self.spatial_score = spatial_score
         self.quiet_factor = quiet_factor
+        self.rest_time = rest_time
+        if rest_time is None:
+            self._rest_ns = None
+        else:
+            try:
+                ns = int(pd.Timedelta(rest_time).value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"rest_time must be a duration like '12h', got {rest_time!r}"
+                                  ) from exc
+            if ns < 0:
+                raise ConfigError(f"rest_time must be >= 0, got {rest_time!r}")
+            self._rest_ns = ns
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
@@ -112,6 +133,7 @@ class EnsembleDetector(StreamingDetector):
             m.reset(self.probationary)
         self.count_ = 0
         self.rest_until_ = -1
+        self.rest_until_t_: int | None = None
         self.lo_ = math.inf
         self.hi_ = -math.inf
 
@@ -138,11 +160,16 @@ class EnsembleDetector(StreamingDetector):
                 self.lo_ = x
             if x > hi:
                 self.hi_ = x
-        if n <= self.rest_until_:
+        resting = n <= self.rest_until_
+        if self.rest_until_t_ is not None:
+            resting = resting or t_ns < self.rest_until_t_
+        if resting:
             s *= self.rest_factor
         elif s >= self.rest_level:
             if n >= self.probationary:
                 self.rest_until_ = n + self.rest_period
+                if self._rest_ns is not None:
+                    self.rest_until_t_ = t_ns + self._rest_ns
         else:
             s *= self.quiet_factor
         return s if s < 1.0 else 1.0
