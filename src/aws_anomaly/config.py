@@ -454,7 +454,7 @@ class FileSourceConfig(_Model):
     step: Duration | None = None
     gap_policy: GapPolicyName = "ffill"
     max_gap_steps: int | None = Field(36, ge=0)
-    resample: Literal["error", "mean", "last"] = "error"
+    resample: Literal["auto", "error", "mean", "last"] = "auto"
     # rows going back in time: None = error (wide layout) / sort (long layout)
     timestamps: Literal["error", "sort", "clamp", "drop"] | None = None
     # rows of one entity sharing a timestamp

@@ -122,11 +122,63 @@ def test_duplicate_timestamps_follow_the_policy() -> None:
     assert Dataset.from_frame(df).report.duplicates == "first"  # the default
 
 
-def test_irregular_step_errors_by_default() -> None:
+def test_irregular_step_errors_with_resample_error() -> None:
     df = frame(n=7)
     df.loc[3, "timestamp"] += pd.Timedelta("2min")
     with pytest.raises(DataError, match=r"irregular time step: 2026-01-01T00:17:00Z \(row 3\).*"
                        r"--resample mean\|last.*--step"):
+        Dataset.from_frame(df, resample="error")
+
+
+def off_grid(n: int, k: int) -> pd.DataFrame:
+    """``n`` rows on a 5-minute grid with ``k`` of them (spread out) 2 minutes late."""
+    df = frame(n=n)
+    rows = np.linspace(10, n - 10, k).astype(int)
+    df.loc[rows, "timestamp"] += pd.Timedelta("2min")
+    return df
+
+
+def test_auto_resamples_a_few_off_grid_rows_with_the_mean_and_says_so() -> None:
+    df = off_grid(200, 2)  # 1 %: the most auto takes
+    ds = Dataset.from_frame(df)  # the default is auto
+    mean = Dataset.from_frame(df, resample="mean")
+    pd.testing.assert_frame_equal(ds.frame, mean.frame)
+    rep = ds.report
+    assert rep is not None and rep.resample == "auto"
+    assert rep.moved == 2 and rep.merged == 0 and rep.rows_out == len(ds) == 200
+    (line,) = [x for x in rep.lines() if x.startswith("resample:")]
+    assert "auto chose mean of each step (2 rows moved)" in line, line
+    assert "2 rows off the 5min grid moved" in line and "--resample auto" in line, line
+    assert ds.frame["timestamp"].diff().dropna().eq(pd.Timedelta("5min")).all()
+
+
+def test_auto_refuses_more_than_one_percent_off_grid_and_names_the_option() -> None:
+    for df, k, n in ((off_grid(200, 3), 3, 200), (frame(n=7), 1, 7)):
+        if n == 7:
+            df.loc[3, "timestamp"] += pd.Timedelta("2min")
+        with pytest.raises(DataError) as err:
+            Dataset.from_frame(df)
+        msg = str(err.value)
+        assert f"({k} of {n} rows are off it; --resample auto only resamples when at most 1% " \
+            "of an entity's rows are off the grid)" in msg, msg
+        assert "entity 'a': irregular time step:" in msg
+        for option in ("--resample mean|last", "`resample` in a job's file source", "--step"):
+            assert option in msg, option
+    # the options the message names accept it
+    assert Dataset.from_frame(off_grid(200, 3), resample="mean").report.moved == 3
+
+
+def test_auto_counts_rows_off_the_grid_most_rows_share() -> None:
+    """The first row is the stray one: auto judges against the grid of most rows."""
+    df = frame(n=150)
+    df.loc[0, "timestamp"] += pd.Timedelta("1min")
+    ds = Dataset.from_frame(df)
+    assert ds.report is not None and ds.report.moved == 1 and len(ds) == 150
+    assert ds.frame["timestamp"].iloc[0] == pd.Timestamp("2026-01-01", tz="UTC")
+    df.loc[[1, 2], "timestamp"] += pd.Timedelta("1min")
+    with pytest.raises(DataError, match=r"2026-01-01T00:01:00Z \(row 0\) is not on the 5min "
+                       r"grid most rows are on \(through 2026-01-01T00:00:00Z\) \(3 of 150 "
+                       r"rows are off it; --resample auto"):
         Dataset.from_frame(df)
 
 

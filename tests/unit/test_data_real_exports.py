@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +72,16 @@ def test_irregular_step_names_the_line_and_resample_moves_only_the_stray_row(
     p = cloudwatch_dst(tmp_path)
     line = line_of(p, "2014-03-09 03:00:00")
     with pytest.raises(DataError) as err:
-        read_dataset(p)
+        read_dataset(p, resample="error")
     msg = str(err.value)
     assert f"irregular time step: 2014-03-09T03:00:00Z (line {line}) is not on the 5min grid" \
         in msg
     for option in ("--resample mean|last", "--step"):
         assert option in msg
+    # 1 row of this short file's 55 is off the grid: more than auto (the default) resamples
+    with pytest.raises(DataError, match=r"\(1 of 55 rows are off it; --resample auto only "
+                       r"resamples when at most 1% .*--resample mean\|last"):
+        read_dataset(p)
     ds = read_dataset(p, resample="last")
     ts = ds.frame["timestamp"]
     assert (ts.diff().dropna() == pd.Timedelta("5min")).all()
@@ -100,6 +105,10 @@ def test_jittered_scrapes_are_resampled_with_counts(tmp_path: Path) -> None:
     pd.DataFrame({"timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "instance": "web-1",
                   "node_load1": load.round(4)}).to_csv(p, index=False)
     with pytest.raises(DataError, match=r"entity 'web-1': irregular time step: .* \(line \d+\)"):
+        read_dataset(p, entity_label="instance", resample="error")
+    # a third of the rows are late or early: far more than auto (the default) resamples
+    with pytest.raises(DataError, match=r"web-1.*--resample auto only resamples.*"
+                       r"--resample mean\|last"):
         read_dataset(p, entity_label="instance")
     ds = read_dataset(p, entity_label="instance", resample="mean")
     off = int((jitter != 0).sum())
@@ -308,31 +317,33 @@ def test_report_lines_and_dict() -> None:
         assert needle in text, needle
     assert rep.changed and rep.to_dict()["step"] == "1h"
     assert not LoadReport(step=pd.Timedelta("5min")).changed
+    auto = replace(rep, resample="auto", moved=2, merged=0)
+    (line,) = [x for x in auto.lines() if x.startswith("resample:")]
+    assert line == ("resample: auto chose mean of each step (2 rows moved): 2 rows off the 1h "
+                    "grid moved to their grid point (--resample auto: at most 1% of an "
+                    "entity's rows off the grid)")
+    assert auto.to_dict()["resample"] == "auto" and LoadReport().resample == "auto"
 
 
 # ---------------------------------------------------------------- the shared corpus
-# Files of the corpus that need an option beyond the defaults, and the option their error names.
-NEEDS = {
-    "ec2_disk_write_bytes_1ef3de.csv": {"resample": "mean"},
-    "ec2_network_in_5abac7.csv": {"resample": "mean"},
-}
+# Files of the corpus with a daylight-saving repeat: a few rows off the 5-minute grid, which
+# the default resample policy (auto) averages into their grid point, saying so in the report.
+DST_REPEAT = {"ec2_disk_write_bytes_1ef3de.csv", "ec2_network_in_5abac7.csv"}
 
 
 @pytest.mark.nab
-def test_every_real_file_loads_with_default_or_documented_options(nab_root: Path) -> None:
+def test_every_real_file_loads_with_default_options(nab_root: Path) -> None:
     root = nab_root.parent
     files = sorted(root.glob("servers/*/*/train.parquet")) + sorted(
         root.glob("servers/*/*/test.parquet")) + sorted(root.glob("nab/data/*/*.csv"))
     assert len(files) == 2 * 10 + 44, len(files)
     for path in files:
-        opts = NEEDS.get(path.name, {})
-        if opts:
+        if path.name in DST_REPEAT:
+            # refused only when asked to refuse; the error names the option that loads it
             with pytest.raises(DataError) as err:
-                read_dataset(path)
-            # the error names each option that makes the file load, spelled as on the CLI
-            for key, value in opts.items():
-                assert re.search(rf"--{key} [a-z|]*{value}", str(err.value)), str(err.value)
-        ds = read_dataset(path, **opts)
+                read_dataset(path, resample="error")
+            assert re.search(r"--resample [a-z|]*mean", str(err.value)), str(err.value)
+        ds = read_dataset(path)
         raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         rep = ds.report
         assert rep is not None and rep.rows_in == len(raw), path
@@ -341,5 +352,9 @@ def test_every_real_file_loads_with_default_or_documented_options(nab_root: Path
             assert ds.has_labels == (path.name == "test.parquet")
         else:
             assert ds.metrics == ("value",) and len(ds) >= raw["timestamp"].nunique() - 1
-        if path.name in NEEDS:
+        if path.name in DST_REPEAT:
             assert rep.duplicate_rows == 11 and rep.moved == 1, (path, rep.lines())
+            assert rep.resample == "auto" and any(
+                "auto chose mean of each step (1 row moved)" in x for x in rep.lines())
+        else:
+            assert rep.moved == 0 and rep.merged == 0, (path, rep.lines())

@@ -96,3 +96,21 @@ def test_the_documented_file_source_example_loads_a_messy_export(tmp_path: Path,
                    "1 row shared a timestamp", "kept the last (--duplicates last)",
                    "12 rows off the 1min grid moved"):
         assert needle in caplog.text, needle
+
+
+def test_a_few_rows_off_the_grid_load_by_default_and_are_logged(tmp_path: Path,
+                                                                caplog) -> None:
+    """A daylight-saving repeat leaves a row off the grid: auto (the default) averages it into
+    its grid point when at most 1 % of the rows are off; ``resample: error`` refuses it."""
+    t = pd.date_range(T0, periods=150, freq="5min")
+    times = [*t[:70], t[69] + pd.Timedelta("2min"), *t[70:]]
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"timestamp": times, "cpu": range(151)}).to_csv(path, index=False)
+    assert FileSourceConfig(path=path).resample == "auto"
+    with caplog.at_level("WARNING", logger="aws_anomaly.sources.files"):
+        src = FileSource(FileSourceConfig(path=path))
+    ds = src.fetch(T0, t[-1] + pd.Timedelta("5min"))
+    assert len(ds) == 150 and ds.values("default")[69, 0] == 69.5  # mean of 69 and 70
+    assert "auto chose mean of each step (1 row moved)" in caplog.text
+    with pytest.raises(SourceError, match=r"irregular time step.*--resample mean\|last"):
+        FileSource(FileSourceConfig(path=path, resample="error"))

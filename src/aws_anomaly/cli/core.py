@@ -92,7 +92,8 @@ GapOpt = Annotated[str, typer.Option(
 MaxGapOpt = Annotated[str, typer.Option(
     "--max-gap-steps", help="Longest gap (in steps) the gap policy fills, or 'none'.")]
 ResampleOpt = Annotated[str, typer.Option(
-    help="Rows off the step grid: error, or aggregate each step by mean or last.")]
+    help="Rows off the step grid: auto (mean of each step when at most 1% of an entity's "
+    "rows are off it, else error), error, or aggregate each step by mean or last.")]
 TimestampsOpt = Annotated[str | None, typer.Option(
     help="Rows earlier than the row before them: error, sort, clamp or drop "
     "[default: error; sort for the long layout].")]
@@ -110,20 +111,20 @@ class LoadOptions:
     step: str | None = None
     gap_policy: str = "ffill"
     max_gap_steps: int | None = 36
-    resample: str = "error"
+    resample: str = "auto"
     timestamps: str | None = None
     duplicates: str = "first"
 
     @classmethod
     def from_cli(cls, *, layout: str = "auto", entity_label: str = "cluster",
                  step: str | None = None, gap_policy: str = "ffill",
-                 max_gap_steps: str = "36", resample: str = "error",
+                 max_gap_steps: str = "36", resample: str = "auto",
                  timestamps: str | None = None, duplicates: str = "first") -> LoadOptions:
         """Check the options' values as typed on the command line."""
         for flag, value, allowed in (
                 ("--layout", layout, ("auto", "wide", "long")),
                 ("--gap-policy", gap_policy, ("ffill", "interpolate", "error")),
-                ("--resample", resample, ("error", "mean", "last")),
+                ("--resample", resample, ("auto", "error", "mean", "last")),
                 ("--timestamps", timestamps, (None, *TIMESTAMP_POLICIES)),
                 ("--duplicates", duplicates, DUPLICATE_POLICIES)):
             if value not in allowed:
@@ -509,7 +510,7 @@ def train(
     step: StepOpt = None,
     gap_policy: GapOpt = "ffill",
     max_gap_steps: MaxGapOpt = "36",
-    resample: ResampleOpt = "error",
+    resample: ResampleOpt = "auto",
     timestamps: TimestampsOpt = None,
     duplicates: DuplicatesOpt = "first",
 ) -> None:
@@ -579,7 +580,7 @@ def evaluate(
     step: StepOpt = None,
     gap_policy: GapOpt = "ffill",
     max_gap_steps: MaxGapOpt = "36",
-    resample: ResampleOpt = "error",
+    resample: ResampleOpt = "auto",
     timestamps: TimestampsOpt = None,
     duplicates: DuplicatesOpt = "first",
 ) -> None:
@@ -641,7 +642,7 @@ def tune_cmd(
     step: StepOpt = None,
     gap_policy: GapOpt = "ffill",
     max_gap_steps: MaxGapOpt = "36",
-    resample: ResampleOpt = "error",
+    resample: ResampleOpt = "auto",
     timestamps: TimestampsOpt = None,
     duplicates: DuplicatesOpt = "first",
 ) -> None:
@@ -679,7 +680,7 @@ def score(
     step: StepOpt = None,
     gap_policy: GapOpt = "ffill",
     max_gap_steps: MaxGapOpt = "36",
-    resample: ResampleOpt = "error",
+    resample: ResampleOpt = "auto",
     timestamps: TimestampsOpt = None,
     duplicates: DuplicatesOpt = "first",
 ) -> None:

@@ -25,8 +25,10 @@ counted in :attr:`Dataset.report` (a :class:`LoadReport`) so nothing changes sil
   ``"first"`` (default) keeps the first row's values (per metric, the first value present),
   ``"last"`` the last, ``"mean"`` averages them; ``"error"`` refuses them.
 * **irregular steps** (``step``, ``resample``): the step is the most common difference between
-  consecutive rows unless given; rows off that grid are an error unless ``resample`` is
-  ``"mean"`` or ``"last"``, which aggregate each grid bucket.
+  consecutive rows unless given. ``"auto"`` (default) aggregates each grid bucket with the mean
+  when at most 1 % of an entity's rows are off the grid (a daylight-saving repeat, a late
+  scrape), and refuses the data when more are; ``"mean"`` or ``"last"`` aggregate each grid
+  bucket however many rows are off it; ``"error"`` refuses any row off the grid.
 * **gaps** (``gap_policy``, ``max_gap_steps``): missing grid points and NaN are filled.
 
 Errors name the source, the entity, the row and the times involved, and the option that would
@@ -49,6 +51,7 @@ import pandas as pd
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
+    "AUTO_RESAMPLE_MAX_PERCENT",
     "CONSTANT_POLICIES",
     "DEFAULT_ENTITY",
     "DUPLICATE_POLICIES",
@@ -69,7 +72,7 @@ __all__ = [
 ]
 
 GapPolicy = Literal["ffill", "interpolate", "error"]
-ResamplePolicy = Literal["error", "mean", "last"]
+ResamplePolicy = Literal["auto", "error", "mean", "last"]
 TimestampPolicy = Literal["error", "sort", "clamp", "drop"]
 DuplicatePolicy = Literal["first", "last", "mean", "error"]
 ConstantPolicy = Literal["keep", "drop", "error"]
@@ -78,7 +81,10 @@ LABEL_COLUMNS = ("is_anomaly", "anomaly_type")
 DEFAULT_ENTITY = "default"
 _RESERVED = {"timestamp", "entity", *LABEL_COLUMNS}
 _GAP_POLICIES = ("ffill", "interpolate", "error")
-_RESAMPLE_POLICIES = ("error", "mean", "last")
+_RESAMPLE_POLICIES = ("auto", "error", "mean", "last")
+#: ``resample="auto"`` aggregates an entity's rows (with the mean) only when at most this
+#: percentage of them is off the grid; more is refused as with ``"error"``.
+AUTO_RESAMPLE_MAX_PERCENT = 1
 TIMESTAMP_POLICIES: tuple[str, ...] = ("error", "sort", "clamp", "drop")
 DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "mean", "error")
 CONSTANT_POLICIES: tuple[str, ...] = ("keep", "drop", "error")
@@ -228,7 +234,7 @@ class LoadReport:
     step_inferred: bool = False
     #: share of consecutive differences (within an entity) equal to the step
     step_share: float = 1.0
-    resample: str = "error"
+    resample: str = "auto"
     #: rows off the grid, aggregated into the grid point of their bucket
     moved: int = 0
     #: rows merged with another row of the same bucket by the resampling
@@ -280,8 +286,13 @@ class LoadReport:
                              f"{'its' if self.moved == 1 else 'their'} grid point")
             if self.merged:
                 parts.append(f"{_n(self.merged)} merged with another row of the same step")
-            out.append(f"resample: {'; '.join(parts)} ({self.resample} of each step, "
-                       f"--resample {self.resample})")
+            if self.resample == "auto":
+                out.append(f"resample: auto chose mean of each step ({_n(self.moved)} moved): "
+                           f"{'; '.join(parts)} (--resample auto: at most "
+                           f"{AUTO_RESAMPLE_MAX_PERCENT}% of an entity's rows off the grid)")
+            else:
+                out.append(f"resample: {'; '.join(parts)} ({self.resample} of each step, "
+                           f"--resample {self.resample})")
         if self.filled_points or self.filled_values:
             out.append(f"gaps: {self.filled_points} missing grid point(s) and "
                        f"{self.filled_values} missing value(s) filled ({self.gap_policy}, "
@@ -493,18 +504,31 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
 
     off_grid = (t - t[0]) % step_ns != 0
     if off_grid.any():
-        if resample == "error":
+        n_rows = len(t)
+        off_phase = (t - phase) % step_ns != 0
+        moved = int(off_phase.sum())
+        too_many = resample == "auto" and 100 * moved > AUTO_RESAMPLE_MAX_PERCENT * n_rows
+        if resample == "error" or too_many:
+            start = f"starting at {ts(t[0])}"
+            why = ""
+            if too_many:
+                # Against the grid auto would have used: the rows that would have moved.
+                off_grid = off_phase
+                if off_phase[0]:
+                    start = (f"most rows are on (through "
+                             f"{ts(t[0] - (t[0] - phase) % step_ns)})")
+                why = (f"; --resample auto only resamples when at most "
+                       f"{AUTO_RESAMPLE_MAX_PERCENT}% of an entity's rows are off the grid")
             pos = int(np.flatnonzero(off_grid)[0])
             raise DataError(
                 f"{where}: irregular time step: {ts(t[pos])} ({names(int(rows[pos]))}) is not "
-                f"on the {format_step(step)} grid starting at {ts(t[0])} "
-                f"({int(off_grid.sum())} of {len(t)} rows are off it); aggregate each step with "
-                f"{_hint('resample', 'mean|last')}, or set the step with "
+                f"on the {format_step(step)} grid {start} "
+                f"({int(off_grid.sum())} of {n_rows} rows are off it{why}); aggregate each "
+                f"step with {_hint('resample', 'mean|last')}, or set the step with "
                 f"{_hint('step', 'DURATION')}"
             )
-        n_rows = len(t)
-        moved = int(((t - phase) % step_ns != 0).sum())
-        t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, resample, phase)
+        how = "mean" if resample == "auto" else resample
+        t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, how, phase)
         counts["moved"] += moved
         counts["merged"] += n_rows - len(t)
     pos = (t - t[0]) // step_ns
@@ -611,7 +635,7 @@ class Dataset:
         step: str | pd.Timedelta | None = None,
         gap_policy: GapPolicy = "ffill",
         max_gap_steps: int | None = 36,
-        resample: ResamplePolicy = "error",
+        resample: ResamplePolicy = "auto",
         timestamps: TimestampPolicy = "error",
         duplicates: DuplicatePolicy = "first",
         source: str = "input",
@@ -641,10 +665,13 @@ class Dataset:
             Rows before every metric has a first value are dropped (they cannot be filled
             causally), within the same limit.
         resample
-            What to do with timestamps off the grid: ``"error"``, or aggregate each grid bucket
-            ``[t, t + step)`` with ``"mean"`` / ``"last"``. The buckets start at the offset
-            (modulo the step) that more than half of all timestamps share, so a series sampled
-            at :01, :06, ... keeps its times and only the stray rows move; without such a
+            What to do with timestamps off the grid: ``"auto"`` (default) aggregates each grid
+            bucket ``[t, t + step)`` with the mean when at most 1 % of an entity's rows are off
+            the grid (the report says that auto chose mean and how many rows moved) and refuses
+            the data (as ``"error"``, saying why) when more are; ``"error"`` refuses any row off
+            the grid; ``"mean"`` / ``"last"`` aggregate each bucket. The buckets start at the
+            offset (modulo the step) that more than half of all timestamps share, so a series
+            sampled at :01, :06, ... keeps its times and only the stray rows move; without such a
             majority they start at multiples of ``step`` since the Unix epoch. All entities
             share that one grid. Labels: a bucket is anomalous when any of its rows is, with the
             last non-empty type.

@@ -347,7 +347,7 @@ def read_dataset(
     step: str | pd.Timedelta | None = None,
     gap_policy: GapPolicy = "ffill",
     max_gap_steps: int | None = 36,
-    resample: ResamplePolicy = "error",
+    resample: ResamplePolicy = "auto",
     timestamps: TimestampPolicy | None = None,
     duplicates: DuplicatePolicy = "first",
 ) -> Dataset:
