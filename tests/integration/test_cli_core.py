@@ -89,6 +89,24 @@ def test_score_in_process_and_subprocess(trained: Path, workdir: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_csv(out2), s)
 
 
+def test_score_into_a_folder_and_version(trained: Path, workdir: Path, capsys) -> None:
+    folder = workdir / "scores-here"
+    folder.mkdir()
+    assert main(["score", "--data", str(workdir / "data"), "--model", str(trained),
+                 "--out", str(folder)]) == 0
+    assert len(pd.read_csv(folder / "scores.csv")) == 2 * 7 * 288
+    blocker = workdir / "a-file"
+    blocker.write_text("x")
+    capsys.readouterr()
+    assert main(["score", "--data", str(workdir / "data"), "--model", str(trained),
+                 "--out", str(blocker / "scores.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err
+    from aws_anomaly import __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"aws-anomaly {__version__}"
+
+
 def test_errors_are_one_line_exit_2(trained: Path, workdir: Path, capsys) -> None:
     manifest = trained.parent / "tampered"
     import shutil

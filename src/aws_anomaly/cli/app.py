@@ -20,8 +20,19 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from aws_anomaly import __version__
+
+        typer.echo(f"aws-anomaly {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """Anomaly detection for AWS / Kubernetes cluster metrics.
 
     Start with `aws-anomaly demo` (or `make run`), or `aws-anomaly generate --out data/`.

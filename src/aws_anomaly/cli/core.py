@@ -672,7 +672,8 @@ def score(
     data: Annotated[Path, typer.Option("--data", help="CSV/Parquet file, or a folder holding "
                                        "metrics.csv.")],
     model: ModelOpt,
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="CSV file to write (an existing folder: scores.csv in it).")],
     contributions: Annotated[bool, typer.Option(help="Also write contrib_<metric> columns.")]
     = False,
     layout: LayoutOpt = "auto",
@@ -688,6 +689,11 @@ def score(
     opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
                                 gap_policy=gap_policy, max_gap_steps=max_gap_steps,
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
+    if out.is_dir():
+        out = out / "scores.csv"
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: {out.parent} is a file, not a folder; give a CSV path "
+                          "in a folder")
     ds, _ = load_data(data, opts)
     if ds.report is not None and ds.report.changed:
         for line in ds.report.lines()[1:]:
