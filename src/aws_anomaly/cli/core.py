@@ -65,8 +65,9 @@ __all__ = ["DEFAULT_DESCRIPTION", "LoadOptions", "evaluate_model", "load_data", 
 #: ``--detector default``, and ``auto`` when the training history has no labelled anomalies
 #: (detector selection compares F1 on labelled folds, so it cannot run): the label-free
 #: :func:`aws_anomaly.model.default_model`.
-DEFAULT_DESCRIPTION = ("the label-free default model: kNN distance on each metric's level and "
-                       "short-term volatility, peaks-over-threshold threshold")
+DEFAULT_DESCRIPTION = ("the label-free default model: kNN distance in two views of each metric "
+                       "(its level and volatility; its deviations from rolling and daily "
+                       "baselines), peaks-over-threshold threshold")
 
 DataOpt = Annotated[Path | None, typer.Option(
     "--data", help="CSV/Parquet file, or a folder holding metrics.csv (and optionally "
