@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aws_anomaly.data import Dataset
-from aws_anomaly.errors import ConfigError
+from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.model import AnomalyModel, default_model
 
 
@@ -113,8 +113,6 @@ def test_fits_without_validation_on_out_of_fit_scores(frames) -> None:
 
 
 def test_stream_policies_for_late_and_repeated_points(model, frames) -> None:
-    from aws_anomaly.errors import DataError
-
     train, val, test = frames
     hist = Dataset.from_frame(pd.concat([train, val], ignore_index=True))
     metrics = list(model.metrics_)

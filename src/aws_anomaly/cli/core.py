@@ -414,7 +414,9 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
         options = dict(model_options or {})
         if threshold != "auto":
             options["calibration"] = threshold
-        model = default_model(split.train.step, **options)
+        per_entity = split.train.frame.groupby("entity").size().min()
+        model = default_model(split.train.step, history=split.train.step * int(per_entity),
+                              **options)
     else:
         model = AnomalyModel(detector, seeded_params({}, detector, seed), calibration=threshold,
                              **(model_options or {}))
