@@ -275,3 +275,25 @@ def test_knn_offset_is_out_of_fit_when_the_reference_is_subsampled() -> None:
     # No training row scores the trivial 0 of meeting itself.
     assert train_scores.min() > 0
     assert det.offset_ == pytest.approx(np.quantile(train_scores, 0.9))
+
+
+def test_knn_views_are_rms_distances_averaged_and_saved_without_their_cache() -> None:
+    import skops.io as sio
+
+    from aws_anomaly.detectors import TRUSTED_TYPES, KNNDetector
+
+    rng = np.random.default_rng(4)
+    X, Q = rng.normal(size=(200, 5)), rng.normal(size=(30, 5)) * 3
+    views = [[0, 1], [1, 2, 3, 4]]  # column 1 sits in both views
+    det = KNNDetector(views=views).fit(X)
+    expect = np.zeros(len(Q))
+    for v in views:
+        d = np.sqrt(((Q[:, None, v] - X[None, :, v]) ** 2).sum(axis=2)).min(axis=1)
+        expect += d / np.sqrt(len(v)) / len(views)
+    np.testing.assert_allclose(det.score_samples(Q), expect, rtol=1e-9, atol=1e-9)
+    blob = sio.dumps(det)
+    assert b"_view_cache" not in blob
+    back = sio.loads(blob, trusted=TRUSTED_TYPES)
+    np.testing.assert_array_equal(back.score_samples(Q), det.score_samples(Q))
+    with pytest.raises(ConfigError, match="view 1"):
+        KNNDetector(views=[[0], [9]]).fit(X)

@@ -152,11 +152,29 @@ class KNNDetector(BaseDetector):
         scores[idx] = self.training_scores_
         return scores
 
+    def _view_reference(self, view: int) -> np.ndarray:
+        """The reference rows' columns of one view, contiguous. Taken once and kept (not
+        saved): a column subset is a copy, and copying the whole reference set for every
+        scored block (every live point) cost more than the distances themselves."""
+        v = self.views_[view]
+        if len(v) == self.reference_.shape[1]:
+            return self.reference_
+        cache = self.__dict__.setdefault("_view_cache", {})
+        ref = cache.get(view)
+        if ref is None:
+            ref = cache[view] = np.ascontiguousarray(self.reference_[:, v])
+        return ref
+
+    def __getstate__(self) -> dict:  # type: ignore[type-arg]
+        state = super().__getstate__()
+        state.pop("_view_cache", None)  # derived from reference_; rebuilt on first use
+        return state
+
     def _sq_distances(self, xc: np.ndarray, view: int, start: int | None) -> np.ndarray:
         """(rows, reference) squared distances in one view; the diagonal block starting at
         ``start`` (leave-one-out) is set to +inf."""
         v = self.views_[view]
-        ref = self.reference_[:, v] if len(v) < self.reference_.shape[1] else self.reference_
+        ref = self._view_reference(view)
         x = xc[:, v] if len(v) < xc.shape[1] else xc
         d2 = x @ ref.T
         d2 *= -2.0
