@@ -366,10 +366,16 @@ class SklearnAdapter(BaseDetector):
         return -self._normality(X)
 
 
+def subsample_index(n: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    """Sorted row indices of a uniform random subset of ``max_rows`` of ``n`` rows (without
+    replacement); None when ``n`` is at most ``max_rows`` (keep every row)."""
+    if max_rows is None or n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+
+
 def subsample_rows(X: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
     """``X`` itself when it has at most ``max_rows`` rows, else a uniform random subset
     (without replacement, kept in the original row order)."""
-    if max_rows is None or X.shape[0] <= max_rows:
-        return X
-    idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=max_rows, replace=False))
-    return X[idx]
+    idx = subsample_index(X.shape[0], max_rows, seed)
+    return X if idx is None else X[idx]

@@ -42,12 +42,12 @@ import numpy as np
 
 from aws_anomaly.detectors.base import (
     BaseDetector,
-    check_float_param,
     check_int_param,
     check_n_jobs_param,
     check_random_state_param,
     map_chunks,
     seed_from,
+    subsample_index,
 )
 from aws_anomaly.errors import ConfigError
 
@@ -105,7 +105,6 @@ class KNNDetector(BaseDetector):
         owner = type(self).__name__
         check_int_param(owner, "n_neighbors", self.n_neighbors, low=1)
         check_int_param(owner, "max_train_rows", self.max_train_rows, low=2)
-        check_float_param(owner, "contamination", self.contamination, low=0.0, high=0.5)
         check_random_state_param(owner, self.random_state)
         check_n_jobs_param(owner, self.n_jobs)
 
@@ -132,11 +131,8 @@ class KNNDetector(BaseDetector):
     def _fit(self, X: np.ndarray) -> np.ndarray:
         self.views_ = self._check_views(X.shape[1])
         n = X.shape[0]
-        if n > self.max_train_rows:
-            # The same seeded draw as subsample_rows, keeping the chosen row indices.
-            rng = np.random.default_rng(seed_from(self.random_state))
-            idx = np.sort(rng.choice(n, size=self.max_train_rows, replace=False))
-        else:
+        idx = subsample_index(n, self.max_train_rows, seed_from(self.random_state))
+        if idx is None:
             idx = np.arange(n)
         self.reference_ = np.ascontiguousarray(X[idx], dtype=np.float64)
         self.reference_sq_ = np.stack([
