@@ -919,18 +919,13 @@ _CONSTANT_TOLERANCE = 1e-6
 
 
 def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:
-    """(head, tail): the last ``share`` of each entity's rows in ``tail``; None when an
-    entity's head would be shorter than ``min_rows`` or its tail shorter than 10 rows."""
-    f = ds.frame
-    grouped = f.groupby("entity", sort=False)
-    pos = grouped.cumcount().to_numpy()
-    size = grouped["entity"].transform("size").to_numpy()
-    n_tail = np.ceil(share * size).astype(np.int64)
-    head = pos < size - n_tail
+    """:meth:`Dataset.split_tail`, or None when an entity's head would be shorter than
+    ``min_rows`` or its tail shorter than 10 rows."""
+    size = ds.frame.groupby("entity", sort=False).size().to_numpy()
+    n_tail = np.ceil(share * size)
     if ((size - n_tail) < min_rows).any() or (n_tail < 10).any():
         return None
-    return (Dataset(frame=f.loc[head].reset_index(drop=True), metrics=ds.metrics, step=ds.step),
-            Dataset(frame=f.loc[~head].reset_index(drop=True), metrics=ds.metrics, step=ds.step))
+    return ds.split_tail(share)
 
 
 def constant_metrics(ds: Dataset) -> dict[str, float]:

@@ -972,6 +972,27 @@ class Dataset:
         f = self.frame[self.frame["entity"].isin(wanted)].reset_index(drop=True)
         return Dataset(frame=f, metrics=self.metrics, step=self.step, report=self.report)
 
+    def split_tail(self, share: float) -> tuple[Dataset, Dataset]:
+        """(head, tail): the last ``ceil(share * rows)`` rows of each entity in ``tail``.
+
+        >>> ts = pd.date_range("2026-01-01", periods=10, freq="1h", tz="UTC")
+        >>> head, tail = Dataset.from_frame(pd.DataFrame({"timestamp": ts, "cpu": range(10)})
+        ...                                 ).split_tail(0.15)
+        >>> len(head), tail.frame["cpu"].tolist()
+        (8, [8.0, 9.0])
+        """
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"split_tail: share must be in (0, 1), got {share!r}")
+        f = self.frame
+        grouped = f.groupby("entity", sort=False)
+        pos = grouped.cumcount().to_numpy()
+        size = grouped["entity"].transform("size").to_numpy()
+        head = pos < size - np.ceil(share * size)
+        return (Dataset(frame=f.loc[head].reset_index(drop=True), metrics=self.metrics,
+                        step=self.step),
+                Dataset(frame=f.loc[~head].reset_index(drop=True), metrics=self.metrics,
+                        step=self.step))
+
     def slice_time(self, start: pd.Timestamp | str | None = None,
                    end: pd.Timestamp | str | None = None) -> Dataset:
         """Rows with ``start <= timestamp < end`` (either bound may be None; naive = UTC).

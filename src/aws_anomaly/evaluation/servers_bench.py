@@ -191,15 +191,7 @@ class ModelDetector:
         if self.validation_share is None:
             self.model_ = model.fit(ds)
             return self
-        f = ds.frame
-        pos = f.groupby("entity", sort=False).cumcount().to_numpy()
-        size = f.groupby("entity", sort=False)["entity"].transform("size").to_numpy()
-        fit_mask = pos < size - np.ceil(self.validation_share * size)
-        fit_ds = Dataset(frame=f.loc[fit_mask].reset_index(drop=True), metrics=ds.metrics,
-                         step=ds.step)
-        val_ds = Dataset(frame=f.loc[~fit_mask].reset_index(drop=True), metrics=ds.metrics,
-                         step=ds.step)
-        self.model_ = model.fit(fit_ds, val_ds)
+        self.model_ = model.fit(*ds.split_tail(self.validation_share))
         return self
 
     def score(self, test: Dataset | pd.DataFrame,
