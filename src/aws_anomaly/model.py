@@ -565,7 +565,7 @@ class AnomalyModel:
         self.feature_names_ = tuple(names[c] for c in cols)
         self.groups_ = {k: sorted(j for i in v for j in positions.get(int(i), []))
                         for k, v in groups.items()}
-        self._blind_cache = None
+        self._constant_cache = None
         # metric position -> its constant training value
         self.constant_ = {self.metrics_.index(m): float(v) for m, v in constants.items()}
 
@@ -601,20 +601,22 @@ class AnomalyModel:
         return X
 
     # ------------------------------------------------------------------ constant metrics
+    def _constant_layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """(value columns, all columns) of the constant metrics, positions in the model's
+        columns; derived once from ``constant_`` and the column layout (scoring is a hot path)."""
+        cached = getattr(self, "_constant_cache", None)
+        if cached is None:
+            pos = {n: j for j, n in enumerate(self.feature_names_)}
+            values = [pos[f"{self.metrics_[m]}__value"] for m in self.constant_]
+            blinded = sorted({c for m in self.constant_
+                              for c in self.groups_.get(self.metrics_[m], [])})
+            cached = (np.asarray(values, dtype=np.int64), np.asarray(blinded, dtype=np.int64))
+            self._constant_cache = cached
+        return cached
+
     def _constant_value_columns(self) -> np.ndarray:
         """Positions (in the model's columns) of the value of each constant metric."""
-        pos = {n: j for j, n in enumerate(self.feature_names_)}
-        return np.asarray([pos[f"{self.metrics_[m]}__value"] for m in self.constant_],
-                          dtype=np.int64)
-
-    def _blinded_columns(self) -> np.ndarray:
-        cached = getattr(self, "_blind_cache", None)
-        if cached is None:
-            cols = sorted({c for m in self.constant_
-                           for c in self.groups_.get(self.metrics_[m], [])})
-            cached = np.asarray(cols, dtype=np.int64)
-            self._blind_cache = cached
-        return cached
+        return self._constant_layout()[0]
 
     def _blind_constants(self, Xs: np.ndarray) -> np.ndarray:
         """``Xs`` with the columns of constant metrics at their training value (0): the
@@ -622,7 +624,7 @@ class AnomalyModel:
         if not getattr(self, "constant_", None):
             return Xs
         out = Xs.copy()
-        out[:, self._blinded_columns()] = 0.0
+        out[:, self._constant_layout()[1]] = 0.0
         return out
 
     def _constant_breaks(self, Xs: np.ndarray) -> np.ndarray:
