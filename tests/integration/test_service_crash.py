@@ -7,11 +7,9 @@ still there; after a restart the service goes on scoring and writing.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from sqlalchemy import text
 from aws_anomaly.store import Store
 
 from .amkit import free_port
+from .servekit import start_serve
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +39,7 @@ jobs:
 
 
 def start(cfg: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "AWS_ANOMALY__SERVICE__TOKEN": "crash-token"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "aws_anomaly", "serve", "--config", str(cfg), "--port",
-         str(port), "--log-level", "warning"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    return start_serve(cfg, port, log, env={"AWS_ANOMALY__SERVICE__TOKEN": "crash-token"})
 
 
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 240) -> None:

@@ -4,10 +4,8 @@ kill is delivered, none twice; the outbox and the events agree."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from aws_anomaly.store import Store
 
 from .amkit import free_port
 from .hookkit import SwitchableReceiver
+from .servekit import start_serve
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +42,7 @@ jobs:
 
 
 def start(cfg: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "AWS_ANOMALY__SERVICE__TOKEN": "kill-token"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "aws_anomaly", "serve", "--config", str(cfg), "--port",
-         str(port), "--log-level", "warning"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    return start_serve(cfg, port, log, env={"AWS_ANOMALY__SERVICE__TOKEN": "kill-token"})
 
 
 def wait(cond, proc: subprocess.Popen, timeout: float, what: str):

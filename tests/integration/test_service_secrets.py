@@ -4,10 +4,7 @@ httpx's per-request INFO lines (each with its URL) are silenced."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -20,6 +17,7 @@ from aws_anomaly.sources.demo import DemoSource
 
 from .amkit import free_port
 from .hookkit import SwitchableReceiver
+from .servekit import start_serve
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +63,9 @@ def test_no_secret_in_answers_or_logs(tmp_path, test_output):
         src.fetch(now - pd.Timedelta(days=2), now)).save(data / "models" / "demo")
     log = test_output / "service.log"
     port = free_port()
-    env = {**os.environ, "AWS_ANOMALY__SERVICE__TOKEN": API_TOKEN,
-           "SLACK_URL": f"http://127.0.0.1:{slack.port}/services/{SLACK_SECRET}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aws_anomaly", "serve", "--config", str(cfg), "--port",
-         str(port), "--log-level", "info"], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        env=env)
+    proc = start_serve(cfg, port, log, log_level="info", append=False, env={
+        "AWS_ANOMALY__SERVICE__TOKEN": API_TOKEN,
+        "SLACK_URL": f"http://127.0.0.1:{slack.port}/services/{SLACK_SECRET}"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
