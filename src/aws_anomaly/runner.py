@@ -361,12 +361,7 @@ class JobRunner:
         self._progress(step=f"fitting {self.job.model.detector} on {len(data):,} points of "
                             f"{len(data.entities)} entities", history_points=len(data))
         # The last fifth of each entity's history calibrates the threshold.
-        cut = data.frame.groupby("entity")["timestamp"].transform(
-            lambda s: s.iloc[int(len(s) * 0.8)])
-        train = Dataset(frame=data.frame[data.frame["timestamp"] < cut].reset_index(drop=True),
-                        metrics=data.metrics, step=data.step)
-        valid = Dataset(frame=data.frame[data.frame["timestamp"] >= cut].reset_index(drop=True),
-                        metrics=data.metrics, step=data.step)
+        train, valid = data.split_tail(0.2)
         thr = self.job.model.threshold
         is_default = self.job.model.detector == "default"
         method = thr.method if thr.method != "auto" else ("pot" if is_default else "target_fpr")
