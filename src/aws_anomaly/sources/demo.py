@@ -1,11 +1,16 @@
 """Demo replay: the demo generator served as a live source in accelerated real time.
 
 A virtual clock maps wall time to data time: when the source is created, data time is
-``start`` (by default the wall clock, floored to the step) and ``days`` of history lie before
-it; afterwards data time runs ``speedup`` times faster than the wall clock. :meth:`fetch` never
-returns a point after the virtual now, so a live loop sees new points arrive as in production.
-Generated data covers ``days + future_days``; past that the replay starts again from the first
-generated point (timestamps keep increasing, so the seam shows as one level change).
+``start`` and ``days`` of history lie before it; afterwards data time runs ``speedup`` times
+faster than the wall clock. :meth:`fetch` never returns a point after the virtual now, so a live
+loop sees new points arrive as in production.
+
+The replay never runs ahead of the wall clock: by default ``start`` is ``future_days`` before
+the wall clock (floored to the step), the replay fast-forwards through those days and, once it
+has caught up, follows the wall clock (data time is capped at it). A ``start`` given after the
+wall clock (tests pin the data time and pass a fake clock) is a deliberate simulation and is not
+capped. Generated data covers ``days + future_days``; past that the replay starts again from the
+first generated point (timestamps keep increasing, so the seam shows as one level change).
 
 For fault tests, :meth:`DemoSource.fail_next` makes the next *n* fetches raise
 :class:`SourceError`, and :attr:`DemoSource.failing` makes every fetch raise until cleared.
@@ -40,8 +45,8 @@ class DemoSource(BaseSource):
     metrics
         Which demo metrics to serve (default: all three).
     start
-        Data time at creation (default: now, floored to the step). Fixing it makes the
-        timestamps, not only the values, reproducible.
+        Data time at creation (default: ``future_days`` before the wall clock, floored to the
+        step). Fixing it makes the timestamps, not only the values, reproducible.
     wall_clock
         Seconds since the epoch, :func:`time.time` by default; tests pass a fake clock.
 
@@ -74,8 +79,12 @@ class DemoSource(BaseSource):
                               f"{list(DEMO_METRICS)}")
         self._wall = wall_clock
         self._wall0 = wall_clock()
-        now = to_utc(start, where="start") if start is not None else pd.Timestamp.now(tz="UTC")
+        wall_now = pd.Timestamp(self._wall0, unit="s", tz="UTC")
+        now = (to_utc(start, where="start") if start is not None
+               else wall_now - pd.Timedelta(days=cfg.future_days))
         self.start = now.floor(self.step)
+        #: Whether data time is capped at the wall clock (see the module docstring).
+        self.follows_wall = self.start <= wall_now
         self.origin = self.start - pd.Timedelta(days=cfg.days)  # data time of generated row 0
         # Generated on the replay's own time axis, so daily and weekly cycles fall on the
         # right hours and the events need no shifting.
@@ -101,9 +110,13 @@ class DemoSource(BaseSource):
 
     # ------------------------------------------------------------------ clock and faults
     def now(self) -> pd.Timestamp:
-        """Virtual data time: ``start + (wall - wall at creation) * speedup``."""
-        elapsed = (self._wall() - self._wall0) * self.cfg.speedup
-        return self.start + pd.Timedelta(seconds=elapsed)
+        """Virtual data time: ``start + (wall - wall at creation) * speedup``, never past the
+        wall clock when :attr:`follows_wall`."""
+        wall = self._wall()
+        virtual = self.start + pd.Timedelta(seconds=(wall - self._wall0) * self.cfg.speedup)
+        if self.follows_wall:
+            return min(virtual, pd.Timestamp(wall, unit="s", tz="UTC"))
+        return virtual
 
     def fail_next(self, n: int = 1, message: str = "injected failure") -> None:
         """Make the next ``n`` calls to :meth:`fetch` raise :class:`SourceError`."""
