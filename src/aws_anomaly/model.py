@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ from aws_anomaly.features import (
     build_features,
     check_history,
 )
+from aws_anomaly.features.band import Band, BandSpec, BandState, band_arrays, fit_band
 
 __all__ = [
     "AUTO_MAX_FPR",
@@ -204,6 +205,11 @@ class PointScore:
     top_metric: str
     contributions: dict[str, float] = field(default_factory=dict)
     ready: bool = True
+    #: Expected value and band per metric (NaN before the band has history; see
+    #: :mod:`aws_anomaly.features.band`).
+    expected: dict[str, float] = field(default_factory=dict)
+    lower: dict[str, float] = field(default_factory=dict)
+    upper: dict[str, float] = field(default_factory=dict)
 
 
 class AnomalyModel:
@@ -226,6 +232,11 @@ class AnomalyModel:
     exclude_labelled
         When the training data has labels, leave rows labelled anomalous out of the detector's
         training set (labels of the training split only; they never reach later splits).
+    band
+        The expected value and band per metric (:mod:`aws_anomaly.features.band`), returned by
+        :meth:`score` and by streams: ``"auto"`` (:meth:`BandSpec.for_step` of the training
+        step: a 3-hour level window, daily and weekly season candidates), a
+        :class:`~aws_anomaly.features.band.BandSpec`, or None (no band columns' values).
     feature_set
         ``"stationary"`` (default): leave out level features (value, rolling mean / min / max /
         quantiles, cross ratios), keeping deviations, spreads, differences, seasonal
@@ -268,7 +279,8 @@ class AnomalyModel:
                  clip: float | None = 10.0, persist: Sequence[int] = (6, 36),
                  persist_weight: float = 1.0, persist_baseline: int | None = 288,
                  log_std_floor: str = "typical",
-                 calibration_holdout: float | None = None) -> None:
+                 calibration_holdout: float | None = None,
+                 band: BandSpec | Mapping[str, Any] | str | None = "auto") -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
         self.detector = detector
@@ -314,6 +326,11 @@ class AnomalyModel:
                               f"than every persist span {list(self.persist)}, got "
                               f"{persist_baseline!r}")
         self.persist_baseline = None if persist_baseline is None else int(persist_baseline)
+        if isinstance(band, Mapping):
+            band = BandSpec.from_dict(band)
+        if not (band is None or band == "auto" or isinstance(band, BandSpec)):
+            raise ConfigError(f"band must be 'auto', None or a BandSpec, got {band!r}")
+        self.band = band
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -349,9 +366,30 @@ class AnomalyModel:
         History of an entity is used only when it ends exactly one step before the entity's
         first row in ``data`` (a contiguous series); otherwise those rows warm up afresh.
         """
-        metrics = list(self.metrics_)
         blocks, ready_blocks = [], []
         fm = None
+        for entity, vals, ts, n_ctx in self._entity_series(data, history):
+            check_history(len(vals), self.spec,
+                          f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
+            fm = build_features(vals, ts, list(self.metrics_), self.spec)
+            full = _with_persist(fm.values, self._persist_plan(fm.names))
+            block = full[n_ctx:]
+            blocks.append(self._transform(block) if prepared else block)
+            ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
+        if not blocks:  # Dataset guarantees rows, so this is a programming error
+            raise DataError(f"{where}: no rows to build features from")
+        X = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
+        ready = np.concatenate(ready_blocks) if ready_blocks else np.empty(0, dtype=bool)
+        return X, ready, fm
+
+    def _entity_series(self, data: Dataset, history: Dataset | None
+                       ) -> Iterator[tuple[str, np.ndarray, pd.DatetimeIndex, int]]:
+        """Per entity: (entity, values with look-back, timestamps, look-back rows).
+
+        History of an entity is prepended only when it ends exactly one step before the
+        entity's first row in ``data`` (a contiguous series).
+        """
+        metrics = list(self.metrics_)
         hist_frames = dict(history.iter_entities()) if history is not None else {}
         for entity, ef in data.iter_entities():
             vals = ef[metrics].to_numpy(dtype=np.float64)
@@ -362,18 +400,20 @@ class AnomalyModel:
                 vals = np.vstack([h[metrics].to_numpy(dtype=np.float64), vals])
                 ts = pd.DatetimeIndex(h.index).append(ts)
                 n_ctx = len(h)
-            check_history(len(vals), self.spec,
-                          f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
-            fm = build_features(vals, ts, metrics, self.spec)
-            full = _with_persist(fm.values, self._persist_plan(fm.names))
-            block = full[n_ctx:]
-            blocks.append(self._transform(block) if prepared else block)
-            ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
-        if not blocks:  # Dataset guarantees rows, so this is a programming error
-            raise DataError(f"{where}: no rows to build features from")
-        X = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
-        ready = np.concatenate(ready_blocks) if ready_blocks else np.empty(0, dtype=bool)
-        return X, ready, fm
+            yield entity, vals, ts, n_ctx
+
+    def _bands(self, data: Dataset, history: Dataset | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected value, lower and upper bound of every row of ``data`` (in order) and
+        metric; NaN without a band or before its window has history."""
+        n, m = len(data.frame), len(self.metrics_)
+        band = getattr(self, "band_", None)
+        if band is None:
+            nan = np.full((n, m), np.nan)
+            return nan, nan.copy(), nan.copy()
+        parts = [tuple(a[n_ctx:] for a in band_arrays(vals, band))
+                 for _, vals, _, n_ctx in self._entity_series(data, history)]
+        return tuple(np.vstack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
     def _persist_plan(self, names: Sequence[str]) -> _PersistPlan:
         """Which EWMA columns to append to the spec's features ``names``."""
@@ -422,6 +462,9 @@ class AnomalyModel:
                 return self
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
+        spec = BandSpec.for_step(self.step_) if self.band == "auto" else self.band
+        self.band_ = (None if spec is None else fit_band(
+            [vals for _, vals, _, _ in self._entity_series(train, None)], spec))
         X_full, ready, fm = self._features(train, None, "training data", prepared=False)
         names, groups = _persist_layout(fm.names, fm.groups, self._persist_plan(fm.names))
         self.all_feature_names_ = names
@@ -752,7 +795,9 @@ class AnomalyModel:
         -------
         pandas.DataFrame
             ``timestamp``, ``entity``, ``anomaly_score`` (>= 1.0 is anomalous), ``is_anomaly``,
-            ``top_metric``, ``contrib_<metric>`` per metric, ``ready``; one row per input row,
+            ``top_metric``, ``contrib_<metric>`` per metric, ``ready``, and per metric the
+            expected value and band ``expected_<metric>``, ``lower_<metric>``,
+            ``upper_<metric>`` (NaN where the band has no history yet); one row per input row,
             in the dataset's (entity, timestamp) order.
         """
         self._check_fitted()
@@ -777,6 +822,11 @@ class AnomalyModel:
         for j, metric in enumerate(self.metrics_):
             out[f"contrib_{metric}"] = contrib[:, j]
         out["ready"] = ready
+        yhat, lower, upper = self._bands(ds, hist)
+        for j, metric in enumerate(self.metrics_):
+            out[f"expected_{metric}"] = yhat[:, j]
+            out[f"lower_{metric}"] = lower[:, j]
+            out[f"upper_{metric}"] = upper[:, j]
         return out
 
     def predict(self, data: Dataset | pd.DataFrame) -> np.ndarray:
@@ -816,8 +866,11 @@ class AnomalyModel:
                 "persist_baseline": self.persist_baseline,
                 "log_std_floor": self.log_std_floor,
                 "calibration_holdout": self.calibration_holdout,
+                "band": self.band if not isinstance(self.band, BandSpec) else self.band.to_dict(),
             },
             "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
+            "band": (None if getattr(self, "band_", None) is None
+                     else self.band_.to_dict()),
             "views": self.views_,
             "metrics": list(self.metrics_),
             "step_seconds": self.step_.total_seconds(),
@@ -860,7 +913,8 @@ class AnomalyModel:
                         persist_weight=cfg.get("persist_weight", 1.0),
                         persist_baseline=cfg.get("persist_baseline"),
                         log_std_floor=cfg.get("log_std_floor", "typical"),
-                        calibration_holdout=cfg.get("calibration_holdout"))
+                        calibration_holdout=cfg.get("calibration_holdout"),
+                        band=cfg.get("band"))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
@@ -868,6 +922,9 @@ class AnomalyModel:
             model.groups_ = {k: [int(i) for i in v] for k, v in man["feature_groups"].items()}
             model.constant_ = {model.metrics_.index(k): float(v)
                                for k, v in man.get("constant_metrics", {}).items()}
+            # bundles written before bands have none
+            model.band_ = (None if man.get("band") is None
+                           else Band.from_dict(man["band"], len(model.metrics_)))
             model.calibrator_ = Calibrator.from_dict(man["calibrator"])
             model.calibration_used_ = man.get("calibration_used", {})
             model.training_summary_ = man.get("training_summary", {})
@@ -1115,6 +1172,9 @@ class StreamScorer:
         self._last_ts: pd.Timestamp | None = None
         self._last_values: np.ndarray | None = None
         self._step_ns = int(model.step_.value)
+        band = getattr(model, "band_", None)
+        self._band = None if band is None else BandState(band)
+        self._expected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def prime(self, timestamps: Sequence[pd.Timestamp], values: np.ndarray) -> None:
         """Feed history (not scored)."""
@@ -1155,7 +1215,11 @@ class StreamScorer:
         return row
 
     def _advance(self, ts: pd.Timestamp, values: np.ndarray) -> np.ndarray:
-        """One step of the spec's features and of the persistence EWMAs (see _with_persist)."""
+        """One step of the spec's features, the persistence EWMAs (see _with_persist) and the
+        band (the band of this row is kept before the row updates it)."""
+        if self._band is not None:
+            self._expected = self._band.expected()
+            self._band.update(values)
         row = self._builder.update(ts, values)
         if not self._persist_src.size:
             return row
@@ -1178,12 +1242,18 @@ class StreamScorer:
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")
         model = self.model
+        names = model.metrics_
+        if self._expected is None:
+            band: tuple[dict[str, float], ...] = ({}, {}, {})
+        else:
+            band = tuple({mt: float(v) for mt, v in zip(names, arr, strict=True)}
+                         for arr in self._expected)
         if not self._builder.ready:
-            return PointScore(ts, self.entity, 0.0, False, "",
-                              dict.fromkeys(model.metrics_, 0.0), False)
+            return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
+                              *band)
         score, flag, contrib = model._score_matrix(model._transform(row[None, :]),
                                                    np.ones(1, dtype=bool), "flagged")
         c = contrib[0]
-        top = model.metrics_[int(c.argmax())] if c.sum() > 0 else ""
+        top = names[int(c.argmax())] if c.sum() > 0 else ""
         return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,
-                          {mt: float(v) for mt, v in zip(model.metrics_, c, strict=True)}, True)
+                          {mt: float(v) for mt, v in zip(names, c, strict=True)}, True, *band)

@@ -35,7 +35,9 @@ def test_score_columns_warmup_and_flags(fitted, data: Dataset) -> None:
     s = model.score(data)
     metrics = list(data.metrics)
     assert list(s.columns) == ["timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric",
-                               *[f"contrib_{m}" for m in metrics], "ready"]
+                               *[f"contrib_{m}" for m in metrics], "ready",
+                               *[f"{k}_{m}" for m in metrics
+                                 for k in ("expected", "lower", "upper")]]
     assert len(s) == len(data)
     assert (s["timestamp"].to_numpy() == data.frame["timestamp"].to_numpy()).all()
     # the first min_history - 1 rows of every entity are warming up: score 0, never flagged

@@ -1,0 +1,350 @@
+"""Expected value and band per metric: ``yhat``, ``lower``, ``upper``, causal.
+
+What a user reads next to each metric (as CloudWatch anomaly detection, vmanomaly, Datadog
+and Grafana draw it): where the metric was expected to be at this step given only its past,
+and how far from that is still normal.
+
+Model, per metric, at row ``t`` (only rows ``< t`` are used, so the band of a point is known
+before the point arrives):
+
+* **Season** ``S_t``: the median of the values one, two, ... ``n_periods`` seasons earlier
+  (``x[t - P]``, ``x[t - 2P]``, ...; those that exist), or 0 without a season. A median of past
+  seasons keeps one odd day out, and a spike that recurs at the same time every day (a nightly
+  cron job) becomes part of the expected value.
+* **Level** ``L_t``: the median of the de-seasonalised values ``x - S`` over the last
+  ``window`` rows. A short anomaly does not move a median; a shift that lasts longer than half
+  the window *is* the new level (re-baselining), so the band follows a deployment that moved a
+  metric for good instead of alarming forever.
+* ``yhat_t = S_t + L_t``.
+* **Scale** ``sigma_t``: the larger of the metric's typical forecast error over training
+  (``1.4826 x median |x - yhat|``) and the same statistic over the last ``window`` rows, so
+  the band widens in a volatile period and is never narrower than the training told.
+* ``lower/upper = yhat -/+ width x sigma_t``.
+
+Which season each metric has (none, daily, weekly) is found from the training data: the
+candidate whose one-step forecast error (mean absolute) is smallest wins, if it improves
+on the next simpler candidate by at least ``min_gain``. Until a season's history exists the
+plain (season-less) baseline is used. Metrics constant over training have a zero scale
+floored by a tolerance (any move is outside the band).
+
+One implementation for batch (:func:`band_frame`, vectorised over rows) and streaming
+(:class:`BandState`, one row at a time); both take the medians of the same values, so they give
+the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.errors import ConfigError, ModelFileError
+
+__all__ = ["Band", "BandSpec", "BandState", "band_arrays", "fit_band"]
+
+#: Ratio of the standard deviation to the median absolute deviation of a normal distribution.
+MAD_SCALE = 1.4826
+#: Relative tolerance of a zero-scale (constant) metric's band: 1e-6 x (1 + |level|).
+_ZERO_SCALE_TOLERANCE = 1e-6
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """How bands are computed; every horizon in rows of the model's step.
+
+    Parameters
+    ----------
+    window
+        Rows of the level and scale windows. A level shift lasting more than ``window // 2``
+        rows becomes the new baseline.
+    periods
+        Candidate season lengths (rows), shortest first, e.g. one day and one week.
+    n_periods
+        Past seasons whose median is the seasonal term.
+    width
+        Half-width of the band in units of ``sigma``.
+    min_gain
+        Share by which a season must cut the training forecast error to be kept.
+    """
+
+    window: int
+    periods: tuple[int, ...] = ()
+    n_periods: int = 4
+    width: float = 3.0
+    min_gain: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) \
+                or self.window < 2:
+            raise ConfigError(f"band window must be an integer >= 2 rows, got {self.window!r}")
+        if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2
+               for p in self.periods):
+            raise ConfigError(f"band periods must be integers >= 2 rows, got {self.periods!r}")
+        if list(self.periods) != sorted(set(self.periods)):
+            raise ConfigError(f"band periods must be distinct and increasing, got "
+                              f"{self.periods!r}")
+        if isinstance(self.n_periods, bool) or not isinstance(self.n_periods, (int, np.integer)) \
+                or not 1 <= self.n_periods <= 12:
+            raise ConfigError(f"band n_periods must be an integer in 1..12, got "
+                              f"{self.n_periods!r}")
+        if not (isinstance(self.width, (int, float)) and 0 < self.width <= 100):
+            raise ConfigError(f"band width must be a number in (0, 100], got {self.width!r}")
+        if not (isinstance(self.min_gain, (int, float)) and 0 <= self.min_gain < 1):
+            raise ConfigError(f"band min_gain must be in [0, 1), got {self.min_gain!r}")
+
+    @classmethod
+    def for_step(cls, step: pd.Timedelta | str, *, window: str | pd.Timedelta = "3h",
+                 seasons: Sequence[str | pd.Timedelta] = ("1D", "7D"),
+                 **kwargs: Any) -> BandSpec:
+        """A spec with horizons stated in time, turned into rows of ``step``.
+
+        >>> BandSpec.for_step("5min")
+        BandSpec(window=36, periods=(288, 2016), n_periods=4, width=3.0, min_gain=0.1)
+        """
+        step = pd.Timedelta(step)
+        if step <= pd.Timedelta(0):
+            raise ConfigError(f"band: step must be positive, got {step}")
+        rows = max(2, round(pd.Timedelta(window) / step))
+        periods = sorted({round(pd.Timedelta(s) / step) for s in seasons} - {0, 1})
+        return cls(window=int(rows), periods=tuple(int(p) for p in periods), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": int(self.window), "periods": [int(p) for p in self.periods],
+                "n_periods": int(self.n_periods), "width": float(self.width),
+                "min_gain": float(self.min_gain)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BandSpec:
+        return cls(window=int(d["window"]), periods=tuple(int(p) for p in d["periods"]),
+                   n_periods=int(d["n_periods"]), width=float(d["width"]),
+                   min_gain=float(d["min_gain"]))
+
+
+@dataclass(frozen=True)
+class Band:
+    """A fitted band: per metric its season (0 = none) and the scale floors."""
+
+    spec: BandSpec
+    period: tuple[int, ...]
+    sigma: tuple[float, ...]        # floor of sigma with the metric's season
+    sigma_plain: tuple[float, ...]  # floor of sigma for the season-less fallback
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "period": [int(p) for p in self.period],
+                "sigma": [float(s) for s in self.sigma],
+                "sigma_plain": [float(s) for s in self.sigma_plain]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], n_metrics: int) -> Band:
+        try:
+            band = cls(spec=BandSpec.from_dict(d["spec"]),
+                       period=tuple(int(p) for p in d["period"]),
+                       sigma=tuple(float(s) for s in d["sigma"]),
+                       sigma_plain=tuple(float(s) for s in d["sigma_plain"]))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ModelFileError(f"band: invalid description ({exc})") from exc
+        sizes = {len(band.period), len(band.sigma), len(band.sigma_plain)}
+        if sizes != {n_metrics}:
+            raise ModelFileError(f"band: expected {n_metrics} values per field, got {sizes}")
+        if any(p and p not in band.spec.periods for p in band.period):
+            raise ModelFileError(f"band: periods {band.period} not among the spec's "
+                                 f"{band.spec.periods}")
+        if not all(np.isfinite(s) and s > 0 for s in band.sigma + band.sigma_plain):
+            raise ModelFileError("band: scales must be positive and finite")
+        return band
+
+    def describe(self, metrics: Sequence[str], step: pd.Timedelta) -> dict[str, str]:
+        """Metric -> the season found ("none", "1 days", ...), for reports and the CLI."""
+        return {m: ("none" if not p else str(pd.Timedelta(step) * p))
+                for m, p in zip(metrics, self.period, strict=True)}
+
+
+# ---------------------------------------------------------------------------- batch core
+def _past_median(v: np.ndarray, w: int) -> np.ndarray:
+    """out[t] = median(v[t - w : t]) (NaN for t < w or a NaN in the window), chunked."""
+    n = len(v)
+    out = np.full(n, np.nan)
+    if n <= w:
+        return out
+    win = np.lib.stride_tricks.sliding_window_view(v, w)[: n - w]
+    for s in range(0, len(win), _CHUNK):
+        out[w + s: w + s + _CHUNK] = np.median(win[s: s + _CHUNK], axis=1)
+    return out
+
+
+def _season(x: np.ndarray, period: int, k: int) -> np.ndarray:
+    """Median of x[t - P], ..., x[t - kP] (those that exist; NaN when none)."""
+    n = len(x)
+    lags = np.full((n, k), np.nan)
+    for j in range(1, k + 1):
+        if j * period < n:
+            lags[j * period:, j - 1] = x[: n - j * period]
+    out = np.full(n, np.nan)
+    some = np.isfinite(lags).any(axis=1)
+    if some.any():
+        out[some] = np.nanmedian(lags[some], axis=1)
+    return out
+
+
+def _baseline(x: np.ndarray, period: int, spec: BandSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(yhat, local scale) of one metric with one season (0: none)."""
+    s = _season(x, period, spec.n_periods) if period else np.zeros(len(x))
+    yhat = s + _past_median(x - s, spec.window)
+    local = MAD_SCALE * _past_median(np.abs(x - yhat), spec.window)
+    return yhat, local
+
+
+def _floor_scale(err: np.ndarray, level: float) -> float:
+    """Typical forecast error of training: 1.4826 x median |err|, with fallbacks for
+    quantised (mostly-zero error) and constant metrics."""
+    err = err[np.isfinite(err)]
+    tol = _ZERO_SCALE_TOLERANCE * (1.0 + abs(level))
+    if not err.size:
+        return tol
+    s = MAD_SCALE * float(np.median(err))
+    if s <= tol:
+        s = 1.2533 * float(np.mean(err))  # mean absolute error of a normal -> sigma
+    return max(s, tol)
+
+
+def fit_band(series: Sequence[np.ndarray], spec: BandSpec) -> Band:
+    """Find each metric's season and scale floors from training series.
+
+    ``series``: one ``(n_rows, n_metrics)`` array per entity (rows on the step grid).
+    """
+    if not series:
+        raise ConfigError("band: no training series")
+    m = series[0].shape[1]
+    period, sigma, sigma_plain = [], [], []
+    for j in range(m):
+        errs: dict[int, list[np.ndarray]] = {0: []}
+        level = float(np.median(np.concatenate([np.asarray(v[:, j]) for v in series])))
+        for v in series:
+            x = np.asarray(v[:, j], dtype=np.float64)
+            yhat, _ = _baseline(x, 0, spec)
+            errs[0].append(np.abs(x - yhat))
+            for p in spec.periods:
+                # a season is judged only where it exists: two past seasons at least
+                if len(x) >= 2 * p + spec.window + 10:
+                    ys, _ = _baseline(x, p, spec)
+                    errs.setdefault(p, []).append(np.abs(x - ys)[2 * p:])
+        med = {}
+        for p, e in errs.items():
+            if e:
+                cat = np.concatenate(e)
+                cat = cat[np.isfinite(cat)]
+                if cat.size:
+                    med[p] = float(np.mean(cat))
+        best = 0
+        for p in spec.periods:
+            if p in med and med[p] < (1.0 - spec.min_gain) * med[best]:
+                best = p
+        sp = _floor_scale(np.concatenate(errs[0]), level)
+        period.append(int(best))
+        sigma_plain.append(sp)
+        sigma.append(sp if best == 0 else _floor_scale(np.concatenate(errs[best]), level))
+    return Band(spec, tuple(period), tuple(sigma), tuple(sigma_plain))
+
+
+def band_arrays(values: np.ndarray, band: Band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected value, lower and upper bound of every row and metric of one entity.
+
+    ``values``: ``(n_rows, n_metrics)`` on the step grid, oldest first. Returns three arrays of
+    that shape; NaN where the level window has no history yet.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n, m = values.shape
+    yhat, sig = np.full((n, m), np.nan), np.full((n, m), np.nan)
+    for j in range(m):
+        x = values[:, j]
+        yp, lp = _baseline(x, 0, band.spec)
+        y, s = yp, np.fmax(lp, band.sigma_plain[j])
+        if band.period[j]:
+            ys, ls = _baseline(x, band.period[j], band.spec)
+            use = np.isfinite(ys) & np.isfinite(ls)
+            y = np.where(use, ys, yp)
+            s = np.where(use, np.fmax(ls, band.sigma[j]), s)
+        yhat[:, j], sig[:, j] = y, np.where(np.isfinite(y), s, np.nan)
+    w = band.spec.width
+    return yhat, yhat - w * sig, yhat + w * sig
+
+
+# ---------------------------------------------------------------------------- streaming
+class BandState:
+    """The band of one entity, one row at a time: :meth:`expected` (before the row),
+    then :meth:`update` with the row. Same numbers as :func:`band_arrays`."""
+
+    def __init__(self, band: Band) -> None:
+        self.band = band
+        spec = band.spec
+        m = len(band.period)
+        w = spec.window
+        self._n = 0
+        # plain: values; seasonal: de-seasonalised values; errors of both
+        self._plain = np.full((w, m), np.nan)
+        self._plain_err = np.full((w, m), np.nan)
+        self._des = np.full((w, m), np.nan)
+        self._des_err = np.full((w, m), np.nan)
+        self._seasons: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for p in sorted({p for p in band.period if p}):
+            cols = np.asarray([j for j, q in enumerate(band.period) if q == p], dtype=np.int64)
+            self._seasons[p] = (cols, np.full((p * spec.n_periods, len(cols)), np.nan))
+        self._sig_plain = np.asarray(band.sigma_plain, dtype=np.float64)
+        self._sig = np.asarray(band.sigma, dtype=np.float64)
+        self._has_season = np.asarray(band.period, dtype=np.int64) > 0
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _season_now(self) -> np.ndarray:
+        m = len(self.band.period)
+        s = np.full(m, np.nan)
+        k = self.band.spec.n_periods
+        for p, (cols, ring) in self._seasons.items():
+            # ring row (n - j*p) % (k*p) holds x[n - j*p] for j = 1..k
+            idx = [(self._n - j * p) % (k * p) for j in range(1, k + 1) if self._n - j * p >= 0]
+            if idx:
+                s[cols] = np.median(ring[idx], axis=0)
+        return s
+
+    def _forecast(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        full = self._n >= self.band.spec.window
+        yp = np.median(self._plain, axis=0) if full else np.full(len(self._sig), np.nan)
+        lp = MAD_SCALE * np.median(self._plain_err, axis=0)
+        s = self._season_now()
+        ys = s + np.median(self._des, axis=0)
+        ls = MAD_SCALE * np.median(self._des_err, axis=0)
+        return yp, lp, s, ys, ls
+
+    def expected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(yhat, lower, upper) of the next row, per metric (NaN without history)."""
+        if self._cache is None:
+            yp, lp, _, ys, ls = self._forecast()
+            use = self._has_season & np.isfinite(ys) & np.isfinite(ls)
+            y = np.where(use, ys, yp)
+            sig = np.where(use, np.fmax(ls, self._sig), np.fmax(lp, self._sig_plain))
+            sig = np.where(np.isfinite(y), sig, np.nan)
+            w = self.band.spec.width
+            self._cache = (y, y - w * sig, y + w * sig)
+        return self._cache
+
+    def update(self, values: np.ndarray) -> None:
+        """Add the row ``values`` (per metric)."""
+        x = np.asarray(values, dtype=np.float64)
+        yp, _, s, ys, _ = self._forecast()
+        w = self.band.spec.window
+        pos = self._n % w
+        self._plain[pos] = x
+        self._plain_err[pos] = np.abs(x - yp)
+        # metrics without a season: de-seasonalised = value, error as plain (unused)
+        s = np.where(self._has_season, s, 0.0)
+        ys = np.where(self._has_season, ys, yp)
+        self._des[pos] = x - s
+        self._des_err[pos] = np.abs(x - ys)
+        k = self.band.spec.n_periods
+        for p, (cols, ring) in self._seasons.items():
+            ring[self._n % (k * p)] = x[cols]
+        self._n += 1
+        self._cache = None
