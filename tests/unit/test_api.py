@@ -128,8 +128,19 @@ def test_score_one_point_uses_the_running_jobs_history(env):
     rec = state.runners["demo"].history_for("eks-prod-eu-west-1", nxt)
     frame = pd.concat([rec, pd.DataFrame({"timestamp": [nxt], "entity": "eks-prod-eu-west-1",
                                           **{m: body["metrics"][m] for m in src.metrics}})])
-    want = state.runners["demo"].model.score(frame)["anomaly_score"].iloc[-1]
-    assert out["points"][0]["anomaly_score"] == pytest.approx(want, rel=1e-9)
+    batch = state.runners["demo"].model.score(frame).iloc[-1]
+    assert out["points"][0]["anomaly_score"] == pytest.approx(batch["anomaly_score"], rel=1e-9)
+    # ... and the same expected band, with deviations measured against it
+    for m in src.metrics:
+        band = out["points"][0]["expected"][m]
+        assert band["lower"] <= band["expected"] <= band["upper"]
+        for k in ("expected", "lower", "upper"):
+            assert band[k] == pytest.approx(batch[f"{k}_{m}"], rel=1e-9)
+        x = body["metrics"][m][0]
+        half = (band["upper"] - band["expected"] if x >= band["expected"]
+                else band["expected"] - band["lower"])
+        assert out["points"][0]["explanation"]["deviations"][m] == pytest.approx(
+            (x - band["expected"]) / half, abs=1e-3)
 
 
 def test_repeated_short_requests_do_not_change_each_other(env):
@@ -293,7 +304,15 @@ def test_anomaly_detail_has_an_explanation(client):
     ev = an_event(client)
     d = client.get(f"/v1/anomalies/{ev['event_id']}").json()
     assert d["top_metrics"][0]["contribution"] > 0 and d["top_metrics"][0]["deviation"] is not None
-    assert d["top_metrics"][0]["metric"] in d["explanation"] and "σ" in d["explanation"]
+    top = d["top_metrics"][0]
+    assert top["metric"] in d["explanation"]
+    # the sentence says what the deviation (band units) says, never the opposite
+    part = d["explanation"].split(top["metric"], 1)[1].split(")", 1)[0]
+    if abs(top["deviation"]) <= 1.0:
+        assert "inside its expected band" in part
+    else:
+        side = "above" if top["deviation"] > 0 else "below"
+        assert f"{abs(top['deviation']):.1f}x the expected band {side}" in part
 
 
 def test_feedback_needs_a_valid_token(client):

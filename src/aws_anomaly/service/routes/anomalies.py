@@ -21,8 +21,9 @@ EventId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$",
 class TopMetric(BaseModel):
     metric: str
     contribution: float = Field(description="share of the anomaly attributed to the metric")
-    deviation: float | None = Field(None, description="robust z-score at the peak: how far "
-                                    "the metric was from the entity's recent normal")
+    deviation: float | None = Field(
+        None, description="how far the metric was from its expected value at the peak, in "
+        "units of the band's half-width (|deviation| <= 1: inside the band)")
 
 
 class Event(BaseModel):
@@ -67,15 +68,18 @@ class FeedbackIn(BaseModel):
 
 
 def explain(ev: AnomalyEvent) -> str:
-    """One sentence: which metrics, how far from normal."""
+    """One sentence: which metrics, how far from their expected band (band units, see
+    :func:`aws_anomaly.explain.band_deviation`)."""
     parts = []
     for metric, share in ev.top_metrics[:2]:
         if share <= 0:
             continue
         dev = ev.deviations.get(metric)
         how = ""
-        if dev is not None:
-            how = f", {abs(dev):.1f}σ {'above' if dev >= 0 else 'below'} normal"
+        if dev is not None and abs(dev) <= 1.0:
+            how = ", inside its expected band: unusual together with the other metrics"
+        elif dev is not None:
+            how = f", {abs(dev):.1f}x the expected band {'above' if dev > 0 else 'below'}"
         parts.append(f"{metric} ({share:.0%} of the anomaly{how})")
     head = (f"score {ev.peak_score:.2f} at {ev.peak_time.strftime('%Y-%m-%d %H:%M')}Z over "
             f"{ev.n_points} point(s)")

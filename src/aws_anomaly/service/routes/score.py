@@ -26,6 +26,7 @@ from pydantic import (
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError, NotFittedError
+from aws_anomaly.explain import band_deviation
 from aws_anomaly.service.deps import AppState, ErrorOut, State
 
 router = APIRouter(prefix="/v1", tags=["score"])
@@ -146,8 +147,16 @@ class ScoreRequest(BaseModel):
 class PointExplanation(BaseModel):
     top_metric: str = Field(description="the metric that drove the score most ('' if none)")
     contributions: dict[str, float] = Field(description="share of the anomaly per metric")
-    deviations: dict[str, float] = Field(
-        description="robust z-score per metric: how far from the entity's recent normal")
+    deviations: dict[str, float | None] = Field(
+        description="per metric, how far the value is from its expected value in units of "
+        "the band's half-width (|deviation| <= 1: inside the band); null before the band has "
+        "history")
+
+
+class ExpectedBand(BaseModel):
+    expected: float
+    lower: float
+    upper: float
 
 
 class ScoredPoint(BaseModel):
@@ -156,6 +165,9 @@ class ScoredPoint(BaseModel):
     is_anomaly: bool
     ready: bool = Field(description="False while the feature windows were still filling")
     explanation: PointExplanation
+    expected: dict[str, ExpectedBand | None] = Field(
+        default_factory=dict, description="per metric, the expected value and band at this "
+        "point, from the entity's past only (null before the band has history)")
 
 
 class ScoreResponse(BaseModel):
@@ -365,9 +377,9 @@ def _score(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse
     except DataError as exc:
         raise HTTPException(422, str(exc)) from None
     values = np.column_stack([frame[m].to_numpy() for m in metrics])
-    base = values if hist is None else np.vstack(
-        [hist[metrics].to_numpy(dtype=np.float64), values])
-    dev = _deviations(base, values)
+    yhat, lower, upper = (scores[[f"{k}_{m}" for m in metrics]].to_numpy(dtype=np.float64)
+                          for k in ("expected", "lower", "upper"))
+    dev = band_deviation(values, yhat, lower, upper)
     contrib = scores[[f"contrib_{m}" for m in metrics]].to_numpy(dtype=np.float64)
     s = scores["anomaly_score"].to_numpy(dtype=np.float64)
     ready = scores["ready"].to_numpy(dtype=bool)
@@ -379,18 +391,24 @@ def _score(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse
             explanation=PointExplanation(
                 top_metric=top[i],
                 contributions={m: _finite(contrib[i, j]) for j, m in enumerate(metrics)},
-                deviations={m: round(_finite(dev[i, j]), 3) for j, m in enumerate(metrics)}))
+                deviations={m: _dev(dev[i, j]) for j, m in enumerate(metrics)}),
+            expected={m: _band(yhat[i, j], lower[i, j], upper[i, j])
+                      for j, m in enumerate(metrics)})
         for i in range(len(ts))]
     return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
                          threshold=threshold, history_points=used, points=points)
 
 
-def _deviations(base: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Robust z-scores of ``values`` against ``base`` (median and MAD per column)."""
-    med = np.median(base, axis=0)
-    mad = np.median(np.abs(base - med), axis=0) * 1.4826
-    scale = np.where(mad > 1e-9, mad, np.maximum(base.std(axis=0), 1e-6))
-    return (values - med) / scale
+def _dev(x: float) -> float | None:
+    """A band deviation for JSON: None where undefined, capped where infinite."""
+    x = float(x)
+    return None if math.isnan(x) else round(max(-1e6, min(1e6, x)), 3)
+
+
+def _band(y: float, lo: float, hi: float) -> ExpectedBand | None:
+    if not (math.isfinite(y) and math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return ExpectedBand(expected=float(y), lower=float(lo), upper=float(hi))
 
 
 def _off_grid(i: int, at: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> None:
@@ -445,19 +463,21 @@ def _score_streaming(runner, req: ScoreRequest, ts: list[pd.Timestamp], metrics:
     warm = int(runner.model.spec.min_history)
     base = recent[-(warm + 1):]
     values = np.column_stack([np.asarray(req.metrics[m], dtype=np.float64) for m in metrics])
-    dev = _deviations(np.vstack([base, values]), values)
     points = []
     try:
         for i, t in enumerate(ts):
             p = scorer.update(t, values[i])
+            nan = float("nan")
+            y, lo, hi = ([d.get(m, nan) for m in metrics] for d in (p.expected, p.lower, p.upper))
+            dev = band_deviation(values[i], y, lo, hi)
             points.append(ScoredPoint(
                 timestamp=t.to_pydatetime(), anomaly_score=_finite(p.anomaly_score),
                 is_anomaly=bool(p.ready and p.anomaly_score >= threshold), ready=p.ready,
                 explanation=PointExplanation(
                     top_metric=p.top_metric,
                     contributions={m: _finite(p.contributions.get(m, 0.0)) for m in metrics},
-                    deviations={m: round(_finite(dev[i, j]), 3)
-                                for j, m in enumerate(metrics)})))
+                    deviations={m: _dev(dev[j]) for j, m in enumerate(metrics)}),
+                expected={m: _band(y[j], lo[j], hi[j]) for j, m in enumerate(metrics)}))
     except DataError as exc:
         raise HTTPException(422, f"timestamps: {exc}") from None
     return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
