@@ -49,7 +49,6 @@ __all__ = ["Band", "BandSpec", "BandState", "band_arrays", "fit_band"]
 MAD_SCALE = 1.4826
 #: Relative tolerance of a zero-scale (constant) metric's band: 1e-6 x (1 + |level|).
 _ZERO_SCALE_TOLERANCE = 1e-6
-_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -165,14 +164,16 @@ class Band:
 
 # ---------------------------------------------------------------------------- batch core
 def _past_median(v: np.ndarray, w: int) -> np.ndarray:
-    """out[t] = median(v[t - w : t]) (NaN for t < w or a NaN in the window), chunked."""
-    n = len(v)
-    out = np.full(n, np.nan)
-    if n <= w:
-        return out
-    win = np.lib.stride_tricks.sliding_window_view(v, w)[: n - w]
-    for s in range(0, len(win), _CHUNK):
-        out[w + s: w + s + _CHUNK] = np.median(win[s: s + _CHUNK], axis=1)
+    """out[t] = median(v[t - w : t]) (NaN for t < w or a NaN in the window).
+
+    pandas' rolling median (a skip list, O(n log w)) takes the mean of the two middle values
+    of an even window as ``np.median`` does, so the streaming state's ``np.median`` of the
+    same values gives the same number.
+    """
+    out = np.full(len(v), np.nan)
+    if len(v) > w:
+        med = pd.Series(v).rolling(w, min_periods=w).median().to_numpy()
+        out[w:] = med[w - 1: -1]
     return out
 
 
