@@ -327,3 +327,80 @@ def test_outbox_retries_and_expiry(store: Store):
         store.mark_alerts([1], "lost", now=now)
     with pytest.raises(DataError, match="status must be"):
         store.enqueue_alerts([item("maybe")])
+
+
+# ------------------------------------------------------------------ registry history (issue 12.4)
+def version(v: str, *, at: int = 0, **kw) -> ModelRecord:
+    return ModelRecord(name="demo", version=v, job="demo", path=f"/m/demo@v{v}",
+                       detector="knn", trained_at=T0 + at * STEP,
+                       info={"rows": 100 * int(v)}, **kw)
+
+
+def test_registry_numbers_versions_and_keeps_their_history(store: Store):
+    assert store.next_model_version("demo") == "1"
+    for v in range(1, 12):
+        store.register_model(version(str(v), at=v))
+    assert store.next_model_version("demo") == "12"
+    models = store.list_models(name="demo")
+    # numeric order (10 and 11 after 9, not between 1 and 2), one champion, the rest retired
+    assert [m.version for m in models] == [str(v) for v in range(11, 0, -1)]
+    assert [m.status for m in models] == ["champion"] + ["retired"] * 10
+    assert [m.active for m in models] == [True] + [False] * 10
+    assert models[-1].info == {"rows": 100}
+
+
+def test_challenger_is_recorded_rejected_or_promoted_with_its_decision(store: Store):
+    store.register_model(version("1"))
+    store.register_model(version("2", status="challenger", decision={"trigger": "schedule"}),
+                         activate=False)
+    assert store.active_model("demo").version == "1"
+    assert store.get_model("demo", "2").status == "challenger"
+    store.set_model_status("demo", "2", "rejected",
+                           decision={"promoted": False, "reasons": ["alert rate 9 > 1"]})
+    got = store.get_model("demo", "2")
+    assert got.status == "rejected" and not got.active
+    assert got.decision == {"promoted": False, "reasons": ["alert rate 9 > 1"]}
+    store.register_model(version("3", status="challenger"), activate=False)
+    old = store.promote_model("demo", "3", decision={"promoted": True})
+    assert old is not None and old.version == "1"
+    assert [(m.version, m.status) for m in store.list_models(name="demo")] == [
+        ("3", "champion"), ("2", "rejected"), ("1", "retired")]
+    # rollback: the retired version becomes champion again, in one transaction
+    store.promote_model("demo", "1")
+    assert [(m.version, m.status, m.active) for m in store.list_models(name="demo")] == [
+        ("3", "retired", False), ("2", "rejected", False), ("1", "champion", True)]
+    assert store.check_integrity() == []
+    with pytest.raises(DataError, match="has no version '9'"):
+        store.promote_model("demo", "9")
+    with pytest.raises(DataError, match="use promote_model"):
+        store.set_model_status("demo", "2", "champion")
+    with pytest.raises(DataError, match="status must be one of"):
+        store.register_model(version("4", status="best"), activate=False)
+
+
+def test_store_of_schema_2_gets_the_registry_columns(tmp_path: Path):
+    """A store written before the registry kept history: the active version becomes the
+    champion, the others retired; new versions register as usual."""
+    from sqlalchemy import create_engine, inspect, text
+
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text(
+            "CREATE TABLE models (name VARCHAR(128) NOT NULL, version VARCHAR(64) NOT NULL, "
+            "job VARCHAR(64) NOT NULL, path TEXT NOT NULL, detector VARCHAR(64) NOT NULL, "
+            "trained_at_us BIGINT NOT NULL, active BOOLEAN NOT NULL, info JSON NOT NULL, "
+            "PRIMARY KEY (name, version))"))
+        conn.execute(text("INSERT INTO models VALUES ('demo', '1', 'demo', '/m', 'ocsvm', 0, "
+                          "1, '{}'), ('demo', 'old', 'demo', '/o', 'ocsvm', 0, 0, '{}')"))
+    eng.dispose()
+    st = Store(url)
+    cols = {c["name"] for c in inspect(st.engine).get_columns("models")}
+    assert {"status", "decision"} <= cols
+    assert {m.version: m.status for m in st.list_models()} == {"1": "champion",
+                                                               "old": "retired"}
+    assert st.next_model_version("demo") == "2"
+    st.register_model(version("2"))
+    assert st.active_model("demo").version == "2" and st.check_integrity() == []
+    st.close()
+    assert Store(url).get_model("demo", "1").status == "retired"  # reopening changes nothing

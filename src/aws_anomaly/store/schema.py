@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "MODEL_COLUMNS_V3",
+    "MODEL_STATUSES",
     "SCHEMA_VERSION",
     "events",
     "feedback",
@@ -35,7 +37,9 @@ __all__ = [
 ]
 
 #: 2: events unique per (job, model, entity, start); the notification outbox.
-SCHEMA_VERSION = 2
+#: 3: the model registry keeps history: each version's ``status`` (champion, challenger,
+#: rejected, retired) and the promotion ``decision`` with its figures.
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -92,7 +96,18 @@ models = Table(
     Column("trained_at_us", BigInteger, nullable=False),
     Column("active", Boolean, nullable=False, default=False),
     Column("info", JSON, nullable=False),
+    # Added by schema version 3 (``Store`` adds them to older stores; see MODEL_COLUMNS_V3).
+    Column("status", String(16), nullable=False, server_default=""),
+    Column("decision", JSON, nullable=True),
 )
+
+#: Columns of ``models`` that a store written by schema version 1 or 2 lacks.
+MODEL_COLUMNS_V3 = ("status", "decision")
+
+#: What a model version can be in the registry: the one scoring (``champion``; exactly one per
+#: name), one being judged (``challenger``), one that failed the check (``rejected``), a former
+#: champion (``retired``).
+MODEL_STATUSES = ("champion", "challenger", "rejected", "retired")
 
 job_state = Table(
     "job_state", metadata,

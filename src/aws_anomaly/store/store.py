@@ -36,6 +36,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
     text,
@@ -43,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
 from aws_anomaly.errors import DataError, StoreError
 from aws_anomaly.events import AnomalyEvent
@@ -118,6 +120,16 @@ class ModelRecord:
     trained_at: pd.Timestamp
     active: bool = False
     info: Mapping[str, Any] = field(default_factory=dict)
+    #: champion | challenger | rejected | retired (``schema.MODEL_STATUSES``); empty: decided
+    #: by ``register_model`` (champion when activated).
+    status: str = ""
+    #: Why the version is what it is: the trigger, the promotion check and its figures.
+    decision: Mapping[str, Any] | None = None
+
+    @property
+    def number(self) -> int | None:
+        """The version as an integer (versions the registry assigns are 1, 2, ...)."""
+        return int(self.version) if self.version.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -257,11 +269,27 @@ class Store:
             with self.engine.begin() as conn:
                 # Stores written by schema version 1 lack the events' identity index.
                 schema.events_identity.create(conn, checkfirst=True)
+                # ... and versions 1 and 2 the registry's status and decision columns.
+                self._migrate_models(conn)
                 self._upsert(conn, schema.store_info, [{"key": "schema_version",
                                                         "value": str(schema.SCHEMA_VERSION)}],
                              ["key"], ["value"])
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot initialise store {self._safe_url()}: {exc}") from None
+
+    @staticmethod
+    def _migrate_models(conn: Any) -> None:
+        """Schema 3: add ``status`` and ``decision`` to the models table of an older store
+        (``ALTER TABLE ... ADD COLUMN``, the same statement on SQLite and PostgreSQL); the
+        active version of each name becomes its champion, the others retired."""
+        have = {c["name"] for c in inspect(conn).get_columns(t_models.name)}
+        missing = [n for n in schema.MODEL_COLUMNS_V3 if n not in have]
+        for name in missing:
+            ddl = CreateColumn(t_models.c[name]).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {t_models.name} ADD COLUMN {ddl}"))
+        if "status" in missing:
+            conn.execute(update(t_models).values(
+                status=case((t_models.c.active.is_(True), "champion"), else_="retired")))
 
     def _safe_url(self) -> str:
         # Never print a password from a PostgreSQL URL.
@@ -513,38 +541,139 @@ class Store:
         return Precision(true_positives=tp, false_positives=fp)
 
     # ------------------------------------------------------------------ models
+    @staticmethod
+    def _model_from(r: Any) -> ModelRecord:
+        return ModelRecord(name=r.name, version=r.version, job=r.job, path=r.path,
+                           detector=r.detector, trained_at=from_us(r.trained_at_us),
+                           active=bool(r.active), info=dict(r.info or {}),
+                           status=r.status or ("champion" if r.active else "retired"),
+                           decision=dict(r.decision) if r.decision is not None else None)
+
     def register_model(self, rec: ModelRecord, *, activate: bool = True) -> None:
-        """Add a model version to the index; ``activate`` makes it the name's only active one."""
+        """Add (or replace) a model version in the index.
+
+        ``activate`` makes it the name's champion (its only active version; the former
+        champion becomes ``retired``). Otherwise its ``status`` is ``rec.status``
+        (``challenger`` when empty); ``champion`` needs ``activate``.
+        """
+        status = "champion" if activate else (rec.status or "challenger")
+        if status not in schema.MODEL_STATUSES:
+            raise DataError(f"model status must be one of {list(schema.MODEL_STATUSES)}, "
+                            f"got {rec.status!r}")
+        if status == "champion" and not activate:
+            raise DataError("a champion is registered with activate=True (or promote_model)")
         row = {"name": rec.name, "version": rec.version, "job": rec.job, "path": rec.path,
                "detector": rec.detector, "trained_at_us": to_us(rec.trained_at),
-               "active": bool(activate or rec.active), "info": dict(rec.info)}
+               "active": status == "champion", "info": dict(rec.info), "status": status,
+               "decision": dict(rec.decision) if rec.decision is not None else None}
 
         def go() -> None:
             with self.engine.begin() as conn:
                 if activate:
-                    conn.execute(update(t_models).where(t_models.c.name == rec.name)
-                                 .values(active=False))
+                    self._retire_champion(conn, rec.name)
                 self._upsert(conn, t_models, [row], ["name", "version"],
-                             ["job", "path", "detector", "trained_at_us", "active", "info"])
+                             ["job", "path", "detector", "trained_at_us", "active", "info",
+                              "status", "decision"])
 
         self._run("registering a model", go)
 
+    @staticmethod
+    def _retire_champion(conn: Any, name: str) -> None:
+        c = t_models.c
+        conn.execute(update(t_models).where(c.name == name, c.status == "champion")
+                     .values(active=False, status="retired"))
+        conn.execute(update(t_models).where(c.name == name).values(active=False))
+
+    @staticmethod
+    def _version_key(rec: ModelRecord) -> tuple[int, int, int]:
+        n = rec.number
+        return (0 if n is None else 1, n or 0, to_us(rec.trained_at))
+
     def list_models(self, *, name: str | None = None) -> list[ModelRecord]:
-        q = select(t_models).order_by(t_models.c.name, t_models.c.trained_at_us.desc())
+        """Model versions, by name, newest first (numbered versions by number, then the
+        others by training time)."""
+        q = select(t_models).order_by(t_models.c.name)
         if name is not None:
             q = q.where(t_models.c.name == name)
 
         def go() -> list[ModelRecord]:
             with self.engine.connect() as conn:
                 rows = conn.execute(q).fetchall()
-            return [ModelRecord(name=r.name, version=r.version, job=r.job, path=r.path,
-                                detector=r.detector, trained_at=from_us(r.trained_at_us),
-                                active=bool(r.active), info=dict(r.info or {})) for r in rows]
+            recs = [self._model_from(r) for r in rows]
+            recs.sort(key=self._version_key, reverse=True)
+            recs.sort(key=lambda m: m.name)  # stable: newest first within each name
+            return recs
 
         return self._run("listing models", go)
 
+    def get_model(self, name: str, version: str) -> ModelRecord | None:
+        """One version of ``name``, or None."""
+        def go() -> ModelRecord | None:
+            with self.engine.connect() as conn:
+                r = conn.execute(select(t_models).where(t_models.c.name == name,
+                                                        t_models.c.version == version)).first()
+            return self._model_from(r) if r is not None else None
+
+        return self._run("reading a model", go)
+
     def active_model(self, name: str) -> ModelRecord | None:
         return next((m for m in self.list_models(name=name) if m.active), None)
+
+    def next_model_version(self, name: str) -> str:
+        """The version number the next model of ``name`` gets: one more than the highest
+        numbered version so far (``"1"`` for the first)."""
+        def go() -> str:
+            with self.engine.connect() as conn:
+                got = conn.execute(select(t_models.c.version).where(
+                    t_models.c.name == name)).scalars().all()
+            nums = [int(v) for v in got if str(v).isdigit()]
+            return str(max(nums, default=0) + 1)
+
+        return self._run("numbering a model", go)
+
+    def set_model_status(self, name: str, version: str, status: str, *,
+                         decision: Mapping[str, Any] | None = None) -> None:
+        """Mark a version ``challenger``, ``rejected`` or ``retired`` (``decision``: why, kept
+        when None). A champion is made with :meth:`promote_model`."""
+        if status not in schema.MODEL_STATUSES or status == "champion":
+            raise DataError(f"status must be one of challenger, rejected, retired, got "
+                            f"{status!r}; use promote_model for a champion")
+        values: dict[str, Any] = {"status": status, "active": False}
+        if decision is not None:
+            values["decision"] = dict(decision)
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                res = conn.execute(update(t_models).where(
+                    t_models.c.name == name, t_models.c.version == version).values(**values))
+                if res.rowcount == 0:
+                    raise DataError(f"model {name!r} has no version {version!r}")
+
+        self._run("updating a model", go)
+
+    def promote_model(self, name: str, version: str, *,
+                      decision: Mapping[str, Any] | None = None) -> ModelRecord | None:
+        """Make ``version`` the champion of ``name`` in one transaction (the former champion
+        becomes ``retired``); returns the former champion, or None. ``decision`` replaces the
+        version's recorded decision when given."""
+        values: dict[str, Any] = {"status": "champion", "active": True}
+        if decision is not None:
+            values["decision"] = dict(decision)
+        c = t_models.c
+
+        def go() -> ModelRecord | None:
+            with self.engine.begin() as conn:
+                if conn.execute(select(c.version).where(c.name == name,
+                                                        c.version == version)).first() is None:
+                    raise DataError(f"model {name!r} has no version {version!r}")
+                old = conn.execute(select(t_models).where(
+                    c.name == name, c.active.is_(True), c.version != version)).first()
+                self._retire_champion(conn, name)
+                conn.execute(update(t_models).where(c.name == name, c.version == version)
+                             .values(**values))
+            return self._model_from(old) if old is not None else None
+
+        return self._run("promoting a model", go)
 
     # ------------------------------------------------------------------ job state
     def job_state(self, job: str) -> dict[str, pd.Timestamp]:
@@ -775,6 +904,15 @@ class Store:
                         t_events, t_events.c.event_id == t_feedback.c.event_id)
                     .where(t_events.c.event_id.is_(None))).fetchall()
                 problems.extend(f"feedback {r[0]} refers to a missing event" for r in orphan)
+                bad = conn.execute(select(t_models.c.name, t_models.c.version,
+                                          t_models.c.status).where(
+                    t_models.c.status.not_in(list(schema.MODEL_STATUSES)))).fetchall()
+                problems.extend(f"model {r[0]} version {r[1]} has unknown status {r[2]!r}"
+                                for r in bad)
+                bad = conn.execute(select(t_models.c.name, func.count()).where(
+                    t_models.c.active.is_(True)).group_by(t_models.c.name)
+                    .having(func.count() > 1)).fetchall()
+                problems.extend(f"model {r[0]} has {r[1]} active versions" for r in bad)
                 bad = conn.execute(select(t_outbox.c.id, t_outbox.c.state).where(
                     t_outbox.c.state.not_in(list(OUTBOX_STATES)))).fetchall()
                 problems.extend(f"notification {r[0]} has unknown state {r[1]!r}" for r in bad)
