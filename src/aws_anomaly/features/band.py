@@ -283,13 +283,10 @@ class BandState:
         self.band = band
         spec = band.spec
         m = len(band.period)
-        w = spec.window
         self._n = 0
-        # plain: values; seasonal: de-seasonalised values; errors of both
-        self._plain = np.full((w, m), np.nan)
-        self._plain_err = np.full((w, m), np.nan)
-        self._des = np.full((w, m), np.nan)
-        self._des_err = np.full((w, m), np.nan)
+        # One window of (plain value, its forecast error, de-seasonalised value, its forecast
+        # error) per metric, so one median call gives the four medians of a step.
+        self._buf = np.full((spec.window, 4, m), np.nan)
         self._seasons: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for p in sorted({p for p in band.period if p}):
             cols = np.asarray([j for j, q in enumerate(band.period) if q == p], dtype=np.int64)
@@ -297,55 +294,47 @@ class BandState:
         self._sig_plain = np.asarray(band.sigma_plain, dtype=np.float64)
         self._sig = np.asarray(band.sigma, dtype=np.float64)
         self._has_season = np.asarray(band.period, dtype=np.int64) > 0
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def _season_now(self) -> np.ndarray:
-        m = len(self.band.period)
-        s = np.full(m, np.nan)
-        k = self.band.spec.n_periods
-        for p, (cols, ring) in self._seasons.items():
-            # ring row (n - j*p) % (k*p) holds x[n - j*p] for j = 1..k
-            idx = [(self._n - j * p) % (k * p) for j in range(1, k + 1) if self._n - j * p >= 0]
-            if idx:
-                s[cols] = np.median(ring[idx], axis=0)
-        return s
+        self._fc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _forecast(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        full = self._n >= self.band.spec.window
-        yp = np.median(self._plain, axis=0) if full else np.full(len(self._sig), np.nan)
-        lp = MAD_SCALE * np.median(self._plain_err, axis=0)
-        s = self._season_now()
-        ys = s + np.median(self._des, axis=0)
-        ls = MAD_SCALE * np.median(self._des_err, axis=0)
-        return yp, lp, s, ys, ls
+        """(plain yhat, plain local scale, season, seasonal yhat, seasonal local scale)."""
+        if self._fc is None:
+            med = np.median(self._buf, axis=0)
+            s = np.zeros(len(self._sig))
+            k = self.band.spec.n_periods
+            for p, (cols, ring) in self._seasons.items():
+                # ring row (t % (k p)) holds x[t]; the lags x[n - j p], j = 1..k, that exist
+                idx = [(self._n - j * p) % (k * p) for j in range(1, k + 1)
+                       if self._n - j * p >= 0]
+                s[cols] = np.median(ring[idx], axis=0) if idx else np.nan
+            self._fc = (med[0], MAD_SCALE * med[1], s, s + med[2], MAD_SCALE * med[3])
+        return self._fc
 
     def expected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(yhat, lower, upper) of the next row, per metric (NaN without history)."""
-        if self._cache is None:
+        if self._out is None:
             yp, lp, _, ys, ls = self._forecast()
             use = self._has_season & np.isfinite(ys) & np.isfinite(ls)
             y = np.where(use, ys, yp)
             sig = np.where(use, np.fmax(ls, self._sig), np.fmax(lp, self._sig_plain))
             sig = np.where(np.isfinite(y), sig, np.nan)
             w = self.band.spec.width
-            self._cache = (y, y - w * sig, y + w * sig)
-        return self._cache
+            self._out = (y, y - w * sig, y + w * sig)
+        return self._out
 
     def update(self, values: np.ndarray) -> None:
         """Add the row ``values`` (per metric)."""
         x = np.asarray(values, dtype=np.float64)
         yp, _, s, ys, _ = self._forecast()
-        w = self.band.spec.window
-        pos = self._n % w
-        self._plain[pos] = x
-        self._plain_err[pos] = np.abs(x - yp)
-        # metrics without a season: de-seasonalised = value, error as plain (unused)
-        s = np.where(self._has_season, s, 0.0)
-        ys = np.where(self._has_season, ys, yp)
-        self._des[pos] = x - s
-        self._des_err[pos] = np.abs(x - ys)
+        # metrics without a season: de-seasonalised = value (its errors are never used)
+        row = self._buf[self._n % self.band.spec.window]
+        row[0] = x
+        row[1] = np.abs(x - yp)
+        row[2] = x - s
+        row[3] = np.abs(x - ys)
         k = self.band.spec.n_periods
         for p, (cols, ring) in self._seasons.items():
             ring[self._n % (k * p)] = x[cols]
         self._n += 1
-        self._cache = None
+        self._fc = self._out = None
