@@ -1,6 +1,6 @@
 # The two set-up commands: `make run` (the main job on the embedded demo data) and `make test`
 # (every test). Both create .venv and install what they need.
-.PHONY: run demo test lint bench-speed bench-nab bench-servers bench-load clean
+.PHONY: run demo test lint image bench-speed bench-nab bench-servers bench-load clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,11 @@ test:
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
+
+# The service image, named as the Helm chart pulls it by default: values.yaml's
+# image.repository, tagged with Chart.yaml's appVersion (docs/deploy.md). DOCKER=podman works too.
+image:
+	$(or $(DOCKER),docker) build -t "$$(awk '/^image:/ {i=1} i && /^  repository:/ {print $$2; exit}' deploy/helm/aws-anomaly/values.yaml):$$(sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' deploy/helm/aws-anomaly/Chart.yaml)" .
 
 bench-speed:
 	@./scripts/bootstrap.sh
