@@ -73,7 +73,8 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def settings_of(docs: list[dict[str, Any]], tmp_path: Path) -> Settings:
     """The settings.yaml the chart writes, loaded by the service's own loader."""
     path = tmp_path / "settings.yaml"
-    path.write_text(one(docs, "ConfigMap")["data"]["settings.yaml"])
+    (settings,) = [d for d in kinds(docs)["ConfigMap"] if "settings.yaml" in d["data"]]
+    path.write_text(settings["data"]["settings.yaml"])
     return load_settings(path, environ={})
 
 
@@ -97,6 +98,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "rules-and-external-url": {"externalUrl": "https://anomaly.example.com/",
                                "prometheusRule": {"enabled": True}, "alertmanager":
                                {"enabled": False}, "persistence": {"enabled": False}},
+    "grafana-dashboard": {"grafanaDashboard": {"enabled": True}},
 }
 
 
@@ -120,7 +122,8 @@ def test_every_manifest_is_valid_kubernetes_and_settings_load(name: str, tmp_pat
     spec = pod_spec(docs)
     by_kind = kinds(docs)
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["settings"]["configMap"]["name"] == one(docs, "ConfigMap")["metadata"]["name"]
+    assert volumes["settings"]["configMap"]["name"] in [
+        c["metadata"]["name"] for c in by_kind["ConfigMap"] if "settings.yaml" in c["data"]]
     if VALUE_SETS[name].get("persistence", {}).get("enabled", True):
         claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
         assert claim == one(docs, "PersistentVolumeClaim")["metadata"]["name"]
@@ -312,6 +315,18 @@ def test_service_monitor_carries_the_operator_release_label() -> None:
     # default: the label kube-prometheus-stack installed as `kube-prometheus-stack` selects
     sm = one(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_grafana_dashboard_config_map_is_the_dashboard() -> None:
+    maps = {d["metadata"]["name"]: d for d in render({"grafanaDashboard": {"enabled": True}})
+            if d["kind"] == "ConfigMap"}
+    dash = maps[f"{RELEASE}-dashboard"]
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = ROOT / "deploy" / "grafana" / "aws-anomaly-dashboard.json"
+    assert json.loads(dash["data"]["aws-anomaly.json"]) == json.loads(shipped.read_text())
+    # the chart's copy is the dashboard itself (Helm reads files inside the chart only)
+    assert (CHART / "files" / "aws-anomaly-dashboard.json").read_text() == shipped.read_text()
+    assert f"{RELEASE}-dashboard" not in {d["metadata"]["name"] for d in render()}
 
 
 def test_image_defaults_to_the_package_version() -> None:
