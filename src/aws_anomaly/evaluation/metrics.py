@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,16 @@ import pandas as pd
 from aws_anomaly.errors import DataError
 
 __all__ = [
+    "average_precision",
     "evaluate_flags",
     "event_metrics_arrays",
     "events_to_mask",
     "point_metrics",
     "pr_curve",
+    "roc_auc",
+    "roc_curve",
     "runs",
+    "undefined_metrics",
 ]
 
 
@@ -266,3 +270,112 @@ def pr_curve(y_true: Any, scores: Any, max_points: int = 200) -> dict[str, list[
         precision, recall, thr = precision[pick], recall[pick], thr[pick]
     return {"precision": precision.tolist(), "recall": recall.tolist(),
             "threshold": thr.tolist()}
+
+
+def _scored(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = _as_binary(y_true, "y_true")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) != len(t):
+        raise DataError(f"{len(s)} scores for {len(t)} labels")
+    if not np.isfinite(s).all():
+        raise DataError("scores contain NaN or infinite values")
+    return t, s
+
+
+def roc_curve(y_true: Any, scores: Any, max_points: int = 200) -> dict[str, list[float]]:
+    """False- and true-positive rates over thresholds (for plots), from (0, 0) to (1, 1),
+    thinned to about ``max_points``; one point per distinct score (ties move together).
+
+    >>> c = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> c["fpr"], c["tpr"]
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    t, s = _scored(y_true, scores)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, t_sorted = s[order], t[order]
+    last = (np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s) - 1] if len(s)
+            else np.array([], dtype=int))
+    tp = np.cumsum(t_sorted)[last] if len(s) else np.array([])
+    fp = (last + 1) - tp
+    pos, neg = max(int(t.sum()), 1), max(int((~t).sum()), 1)
+    fpr = np.r_[0.0, fp / neg]
+    tpr = np.r_[0.0, tp / pos]
+    thr = np.r_[np.inf, s_sorted[last]] if len(s) else np.array([np.inf])
+    if len(fpr) > max_points:
+        pick = np.unique(np.r_[0, np.linspace(0, len(fpr) - 1, max_points).round().astype(int)])
+        fpr, tpr, thr = fpr[pick], tpr[pick], thr[pick]
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+            "threshold": [float(x) if np.isfinite(x) else None for x in thr]}
+
+
+def roc_auc(y_true: Any, scores: Any) -> float | None:
+    """Area under the ROC curve: the chance that a random anomalous point scores above a
+    random normal one (ties count half). ``None`` when either class is missing (undefined).
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    >>> roc_auc([0, 0, 0], [0.1, 0.2, 0.3]) is None
+    True
+    """
+    from scipy.stats import rankdata
+
+    t, s = _scored(y_true, scores)
+    pos, neg = int(t.sum()), int((~t).sum())
+    if pos == 0 or neg == 0:
+        return None
+    ranks = rankdata(s)  # average ranks for ties: the Mann-Whitney U statistic
+    u = float(ranks[t].sum()) - pos * (pos + 1) / 2.0
+    return u / (pos * neg)
+
+
+def average_precision(y_true: Any, scores: Any) -> float | None:
+    """Area under the precision-recall curve as a step function (average precision: the mean
+    of the precision at each threshold, weighted by the recall it adds; tied scores form one
+    threshold). ``None`` when there are no anomalies (undefined).
+
+    >>> average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])  # doctest: +ELLIPSIS
+    0.8333...
+    >>> average_precision([0, 0], [0.1, 0.4]) is None
+    True
+    """
+    t, s = _scored(y_true, scores)
+    pos = int(t.sum())
+    if pos == 0:
+        return None
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s) - 1]
+    tp = np.cumsum(t[order])[last]
+    precision = tp / (last + 1)
+    recall = tp / pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def undefined_metrics(m: Mapping[str, Any]) -> frozenset[str]:
+    """Keys of an :func:`evaluate_flags` result whose value is undefined (reported as 0.0 or
+    null there, as scikit-learn's ``zero_division=0`` does) and should read "n/a": precision
+    with nothing flagged, recall and F1 with no labelled anomalies, FPR with no normal points,
+    event recall with no events, event precision with no flagged runs, the detection delay
+    with no detected event.
+
+    >>> m = point_metrics(np.array([0, 0, 0]), np.array([0, 1, 0]))
+    >>> sorted(undefined_metrics(m))
+    ['f1', 'recall']
+    """
+    out: set[str] = set()
+    cm = m.get("confusion_matrix")
+    if cm is not None:
+        (tn, fp), (fn, tp) = cm
+        if tp + fp == 0:
+            out.add("precision")
+        if tp + fn == 0:
+            out.update(("recall", "f1"))
+        if fp + tn == 0:
+            out.add("fpr")
+    if "n_events" in m and not m["n_events"]:
+        out.update(("event_recall", "mean_detection_delay_steps"))
+    if "n_flagged_runs" in m and not m["n_flagged_runs"]:
+        out.add("event_precision")
+    if "mean_detection_delay_steps" in m and m["mean_detection_delay_steps"] is None:
+        out.add("mean_detection_delay_steps")
+    return frozenset(out)
