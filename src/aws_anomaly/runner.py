@@ -589,8 +589,10 @@ class JobRunner:
         return scores.assign(**cols)
 
     def _remember(self, scores: pd.DataFrame) -> None:
+        # expected_/lower_/upper_<metric>: the model's expected band (NaN before it has history)
         keep = ["timestamp", "anomaly_score", "is_anomaly", "ready", "threshold",
-                *[c for c in scores.columns if c.startswith(("value_", "contrib_", "dev_"))]]
+                *[c for c in scores.columns if c.startswith(
+                    ("value_", "contrib_", "dev_", "expected_", "lower_", "upper_"))]]
         with self._display_lock:
             for entity, g in scores.groupby("entity", sort=False):
                 g = g[keep]

@@ -41,6 +41,13 @@ class Series(BaseModel):
     anomaly_score: list[float]
     is_anomaly: list[bool]
     ready: list[bool]
+    expected: dict[str, list[float | None]] = Field(
+        default_factory=dict, description="per metric, the model's expected value at each "
+        "point (null where the band has no history yet); empty when the model gives no band")
+    lower: dict[str, list[float | None]] = Field(
+        default_factory=dict, description="per metric, the lower edge of the expected band")
+    upper: dict[str, list[float | None]] = Field(
+        default_factory=dict, description="per metric, the upper edge of the expected band")
 
 
 @router.get("", response_model=EntityList, summary="Entities and their status")
@@ -88,6 +95,13 @@ def series(entity: Annotated[str, Path(max_length=256)], state: State,
     def clean(a: np.ndarray) -> list[float]:
         return np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).tolist()
 
+    def or_null(col: str) -> list[float | None]:
+        a = rec[col].to_numpy(dtype=np.float64)
+        return [float(v) if np.isfinite(v) else None for v in a]
+
+    band = {part: {m: or_null(f"{part}_{m}") for m in metrics if f"{part}_{m}" in rec.columns}
+            for part in ("expected", "lower", "upper")}
+
     return Series(
         entity=entity, job=runner.name, threshold=runner.threshold_for(entity), metrics=metrics,
         timestamps=[t.to_pydatetime() for t in rec["timestamp"]],
@@ -96,4 +110,5 @@ def series(entity: Annotated[str, Path(max_length=256)], state: State,
                     if f"dev_{m}" in rec.columns},
         anomaly_score=clean(rec["anomaly_score"].to_numpy()),
         is_anomaly=[bool(x) for x in rec["is_anomaly"]],
-        ready=[bool(x) for x in rec["ready"]])
+        ready=[bool(x) for x in rec["ready"]],
+        expected=band["expected"], lower=band["lower"], upper=band["upper"])
