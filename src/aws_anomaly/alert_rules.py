@@ -19,24 +19,22 @@ from dataclasses import dataclass
 
 import yaml
 
+from aws_anomaly.durations import parse_seconds
 from aws_anomaly.errors import ConfigError
 
 __all__ = ["RuleOptions", "build_rules", "parse_duration_s", "render_rules"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SEVERITIES = ("info", "warning", "critical", "page", "ticket")
 
 
 def parse_duration_s(text: str, *, what: str = "duration") -> int:
-    """Parse ``30s``, ``5m``, ``1h``, ``1d`` into seconds.
+    """Parse ``30s``, ``5m``, ``1h``, ``1h30m``, ``1d`` into whole seconds
+    (:func:`aws_anomaly.durations.parse_seconds`, the parser config files use).
 
-    >>> parse_duration_s("5m")
-    300
+    >>> parse_duration_s("5m"), parse_duration_s("1h30m")
+    (300, 5400)
     """
-    t = str(text).strip()
-    if len(t) < 2 or t[-1] not in _UNITS or not t[:-1].isdigit() or int(t[:-1]) <= 0:
-        raise ConfigError(f"{what} {text!r} is not a positive duration like 30s, 5m, 1h or 1d")
-    return int(t[:-1]) * _UNITS[t[-1]]
+    return parse_seconds(text, where=what)
 
 
 def _fmt_duration(seconds: int) -> str:

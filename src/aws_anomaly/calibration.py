@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
+from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError, show
 
 __all__ = ["METHODS", "Calibrator", "Method", "fpr_at_threshold", "pot_threshold", "pr_curve",
            "threshold_for_fraction"]
@@ -348,7 +348,7 @@ class Calibrator:
             if not labels.any():
                 fallback = "y has no anomalies (1), so F1 is undefined"
             elif raw.min() == raw.max():
-                fallback = f"all {raw.size} scores are equal ({raw[0]!r}); no threshold " \
+                fallback = f"all {raw.size} scores are equal ({show(raw[0])}); no threshold " \
                            "separates anomalies from normal points"
             else:
                 thr, tp, fp = _descending_counts(raw, labels)
@@ -358,8 +358,8 @@ class Calibrator:
                 best = int(np.argmax(f1))
                 threshold = float(thr[best])
                 if threshold <= center:
-                    fallback = (f"the best-F1 threshold {threshold!r} is not above the median "
-                                f"normal score {center!r}: the scores do not separate the "
+                    fallback = (f"the best-F1 threshold {show(threshold)} is not above the median "
+                                f"normal score {show(center)}: the scores do not separate the "
                                 "labelled anomalies")
                 else:
                     best_f1 = float(f1[best])

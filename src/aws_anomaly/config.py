@@ -62,6 +62,7 @@ from pydantic import (
     model_validator,
 )
 
+from aws_anomaly.durations import format_duration, parse_duration
 from aws_anomaly.errors import ConfigError
 
 __all__ = [
@@ -109,84 +110,16 @@ DEMO_METRICS: tuple[str, ...] = (
 )
 
 # ---------------------------------------------------------------------------------- durations
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-
-
-def parse_duration(value: str | float | int | timedelta, *, where: str = "duration") -> timedelta:
-    """Parse ``"30s"``, ``"5m"``, ``"1h30m"``, ``"14d"``, ``"1w"`` or seconds into a timedelta.
-
-    Raises
-    ------
-    ConfigError
-        When the text is not a positive duration with a unit in ms, s, m, h, d, w.
-
-    Examples
-    --------
-    >>> parse_duration("5m")
-    datetime.timedelta(seconds=300)
-    >>> parse_duration(90)
-    datetime.timedelta(seconds=90)
-    >>> parse_duration("5 minutes")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    aws_anomaly.errors.ConfigError: duration: cannot parse '5 minutes' as a duration; use a ...
-    """
-    if isinstance(value, timedelta):
-        td = value
-    elif isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration such as '5m', got {value!r}")
-    elif isinstance(value, int | float):
-        td = timedelta(seconds=float(value))
-    elif isinstance(value, str):
-        text = value.strip()
-        pos, total = 0, 0.0
-        for m in _DURATION_RE.finditer(text):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _UNITS[m.group(2)]
-            pos = m.end()
-        if pos != len(text) or not text:
-            raise ConfigError(
-                f"{where}: cannot parse {value!r} as a duration; use a number with a unit "
-                "ms, s, m, h, d or w, e.g. '30s', '5m', '1h30m', '14d'"
-            )
-        td = timedelta(seconds=total)
-    else:
-        raise ConfigError(f"{where}: expected a duration such as '5m', got {type(value).__name__}")
-    if td <= timedelta(0):
-        raise ConfigError(f"{where}: duration must be positive, got {value!r}")
-    return td
-
-
-def format_duration(td: timedelta) -> str:
-    """The shortest text for a duration with whole units (``"5m"``, ``"14d"``, ``"1h30m"``).
-
-    The result is also valid Prometheus duration syntax.
-
-    >>> format_duration(timedelta(minutes=90))
-    '1h30m'
-    >>> format_duration(timedelta(milliseconds=1500))
-    '1s500ms'
-    """
-    ms = round(td.total_seconds() * 1000)
-    if ms <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
-                       ("ms", 1)):
-        n, ms = divmod(ms, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
+# parse_duration and format_duration live in aws_anomaly.durations (one parser for the config,
+# the CLI options and the data grids); imported above and re-exported here.
 
 
 def _duration(v: Any) -> timedelta:
     try:
-        return parse_duration(v)
+        return parse_duration(v, where="")
     except ConfigError as exc:
-        # pydantic wraps ValueError into a located validation error; drop our generic prefix.
-        raise ValueError(str(exc).removeprefix("duration: ")) from None
+        # pydantic wraps ValueError into a located validation error naming the key.
+        raise ValueError(str(exc)) from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(format_duration)]

@@ -17,6 +17,8 @@ __all__ = [
     "NotifierError",
     "SourceError",
     "StoreError",
+    "plain",
+    "show",
 ]
 
 
@@ -69,3 +71,32 @@ class NotifierError(AwsAnomalyError, ConnectionError):
 
 class StoreError(AwsAnomalyError, RuntimeError):
     """The anomaly store could not be read or written."""
+
+
+def plain(value: object) -> object:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (inside
+    lists, tuples and dicts too), so messages never read ``np.float64(0.4)``.
+
+    >>> import numpy as np
+    >>> plain(np.float64(0.4)), plain([np.int64(3), (np.float32(0.5),)]), plain(np.arange(2))
+    (0.4, [3, (0.5,)], [0, 1])
+    """
+    if type(value).__module__ == "numpy":
+        tolist = getattr(value, "tolist", None)  # scalars and arrays; this layer has no numpy
+        if callable(tolist):
+            return tolist()
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def show(value: object) -> str:
+    """``repr`` for messages, numbers as written (``0.4``, not ``np.float64(0.4)``).
+
+    >>> import numpy as np
+    >>> f"got {show(np.float64(0.4))}, {show('a')}, {show([np.int64(1), 2.5])}"
+    "got 0.4, 'a', [1, 2.5]"
+    """
+    return repr(plain(value))

@@ -72,7 +72,7 @@ def test_stale_threshold_follows_job_interval() -> None:
 @pytest.mark.parametrize(("kwargs", "msg"), [
     ({"consecutive": 0}, "consecutive must be >= 1"),
     ({"severity": "loud"}, "severity 'loud' is not one of"),
-    ({"evaluation_interval": "5 minutes"}, "evaluation_interval '5 minutes' is not a positive"),
+    ({"evaluation_interval": "5 minutes"}, "evaluation_interval '5 minutes' is not a"),
 ])
 def test_bad_options_are_clear_errors(kwargs: dict, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):

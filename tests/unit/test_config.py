@@ -223,7 +223,7 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_duration_error_names_the_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"'source.step': cannot parse '5 min'"):
+    with pytest.raises(ConfigError, match=r"'source.step': '5 min' is not a duration"):
         load_job(write(tmp_path, "name: a\nsource: {type: demo, step: 5 min}\n"), environ={})
 
 

@@ -42,8 +42,9 @@ def test_generate_writes_files_and_prints_summary(tmp_path: Path) -> None:
 def test_generate_bad_step_is_a_clear_config_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--step", "5x"])
     assert isinstance(result.exception, ConfigError)  # the CLI prints it as one line, exit 2
-    assert str(result.exception) == ("step '5x' is not a duration; use a number and a unit "
-                                     "(s, m, h, d), e.g. 30s, 5m, 1h")
+    assert str(result.exception) == ("--step '5x' is not a duration; use a number and a unit "
+                                     "(ms, s, m, h, d, w) or several, e.g. 30s, 5m, 1h30m, "
+                                     "2d12h")
     assert not (tmp_path / "x").exists()
 
 

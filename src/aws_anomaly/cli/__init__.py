@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+import typer
+
 from aws_anomaly.cli.app import app
 from aws_anomaly.errors import AwsAnomalyError
 
@@ -35,21 +37,57 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status.
 
     Usage errors are printed by Typer (exit 2); an ``AwsAnomalyError`` (bad data, bad config,
-    an unreachable source...) becomes one ``error: ...`` line on stderr and exit status 2.
-    Anything else is a bug and keeps its traceback.
+    an unreachable source...) or an ``OSError`` (a folder that cannot be written, a port in
+    use) becomes one ``error: ...`` line on stderr and exit status 2. Anything else is a bug
+    and keeps its traceback.
     """
     try:
         load_commands(argv)
-        app(args=argv, prog_name="aws-anomaly")
+        # Not standalone: usage errors come back here as exceptions, to be printed as one
+        # line like every other error (Typer's own display is a multi-line box).
+        rv = app(args=argv, prog_name="aws-anomaly", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except typer.TyperException as exc:  # Typer's usage errors (its own copy of click's)
+        return _usage_error(exc)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
     except AwsAnomalyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # The machine refused a file or a socket (a read-only folder, a full disk, a port in
+        # use): the user's environment, not a bug, so one line like every other bad input.
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _usage_error(exc: Exception) -> int:
+    """One ``error:`` line for a usage error (unknown option, bad value, missing option); the
+    help text when a group was called without a command."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    code = getattr(exc, "exit_code", 2)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        print(message, file=sys.stderr)
+        return code
+    ctx = getattr(exc, "ctx", None)
+    where = getattr(ctx, "command_path", None) or "aws-anomaly"
+    print(f"error: {where}: {message} (see {where} --help)", file=sys.stderr)
+    return code
+
+
+def _os_error(exc: OSError) -> str:
+    """``'/data/x: Permission denied'`` rather than ``'[Errno 13] Permission denied: ...'``."""
+    if exc.strerror and exc.filename is not None:
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        return f"{where}: {exc.strerror}"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 __all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]

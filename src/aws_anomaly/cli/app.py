@@ -9,7 +9,12 @@ nothing else is caught, so real bugs keep their traceback.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+
+from aws_anomaly.errors import ConfigError
 
 app = typer.Typer(
     name="aws-anomaly",
@@ -37,3 +42,28 @@ def _root(
 
     Start with `aws-anomaly demo` (or `make run`), or `aws-anomaly generate --out data/`.
     """
+
+
+def check_output(path: Path, option: str, *, kind: str = "folder") -> Path:
+    """Check, before any work, that ``option``'s output ``path`` can be written.
+
+    ``kind`` is ``"folder"`` (created later, with its parents) or ``"file"`` (its folder is
+    created later). Raises one :class:`ConfigError` line naming the option when an existing
+    path is the wrong kind, a parent is a file, or the nearest existing folder is read-only;
+    creates nothing, so a command refused later leaves no empty folder behind.
+    """
+    p = Path(path)
+    if p.exists():
+        if kind == "folder" and not p.is_dir():
+            raise ConfigError(f"{option} {p}: this is a file, not a folder; give a folder path")
+        if kind == "file" and p.is_dir():
+            raise ConfigError(f"{option} {p}: this is a folder; give a file path")
+    folder = p.absolute() if kind == "folder" else p.absolute().parent
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {p}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{option} {p}: the folder {parent} is not writable")
+            break
+    return p

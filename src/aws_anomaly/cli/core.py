@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from aws_anomaly.cli.app import app
+from aws_anomaly.cli.app import app, check_output
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import (
     CONSTANT_POLICIES,
@@ -41,6 +41,7 @@ from aws_anomaly.data.dataset import (
 from aws_anomaly.data.generator import write_demo
 from aws_anomaly.data.io import read_dataset
 from aws_anomaly.detectors import DETECTORS
+from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.evaluation.metrics import evaluate_flags
 from aws_anomaly.evaluation.report import flag_summary, write_metrics_json, write_report
@@ -87,7 +88,8 @@ EntityLabelOpt = Annotated[str, typer.Option(
     help="Long layout: the label naming the entity ('none': one entity); wide layout: a "
     "column to use as the entity when there is no 'entity' column.")]
 StepOpt = Annotated[str | None, typer.Option(
-    help="Grid step (30s, 5min, 1h...); default: the most common difference between rows.")]
+    help="Grid step (30s, 5min, 1h, 1m30s...); default: the most common difference between "
+    "rows.")]
 GapOpt = Annotated[str, typer.Option(
     "--gap-policy", help="Fill missing points and NaN: ffill, interpolate or error.")]
 MaxGapOpt = Annotated[str, typer.Option(
@@ -109,7 +111,7 @@ class LoadOptions:
 
     layout: str = "auto"
     entity_label: str | None = "cluster"
-    step: str | None = None
+    step: pd.Timedelta | None = None
     gap_policy: str = "ffill"
     max_gap_steps: int | None = 36
     resample: str = "auto"
@@ -142,16 +144,9 @@ class LoadOptions:
             if gap < 0:
                 raise ConfigError(f"--max-gap-steps must be an integer >= 0 or 'none'; got "
                                   f"{max_gap_steps!r}")
-        if step is not None:
-            try:
-                td = pd.Timedelta(step)
-            except (ValueError, TypeError):
-                td = pd.NaT
-            if pd.isna(td) or td <= pd.Timedelta(0):
-                raise ConfigError(f"--step must be a positive duration such as 30s, 5min or "
-                                  f"1h; got {step!r}")
+        the_step = None if step is None else parse_timedelta(step, where="--step")
         label = None if entity_label.strip().lower() in ("none", "") else entity_label
-        return cls(layout=layout, entity_label=label, step=step, gap_policy=gap_policy,
+        return cls(layout=layout, entity_label=label, step=the_step, gap_policy=gap_policy,
                    max_gap_steps=gap, resample=resample, timestamps=timestamps,
                    duplicates=duplicates)
 
@@ -527,6 +522,7 @@ def train(
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
     fractions = _split_fractions(split)
     parse_threshold(threshold)
+    check_output(out, "--out")
     the_split, events = _plan(data, train_path, test_path, split_time, opts, fractions)
     model, _, _, _ = train_model(the_split.train, detector=detector, threshold=threshold,
                                  seed=seed, fractions=fractions, events=events,
@@ -595,6 +591,7 @@ def evaluate(
     opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
                                 gap_policy=gap_policy, max_gap_steps=max_gap_steps,
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
+    check_output(report, "--report")
     m = AnomalyModel.load(model)
     meta_split = m.metadata.get("split", {}) or {}
     fractions = tuple(meta_split.get("fractions", (0.70, 0.15, 0.15)))
@@ -653,8 +650,10 @@ def tune_cmd(
     opts = LoadOptions.from_cli(layout=layout, entity_label=entity_label, step=step,
                                 gap_policy=gap_policy, max_gap_steps=max_gap_steps,
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
-    ds, events = load_data(data, opts, say=typer.echo)
     parse_threshold(threshold)
+    if out is not None:
+        check_output(out, "--out")
+    ds, events = load_data(data, opts, say=typer.echo)
     split = chronological_split(ds)
     res = tune(split.development, detector, trials, storage=storage, study_name=study_name,
                seed=seed, calibration=threshold, progress=progress)
@@ -694,9 +693,7 @@ def score(
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
     if out.is_dir():
         out = out / "scores.csv"
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: {out.parent} is a file, not a folder; give a CSV path "
-                          "in a folder")
+    check_output(out, "--out", kind="file")
     ds, _ = load_data(data, opts)
     if ds.report is not None and ds.report.changed:
         for line in ds.report.lines()[1:]:
@@ -722,6 +719,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the demo data.")] = 0,
 ) -> None:
     """Generate demo data, train with auto selection, evaluate and write the report."""
+    check_output(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     metrics_path, _, ds, events = write_demo(out / "data", seed=seed)

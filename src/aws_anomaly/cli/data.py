@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from aws_anomaly.cli.app import app
-from aws_anomaly.data.generator import parse_step, summary, write_demo
+from aws_anomaly.data.generator import summary, write_demo
+from aws_anomaly.durations import parse_timedelta
 
 
 @app.command()
@@ -16,7 +17,7 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv and events.csv.")],
     clusters: Annotated[int, typer.Option(min=1, help="Number of EKS clusters.")] = 3,
     days: Annotated[float, typer.Option(min=0.0, help="Days of data per cluster.")] = 28.0,
-    step: Annotated[str, typer.Option(help="Scrape interval: 30s, 5m, 1h...")] = "5m",
+    step: Annotated[str, typer.Option(help="Scrape interval: 30s, 5m, 1m30s, 1h...")] = "5m",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
     events_per_day: Annotated[float, typer.Option(
         min=0.0, help="Anomalies per cluster per day (0: clean data).")] = 1.0,
@@ -26,7 +27,7 @@ def generate(
     OUT/metrics.csv holds timestamp, entity, the three ratios and the labels (is_anomaly,
     anomaly_type), with a few scrape gaps; OUT/events.csv holds one row per anomaly.
     """
-    td = parse_step(step)  # a clear error for "5x" before anything is simulated
+    td = parse_timedelta(step, where="--step")  # a clear error before anything is simulated
     metrics_path, events_path, ds, events = write_demo(
         out, clusters=clusters, days=days, step=td, seed=seed, events_per_day=events_per_day)
     s = summary(ds, events)

@@ -14,7 +14,7 @@ import pandas as pd
 import typer
 
 from aws_anomaly.alert_rules import RuleOptions, render_rules
-from aws_anomaly.cli.app import app
+from aws_anomaly.cli.app import app, check_output
 from aws_anomaly.config import JobConfig, load_job
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, ConfigError
@@ -156,7 +156,9 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
 @app.command()
 def run(
     config: ConfigOpt,
-    once: Annotated[bool, typer.Option(help="Run one tick and exit (status 1 if it failed).")]
+    once: Annotated[bool, typer.Option(
+        help="Run one tick and exit: status 0 if it succeeded, 1 if the tick failed (e.g. the "
+        "source could not be read); bad input (config, options) is status 2, as everywhere.")]
     = False,
     state_dir: StateOpt = Path("aws-anomaly-data"),
     metrics_host: Annotated[str, typer.Option(help="Bind address of /metrics.")] = "127.0.0.1",
@@ -264,6 +266,8 @@ def backtest(
     = None,
 ) -> None:
     """How noisy would this job be? Replays history and counts alerts per day per entity."""
+    if out is not None:
+        check_output(out, "--out", kind="file")
     job = load_job(config)
     source = make_source(job.source, metrics=job.metrics)
     t0, t1 = to_utc(start, where="--start"), to_utc(end, where="--end")
@@ -302,6 +306,7 @@ def rules(
         help="Dashboard base URL linked from annotations.")] = "http://127.0.0.1:8080",
 ) -> None:
     """Write Prometheus alerting rules for the aws_anomaly_* metrics (check with promtool)."""
+    check_output(out, "--out", kind="file")
     opts = RuleOptions(evaluation_interval=evaluation_interval, job_interval=job_interval,
                        consecutive=consecutive, severity=severity,
                        stale_intervals=stale_intervals, dashboard_url=dashboard_url)

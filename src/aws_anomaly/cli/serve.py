@@ -9,17 +9,25 @@ from typing import Annotated
 
 import typer
 
-from aws_anomaly.cli.app import app
-from aws_anomaly.config import load_settings
+from aws_anomaly.cli.app import app, check_output
+from aws_anomaly.config import ENV_PREFIX, ServiceConfig, is_loopback, load_settings
 from aws_anomaly.errors import ConfigError
+
+TOKEN_ENV_HINT = f"{ENV_PREFIX}SERVICE__TOKEN"
 
 
 @app.command()
 def serve(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="settings YAML; "
                                                  "default: the embedded demo")] = None,
-    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default 8080)")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1); any "
+                                             "other than loopback needs a token")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535,
+                                             help="port (default 8080; 0: any free)")] = None,
+    token: Annotated[str | None, typer.Option(
+        help=f"API token (16+ characters), replacing the config file's; the environment "
+        f"variable {TOKEN_ENV_HINT} does the same without showing it in the process list")]
+    = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="where the store and "
                                                   "model bundles live")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
@@ -34,6 +42,12 @@ def serve(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise ConfigError(f"--log-level must be debug, info or warning, got {log_level!r}")
+    if data_dir is not None:
+        check_output(data_dir, "--data-dir")
+    settings = load_settings(config)
+    settings = settings.model_copy(update={"service": service_settings(
+        settings.service, host=host, port=port, token=token, data_dir=data_dir)})
+    check_output(settings.service.data_dir, "service.data_dir")
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from aws_anomaly.service.redact import install_logging
@@ -41,21 +55,6 @@ def serve(
     # Every line redacted (credentials in URLs, webhook URLs, tokens); httpx/httpcore's
     # per-request INFO lines (each with its URL) silenced.
     install_logging(level)
-    settings = load_settings(config)
-    updates = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir))
-               if v is not None}
-    if updates:
-        svc = settings.service.model_dump()
-        svc.update(updates)
-        # Re-validate so a non-loopback --host without a token is refused like in the file.
-        from aws_anomaly.config import ServiceConfig
-
-        try:
-            new_svc = ServiceConfig.model_validate(
-                {**svc, "token": settings.service.token})
-        except ValueError as exc:
-            raise ConfigError(f"serve: {exc}") from None
-        settings = settings.model_copy(update={"service": new_svc})
     application = create_app(settings)
     state = application.state.aws_anomaly
     svc = settings.service
@@ -72,10 +71,48 @@ def serve(
         f"  jobs      : {', '.join(f'{j.name} ({j.source.type})' for j in settings.jobs)}",
     ]
     if generated:
-        lines.append(f"  API token : {state.token}  (generated for this run; set "
-                     "service.token_env to choose one)")
+        lines.append(f"  API token : {state.token}  (generated for this run; choose one "
+                     f"with --token or {TOKEN_ENV_HINT})")
     for line in lines:
         typer.echo(line, err=True)
     from aws_anomaly.service.server import run_server
 
     run_server(application, settings.service, log_level=log_level.lower())
+
+
+def service_settings(svc: ServiceConfig, *, host: str | None = None, port: int | None = None,
+                     token: str | None = None, data_dir: Path | None = None) -> ServiceConfig:
+    """The service section with ``serve``'s options applied, validated as the file is.
+
+    ``--token`` replaces whichever of ``token``, ``token_env`` or ``token_file`` the file set.
+    A non-loopback ``--host`` without any token is refused in one line that names the ways
+    to give one; any other invalid value is one line naming the option.
+    """
+    updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port),
+                                                    ("data_dir", data_dir)) if v is not None}
+    if token is not None:
+        if not token.strip():
+            raise ConfigError("--token is empty; give the API token (16+ characters)")
+        updates.update(token=token, token_env=None, token_file=None)
+    if not updates:
+        return svc
+    has_token = any(getattr(svc, n) is not None for n in ("token", "token_env", "token_file"))
+    new_host = updates.get("host", svc.host)
+    if token is None and not has_token and not is_loopback(str(new_host)):
+        raise ConfigError(
+            f"--host {new_host} is not loopback, so the API needs a token: pass --token TOKEN, "
+            f"set {TOKEN_ENV_HINT}, or set service.token_env in the config file")
+    data = {**svc.model_dump(), **updates}
+    for name in ("token", "token_env", "token_file"):
+        if name not in updates:
+            data[name] = getattr(svc, name)  # the dump hides a SecretStr's value
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValueError as exc:
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) else {}
+        field = ".".join(str(p) for p in first.get("loc", ())) or "service"
+        msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+        flag = {"host": "--host", "port": "--port", "data_dir": "--data-dir",
+                "token": "--token"}.get(field, f"service.{field}")
+        raise ConfigError(f"{flag}: {msg}") from None

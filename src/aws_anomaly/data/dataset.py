@@ -48,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
@@ -197,15 +198,7 @@ def parse_timestamps(raw: pd.Series, where: str, row_names: RowNames | None = No
 
 
 def _as_step(step: str | pd.Timedelta, source: str) -> pd.Timedelta:
-    try:
-        td = pd.Timedelta(step)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{source}: step {step!r} is not a duration; use e.g. '30s', '5min', '1h'"
-        ) from exc
-    if pd.isna(td) or td <= pd.Timedelta(0):
-        raise ConfigError(f"{source}: step must be a positive duration, got {step!r}")
-    return td.as_unit("ns")
+    return parse_timedelta(step, where=f"{source}: step")
 
 
 def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:

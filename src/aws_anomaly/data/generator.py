@@ -27,7 +27,6 @@ seed gives byte-identical files.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from aws_anomaly.data.anomalies import (
     inject_into_array,
 )
 from aws_anomaly.data.dataset import Dataset, format_timestamp
+from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
@@ -77,12 +77,11 @@ _NODE_TYPES = (
 )
 _DS_PODS, _DS_CPU, _DS_MEM = 5.0, 0.35, 0.7  # DaemonSets on every node
 _MAX_STEPS = 1_000_000
-_STEP_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$")
-_UNIT = {"s": "s", "sec": "s", "m": "min", "min": "min", "h": "h", "d": "D"}
 
 
 def parse_step(step: str | pd.Timedelta) -> pd.Timedelta:
-    """Parse a step such as ``"30s"``, ``"5m"``, ``"5min"``, ``"1h"`` or ``"1d"``.
+    """Parse a step such as ``"30s"``, ``"5m"``, ``"5min"``, ``"1h"``, ``"1d"`` or ``"1m30s"``
+    (:func:`aws_anomaly.durations.parse_timedelta`, the one duration parser).
 
     >>> str(parse_step("5m")), str(parse_step("1h")), str(parse_step("30s"))
     ('0 days 00:05:00', '0 days 01:00:00', '0 days 00:00:30')
@@ -91,17 +90,7 @@ def parse_step(step: str | pd.Timedelta) -> pd.Timedelta:
     ...
     aws_anomaly.errors.ConfigError: step '5x' is not a duration; use a number and a unit ...
     """
-    if isinstance(step, pd.Timedelta):
-        td = step
-    else:
-        match = _STEP_RE.match(str(step))
-        if match is None:
-            raise ConfigError(f"step {step!r} is not a duration; use a number and a unit "
-                              "(s, m, h, d), e.g. 30s, 5m, 1h")
-        td = pd.Timedelta(float(match.group(1)), unit=_UNIT[match.group(2)])
-    if td <= pd.Timedelta(0):
-        raise ConfigError(f"step must be positive, got {step!r}")
-    return td.as_unit("ns")
+    return parse_timedelta(step, where="step")
 
 
 def _td_text(td: pd.Timedelta) -> str:

@@ -40,7 +40,7 @@ from aws_anomaly.data.dataset import (
     format_timestamp,
     parse_timestamps,
 )
-from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.errors import ConfigError, DataError, show
 
 __all__ = ["parse_labels", "read_dataset", "read_events", "read_frame", "write_dataset"]
 
@@ -296,12 +296,13 @@ def _long_to_wide(df: pd.DataFrame, entity_label: str | None, metrics: Sequence[
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{where}: 'value' in {names(row)} is not a number: "
-                        f"{raw_values.iloc[row]!r}")
+                        f"{show(raw_values.iloc[row])}")
     vals = values.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(vals).any():
         row = int(np.flatnonzero(np.isinf(vals))[0])
-        raise DataError(f"{where}: 'value' in {names(row)} is infinite ({raw_values.iloc[row]!r}); "
-                        "infinities are not measurements: fix or drop those rows")
+        raise DataError(f"{where}: 'value' in {names(row)} is infinite "
+                        f"({show(raw_values.iloc[row])}); infinities are not measurements: fix "
+                        "or drop those rows")
     positions = np.arange(len(df))
     if metrics is not None:
         wanted = [metrics] if isinstance(metrics, str) else list(metrics)

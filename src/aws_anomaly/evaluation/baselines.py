@@ -57,7 +57,7 @@ import pandas as pd
 
 from aws_anomaly.calibration import threshold_for_fraction
 from aws_anomaly.data import LABEL_COLUMNS, Dataset
-from aws_anomaly.errors import ConfigError, DataError, NotFittedError
+from aws_anomaly.errors import ConfigError, DataError, NotFittedError, show
 
 __all__ = [
     "HOLDOUT_SHARE",
@@ -122,7 +122,7 @@ def as_matrix(data: Any, metrics: Sequence[str] | None = None,
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
         raise DataError(f"{where}: metric '{names[col]}' is not finite at row {row} "
-                        f"({X[row, col]!r})")
+                        f"({show(X[row, col])})")
     return X, names
 
 

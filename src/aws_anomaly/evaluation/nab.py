@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.errors import ConfigError, DataError, show
 
 __all__ = [
     "PROFILES",
@@ -308,7 +308,8 @@ def read_nab_csv(path: Path, columns: Sequence[str] = ("timestamp", "value")) ->
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}: column {col!r} row {row} is not a finite number: {df[col].iloc[row]!r}"
+                f"{path}: column {col!r} row {row} is not a finite number: "
+                f"{show(df[col].iloc[row])}"
             )
         out[col] = vals
     return pd.DataFrame(out)

@@ -57,7 +57,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from aws_anomaly.data import LABEL_COLUMNS, Dataset
-from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.errors import ConfigError, DataError, show
 from aws_anomaly.evaluation.baselines import (
     HOLDOUT_SHARE,
     STD_FLOOR_RATIO,
@@ -460,8 +460,8 @@ def score_server(factory: Callable[..., BenchDetector], params: Mapping[str, Any
             row = int(np.flatnonzero(~np.isclose(ps, scores[:cut], rtol=1e-9, atol=1e-12)
                                      | (pf != flags[:cut]))[0])
             raise DataError(f"{where}: look-ahead: scoring the first {cut} test rows alone "
-                            f"changes row {row} (score {ps[row]!r} vs {scores[row]!r} in the "
-                            "full run)")
+                            f"changes row {row} (score {show(ps[row])} vs "
+                            f"{show(scores[row])} in the full run)")
     return {"scores": scores, "flags": flags, "fit_s": t1 - t0, "score_s": t2 - t1,
             "causal": causal}
 
@@ -473,7 +473,7 @@ def _check_output(scores: Any, flags: Any, n: int, where: str) -> tuple[np.ndarr
         raise DataError(f"{where}: returned {s.shape} scores and {f.shape} flags for {n} rows")
     bad = np.flatnonzero(~np.isfinite(s))
     if bad.size:
-        raise DataError(f"{where}: score {s[bad[0]]!r} at test row {int(bad[0])} is not finite "
+        raise DataError(f"{where}: score {show(s[bad[0]])} at test row {int(bad[0])} is not finite "
                         f"({bad.size} such rows)")
     return s, f.astype(bool)
 

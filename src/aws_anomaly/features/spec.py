@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.errors import ConfigError, DataError, show
 
 __all__ = [
     "MAX_ABS_VALUE",
@@ -75,10 +75,11 @@ def _int_tuple(name: str, value: Any, minimum: int, *, allow_empty: bool = True)
     out: list[int] = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ConfigError(f"feature spec: {name} must hold integers, got {v!r} in {value!r}")
+            raise ConfigError(f"feature spec: {name} must hold integers, got {show(v)} in "
+                              f"{show(value)}")
         if v < minimum:
             raise ConfigError(f"feature spec: {name} values must be >= {minimum}, got {v} "
-                              f"in {list(value)!r}")
+                              f"in {show(list(value))}")
         out.append(int(v))
     if not allow_empty and not out:
         raise ConfigError(f"feature spec: {name} must not be empty")
