@@ -39,6 +39,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ import pandas as pd
 from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
-from aws_anomaly.data.dataset import stream_admit
+from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps, stream_admit
 from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.features import (
@@ -778,7 +779,7 @@ class AnomalyModel:
         return score, flag, contrib
 
     def score(self, data: Dataset | pd.DataFrame, history: Dataset | pd.DataFrame | None = None,
-              explain: str = "flagged") -> pd.DataFrame:
+              explain: str = "flagged", *, rows: str = "input") -> pd.DataFrame:
         """Score every row of ``data``.
 
         Parameters
@@ -790,6 +791,14 @@ class AnomalyModel:
             Earlier rows of the same entities, used only as feature look-back (not scored).
         explain
             ``"flagged"`` (occlusion contributions for flagged rows), ``"all"`` or ``"none"``.
+        rows
+            Which rows come back for a DataFrame ``data``: ``"input"`` (default) one row per
+            row of the frame, in its order and with its index, each with the score of the
+            grid step holding it (``[t, t + step)``: rows merged into one step share its
+            score; a row loading dropped, before every metric of its entity has a value, gets
+            ``anomaly_score`` NaN, not flagged, not ready); ``"grid"`` the rows of the regular
+            grid the frame was loaded onto, gap-filled points included, in (entity, timestamp)
+            order. A :class:`Dataset` is its own grid: both give its rows.
 
         Returns
         -------
@@ -797,12 +806,13 @@ class AnomalyModel:
             ``timestamp``, ``entity``, ``anomaly_score`` (>= 1.0 is anomalous), ``is_anomaly``,
             ``top_metric``, ``contrib_<metric>`` per metric, ``ready``, and per metric the
             expected value and band ``expected_<metric>``, ``lower_<metric>``,
-            ``upper_<metric>`` (NaN where the band has no history yet); one row per input row,
-            in the dataset's (entity, timestamp) order.
+            ``upper_<metric>`` (NaN where the band has no history yet); rows as ``rows`` says.
         """
         self._check_fitted()
         if explain not in ("flagged", "all", "none"):
             raise ConfigError(f"explain must be 'flagged', 'all' or 'none', got {explain!r}")
+        if rows not in ("input", "grid"):
+            raise ConfigError(f"rows must be 'input' or 'grid', got {rows!r}")
         ds = self._as_dataset(data, "scoring data")
         hist = self._as_dataset(history, "history") if history is not None else None
         X, ready, _ = self._features(ds, hist, "scoring data")
@@ -812,26 +822,31 @@ class AnomalyModel:
         top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
         # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
         # goes through Python objects and costs more than the scoring itself.
-        out = pd.DataFrame({
+        cols: dict[str, Any] = {
             "timestamp": ds.frame["timestamp"].reset_index(drop=True),
             "entity": ds.frame["entity"].reset_index(drop=True),
             "anomaly_score": score,
             "is_anomaly": flag,
             "top_metric": pd.array(top, dtype="str"),
-        })
+        }
         for j, metric in enumerate(self.metrics_):
-            out[f"contrib_{metric}"] = contrib[:, j]
-        out["ready"] = ready
+            cols[f"contrib_{metric}"] = contrib[:, j]
+        cols["ready"] = ready
         yhat, lower, upper = self._bands(ds, hist)
         for j, metric in enumerate(self.metrics_):
-            out[f"expected_{metric}"] = yhat[:, j]
-            out[f"lower_{metric}"] = lower[:, j]
-            out[f"upper_{metric}"] = upper[:, j]
+            cols[f"expected_{metric}"] = yhat[:, j]
+            cols[f"lower_{metric}"] = lower[:, j]
+            cols[f"upper_{metric}"] = upper[:, j]
+        out = pd.DataFrame(cols)  # built at once: inserting columns one by one fragments it
+        if rows == "input" and isinstance(data, pd.DataFrame):
+            out = _input_rows(out, data, ds.step)
         return out
 
-    def predict(self, data: Dataset | pd.DataFrame) -> np.ndarray:
-        """-1 for anomalous rows, 1 for normal ones (warm-up rows are 1), as scikit-learn does."""
-        flags = self.score(data, explain="none")["is_anomaly"].to_numpy()
+    def predict(self, data: Dataset | pd.DataFrame, *, rows: str = "input") -> np.ndarray:
+        """-1 for anomalous rows, 1 for normal ones (warm-up rows are 1), as scikit-learn does:
+        one per row of ``data`` in its order (``rows="grid"``: per grid row, see :meth:`score`).
+        """
+        flags = self.score(data, explain="none", rows=rows)["is_anomaly"].to_numpy()
         return np.where(flags, -1, 1)
 
     def stream(self, entity: str, history: Dataset | pd.DataFrame | None = None, *,
@@ -975,6 +990,47 @@ class AnomalyModel:
 #: Relative tolerance of the "should stay constant" check: a constant metric has moved when it
 #: differs from its training value by more than this times (1 + |value|).
 _CONSTANT_TOLERANCE = 1e-6
+
+
+def _input_rows(grid: pd.DataFrame, frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """``grid`` (scores of the rows ``frame`` was loaded onto, in (entity, timestamp) order)
+    mapped back onto the rows of ``frame``: each row takes the grid row of its entity whose
+    step ``[t, t + step)`` holds its time. Rows without one (dropped by loading) keep their
+    own time and entity with a NaN score, False flags and empty text."""
+    ts = parse_timestamps(frame["timestamp"].reset_index(drop=True), "scoring data")
+    ents = (frame["entity"].astype(str).to_numpy(dtype=object) if "entity" in frame.columns
+            else np.full(len(frame), DEFAULT_ENTITY, dtype=object))
+    t_in = pd.DatetimeIndex(ts).asi8
+    t_grid = pd.DatetimeIndex(grid["timestamp"]).asi8
+    g_ent = grid["entity"].to_numpy(dtype=object)
+    take = np.full(len(frame), -1, dtype=np.int64)
+    bounds = np.flatnonzero(np.concatenate(([True], g_ent[1:] != g_ent[:-1], [True])))
+    where_in = pd.Series(np.arange(len(frame))).groupby(ents, sort=False).indices
+    for a, b in pairwise(bounds.tolist()):
+        idx = where_in.get(g_ent[a])
+        if idx is None:
+            continue
+        pos = np.searchsorted(t_grid[a:b], t_in[idx], side="right") - 1
+        ok = pos >= 0
+        ok[ok] = t_in[idx[ok]] - t_grid[a + pos[ok]] < step.value
+        take[idx[ok]] = a + pos[ok]
+    if len(take) == len(grid) and np.array_equal(take, np.arange(len(grid))):
+        out = grid.copy()  # the frame was already the grid: nothing moves
+    else:
+        out = grid.iloc[np.maximum(take, 0)].reset_index(drop=True)
+        lost = take < 0
+        if lost.any():
+            for col in out.columns:
+                if pd.api.types.is_bool_dtype(out[col]):
+                    out.loc[lost, col] = False
+                elif pd.api.types.is_float_dtype(out[col]):
+                    out.loc[lost, col] = np.nan
+                elif col not in ("timestamp", "entity"):
+                    out.loc[lost, col] = ""
+        out["timestamp"] = ts.to_numpy()
+        out["entity"] = pd.array(ents, dtype=grid["entity"].dtype)
+    out.index = frame.index
+    return out
 
 
 def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:
