@@ -47,6 +47,13 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import AnomalyEvent, merge_events
 from aws_anomaly.model import AnomalyModel, StreamScorer, default_model
+from aws_anomaly.retrain import (
+    Retrainer,
+    input_reference,
+    publish,
+    version_of,
+    version_path,
+)
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, OutboxItem, Store
 
@@ -138,11 +145,9 @@ class TrainProgress:
 
 
 def _model_version(model: AnomalyModel) -> str:
-    trained = (getattr(model, "training_summary_", {}) or {}).get("trained_at")
-    if trained:
-        return str(trained)
-    man = getattr(model, "manifest_", {}) or {}
-    return str(man.get("created", man.get("written_at", "1")))
+    """The registry version stamped into the model's bundle (``"1"`` for a bundle written
+    before the registry kept history)."""
+    return version_of(model) or "1"
 
 
 @dataclass
@@ -217,6 +222,11 @@ class JobRunner:
         # entity -> (primed stream scorer, its last timestamp) for short /v1/score requests
         self._streams: dict[str, tuple[StreamScorer, pd.Timestamp]] = {}
         self._streams_lock = threading.Lock()
+        # Model management: one training or rollback at a time (ticks go on meanwhile; the
+        # swap itself takes `lock`); the registry, drift and automated retraining.
+        self._train_lock = threading.Lock()
+        self.retrainer = Retrainer(self)
+        self.sinks.append(self.retrainer)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -284,6 +294,7 @@ class JobRunner:
                                started=time.time())
                 try:
                     self.model = AnomalyModel.load(self.model_path)
+                    self._adopt_loaded(self.model)
                 except Exception as exc:
                     self._progress(state="failed", error=self._error("train", exc),
                                    finished=time.time())
@@ -291,38 +302,63 @@ class JobRunner:
                         raise
                     raise AwsAnomalyError(f"job {self.name}: cannot load {self.model_path}: "
                                           f"{type(exc).__name__}: {exc}") from exc
-                self._register(self.model, self.model_path)
                 self._progress(state="ready", step="loaded", finished=time.time())
                 return self.model
             return self.retrain(reason="no model bundle yet")
 
-    def _register(self, model: AnomalyModel, path: Path | None) -> None:
-        summary = getattr(model, "training_summary_", {}) or {}
-        info = {"metrics": list(model.metrics_), "step_seconds": model.step_.total_seconds(),
-                "calibration": getattr(model, "calibration_used_", {}),
-                "training_summary": summary,
-                "detector_params": model.detector_params,
-                "entity_thresholds": self.thresholds()}
-        trained_at = summary.get("trained_at") or pd.Timestamp.now(tz="UTC").isoformat()
+    def _adopt_loaded(self, model: AnomalyModel) -> None:
+        """Make the registry agree with the bundle loaded from ``model_path`` (the champion).
+
+        A bundle stamped with a version is that version: promoted if the registry says
+        otherwise (a crash between writing the champion and recording it). A bundle written
+        before versions were kept becomes the next version, kept at its versioned path.
+        """
+        version = version_of(model)
         try:
-            self.store.register_model(ModelRecord(
-                name=self.model_name, version=_model_version(model), job=self.name,
-                path=str(path or ""), detector=model.detector,
-                trained_at=pd.Timestamp(trained_at), info=info))
+            rec = self.store.get_model(self.model_name, version) if version else None
+            if rec is None:
+                if version is None:
+                    version = self.store.next_model_version(self.model_name)
+                    ref = {"inputs": {}, "held_back": {}}
+                    path = self.retrainer.save_version(model, version, ref)
+                    if path is not None and self.model_path is not None:
+                        publish(path, self.model_path)
+                else:
+                    kept = (version_path(self.model_path, version)
+                            if self.model_path is not None else None)
+                    path = kept if kept is not None and kept.exists() else self.model_path
+                summary = getattr(model, "training_summary_", {}) or {}
+                self.store.register_model(ModelRecord(
+                    name=self.model_name, version=version, job=self.name,
+                    path=str(path or ""), detector=model.detector,
+                    trained_at=pd.Timestamp((getattr(model, "manifest_", None) or {}).get(
+                        "created_at") or pd.Timestamp.now(tz="UTC")),
+                    info={**self.retrainer.info(model, rows=summary.get("train_rows", 0),
+                                                data_start=None, data_end=None, figures=None,
+                                                path=path),
+                          "entity_thresholds": self.thresholds()},
+                    decision={"trigger": "loaded from the model path", "promoted": True,
+                              "decision": "forced"}))
+            elif not rec.active:
+                self.store.promote_model(self.model_name, version)
         except StoreError as exc:
             self._error("store", exc)
+        self.retrainer.publish_versions()
 
     def retrain(self, *, reason: str = "requested") -> AnomalyModel:
         """Train a model on ``job.model.history`` of the source, using feedback; swap it in.
 
         True-positive events are labelled anomalous in the history (left out of training);
-        false-positive events raise their entity's threshold (see the module docstring).
+        false-positive events raise their entity's threshold (see the module docstring). The
+        new model is registered as the next version and replaces the champion without a
+        check (automated retrains go through :meth:`aws_anomaly.retrain.Retrainer.challenge`).
+        Ticks keep scoring with the current model while it trains.
         """
-        with self.lock:
+        with self._train_lock:
             self._progress(state="training", step=f"fetching history ({reason})",
                            started=time.time(), finished=None, error=None)
             try:
-                return self._retrain()
+                return self._retrain(reason)
             except Exception as exc:
                 # Whatever went wrong (a disk error saving the bundle, a bug), the training
                 # is over: never leave the job "training" (every retrain would be refused).
@@ -332,16 +368,23 @@ class JobRunner:
                 if stage == "fetch":
                     self.source_ok, self.source_error = False, msg
                 self._progress(state="failed", error=msg, finished=time.time())
+                self.retrainer._count("failed")
                 if isinstance(exc, AwsAnomalyError):
                     raise
                 raise AwsAnomalyError(f"job {self.name}: training failed: "
                                       f"{type(exc).__name__}: {exc}") from exc
 
-    def _retrain(self) -> AnomalyModel:
-        now = self.source.now()
+    def rollback(self, version: str | None = None) -> ModelRecord:
+        """Make an earlier version the champion again from its kept bundle (default: the
+        champion before the current one); see :meth:`aws_anomaly.retrain.Retrainer.rollback`."""
+        return self.retrainer.rollback(version)
+
+    def _training_data(self, span: pd.Timedelta, now: pd.Timestamp
+                       ) -> tuple[Dataset, dict[str, tuple[str, AnomalyEvent]]]:
+        """``span`` of history up to ``now`` with feedback-confirmed anomalies labelled, and
+        the feedback labels."""
         end = now + pd.Timedelta(1, "ns")
-        history = self.source.fetch(end - pd.Timedelta(self.job.model.history), end,
-                                    entities=self.job.entities)
+        history = self.source.fetch(end - span, end, entities=self.job.entities)
         self.source_ok, self.source_error = True, None
         metrics = list(self.job.metrics or history.metrics)
         history = Dataset(frame=history.frame, metrics=tuple(metrics), step=history.step)
@@ -357,11 +400,10 @@ class JobRunner:
                 lab[(ent == ev.entity) & (ts >= ev.start).to_numpy()
                     & (ts <= ev.end).to_numpy()] = 1
         frame = frame.assign(is_anomaly=lab, anomaly_type=np.where(lab == 1, "confirmed", ""))
-        data = Dataset(frame=frame, metrics=tuple(metrics), step=history.step)
-        self._progress(step=f"fitting {self.job.model.detector} on {len(data):,} points of "
-                            f"{len(data.entities)} entities", history_points=len(data))
-        # The last fifth of each entity's history calibrates the threshold.
-        train, valid = data.split_tail(0.2)
+        return Dataset(frame=frame, metrics=tuple(metrics), step=history.step), labels
+
+    def _new_model(self, step: pd.Timedelta) -> AnomalyModel:
+        """An unfitted model as the job's ``model`` section describes it."""
         thr = self.job.model.threshold
         is_default = self.job.model.detector == "default"
         method = thr.method if thr.method != "auto" else ("pot" if is_default else "target_fpr")
@@ -373,29 +415,62 @@ class JobRunner:
         elif method == "pot":
             calibration["risk"] = thr.risk
         if is_default:
-            model = default_model(data.step, calibration=calibration,
-                                  **({"detector_params": self.job.model.detector_params}
-                                     if self.job.model.detector_params else {}))
-        else:
-            model = AnomalyModel(detector=self.job.model.detector,
-                                 detector_params=self.job.model.detector_params,
-                                 calibration=calibration)
-        model.fit(train, valid)
-        path = self.model_path
-        if path is not None:
-            self._progress(step=f"saving bundle to {path}")
-            model.save(path)
-        self._progress(step="applying feedback to per-entity thresholds")
-        new_thr = self._thresholds_from_feedback(model, data, labels)
-        self.store.replace_entity_thresholds(self.name, new_thr)
-        self._thresholds = {e: t for e, (t, _) in new_thr.items()}
+            return default_model(step, calibration=calibration,
+                                 **({"detector_params": self.job.model.detector_params}
+                                    if self.job.model.detector_params else {}))
+        return AnomalyModel(detector=self.job.model.detector,
+                            detector_params=self.job.model.detector_params,
+                            calibration=calibration)
+
+    def _swap_model(self, model: AnomalyModel, thresholds: Mapping[str, float]) -> None:
+        """Replace the scoring model and its per-entity thresholds (caller holds ``lock``)."""
+        self._thresholds = dict(thresholds)
         self._thresholds_loaded = True
         self.model = model
         with self._display_lock:
             self._display.clear()  # old scores came from the old model
         with self._streams_lock:
             self._streams.clear()
-        self._register(model, path)
+
+    def _retrain(self, reason: str) -> AnomalyModel:
+        now = self.source.now()
+        data, labels = self._training_data(pd.Timedelta(self.job.model.history), now)
+        self._progress(step=f"fitting {self.job.model.detector} on {len(data):,} points of "
+                            f"{len(data.entities)} entities", history_points=len(data))
+        # The last fifth of each entity's history calibrates the threshold.
+        train, valid = data.split_tail(0.2)
+        model = self._new_model(data.step)
+        model.fit(train, valid)
+        # What drift is measured against: the flagged share on the calibration rows and the
+        # training inputs' distribution.
+        first = valid.frame["timestamp"].min()
+        look = train.slice_time(first - pd.Timedelta(data.step) * (model.spec.min_history + 1),
+                                first)
+        vs = model.score(valid, history=look if len(look) else None, explain="none")
+        ready = vs["ready"].to_numpy(dtype=bool)
+        reference = {"held_back": {"flagged": int((vs["is_anomaly"].to_numpy(dtype=bool)
+                                                   & ready).sum()), "points": int(ready.sum())},
+                     "inputs": input_reference(train, list(model.metrics_))}
+        self._progress(step="applying feedback to per-entity thresholds")
+        new_thr = self._thresholds_from_feedback(model, data, labels)
+        version = self.store.next_model_version(self.model_name)
+        if self.model_path is not None:
+            self._progress(step=f"saving bundle to {self.model_path}")
+        path = self.retrainer.save_version(model, version, reference)
+        decision = {"trigger": reason, "check": "none: a requested training replaces the "
+                    "champion", "promoted": True, "decision": "forced",
+                    "at": now.isoformat()}
+        self.store.register_model(ModelRecord(
+            name=self.model_name, version=version, job=self.name, path=str(path or ""),
+            detector=model.detector, trained_at=pd.Timestamp.now(tz="UTC"),
+            info={**self.retrainer.info(model, rows=len(data),
+                                        data_start=data.frame["timestamp"].min(),
+                                        data_end=now, figures=None, path=path),
+                  "entity_thresholds": {e: t for e, (t, _) in new_thr.items()}},
+            status="challenger", decision=decision), activate=False)
+        self.retrainer._last_train = now
+        self.retrainer.install(model, new_thr, version, decision)
+        self.retrainer._count("forced")
         self._progress(state="ready", step=f"trained on {len(data):,} points",
                        finished=time.time())
         return model

@@ -275,3 +275,20 @@ def test_a_job_can_train_the_label_free_default_model(tmp_path):
     assert rec.detector == "knn"
     assert runner.model.feature_set == "hybrid"
     assert runner.model.calibration_used_ == {"method": "pot", "risk": 0.002}
+
+
+def test_a_bundle_from_before_versions_becomes_version_1_and_is_kept(tmp_path, model):
+    """Issue 12.4: a bundle written before the registry kept history (no version stamped)
+    is registered as the next version, kept at its versioned path, and stays the champion."""
+    from aws_anomaly.retrain import version_of, version_path
+
+    model.save(tmp_path / "model")
+    runner, _, _, store = make(tmp_path, None)
+    loaded = runner.ensure_model()
+    [rec] = store.list_models(name="demo")
+    assert (rec.version, rec.status) == ("1", "champion") and version_of(loaded) == "1"
+    assert rec.path == str(version_path(tmp_path / "model", "1"))
+    assert version_of(AnomalyModel.load(tmp_path / "model")) == "1"
+    again, *_ = make(tmp_path, None)
+    again.ensure_model()
+    assert [m.version for m in store.list_models(name="demo")] == ["1"]

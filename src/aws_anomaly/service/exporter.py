@@ -20,6 +20,7 @@ cluster name are safe).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -117,6 +118,26 @@ class Exporter:
         self.dropped = Counter("aws_anomaly_dropped_entities",
                                "Scores not exported because max_entities was reached.",
                                ["model"], registry=r)
+        # Model registry, drift and automated retraining (aws_anomaly.retrain); one series
+        # per job (and per metric for PSI, per status, per decision): bounded by the config.
+        self.drift_alert_rate = Gauge(
+            "aws_anomaly_drift_alert_rate_ratio", "Share of the job's recent ready points at "
+            "or above threshold over the share expected from held-back data at training.",
+            ["job"], registry=r)
+        self.drift_psi = Gauge(
+            "aws_anomaly_drift_psi", "Population stability index of a metric's recent values "
+            "against the training rows (mean over entities).", ["job", "metric"], registry=r)
+        self.champion_version = Gauge(
+            "aws_anomaly_model_champion_version", "Registry version of the model scoring the "
+            "job.", ["job"], registry=r)
+        self.model_versions = Gauge(
+            "aws_anomaly_model_versions", "Registered model versions of the job by status "
+            "(champion, challenger, rejected, retired).", ["job", "status"], registry=r)
+        self.retrains = Counter(
+            "aws_anomaly_retrain_decisions", "Model trainings and rollbacks by outcome: "
+            "promoted / rejected (automated challenger), forced (requested or first "
+            "training), rollback, failed.", ["job", "decision"], registry=r)
+        self._drift_metrics: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ job instrumentation
     def register_job(self, job: str) -> None:
@@ -143,6 +164,36 @@ class Exporter:
 
     def record_success(self, job: str, when: float | None = None) -> None:
         self.last_success.labels(job=job).set(self._clock() if when is None else when)
+
+    def set_drift(self, job: str, *, alert_rate_ratio: float | None,
+                  psi: Mapping[str, float]) -> None:
+        """Publish the job's drift figures; a figure not measured (None, a metric missing)
+        has its series removed rather than left stale."""
+        with self._lock:
+            if alert_rate_ratio is None:
+                with contextlib.suppress(KeyError):
+                    self.drift_alert_rate.remove(job)
+            else:
+                self.drift_alert_rate.labels(job=job).set(float(alert_rate_ratio))
+            before = self._drift_metrics.get(job, set())
+            for metric in before - set(psi):
+                with contextlib.suppress(KeyError):
+                    self.drift_psi.remove(job, metric)
+            for metric, value in psi.items():
+                self.drift_psi.labels(job=job, metric=metric).set(float(value))
+            self._drift_metrics[job] = set(psi)
+
+    def set_model_versions(self, job: str, *, champion: str | None,
+                           statuses: Mapping[str, int]) -> None:
+        """Publish the champion's version (when numbered) and versions per status."""
+        if champion is not None and champion.isdigit():
+            self.champion_version.labels(job=job).set(int(champion))
+        for status, n in statuses.items():
+            self.model_versions.labels(job=job, status=status).set(n)
+
+    def record_retrain(self, job: str, decision: str) -> None:
+        """Count one training or rollback of ``job`` by its outcome."""
+        self.retrains.labels(job=job, decision=decision).inc()
 
     def set_model(self, model: str, *, detector: str, version: str, trained_at: str) -> None:
         """Publish the loaded model; replaces a previous info series of the same model."""
