@@ -15,23 +15,44 @@ A model scores points; people act on incidents. :func:`merge_events` turns a fra
 Each event keeps its explanation: ``top_metrics`` (metric, share of the anomaly) averaged over
 its points weighted by score, and ``deviations`` (metric -> robust z-score at the peak: how far
 from normal the metric was) when the scores carry ``dev_<metric>`` columns.
+
+:class:`AlertPolicy` is the one place that decides when anomalous points become an *alert*:
+the job runner merges with it, the notifiers send what it says, the exporter publishes its
+state (``aws_anomaly_alert_active``, which the Prometheus rules alert on) and ``backtest``
+counts with it. Its rules:
+
+* a point is anomalous when it is ready and ``anomaly_score >= threshold``;
+* anomalous points of one entity merge into one event when at most ``max_gap_steps`` normal
+  points lie between them (the merge gap);
+* an event **fires** once it holds ``min_consecutive`` anomalous points (a shorter blip never
+  alerts), at the time of that point; it stays firing while the event is open;
+* it **resolves** when the event closes: ``max_gap_steps + 1`` normal points after its last
+  anomalous point (the cool-down: an anomaly inside that gap continues the same alert rather
+  than raising a new one); the resolution carries the event's end;
+* events the job scored before it started notifying (its first run, or an entity seen for the
+  first time, scores ``lookback`` of past data) are *history*: stored, never sent, never shown
+  as firing (:meth:`AlertPolicy.split_history`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.errors import DataError
+from aws_anomaly.errors import ConfigError, DataError
 
-__all__ = ["AnomalyEvent", "EventStatus", "event_id_for", "merge_events"]
+__all__ = ["DEFAULT_MAX_GAP_STEPS", "AlertPolicy", "AlertState", "AnomalyEvent", "EventStatus",
+           "event_id_for", "merge_events"]
 
 EventStatus = Literal["open", "closed"]
+AlertState = Literal["firing", "resolved"]
+#: Normal points allowed inside one event (the job runner's default merge gap).
+DEFAULT_MAX_GAP_STEPS = 2
 _REQUIRED = ("timestamp", "entity", "anomaly_score", "is_anomaly")
 
 
@@ -102,7 +123,7 @@ def _infer_step(ts: pd.DatetimeIndex) -> pd.Timedelta | None:
 def merge_events(
     scores: pd.DataFrame,
     *,
-    max_gap_steps: int = 2,
+    max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
     step: pd.Timedelta | str | None = None,
     previous: Mapping[str, AnomalyEvent] | None = None,
     threshold: float | Mapping[str, float] | None = None,
@@ -249,3 +270,137 @@ def _combine(old: AnomalyEvent, new: AnomalyEvent) -> AnomalyEvent:
         deviations=new.deviations if peak_new else old.deviations,
         top_metrics=_rank(list(shares.items())) if shares else old.top_metrics,
         job=new.job or old.job, model=new.model or old.model)
+
+
+_SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """When anomalous points become an alert, and when it resolves (see the module docstring).
+
+    Built from a job's ``alert`` section (:meth:`from_job`); a notifier's own
+    ``min_consecutive`` gives that notifier a stricter copy (:meth:`with_min_consecutive`),
+    the same rules with another bar.
+
+    Examples
+    --------
+    >>> ts = pd.date_range("2026-01-01", periods=9, freq="5min", tz="UTC")
+    >>> s = pd.DataFrame({"timestamp": ts, "entity": "eks-a",
+    ...     "anomaly_score": [0.2, 1.5, 0.3, 0.2, 0.1, 1.2, 1.3, 1.4, 0.1], "is_anomaly": False})
+    >>> policy = AlertPolicy(min_consecutive=3)
+    >>> events = policy.merge(s, threshold=policy.threshold)
+    >>> [(e.n_points, policy.fires(e)) for e in events]  # a blip, then three points
+    [(1, False), (3, True)]
+    >>> policy.alert_states(events)
+    {'eks-a': True}
+    >>> [state for _, state in policy.transitions(events)]
+    ['firing']
+    """
+
+    threshold: float = 1.0
+    min_consecutive: int = 3
+    max_gap_steps: int = DEFAULT_MAX_GAP_STEPS
+    severity: str = "warning"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.threshold) and self.threshold > 0):
+            raise ConfigError(f"alert.threshold must be > 0, got {self.threshold}")
+        if isinstance(self.min_consecutive, bool) or int(self.min_consecutive) < 1:
+            raise ConfigError(f"alert.min_consecutive must be >= 1, got {self.min_consecutive}")
+        if isinstance(self.max_gap_steps, bool) or int(self.max_gap_steps) < 0:
+            raise ConfigError(f"max_gap_steps must be >= 0, got {self.max_gap_steps}")
+        if self.severity not in _SEVERITIES:
+            raise ConfigError(f"alert.severity {self.severity!r} is not one of {_SEVERITIES}")
+
+    @classmethod
+    def from_job(cls, job: Any, *, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS) -> AlertPolicy:
+        """The policy of a job (``aws_anomaly.config.JobConfig``): its ``alert`` section."""
+        alert = job.alert
+        return cls(threshold=float(alert.threshold), min_consecutive=int(alert.min_consecutive),
+                   max_gap_steps=max_gap_steps, severity=str(alert.severity))
+
+    def with_min_consecutive(self, min_consecutive: int | None) -> AlertPolicy:
+        """This policy with another bar (a notifier's override); ``None`` keeps it."""
+        return self if min_consecutive is None else replace(
+            self, min_consecutive=int(min_consecutive))
+
+    @property
+    def gap_steps(self) -> int:
+        """Normal points after the last anomalous one before an event (and its alert) ends."""
+        return self.max_gap_steps + 1
+
+    # ------------------------------------------------------------------ points -> events
+    def merge(self, scores: pd.DataFrame, *, step: pd.Timedelta | str | None = None,
+              previous: Mapping[str, AnomalyEvent] | None = None,
+              threshold: float | Mapping[str, float] | None = None, job: str = "",
+              model: str = "") -> list[AnomalyEvent]:
+        """:func:`merge_events` with this policy's merge gap.
+
+        ``threshold`` ``None`` keeps the scores' ``is_anomaly`` (the runner has applied the
+        per-entity thresholds); a value, or a map per entity (entities not in it use this
+        policy's ``threshold``), recomputes it.
+        """
+        if isinstance(threshold, Mapping):
+            ents = scores["entity"].astype(str).unique() if "entity" in scores else ()
+            threshold = {str(e): float(threshold.get(str(e), self.threshold)) for e in ents}
+        return merge_events(scores, max_gap_steps=self.max_gap_steps, step=step,
+                            previous=previous, threshold=threshold, job=job, model=model)
+
+    # ------------------------------------------------------------------ events -> alerts
+    def fires(self, event: AnomalyEvent) -> bool:
+        """Whether ``event`` is (or was) an alert: it reached ``min_consecutive`` points."""
+        return int(event.n_points) >= self.min_consecutive
+
+    def firing(self, event: AnomalyEvent) -> bool:
+        """Whether ``event``'s alert fires now: it reached the bar and is still open."""
+        return self.fires(event) and event.status == "open"
+
+    def transitions(self, events: Sequence[AnomalyEvent]
+                    ) -> list[tuple[AnomalyEvent, AlertState]]:
+        """What to send for events a tick touched: ``firing`` for each event that reached the
+        bar, and ``resolved`` after it when the event closed (an incident that started and
+        ended within one tick is still reported). Receivers and the outbox deduplicate a
+        state sent before."""
+        out: list[tuple[AnomalyEvent, AlertState]] = []
+        for ev in events:
+            if not self.fires(ev):
+                continue
+            out.append((ev, "firing"))
+            if ev.status != "open":
+                out.append((ev, "resolved"))
+        return out
+
+    def alert_states(self, events: Sequence[AnomalyEvent],
+                     entities: Iterable[str] = ()) -> dict[str, bool]:
+        """Per entity, whether an alert fires after these events: the entity's latest event
+        decides; ``entities`` without an event are not firing."""
+        states = {str(e): False for e in entities}
+        for ev in sorted(events, key=lambda e: (e.entity, e.start)):
+            states[ev.entity] = self.firing(ev)
+        return states
+
+    def split_history(self, events: Sequence[AnomalyEvent],
+                      history_before: Mapping[str, pd.Timestamp]
+                      ) -> tuple[list[AnomalyEvent], list[AnomalyEvent]]:
+        """``(live, history)``: an event of an entity in ``history_before`` that started
+        before that time is history (a first run's look-back): it is stored but never sent
+        and never shown as firing, even while it goes on."""
+        live: list[AnomalyEvent] = []
+        history: list[AnomalyEvent] = []
+        for ev in events:
+            cut = history_before.get(ev.entity)
+            (history if cut is not None and ev.start < cut else live).append(ev)
+        return live, history
+
+    def summarize(self, events: Sequence[AnomalyEvent], *,
+                  step: pd.Timedelta | None = None) -> dict[str, Any]:
+        """Counts of what these events send: alerts fired, resolved, still firing at the end,
+        and the longest alert (first to last anomalous point, plus one step) in minutes."""
+        fired = [e for e in events if self.fires(e)]
+        one = pd.Timedelta(step) if step is not None else pd.Timedelta(0)
+        longest = max(((e.end - e.start + one) / pd.Timedelta(minutes=1) for e in fired),
+                      default=0.0)
+        return {"firing": len(fired), "resolved": sum(e.status != "open" for e in fired),
+                "open_at_end": sum(e.status == "open" for e in fired),
+                "longest_alert_minutes": round(float(longest), 1)}

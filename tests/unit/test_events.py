@@ -1,4 +1,5 @@
-"""merge_events: runs of anomalous points -> events with stable ids, open/closed status."""
+"""merge_events: runs of anomalous points -> events with stable ids, open/closed status; the
+AlertPolicy: events -> alerts (fire, resolve, history)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aws_anomaly.errors import DataError
-from aws_anomaly.events import event_id_for, merge_events
+from aws_anomaly.errors import ConfigError, DataError
+from aws_anomaly.events import AlertPolicy, event_id_for, merge_events
 
 T0 = pd.Timestamp("2026-03-01T00:00Z")
 STEP = pd.Timedelta("5min")
@@ -129,3 +130,74 @@ def test_to_dict_is_json_ready():
     ev = merge_events(scores([0, 1, 0, 0, 0], contrib={"cpu": 1.0}))[0]
     d = ev.to_dict()
     assert d["start"] == "2026-03-01T00:05:00Z" and d["top_metrics"] == [["cpu", 1.0]]
+
+
+# ---------------------------------------------------------------------------- AlertPolicy
+def test_policy_fires_at_min_consecutive_and_resolves_when_the_event_closes():
+    policy = AlertPolicy(min_consecutive=3, max_gap_steps=2)
+    blip = policy.merge(scores([0, 1, 0, 0, 0]), step=STEP)
+    assert [policy.fires(e) for e in blip] == [False] and policy.transitions(blip) == []
+    # Three anomalous points with one normal point inside: one event, firing while open.
+    opened = policy.merge(scores([0, 1, 0, 1, 1, 0]), step=STEP)
+    assert [(e.n_points, e.status) for e in opened] == [(3, "open")]
+    assert [s for _, s in policy.transitions(opened)] == ["firing"]
+    assert policy.alert_states(opened, entities=["eks-b"]) == {"eks-a": True, "eks-b": False}
+    # The third normal point closes it: resolved, and no longer active.
+    closed = policy.merge(scores([0, 0, 0], start=T0 + 6 * STEP), step=STEP,
+                          previous={"eks-a": opened[0]})
+    assert [s for _, s in policy.transitions(closed)] == ["firing", "resolved"]
+    assert policy.alert_states(closed) == {"eks-a": False}
+
+
+def test_policy_threshold_recomputes_flags_with_per_entity_overrides():
+    s = pd.concat([scores([0, 1, 1, 1, 0]), scores([0, 1, 1, 1, 0], entity="eks-b")])
+    policy = AlertPolicy(threshold=1.0, min_consecutive=3)
+    got = policy.merge(s, step=STEP, threshold={"eks-a": 2.0})  # eks-b: the policy's 1.0
+    assert [e.entity for e in got] == ["eks-b"]
+    assert policy.merge(s, step=STEP, threshold=policy.threshold) != []
+
+
+def test_latest_event_of_an_entity_decides_its_alert_state():
+    policy = AlertPolicy(min_consecutive=2, max_gap_steps=0)
+    evs = policy.merge(scores([1, 1, 0, 1]), step=STEP)
+    assert [(e.n_points, e.status) for e in evs] == [(2, "closed"), (1, "open")]
+    assert policy.alert_states(evs) == {"eks-a": False}  # the second run has not fired yet
+
+
+def test_split_history_keeps_events_before_the_first_tick_out():
+    policy = AlertPolicy(min_consecutive=1)
+    evs = policy.merge(pd.concat([scores([1, 0, 0, 0, 1, 1]),
+                                  scores([1, 0, 0, 0], entity="eks-b")]), step=STEP)
+    cut = {"eks-a": T0 + 4 * STEP}  # eks-b has stored progress: nothing of it is history
+    live, history = policy.split_history(evs, cut)
+    assert [(e.entity, e.start) for e in history] == [("eks-a", T0)]
+    assert [(e.entity, e.start) for e in live] == [("eks-a", T0 + 4 * STEP), ("eks-b", T0)]
+
+
+def test_summarize_counts_what_is_sent():
+    policy = AlertPolicy(min_consecutive=2, max_gap_steps=1)
+    evs = policy.merge(scores([1, 1, 0, 0, 1, 0, 0, 1, 1, 1]), step=STEP)
+    assert policy.summarize(evs, step=STEP) == {
+        "firing": 2, "resolved": 1, "open_at_end": 1, "longest_alert_minutes": 15.0}
+    assert policy.with_min_consecutive(3).summarize(evs)["firing"] == 1
+    assert policy.with_min_consecutive(None) is policy
+
+
+def test_policy_from_job_uses_the_jobs_alert_section():
+    from aws_anomaly.config import JobConfig
+
+    job = JobConfig.model_validate({"name": "j", "alert": {
+        "min_consecutive": 4, "threshold": 1.3, "severity": "critical"}})
+    assert AlertPolicy.from_job(job) == AlertPolicy(threshold=1.3, min_consecutive=4,
+                                                    severity="critical")
+
+
+@pytest.mark.parametrize(("kwargs", "msg"), [
+    ({"min_consecutive": 0}, "alert.min_consecutive must be >= 1, got 0"),
+    ({"threshold": 0.0}, "alert.threshold must be > 0"),
+    ({"max_gap_steps": -1}, "max_gap_steps must be >= 0"),
+    ({"severity": "loud"}, "alert.severity 'loud' is not one of"),
+])
+def test_bad_policy_is_a_clear_error(kwargs, msg):
+    with pytest.raises(ConfigError, match=msg):
+        AlertPolicy(**kwargs)
