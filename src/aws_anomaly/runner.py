@@ -45,7 +45,7 @@ import pandas as pd
 from aws_anomaly.config import JobConfig
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
-from aws_anomaly.events import AnomalyEvent, merge_events
+from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AlertPolicy, AnomalyEvent
 from aws_anomaly.model import AnomalyModel, StreamScorer, default_model
 from aws_anomaly.retrain import (
     Retrainer,
@@ -57,8 +57,8 @@ from aws_anomaly.retrain import (
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, OutboxItem, Store
 
-__all__ = ["STAGES", "AlertSink", "EventSink", "JobRunner", "RunnerMetrics", "ScoreSink",
-           "Sink", "TickResult", "TrainProgress"]
+__all__ = ["STAGES", "AlertSink", "AlertStateSink", "EventSink", "JobRunner", "RunnerMetrics",
+           "ScoreSink", "Sink", "TickResult", "TrainProgress"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,17 @@ class AlertSink(Protocol):
     def wake(self) -> None: ...
 
 
-Sink = ScoreSink | EventSink | AlertSink
+@runtime_checkable
+class AlertStateSink(Protocol):
+    """Receives, after each committed tick, whether the job's alert fires on each entity it
+    scored, as the job's :class:`~aws_anomaly.events.AlertPolicy` decides (the exporter's
+    ``aws_anomaly_alert_active``, which the Prometheus rules alert on)."""
+
+    def on_alert_states(self, job: str, states: Mapping[str, bool], *, model: str,
+                        severity: str) -> None: ...
+
+
+Sink = ScoreSink | EventSink | AlertSink | AlertStateSink
 
 
 class RunnerMetrics(Protocol):
@@ -186,7 +196,7 @@ class JobRunner:
     def __init__(self, job: JobConfig, source: Source, model: AnomalyModel | None,
                  sinks: Sequence[Sink], state: Store, *, model_path: str | Path | None = None,
                  metrics: RunnerMetrics | None = None, max_steps_per_tick: int = 2016,
-                 display_points: int = 576, max_gap_steps: int = 2,
+                 display_points: int = 576, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
                  fp_margin: float = 1.05, fp_max_threshold: float = 3.0,
                  on_progress: Callable[[TrainProgress], None] | None = None) -> None:
         self.job = job
@@ -199,6 +209,11 @@ class JobRunner:
         self.max_steps_per_tick = max_steps_per_tick
         self.display_points = display_points
         self.max_gap_steps = max_gap_steps
+        #: The one decision of "anomalous points -> alert" (events, notifiers, exporter).
+        self.policy = AlertPolicy.from_job(job, max_gap_steps=max_gap_steps)
+        # entity -> time of the first tick that scored it without stored progress: its events
+        # that started before are look-back history, stored but never notified.
+        self._history_before: dict[str, pd.Timestamp] = {}
         self.fp_margin = fp_margin
         self.fp_max_threshold = fp_max_threshold
         self.on_progress = on_progress
@@ -598,11 +613,20 @@ class JobRunner:
             previous = self.store.open_events(self.name)
         except StoreError as exc:
             return TickResult(self.name, now, error=self._error("store", exc), stage="store")
-        events = merge_events(live, max_gap_steps=self.max_gap_steps, step=step,
-                              previous=previous, job=self.name, model=self.model_name)
+        events = self.policy.merge(live, step=step, previous=previous, job=self.name,
+                                   model=self.model_name)
+        # A first run (or an entity seen for the first time) scores `lookback` of past data:
+        # what happened before this tick is history, recorded but never sent.
+        for e in live["entity"].unique():
+            if str(e) not in state:
+                self._history_before.setdefault(str(e), now)
+        alerting, history = self.policy.split_history(events, self._history_before)
+        if history:
+            log.info("job %s: %d event(s) that started before the job first scored their "
+                     "entity are recorded as history, not notified", self.name, len(history))
         last_scored = {str(e): pd.Timestamp(t) for e, t in
                        live.groupby("entity")["timestamp"].max().items()}
-        outbox = self._plan_alerts(events)
+        outbox = self._plan_alerts(alerting)
         try:
             self.store.commit_tick(self.name, events, last_scored, outbox)
         except StoreError as exc:
@@ -612,7 +636,8 @@ class JobRunner:
                               total_s=time.perf_counter() - t0)
         self.store_ok, self.store_error = True, None
         self._remember(scores)
-        self._call_sinks(live, events)
+        self._call_sinks(live, events, self.policy.alert_states(
+            alerting, entities=live["entity"].astype(str).unique()))
         n_anom = int(live["is_anomaly"].sum())
         self.points_scored += len(live)
         self._success()
@@ -690,7 +715,8 @@ class JobRunner:
                     self._error("notify", exc)
         return out
 
-    def _call_sinks(self, scores: pd.DataFrame, events: Sequence[AnomalyEvent]) -> None:
+    def _call_sinks(self, scores: pd.DataFrame, events: Sequence[AnomalyEvent],
+                    alert_states: Mapping[str, bool]) -> None:
         for sink in self.sinks:
             if isinstance(sink, AlertSink):
                 sink.wake()  # delivery happens in the sink's own thread
@@ -699,6 +725,9 @@ class JobRunner:
                     sink.on_scores(self.name, scores, model=self.model_name)
                 if isinstance(sink, EventSink) and events:
                     sink.on_events(self.name, events, model=self.model_name)
+                if isinstance(sink, AlertStateSink) and alert_states:
+                    sink.on_alert_states(self.name, alert_states, model=self.model_name,
+                                         severity=self.policy.severity)
             except Exception as exc:
                 # A sink failing (a notifier down) must not stop scoring; it is counted.
                 log.warning("job %s: sink %s failed: %s", self.name, type(sink).__name__, exc)

@@ -29,6 +29,7 @@ def _exported_names() -> set[str]:
     exp.on_scores("j", pd.DataFrame({"timestamp": [pd.Timestamp("2026-01-01", tz="UTC")],
                                      "entity": ["e"], "anomaly_score": [0.1],
                                      "is_anomaly": [False], "contrib_x": [1.0]}), model="m")
+    exp.on_alert_states("j", {"e": False}, model="m", severity="warning")  # as the runner does
     text = exp.render().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line and not line.startswith("#")}

@@ -103,3 +103,32 @@ def test_registries_are_independent() -> None:
     a, b = Exporter(), Exporter()
     a.on_scores("demo", _scores("x", [0.5]), model="m1")
     assert _samples(b, "aws_anomaly_score") == {}
+
+
+def test_alert_state_is_published_with_the_notifiers_labels() -> None:
+    exp = Exporter()
+    exp.on_scores("demo", pd.concat([_scores("a", [1.5]), _scores("b", [1.2])]), model="m1")
+    exp.on_alert_states("demo", {"a": True, "b": False, "never-scored": True}, model="m1",
+                        severity="warning")
+    active = _samples(exp, "aws_anomaly_alert_active")
+    key = (("entity", "a"), ("job", "demo"), ("model", "m1"), ("severity", "warning"))
+    assert active == {key: 1.0, (("entity", "b"), ("job", "demo"), ("model", "m1"),
+                                 ("severity", "warning")): 0.0}
+    # The alert resolves: 0, same series. A new severity replaces the series, never adds one.
+    exp.on_alert_states("demo", {"a": False}, model="m1", severity="warning")
+    assert _samples(exp, "aws_anomaly_alert_active")[key] == 0.0
+    exp.on_alert_states("demo", {"a": True}, model="m1", severity="critical")
+    got = {k: v for k, v in _samples(exp, "aws_anomaly_alert_active").items()
+           if ("entity", "a") in k}
+    assert got == {(("entity", "a"), ("job", "demo"), ("model", "m1"),
+                    ("severity", "critical")): 1.0}
+
+
+def test_alert_state_expires_with_the_entity() -> None:
+    now = [1000.0]
+    exp = Exporter(stale_after_s=300, clock=lambda: now[0])
+    exp.on_scores("demo", _scores("a", [1.5]), model="m1")
+    exp.on_alert_states("demo", {"a": True}, model="m1", severity="warning")
+    now[0] += 400
+    assert exp.expire() == [("m1", "a")]
+    assert _samples(exp, "aws_anomaly_alert_active") == {}

@@ -8,7 +8,10 @@ of the latest scored point.
 Cardinality is bounded and documented (docs/exporter.md):
 
 * per-entity series: ``aws_anomaly_score``, ``aws_anomaly_is_anomalous`` (1 per entity and
-  model) and ``aws_anomaly_metric_contribution`` (1 per entity, model and metric);
+  model), ``aws_anomaly_alert_active`` (1 per entity, model, job and severity: the job's alert
+  state as its :class:`~aws_anomaly.events.AlertPolicy` decides, the one the notifiers send
+  and the Prometheus rules alert on; :meth:`Exporter.on_alert_states`) and
+  ``aws_anomaly_metric_contribution`` (1 per entity, model and metric);
 * at most ``max_entities`` entities per model are exported (default 2,000); further entities
   are counted in ``aws_anomaly_dropped_entities_total`` instead of creating series;
 * an entity that has not been scored for ``stale_after_s`` seconds (e.g. a deleted cluster)
@@ -42,6 +45,7 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 class _EntityState:
     last_seen: float
     metrics: set[str] = field(default_factory=set)
+    alert_labels: tuple[str, str] | None = None  # (job, severity) of its alert_active series
 
 
 class Exporter:
@@ -85,6 +89,11 @@ class Exporter:
         self.is_anomalous = Gauge("aws_anomaly_is_anomalous",
                                   "1 when the latest point is anomalous, else 0.",
                                   ["entity", "model"], registry=r)
+        self.alert_active = Gauge(
+            "aws_anomaly_alert_active",
+            "1 while the job's alert on the entity fires (the alert the notifiers send: the "
+            "event reached alert.min_consecutive anomalous points and has not closed), else 0.",
+            ["job", "entity", "model", "severity"], registry=r)
         self.contribution = Gauge("aws_anomaly_metric_contribution",
                                   "Share of the latest point's anomaly attributed to a metric.",
                                   ["entity", "model", "metric"], registry=r)
@@ -118,6 +127,7 @@ class Exporter:
         self.dropped = Counter("aws_anomaly_dropped_entities",
                                "Scores not exported because max_entities was reached.",
                                ["model"], registry=r)
+
         # Model registry, drift and automated retraining (aws_anomaly.retrain); one series
         # per job (and per metric for PSI, per status, per decision): bounded by the config.
         self.drift_alert_rate = Gauge(
@@ -253,6 +263,28 @@ class Exporter:
             self.anomalies.labels(job=job).inc(int(scores["is_anomaly"].astype(bool).sum()))
         self.expire()
 
+    def on_alert_states(self, job: str, states: Mapping[str, bool], *, model: str,
+                        severity: str) -> None:
+        """Publish whether each entity's alert fires (``aws_anomaly_alert_active``).
+
+        The job runner calls this after each committed tick with its policy's decision for
+        every entity it scored (:meth:`aws_anomaly.events.AlertPolicy.alert_states`). Only
+        entities exported by :meth:`on_scores` get a series (the same cardinality bound).
+        """
+        with self._lock:
+            known = self._entities.get(model, {})
+            for entity, firing in states.items():
+                state = known.get(str(entity))
+                if state is None:
+                    continue
+                labels = (job, severity)
+                if state.alert_labels is not None and state.alert_labels != labels:
+                    self.alert_active.remove(state.alert_labels[0], str(entity), model,
+                                             state.alert_labels[1])
+                state.alert_labels = labels
+                self.alert_active.labels(job=job, entity=str(entity), model=model,
+                                         severity=severity).set(1.0 if firing else 0.0)
+
     def expire(self) -> list[tuple[str, str]]:
         """Remove series of entities not scored for ``stale_after_s``; returns what went."""
         now = self._clock()
@@ -266,6 +298,9 @@ class Exporter:
                         g.remove(entity, model)
                     for metric in state.metrics:
                         self.contribution.remove(entity, model, metric)
+                    if state.alert_labels is not None:
+                        self.alert_active.remove(state.alert_labels[0], entity, model,
+                                                 state.alert_labels[1])
                     del known[entity]
                     gone.append((model, entity))
         return gone

@@ -3,10 +3,12 @@
 The path of an alert:
 
 1. The job runner hands each tick's events to every :class:`NotifierSink`, which turns them
-   into :class:`Alert` objects (an event alerts once it lasted ``min_consecutive`` points) and
-   plans outbox rows (:meth:`Dispatcher.plan`). The runner writes those rows **in the tick's
-   transaction** (``Store.commit_tick``): an alert exists exactly when its event does, and it
-   survives SIGTERM, SIGKILL and restarts.
+   into :class:`Alert` objects as the job's :class:`~aws_anomaly.events.AlertPolicy` decides
+   (an event fires once it holds ``min_consecutive`` anomalous points and resolves when it
+   closes; the exporter's ``aws_anomaly_alert_active`` and the Prometheus rules follow the
+   same policy) and plans outbox rows (:meth:`Dispatcher.plan`). The runner writes those
+   rows **in the tick's transaction** (``Store.commit_tick``): an alert exists exactly when
+   its event does, and it survives SIGTERM, SIGKILL and restarts.
 2. A :class:`Dispatcher` thread per (job, notifier) delivers the outbox, apart from scoring: a
    dead receiver never slows a tick. It sends due rows in batches, marks them sent at once
    (so after a restart nothing delivered is sent again, and everything pending is), retries
@@ -40,6 +42,7 @@ from urllib.parse import quote
 import httpx
 
 from aws_anomaly.errors import NotifierError, StoreError
+from aws_anomaly.events import AlertPolicy
 from aws_anomaly.service.redact import redact, redact_url, register_secret
 from aws_anomaly.store import OutboxItem, OutboxRow, Store
 
@@ -554,36 +557,37 @@ def serialise(alerts: Sequence[Alert]) -> str:
 class NotifierSink:
     """The job runner's alert sink: anomaly events -> alerts -> the outbox of one notifier.
 
-    An event alerts once it has lasted ``min_consecutive`` anomalous points (shorter blips
-    never page anyone); its end is sent as a resolution. An event that both reached the bar
-    and ended within one tick is sent as firing, then resolved, so receivers still see the
-    incident. The runner calls :meth:`plan_alerts` before committing a tick (the rows go into
-    the tick's transaction) and :meth:`wake` after; :meth:`notify` queues and delivers at
-    once, for use without a runner.
+    What is sent is the ``policy``'s decision (:meth:`AlertPolicy.transitions`): an event
+    fires once it holds ``min_consecutive`` anomalous points (shorter blips never page
+    anyone) and its end is sent as a resolution; an event that both reached the bar and ended
+    within one tick is sent as firing, then resolved, so receivers still see the incident.
+    The runner calls :meth:`plan_alerts` before committing a tick (the rows go into the
+    tick's transaction) and :meth:`wake` after; :meth:`notify` queues and delivers at once,
+    for use without a runner.
     """
 
-    def __init__(self, dispatcher: Dispatcher, *, min_consecutive: int = 1,
-                 severity: str = "warning", dashboard_url: str = "",
-                 labels: Mapping[str, str] | None = None) -> None:
-        if min_consecutive < 1:
-            raise ValueError(f"min_consecutive must be >= 1, got {min_consecutive}")
+    def __init__(self, dispatcher: Dispatcher, *, policy: AlertPolicy | None = None,
+                 dashboard_url: str = "", labels: Mapping[str, str] | None = None) -> None:
         self.dispatcher = dispatcher
-        self.min_consecutive = min_consecutive
-        self.severity = severity
+        self.policy = policy or AlertPolicy()
         self.dashboard_url = dashboard_url
         self.labels = dict(labels or {})
+
+    @property
+    def min_consecutive(self) -> int:
+        return self.policy.min_consecutive
+
+    @property
+    def severity(self) -> str:
+        return self.policy.severity
 
     def alerts_for(self, job: str, events: Sequence[Any], *, model: str) -> list[Alert]:
         """The alerts ``events`` raise (see the class docstring)."""
         alerts: list[Alert] = []
-        for ev in events:
-            if int(getattr(ev, "n_points", 1)) < self.min_consecutive:
-                continue
+        for ev, state in self.policy.transitions(events):
             alert = alert_from_event(ev, job=job, model=model, severity=self.severity,
                                      dashboard_url=self.dashboard_url, labels=self.labels)
-            if alert.status == "resolved":
-                alerts.append(replace(alert, ends_at=None))
-            alerts.append(alert)
+            alerts.append(replace(alert, ends_at=None) if state == "firing" else alert)
         return alerts
 
     def plan_alerts(self, job: str, events: Sequence[Any], *, model: str) -> list[OutboxItem]:
@@ -612,9 +616,14 @@ class NotifierSink:
 def build_notifier_sinks(job: Any, store: Store, *, environ: Mapping[str, str] | None = None,
                          on_error: Callable[[str, Exception], None] | None = None,
                          on_outcome: Callable[[str, str, int], None] | None = None,
-                         clock: Callable[[], float] = time.time) -> list[NotifierSink]:
+                         clock: Callable[[], float] = time.time,
+                         policy: AlertPolicy | None = None) -> list[NotifierSink]:
     """One :class:`NotifierSink` per notifier of a job (``aws_anomaly.config.JobConfig``),
-    each with a :class:`Dispatcher` on ``store`` (named ``<type>-<position>`` in the outbox)."""
+    each with a :class:`Dispatcher` on ``store`` (named ``<type>-<position>`` in the outbox).
+
+    ``policy`` is the job's alert policy (default :meth:`AlertPolicy.from_job`); a notifier's
+    own ``min_consecutive`` raises or lowers the bar for that notifier only."""
+    base = policy or AlertPolicy.from_job(job)
     sinks = []
     for i, cfg in enumerate(job.notifiers):
         kind = cfg.type
@@ -630,13 +639,12 @@ def build_notifier_sinks(job: Any, store: Store, *, environ: Mapping[str, str] |
             labels = {}
         else:  # the config's discriminated union makes this unreachable for valid configs
             raise NotifierError(f"job {job.name}: unknown notifier type {kind!r}")
-        minimum = cfg.min_consecutive or job.alert.min_consecutive
         repeat = cfg.repeat_interval.total_seconds() if cfg.repeat_interval else None
         dispatcher = Dispatcher(store, n, job=job.name, key=f"{kind}-{i}",
                                 repeat_interval_s=repeat,
                                 max_age_s=cfg.max_age.total_seconds(),
                                 on_error=on_error, on_outcome=on_outcome, clock=clock)
         sinks.append(NotifierSink(
-            dispatcher, min_consecutive=minimum, severity=job.alert.severity,
+            dispatcher, policy=base.with_min_consecutive(cfg.min_consecutive),
             dashboard_url=str(cfg.dashboard_url) if cfg.dashboard_url else "", labels=labels))
     return sinks
