@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from aws_anomaly.cli import main
-from aws_anomaly.events import AnomalyEvent
+from aws_anomaly.events import AlertPolicy, AnomalyEvent
 from aws_anomaly.service.notifiers import Dispatcher, NotifierSink, WebhookNotifier
 from aws_anomaly.store import Store
 
@@ -47,7 +47,8 @@ def test_run_once_trains_scores_and_remembers_progress(
 
 def test_backtest_counts_alerts_per_entity(demo_job: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture) -> None:
-    end = pd.Timestamp.now(tz="UTC").floor("h")
+    # The demo replay starts future_days (28) behind the wall clock and never runs ahead of it.
+    end = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=28)).floor("h")
     start = end - pd.Timedelta(days=2)
     out = tmp_path / "bt.json"
     assert main(["backtest", "--config", str(demo_job), "--start", start.isoformat(),
@@ -58,9 +59,11 @@ def test_backtest_counts_alerts_per_entity(demo_job: Path, tmp_path: Path,
                                                         "eks-prod-us-east-1"]
     for r in result["entities"]:
         assert r["points"] == 2 * 288
-        assert 0 <= r["alerts"] <= r["events"]
+        assert 0 <= r["firing"] == r["alerts"] <= r["events"]
+        assert r["resolved"] + r["open_at_end"] == r["firing"]
         assert 0 <= r["anomalous_share"] < 0.2
-    assert "per day per entity" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "per day per entity" in printed and f"{result['firing']} alerts fired" in printed
     assert main(["backtest", "--config", str(demo_job), "--start", end.isoformat(),
                  "--end", start.isoformat()]) == 2
     assert "must come after --start" in capsys.readouterr().err
@@ -85,7 +88,7 @@ def _event(n_points: int, status: str = "open") -> AnomalyEvent:
 def _sink(rx: Receiver, tmp_path: Path) -> NotifierSink:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     return NotifierSink(Dispatcher(store, WebhookNotifier(rx.url), job="demo"),
-                        min_consecutive=3)
+                        policy=AlertPolicy(min_consecutive=3))
 
 
 def test_notifier_sink_alerts_after_min_consecutive_and_resolves(tmp_path: Path) -> None:
@@ -159,6 +162,9 @@ def test_run_counts_failed_deliveries_as_notify_errors(tmp_path: Path) -> None:
     exporter.register_job("demo")
     source = DemoSource(job.source, start=t0, wall_clock=lambda: 0.0)
     runner, notifiers = _runner(job, source, tmp_path, store, exporter)
+    # Not a first run (that one sends nothing of its look-back): the job scored before.
+    store.set_job_state("demo", {e: t0 - pd.Timedelta(days=1)
+                                 for e in ("eks-prod-eu-west-1", "eks-prod-us-east-1")})
     try:
         res = runner.tick()
         assert res.ok and res.events, res.error

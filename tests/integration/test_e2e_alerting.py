@@ -4,9 +4,13 @@ Demo data with a known anomaly (a node failure on one cluster during the last ho
 backfilled into a fresh Prometheus TSDB. Prometheus runs on 127.0.0.1 with the repository's
 alert rules and a scrape job for the exporter; Alertmanager routes to a loopback webhook.
 ``aws-anomaly run`` (a real subprocess) trains a model from Prometheus history, scores the
-latest window and serves /metrics. The test asserts that the scores are scraped back into
-Prometheus, the anomaly rule fires, and the webhook receives the alert with the entity label
-and the top-metric annotation. Then Prometheus is stopped mid-run: the job reports clear
+latest window and serves /metrics. The job has run before (its progress is in the state store,
+an hour before the failure: a first run would send nothing of its look-back), and both delivery
+paths are on: the job's Alertmanager notifier and the Prometheus rule on
+``aws_anomaly_alert_active``. The test asserts that the scores are scraped back into
+Prometheus, the anomaly rule fires, and the webhook receives one alert (the two paths carry the
+same labels, so Alertmanager deduplicates them) with the entity label and the top-metric
+annotation. Then Prometheus is stopped mid-run: the job reports clear
 fetch errors and counts them, and recovers when Prometheus returns.
 """
 
@@ -29,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aws_anomaly.alert_rules import RuleOptions, render_rules
 from aws_anomaly.data.generator import DEFAULT_METRICS, generate_demo
+from aws_anomaly.store import Store
 
 from .amkit import Receiver, running_alertmanager
 from .promkit import backfill, free_port, running_prometheus, write_openmetrics
@@ -112,7 +117,12 @@ def test_anomaly_reaches_webhook_and_run_survives_prometheus_outage(
     exporter_port, prom_port = free_port(), free_port()
     rules = tmp_path / "rules.yml"
     rules.write_text(render_rules(RuleOptions(evaluation_interval="1s", job_interval="2s",
-                                              consecutive=3, stale_intervals=30)))
+                                              stale_intervals=30)))
+    # The job scored up to two hours ago before (not a first run).
+    state = Store(f"sqlite:///{tmp_path / 'state' / 'aws_anomaly.db'}")
+    state.set_job_state("e2e", {e: now - pd.Timedelta(hours=2)
+                                for e in (ANOMALOUS, "eks-prod-us-east-1")})
+    state.close()
     rx = Receiver()
     timings: dict[str, float] = {}
     with running_alertmanager(rx.url) as am:
@@ -135,6 +145,8 @@ def test_anomaly_reaches_webhook_and_run_survives_prometheus_outage(
             "model:\n  history: 7d\n"
             "interval: 2s\nlookback: 1d\n"
             "alert:\n  min_consecutive: 3\n"
+            f"notifiers:\n- type: alertmanager\n  url: {am}\n"
+            "  dashboard_url: http://127.0.0.1:8080\n"
         )
         with running_prometheus(tsdb, prom_cfg, rule_files=[rules], port=prom_port) as prom:
             t_start = time.monotonic()
@@ -166,9 +178,25 @@ def test_anomaly_reaches_webhook_and_run_survives_prometheus_outage(
                 timings["run_start_to_webhook_s"] = time.monotonic() - t_start
                 assert {a["labels"]["entity"] for a in alerts} == {ANOMALOUS}
                 assert alerts[0]["annotations"]["top_metric"] in DEFAULT_METRICS
-                assert alerts[0]["labels"]["severity"] == "warning"
-                assert _query(prom, 'ALERTS{alertname="AwsAnomalyDetected",'
-                                    'alertstate="firing"}')
+                # Both paths delivered (the rule fired, the notifier sent its event) and
+                # Alertmanager holds one alert: the label sets are equal.
+                _wait("the rule firing", lambda: _query(
+                    prom, 'ALERTS{alertname="AwsAnomalyDetected",alertstate="firing"}'))
+                fired = _query(prom, 'ALERTS{alertname="AwsAnomalyDetected",'
+                                     'alertstate="firing"}')
+                want = {"alertname": "AwsAnomalyDetected", "job": "e2e", "entity": ANOMALOUS,
+                        "model": "e2e", "severity": "warning"}
+                assert [{k: v for k, v in r["metric"].items() if k != "alertstate"}
+                        for r in fired] == [{"__name__": "ALERTS", **want}]
+                sent = _wait("the notifier's delivery", lambda: [
+                    r for r in Store(f"sqlite:///{tmp_path / 'state' / 'aws_anomaly.db'}")
+                    .outbox(job="e2e") if r.state == "sent"])
+                assert sent
+                held = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+                assert [a["labels"] for a in held
+                        if a["labels"].get("alertname") == "AwsAnomalyDetected"] == [want]
+                assert {frozenset(a["labels"].items()) for a in alerts} == {
+                    frozenset(want.items())}
             except BaseException:
                 proc.terminate()
                 seen = {q: _query(prom, q) for q in (

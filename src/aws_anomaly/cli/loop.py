@@ -18,7 +18,6 @@ from aws_anomaly.cli.app import app, check_output
 from aws_anomaly.config import JobConfig, load_job
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, ConfigError
-from aws_anomaly.events import merge_events
 from aws_anomaly.runner import JobRunner, TickResult
 from aws_anomaly.service.exporter import Exporter
 from aws_anomaly.service.notifiers import NotifierSink, build_notifier_sinks
@@ -208,12 +207,15 @@ class _ClockedSource:
 
 def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Timestamp, *,
                  model_path: Path | None = None) -> dict[str, Any]:
-    """Replay ``[start, end)`` through the job's model and count the alerts it would raise.
+    """Replay ``[start, end)`` through the job's model and count what it would send.
 
     The model is the job's bundle when ``model_path`` holds one; otherwise one is trained on
     the job's history *before* ``start`` (so the replayed range is never seen in training).
-    An alert is an anomaly event that lasts ``job.alert.min_consecutive`` points or more, as
-    the notifiers and the Prometheus rule count them.
+    The alerts are the job's :class:`~aws_anomaly.events.AlertPolicy` decision, the one the
+    runner's notifiers send and ``aws_anomaly_alert_active`` (hence the Prometheus rules)
+    shows: ``firing`` counts alerts raised (events that reached ``alert.min_consecutive``
+    anomalous points), ``resolved`` those that also ended inside the range. Notifiers with
+    their own ``min_consecutive`` are counted separately under ``notifiers``.
     """
     if end <= start:
         raise ConfigError(f"backtest: --end {end} must come after --start {start}")
@@ -221,6 +223,7 @@ def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Ti
     store = Store("sqlite://")
     runner = JobRunner(job, _ClockedSource(source, start), None, [], store,
                        model_path=model_path, metrics=exporter)
+    policy = runner.policy
     model = runner.ensure_model()
     step = pd.Timedelta(model.step_)
     data = source.fetch(start - step * (int(model.spec.min_history) + 1), end,
@@ -232,28 +235,37 @@ def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Ti
     new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=data.metrics,
                   step=data.step)
     scores = model.score(new, history=hist if len(hist) else None)
-    scores = scores.assign(is_anomaly=scores["anomaly_score"] >= job.alert.threshold)
-    events = merge_events(scores, max_gap_steps=runner.max_gap_steps, step=step, job=job.name,
+    events = policy.merge(scores, step=step, threshold=policy.threshold, job=job.name,
                           model=runner.model_name)
+    scores = scores.assign(is_anomaly=scores["anomaly_score"] >= policy.threshold)
     days = max((end - start) / pd.Timedelta(days=1), 1e-9)
-    minimum = job.alert.min_consecutive
     rows = []
     for entity, g in scores.groupby("entity", sort=True):
         evs = [e for e in events if e.entity == entity]
-        alerts = [e for e in evs if e.n_points >= minimum]
+        sent = policy.summarize(evs, step=step)
         rows.append({
             "entity": str(entity), "points": len(g),
-            "anomalous_share": round(float(g["is_anomaly"].mean()), 5),
-            "events": len(evs), "alerts": len(alerts),
-            "alerts_per_day": round(len(alerts) / days, 3),
-            "longest_alert_minutes": round(max((((e.end - e.start) + step) / pd.Timedelta(
-                minutes=1) for e in alerts), default=0.0), 1),
+            "anomalous_share": round(float((g["is_anomaly"] & g["ready"]).mean()), 5),
+            "events": len(evs), "alerts": sent["firing"], "firing": sent["firing"],
+            "resolved": sent["resolved"], "open_at_end": sent["open_at_end"],
+            "alerts_per_day": round(sent["firing"] / days, 3),
+            "longest_alert_minutes": sent["longest_alert_minutes"],
         })
-    total = sum(r["alerts"] for r in rows)
+    total = policy.summarize(events, step=step)
+    notifiers = []
+    for i, cfg in enumerate(job.notifiers):
+        if cfg.min_consecutive is None or cfg.min_consecutive == policy.min_consecutive:
+            continue
+        own = policy.with_min_consecutive(cfg.min_consecutive).summarize(events, step=step)
+        notifiers.append({"notifier": f"{cfg.type}-{i}", "min_consecutive": cfg.min_consecutive,
+                          "firing": own["firing"], "resolved": own["resolved"]})
     return {"job": job.name, "start": start.isoformat(), "end": end.isoformat(),
-            "days": round(days, 3), "min_consecutive": minimum,
-            "threshold": job.alert.threshold, "entities": rows, "alerts": total,
-            "alerts_per_day_per_entity": round(total / days / max(len(rows), 1), 3)}
+            "days": round(days, 3), "min_consecutive": policy.min_consecutive,
+            "max_gap_steps": policy.max_gap_steps, "threshold": policy.threshold,
+            "entities": rows, "alerts": total["firing"], "firing": total["firing"],
+            "resolved": total["resolved"], "open_at_end": total["open_at_end"],
+            "alerts_per_day_per_entity": round(total["firing"] / days / max(len(rows), 1), 3),
+            "notifiers": notifiers}
 
 
 @app.command()
@@ -275,16 +287,20 @@ def backtest(
     result = backtest_job(job, source, t0, t1,
                           model_path=model_path if (model_path / "manifest.json").exists()
                           else None)
-    typer.echo(f"job {job.name}: {result['days']} days from {start} to {end}, alert after "
-               f"{result['min_consecutive']} anomalous points")
-    typer.echo(f"{'entity':<32} {'alerts':>7} {'per day':>8} {'events':>7} "
+    typer.echo(f"job {job.name}: {result['days']} days from {start} to {end}; an alert fires "
+               f"after {result['min_consecutive']} anomalous points and resolves after "
+               f"{result['max_gap_steps'] + 1} normal ones (notifiers and Prometheus rules alike)")
+    typer.echo(f"{'entity':<32} {'firing':>7} {'resolved':>9} {'per day':>8} {'events':>7} "
                f"{'anomalous':>10} {'longest':>9}")
     for r in result["entities"]:
-        typer.echo(f"{r['entity']:<32} {r['alerts']:>7} {r['alerts_per_day']:>8.2f} "
-                   f"{r['events']:>7} {r['anomalous_share']:>10.2%} "
+        typer.echo(f"{r['entity']:<32} {r['firing']:>7} {r['resolved']:>9} "
+                   f"{r['alerts_per_day']:>8.2f} {r['events']:>7} {r['anomalous_share']:>10.2%} "
                    f"{r['longest_alert_minutes']:>7.0f} m")
-    typer.echo(f"total: {result['alerts']} alerts, {result['alerts_per_day_per_entity']:.2f} "
-               "per day per entity")
+    typer.echo(f"total: {result['firing']} alerts fired, {result['resolved']} resolved, "
+               f"{result['alerts_per_day_per_entity']:.2f} per day per entity")
+    for n in result["notifiers"]:
+        typer.echo(f"notifier {n['notifier']} (min_consecutive {n['min_consecutive']}): "
+                   f"{n['firing']} fired, {n['resolved']} resolved")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
@@ -297,18 +313,19 @@ def rules(
     evaluation_interval: Annotated[str, typer.Option(
         help="Prometheus's rule evaluation interval.")] = "1m",
     job_interval: Annotated[str, typer.Option(help="How often the aws-anomaly jobs tick.")] = "1m",
-    consecutive: Annotated[int, typer.Option(
-        help="Anomalous evaluations in a row before the anomaly alert fires.")] = 3,
-    severity: Annotated[str, typer.Option(help="Severity label of the anomaly alert.")] = "warning",
     stale_intervals: Annotated[int, typer.Option(
         help="Job intervals without success before the stale alert fires.")] = 3,
     dashboard_url: Annotated[str, typer.Option(
         help="Dashboard base URL linked from annotations.")] = "http://127.0.0.1:8080",
 ) -> None:
-    """Write Prometheus alerting rules for the aws_anomaly_* metrics (check with promtool)."""
+    """Write Prometheus alerting rules for the aws_anomaly_* metrics (check with promtool).
+
+    The anomaly alert follows aws_anomaly_alert_active, the service's own alert decision
+    (each job's alert.min_consecutive and severity), with the labels its Alertmanager
+    notifier sends: use the rules or the notifier (or both: Alertmanager sees one alert).
+    """
     check_output(out, "--out", kind="file")
     opts = RuleOptions(evaluation_interval=evaluation_interval, job_interval=job_interval,
-                       consecutive=consecutive, severity=severity,
                        stale_intervals=stale_intervals, dashboard_url=dashboard_url)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_rules(opts))
