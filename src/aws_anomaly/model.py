@@ -842,11 +842,15 @@ class AnomalyModel:
             out = _input_rows(out, data, ds.step)
         return out
 
-    def predict(self, data: Dataset | pd.DataFrame, *, rows: str = "input") -> np.ndarray:
+    def predict(self, data: Dataset | pd.DataFrame,
+                history: Dataset | pd.DataFrame | None = None, *, rows: str = "input"
+                ) -> np.ndarray:
         """-1 for anomalous rows, 1 for normal ones (warm-up rows are 1), as scikit-learn does:
-        one per row of ``data`` in its order (``rows="grid"``: per grid row, see :meth:`score`).
+        one per row of ``data`` in its order (``rows="grid"``: per grid row); ``history`` is
+        look-back as in :meth:`score`.
         """
-        flags = self.score(data, explain="none", rows=rows)["is_anomaly"].to_numpy()
+        flags = self.score(data, history=history, explain="none",
+                           rows=rows)["is_anomaly"].to_numpy()
         return np.where(flags, -1, 1)
 
     def stream(self, entity: str, history: Dataset | pd.DataFrame | None = None, *,
