@@ -8,6 +8,7 @@ what was written, gap-filled as ``Dataset.from_frame`` does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,25 @@ def test_a_range_with_no_data_is_a_source_error(prom: Prom) -> None:
     with (src(prom) as s,
           pytest.raises(SourceError, match=r"no entity has data for all metrics")):
         s.fetch(prom.start - pd.Timedelta(days=30), prom.start - pd.Timedelta(days=29))
+
+
+def test_a_series_that_only_increases_gets_the_rate_hint(
+        prom: Prom, caplog: pytest.LogCaptureFixture) -> None:
+    # timestamp() of a sample only ever grows, as a counter's running total does; the query
+    # has no counter-named series, so only the data can tell.
+    queries = {"pods": QUERIES["cluster_pod_ratio"],
+               "stamp": "timestamp(max by (cluster) (cluster_pod_ratio))"}
+    cfg = PrometheusSourceConfig(url=prom.url, queries=queries, step="5m")
+    with caplog.at_level("WARNING", logger="aws_anomaly.sources.prometheus"), \
+            PrometheusSource(cfg) as s:
+        assert not caplog.records  # nothing to say about the queries' text
+        s.fetch(prom.start, prom.start + pd.Timedelta(hours=6))
+        s.fetch(prom.start, prom.start + pd.Timedelta(hours=6))
+    hints = [r.getMessage() for r in caplog.records]
+    assert len(hints) == 1, hints  # once per metric, and not for the gauge
+    assert hints[0].startswith(f"prometheus {prom.url}: metric 'stamp' (query 'timestamp(max "
+                               "by (cluster) (cluster_pod_ratio))') looks like a raw counter: "
+                               "for entity ")
+    assert re.search(r"it only increases over (6[0-9]|7[0-2]) points, so every new value",
+                     hints[0])
+    assert "wrap the counter in rate()" in hints[0]

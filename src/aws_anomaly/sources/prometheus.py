@@ -9,6 +9,13 @@ Failures are :class:`~aws_anomaly.errors.SourceError` naming the URL and the que
 query (Prometheus' own error text), an unknown host, a refused login (401/403). Connection
 errors, timeouts, 429 and 5xx answers are retried with exponential backoff and jitter; other
 4xx answers are not, since asking again cannot change them.
+
+Raw counters: a counter's running total only grows, so every new value is one the model has
+never seen and everything scores as anomalous. The source warns (logged, once per metric) when
+a query reads a counter-named series (``*_total``, ``*_count``, ``*_sum``, ``*_bucket``)
+without a range selector (:func:`counter_hint`, when the source is made), and when a fetched
+series only ever increases, resets aside (:func:`looks_like_counter`); both say to wrap it in
+``rate()``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -43,11 +51,66 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import SourceError
 from aws_anomaly.sources.base import BaseSource, TimeLike, align_range, build_dataset, to_utc
 
-__all__ = ["HeaderAuth", "PrometheusSource", "SigV4HttpxAuth"]
+__all__ = ["HeaderAuth", "PrometheusSource", "SigV4HttpxAuth", "counter_hint",
+           "looks_like_counter"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+# A metric name with a counter's suffix, its label matchers, and the range selector if any.
+_COUNTER_SELECTOR = re.compile(
+    r"(?<![\w:\"'])([a-zA-Z_:][\w:]*_(?:total|count|sum|bucket))\b(?!\s*\()"
+    r"(\s*\{[^}]*\})?(\s*\[)?")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+#: Points a series needs before it is judged to look like a counter.
+COUNTER_MIN_POINTS = 20
+
+
+def counter_hint(query: str) -> str | None:
+    """Why ``query`` reads a raw counter, or None: a counter-named series (``*_total``,
+    ``*_count``, ``*_sum``, ``*_bucket``) selected without a range, so not inside ``rate()``,
+    ``irate()`` or ``increase()``.
+
+    >>> counter_hint("sum by (cluster) (rate(http_requests_total[5m]))") is None
+    True
+    >>> print(counter_hint('sum(up_total{job="a"})'))
+    it reads the counter up_total as is: wrap it in rate(), e.g. sum(rate(up_total{job="a"}[5m]))
+    """
+    text = _GROUPING.sub(lambda m: " " * len(m.group(0)), query)  # label lists, not series
+    for m in _COUNTER_SELECTOR.finditer(text):
+        if m.group(3):  # a range selector: rate(x_total[5m]), increase(...), ...
+            continue
+        name, labels = m.group(1), (m.group(2) or "").strip()
+        selector = query[m.start(1):m.start(1) + len(name)] + labels
+        example = query[:m.start(1)] + f"rate({selector}[5m])" + query[m.end(2) if m.group(2)
+                                                                          else m.end(1):]
+        return f"it reads the counter {name} as is: wrap it in rate(), e.g. {example}"
+    return None
+
+
+def looks_like_counter(values: np.ndarray) -> tuple[bool, int]:
+    """Whether a series behaves as a counter's running total, and how many resets it had.
+
+    At least :data:`COUNTER_MIN_POINTS` finite points that rise on at least half of the steps
+    and never fall, except at resets (a drop to below half the value before, at most one step
+    in a hundred).
+
+    >>> looks_like_counter(np.r_[np.arange(30.0), np.arange(10.0)])
+    (True, 1)
+    >>> looks_like_counter(np.sin(np.arange(40.0)))
+    (False, 0)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < COUNTER_MIN_POINTS:
+        return False, 0
+    d = np.diff(v)
+    falls = np.flatnonzero(d < 0)
+    resets = len(falls)
+    if resets > max(1, len(d) // 100) or np.any(v[falls + 1] >= 0.5 * v[falls]):
+        return False, 0
+    return bool(np.count_nonzero(d > 0) >= 0.5 * len(d)), resets
+
 
 
 class SigV4HttpxAuth(httpx.Auth):
@@ -168,6 +231,12 @@ class PrometheusSource(BaseSource):
             raise SourceError(f"{self.name}: no query for metric(s) {unknown}; queries are "
                               f"configured for {list(cfg.queries)}", url=self.url)
         self.metrics = chosen
+        self._counter_warned: set[str] = set()
+        for m in chosen:
+            hint = counter_hint(cfg.queries[m])
+            if hint is not None:
+                self._counter_warned.add(m)
+                log.warning("%s: query %r for metric %r: %s", self.name, cfg.queries[m], m, hint)
         self.step = pd.Timedelta(cfg.step)
         if self.step < pd.Timedelta(milliseconds=1):
             raise SourceError(f"{self.name}: step {cfg.step} is below Prometheus' 1 ms "
@@ -356,6 +425,21 @@ class PrometheusSource(BaseSource):
             out[entity] = float(item["value"][1])
         return out
 
+    def _warn_counters(self, series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+                       ) -> None:
+        """Log once per metric when a fetched series behaves as a raw counter."""
+        for metric, by_entity in series.items():
+            if metric in self._counter_warned:
+                continue
+            for entity, (_, vals) in by_entity.items():
+                counter, resets = looks_like_counter(vals)
+                if counter:
+                    self._counter_warned.add(metric)
+                    log.warning("%s", _counter_message(self.name, metric,
+                                                       self.cfg.queries[metric], entity,
+                                                       int(np.isfinite(vals).sum()), resets))
+                    break
+
     def fetch(self, start: TimeLike, end: TimeLike, *,
               entities: Sequence[str] | None = None) -> Dataset:
         """Every configured metric for ``start <= t < end`` on the step grid."""
@@ -373,9 +457,19 @@ class PrometheusSource(BaseSource):
                 futures = {m: pool.submit(self.query_range, m, first, last)
                            for m in self.metrics}
                 series = {m: f.result() for m, f in futures.items()}
+        self._warn_counters(series)
         return build_dataset(series, metrics=self.metrics, step=self.step, source=self.name,
                              gap_policy=self.cfg.gap_policy, max_gap_steps=self.cfg.max_gap_steps,
                              entities=entities, span=f"[{first}, {last}]")
+
+
+def _counter_message(source: str, metric: str, query: str, entity: str, n: int,
+                     resets: int) -> str:
+    reset_text = f" (with {resets} reset{'s' if resets != 1 else ''})" if resets else ""
+    return (f"{source}: metric {metric!r} (query {query!r}) looks like a raw counter: for "
+            f"entity {entity!r} it only increases over {n} points{reset_text}, so every new "
+            f"value is one the model has never seen; wrap the counter in rate(), e.g. "
+            f"sum by (...) (rate(NAME_total[5m])) (a gauge that only grows can ignore this)")
 
 
 def _parse_values(values: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:
