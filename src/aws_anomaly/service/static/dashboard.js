@@ -1,20 +1,37 @@
-// The aws-anomaly dashboard: polls the API every few seconds and redraws without reloading.
-// The API token (needed only for feedback) is kept in sessionStorage, never in the URL or a
-// cookie; a "#token=..." fragment printed by `aws-anomaly serve` is moved there and removed.
+// The aws-anomaly dashboard: polls the API every few seconds and updates the charts in place
+// (zoom and hover survive an update). The API token (needed only for feedback) is kept in
+// sessionStorage, never in the URL or a cookie; a "#token=..." fragment printed by
+// `aws-anomaly serve` is moved there and removed.
+//
+// The page's own URL carries the view, so a link opens what its sender saw:
+//   ?entity=X            the entity whose charts are shown
+//   &anomaly=EVENT_ID    zoom to that anomaly event (alert links carry entity and anomaly)
+//   &from=T&to=T         zoom to a time window (ISO 8601 or seconds since the epoch)
+//   &range=1h|6h|24h|7d  the last hour ... week of the entity's points (default: all kept)
+//   &tz=local            times in the browser's zone (default: UTC; the axes say which)
 "use strict";
 
 const POLL_MS = 3000;
 const COLORS = ["#2563eb", "#0d9488", "#9333ea", "#ea580c", "#0891b2", "#65a30d"];
-const state = { entity: null, entities: [], cursor: null, extra: [], busy: false };
+const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
+const TOKEN_KEY = "aws-anomaly-token";
+const state = {
+  entity: null, entities: [], cursor: null, extra: [], busy: false,
+  tz: "UTC",
+  view: { range: "all" }, // {range: "1h" | ... | "all"} or {from, to} (seconds)
+  anomaly: null, // the deep-linked event id, until it is shown
+  charts: null, // {entity, tz, group, byMetric: {metric: uPlot}}
+  series: null,
+};
 
 const $ = (id) => document.getElementById(id);
 
-function token() { return sessionStorage.getItem("aws-anomaly-token") || ""; }
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
 function takeTokenFromHash() {
   const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
   if (m) {
-    sessionStorage.setItem("aws-anomaly-token", decodeURIComponent(m[1]));
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
     history.replaceState(null, "", location.pathname + location.search);
   }
 }
@@ -47,7 +64,7 @@ function ago(seconds) {
   return `${(s / 3600).toFixed(1)} h ago`;
 }
 
-function fmtTs(iso) { return iso ? iso.replace("T", " ").replace(/:\d\d(\.\d+)?(Z|\+00:00)$/, "") : ""; }
+function fmtTs(iso) { return iso ? AnomalyCharts.fmtTime(Date.parse(iso) / 1000, state.tz) : ""; }
 
 function duration(a, b) {
   const min = (Date.parse(b) - Date.parse(a)) / 60000;
@@ -56,8 +73,12 @@ function duration(a, b) {
   return `${(min / 60).toFixed(1)} h`;
 }
 
-function banner(msg, kind) {
+// One banner line. Service status (from the poll) never hides a message the user's own action
+// produced (feedback, a deep link); those stay until the next such message or a click.
+function banner(msg, kind, fromStatus) {
   const b = $("banner");
+  if (fromStatus && b.dataset.from === "user" && !b.classList.contains("hidden")) return;
+  b.dataset.from = fromStatus ? "status" : "user";
   if (!msg) { b.classList.add("hidden"); return; }
   b.className = `banner ${kind || "info"}`;
   text(b, msg);
@@ -84,11 +105,11 @@ async function refreshHeader() {
     const errs = Object.entries(job.errors).filter(([, n]) => n > 0).map(([s, n]) => `${s} ${n}`);
     if (!job.source_ok && job.source_ok !== null) {
       banner(`Source problem (${job.source}): ${job.last_errors.fetch || "unreachable"} — ` +
-        `missed intervals will be scored when it recovers. Errors: ${errs.join(", ")}`, "warn");
+        `missed intervals will be scored when it recovers. Errors: ${errs.join(", ")}`, "warn", true);
     } else if (training) {
-      banner(`Training the model: ${job.training.step}`, "info");
+      banner(`Training the model: ${job.training.step}`, "info", true);
     } else {
-      banner(null);
+      banner(null, null, true);
     }
   }
   const m = models.body.items[0];
@@ -134,39 +155,220 @@ async function refreshEntities() {
   sel.value = chosen;
 }
 
-function selectEntity(entity) {
+function selectEntity(entity, keepView) {
+  if (entity !== state.entity && !keepView) {
+    state.view = { range: state.view.range || "all" };
+    state.anomaly = null;
+    state.focused = null;
+  }
   state.entity = entity;
   for (const li of document.querySelectorAll(".entity")) li.classList.toggle("active", li.dataset.entity === entity);
+  writeUrl();
   refreshCharts().catch(showError);
 }
 
+// ------------------------------------------------------------------ URL (deep links)
+function parseTime(v) {
+  if (v == null || v === "") return null;
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) > 1e11 ? Number(v) / 1000 : Number(v);
+  const t = Date.parse(v);
+  return isNaN(t) ? null : t / 1000;
+}
+
+function readUrl() {
+  const q = new URLSearchParams(location.search);
+  const problems = [];
+  if (q.get("entity")) state.entity = q.get("entity");
+  if (q.get("anomaly")) state.anomaly = q.get("anomaly");
+  if (q.get("tz")) state.tz = q.get("tz").toLowerCase() === "local" ? "local" : "UTC";
+  const range = q.get("range");
+  if (range) {
+    if (range in RANGES || range === "all") state.view = { range };
+    else problems.push(`range=${range} (use 1h, 6h, 24h, 7d or all)`);
+  }
+  if (q.has("from") || q.has("to")) {
+    const from = parseTime(q.get("from")), to = parseTime(q.get("to"));
+    if (from == null || to == null || !(to > from)) {
+      problems.push(`from=${q.get("from")}&to=${q.get("to")} (need both, ISO 8601 or epoch seconds, from < to)`);
+    } else {
+      state.view = { from, to };
+    }
+  }
+  if (problems.length) banner(`Ignored in the link: ${problems.join("; ")}.`, "warn");
+}
+
+function writeUrl() {
+  const q = new URLSearchParams();
+  if (state.entity) q.set("entity", state.entity);
+  if (state.anomaly) q.set("anomaly", state.anomaly);
+  if (state.view.from != null) {
+    q.set("from", new Date(state.view.from * 1000).toISOString().replace(".000Z", "Z"));
+    q.set("to", new Date(state.view.to * 1000).toISOString().replace(".000Z", "Z"));
+  } else if (state.view.range && state.view.range !== "all") {
+    q.set("range", state.view.range);
+  }
+  if (state.tz === "local") q.set("tz", "local");
+  const qs = q.toString();
+  history.replaceState(null, "", location.pathname + (qs ? `?${qs}` : ""));
+}
+
+// The deep-linked anomaly: select its entity and zoom to it (with some context either side).
+async function focusAnomaly() {
+  const id = state.anomaly;
+  if (!id) return;
+  let ev;
+  try {
+    ev = (await api(`/v1/anomalies/${encodeURIComponent(id)}`)).body;
+  } catch (e) {
+    banner(`The linked anomaly ${id} is not known to this service (${e.message}).`, "warn");
+    state.anomaly = null;
+    writeUrl();
+    return;
+  }
+  const start = Date.parse(ev.start) / 1000, end = Date.parse(ev.end) / 1000;
+  const padding = Math.max(end - start, 3600);
+  state.entity = ev.entity;
+  state.view = { from: start - padding, to: end + padding };
+  state.focused = ev;
+  writeUrl();
+  await refreshCharts();
+  const xs = state.series ? state.series.x : [];
+  if (xs.length && end < xs[0]) {
+    banner(`Anomaly ${id} on ${ev.entity} (${fmtTs(ev.start)}) is older than the points kept ` +
+      `for the dashboard (from ${AnomalyCharts.fmtTime(xs[0], state.tz)}).`, "warn");
+  } else {
+    banner(`Showing anomaly ${id} on ${ev.entity}: ${fmtTs(ev.start)} – ${fmtTs(ev.end)} ` +
+      `(${state.tz}), peak score ${ev.peak_score.toFixed(2)}.`, "info");
+  }
+  $("charts").scrollIntoView({ block: "start" });
+  markFocusedRow();
+}
+
+function markFocusedRow() {
+  for (const tr of document.querySelectorAll("#anomaly-body tr[data-event-id]")) {
+    tr.classList.toggle("focused", tr.dataset.eventId === state.anomaly);
+  }
+}
+
 // ------------------------------------------------------------------ charts
+function seriesToColumns(s) {
+  const x = s.timestamps.map((t) => Date.parse(t) / 1000);
+  return { x, s };
+}
+
+function anomalySpans(x, flags) {
+  // Each anomalous point covers half a step either side.
+  const spans = [];
+  const half = x.length > 1 ? (x[1] - x[0]) / 2 : 150;
+  let i = 0;
+  while (i < x.length) {
+    if (!flags[i]) { i++; continue; }
+    let j = i;
+    while (j + 1 < x.length && flags[j + 1]) j++;
+    spans.push({ from: x[i] - half, to: x[j] + half, color: "rgba(220, 38, 38, 0.16)" });
+    i = j + 1;
+  }
+  return spans;
+}
+
+function focusSpan() {
+  const ev = state.focused;
+  if (!ev || ev.entity !== state.entity) return [];
+  return [{ from: Date.parse(ev.start) / 1000 - 60, to: Date.parse(ev.end) / 1000 + 60,
+    color: "rgba(234, 179, 8, 0.22)" }];
+}
+
+function chartSpecs(cols) {
+  const { x, s } = cols;
+  const shade = anomalySpans(x, s.is_anomaly).concat(focusSpan());
+  const specs = s.metrics.map((metric, i) => ({
+    key: metric, title: metric, unit: "", x, height: 160,
+    series: [{ label: metric, values: s.values[metric], color: COLORS[i % COLORS.length] }],
+    band: s.expected && s.expected[metric] ? { expected: s.expected[metric], lower: s.lower[metric],
+      upper: s.upper[metric] } : null,
+    shade, tz: state.tz,
+  }));
+  specs.push({ key: "anomaly_score", title: "anomaly score (calibrated: ≥ 1.0 is anomalous)",
+    unit: "score", x, height: 170, threshold: s.threshold,
+    series: [{ label: "score", values: s.anomaly_score, color: "#dc2626" }], shade, tz: state.tz });
+  return specs;
+}
+
+// The time window the view asks for, in seconds, or null for everything loaded.
+function viewWindow(x) {
+  if (state.view.from != null) return [state.view.from, state.view.to];
+  const span = RANGES[state.view.range];
+  if (!span || !x.length) return null;
+  const last = x[x.length - 1];
+  return [last - span, last];
+}
+
+function describeView(x) {
+  const w = viewWindow(x);
+  const first = x.length ? x[0] : null;
+  let t;
+  if (!x.length) t = "";
+  else if (!w) t = `all ${x.length} points kept: ${AnomalyCharts.fmtTime(first, state.tz)} – ` +
+    `${AnomalyCharts.fmtTime(x[x.length - 1], state.tz)} ${state.tz}`;
+  else t = `${AnomalyCharts.fmtTime(w[0], state.tz)} – ${AnomalyCharts.fmtTime(w[1], state.tz)} ${state.tz}` +
+    (w[0] < first ? ` (points kept from ${AnomalyCharts.fmtTime(first, state.tz)})` : "");
+  text($("view-text"), t);
+  for (const b of document.querySelectorAll("#range button")) {
+    b.classList.toggle("on", state.view.from == null && b.dataset.range === (state.view.range || "all"));
+  }
+  for (const b of document.querySelectorAll("#tz button")) b.classList.toggle("on", b.dataset.tz === state.tz);
+}
+
+function applyView(charts, x) {
+  const w = viewWindow(x);
+  charts.group.setRange(w ? w[0] : null, w ? w[1] : null);
+  describeView(x);
+}
+
+function buildCharts(cols) {
+  const box = $("charts");
+  box.replaceChildren();
+  const group = AnomalyCharts.group((from, to) => {
+    state.view = from == null ? { range: "all" } : { from, to };
+    writeUrl();
+    describeView(state.series ? state.series.x : []);
+  });
+  const byKey = {};
+  for (const spec of chartSpecs(cols)) {
+    const div = make("div", `chart-box${spec.key === "anomaly_score" ? " score" : ""}`);
+    div.dataset.metric = spec.key;
+    box.appendChild(div);
+    byKey[spec.key] = AnomalyCharts.timeChart(div, Object.assign({ group }, spec));
+  }
+  state.charts = { entity: cols.s.entity, tz: state.tz, group, byKey };
+  applyView(state.charts, cols.x);
+}
+
 async function refreshCharts() {
   const box = $("charts");
   if (!state.entity) { box.replaceChildren(make("p", "muted", "Waiting for the first scores…")); return; }
   let res;
   try {
-    res = await api(`/v1/entities/${encodeURIComponent(state.entity)}/series`);
+    res = await api(`/v1/entities/${encodeURIComponent(state.entity)}/series?points=5000`);
   } catch (e) {
+    state.charts = null;
     box.replaceChildren(make("p", "muted", `No data for ${state.entity} yet.`));
     return;
   }
-  const s = res.body;
-  text($("chart-title"), `${s.entity} · last ${s.timestamps.length} points`);
-  box.replaceChildren();
-  const shade = s.is_anomaly;
-  s.metrics.forEach((metric, i) => {
-    const div = make("div", "chart-box");
-    div.dataset.metric = metric;
-    box.appendChild(div);
-    Charts.line(div, { title: metric, times: s.timestamps, shade, markAnomalies: true,
-      series: [{ name: metric, values: s.values[metric], color: COLORS[i % COLORS.length] }], height: 150 });
-  });
-  const div = make("div", "chart-box score");
-  div.dataset.metric = "anomaly_score";
-  box.appendChild(div);
-  Charts.line(div, { title: "anomaly score", times: s.timestamps, shade, threshold: s.threshold,
-    series: [{ name: "score", values: s.anomaly_score, color: "#dc2626" }], height: 170 });
+  const cols = seriesToColumns(res.body);
+  state.series = cols;
+  text($("chart-title"), `${cols.s.entity} · ${cols.x.length} points`);
+  const c = state.charts;
+  if (!c || c.entity !== cols.s.entity || c.tz !== state.tz || !box.firstChild) {
+    buildCharts(cols);
+    return;
+  }
+  const specs = chartSpecs(cols);
+  for (const spec of specs) {
+    const u = c.byKey[spec.key];
+    if (!u || !AnomalyCharts.update(u, spec)) { buildCharts(cols); return; }
+  }
+  applyView(c, cols.x); // a preset follows the newest point; a chosen window stays
 }
 
 // ------------------------------------------------------------------ anomalies
@@ -186,6 +388,16 @@ function anomalyRow(ev) {
   link.href = "#";
   link.addEventListener("click", (e) => { e.preventDefault(); selectEntity(ev.entity); });
   ent.appendChild(link);
+  const when = make("td", "mono");
+  const show = make("a", null, fmtTs(ev.start));
+  show.href = `?entity=${encodeURIComponent(ev.entity)}&anomaly=${encodeURIComponent(ev.event_id)}`;
+  show.title = "Zoom the charts to this anomaly (a link to share)";
+  show.addEventListener("click", (e) => {
+    e.preventDefault();
+    state.anomaly = ev.event_id;
+    focusAnomaly().catch(showError);
+  });
+  when.appendChild(show);
   const score = make("td", "num");
   const badge = make("span", `score-badge ${ev.peak_score >= 2 ? "high" : "mid"}`, ev.peak_score.toFixed(2));
   score.appendChild(badge);
@@ -220,24 +432,35 @@ function anomalyRow(ev) {
   const btns = make("div", "btns");
   btns.append(yes, no);
   fb.appendChild(btns);
-  tr.append(ent, make("td", "mono", fmtTs(ev.start)), make("td", null, duration(ev.start, ev.end)),
-    score, status, expl, fb);
+  const msg = make("div", "fb-msg small");
+  msg.setAttribute("role", "status");
+  fb.appendChild(msg);
+  tr.append(ent, when, make("td", null, duration(ev.start, ev.end)), score, status, expl, fb);
   return tr;
 }
 
 async function refreshAnomalies() {
   const { body } = await api(anomalyQuery(null));
   const tb = $("anomaly-body");
-  tb.replaceChildren();
   const items = body.items.concat(state.extra);
-  if (!items.length) {
-    const tr = make("tr");
-    const td = make("td", "muted", "No anomalies yet.");
-    td.colSpan = 7;
-    tr.appendChild(td);
+  const emptyRow = make("tr");
+  const td = make("td", "muted", "No anomalies yet.");
+  td.colSpan = 7;
+  emptyRow.appendChild(td);
+  const notes = {};
+  for (const tr of tb.querySelectorAll("tr[data-event-id]")) {
+    const m = tr.querySelector(".fb-msg");
+    if (m && m.textContent) notes[tr.dataset.eventId] = [m.textContent, m.className];
+  }
+  tb.replaceChildren();
+  if (!items.length) tb.appendChild(emptyRow);
+  for (const ev of items) {
+    const tr = anomalyRow(ev);
+    const note = notes[ev.event_id];
+    if (note) { const m = tr.querySelector(".fb-msg"); m.textContent = note[0]; m.className = note[1]; }
     tb.appendChild(tr);
   }
-  for (const ev of items) tb.appendChild(anomalyRow(ev));
+  markFocusedRow();
   state.cursor = state.extra.length ? state.cursor : body.next_cursor;
   $("more").classList.toggle("hidden", !state.cursor);
   text($("anomaly-count"), `(${items.length}${state.cursor ? "+" : ""})`);
@@ -251,31 +474,63 @@ async function loadMore() {
   await refreshAnomalies();
 }
 
+const NO_TOKEN = "Feedback needs the API token. Paste it into the API token field at the top " +
+  "right and press Save: it is the token `aws-anomaly serve` printed at start (or the " +
+  "service's configured token). It is kept in this browser tab only.";
+
+function rowMessage(row, msg, kind) {
+  const m = row.querySelector(".fb-msg");
+  if (m) { m.textContent = msg; m.className = `fb-msg small ${kind}`; }
+}
+
 async function sendFeedback(eventId, label, row) {
+  const what = label === "true_positive" ? "real anomaly" : "false alarm";
   if (!token()) {
-    banner("Enter the API token (top right) to send feedback.", "warn");
+    banner(NO_TOKEN, "warn");
+    rowMessage(row, "Not sent: no API token set (see above).", "warn");
     $("token").focus();
     return;
   }
   for (const b of row.querySelectorAll("button")) b.disabled = true;
+  rowMessage(row, "Sending…", "muted");
+  let res, body;
   try {
-    const res = await fetch(`/v1/anomalies/${eventId}/feedback`, {
+    res = await fetch(`/v1/anomalies/${encodeURIComponent(eventId)}/feedback`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token()}` },
       body: JSON.stringify({ label, note: "from the dashboard" }),
     });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(body.detail || `${res.status}`);
-    banner(`Feedback saved: ${label.replace("_", " ")}.`, "ok");
-    await Promise.all([refreshAnomalies(), refreshHeader()]);
+    body = await res.json().catch(() => ({}));
   } catch (e) {
-    banner(`Feedback not saved: ${e.message}`, "error");
+    banner(`Feedback not saved: cannot reach the service (${e.message}).`, "error");
+    rowMessage(row, "Not sent: the service did not answer.", "error");
     for (const b of row.querySelectorAll("button")) b.disabled = false;
+    return;
   }
+  for (const b of row.querySelectorAll("button")) b.disabled = false;
+  if (res.status === 401 || res.status === 403) {
+    banner(`Feedback not saved: the service rejected the API token (${res.status}: ` +
+      `${body.detail || res.statusText}). Paste the current token into the API token field ` +
+      "(top right) and press Save, then try again.", "error");
+    rowMessage(row, "Not sent: token rejected.", "error");
+    $("token").focus();
+    return;
+  }
+  if (!res.ok) {
+    banner(`Feedback not saved: ${body.detail || `${res.status} ${res.statusText}`}`, "error");
+    rowMessage(row, `Not sent (${res.status}).`, "error");
+    return;
+  }
+  banner(`Feedback saved: marked as a ${what}. Thank you; the job uses it to tune its thresholds.`, "ok");
+  rowMessage(row, `Saved: ${what}.`, "ok");
+  await Promise.all([refreshAnomalies(), refreshHeader()]);
 }
 
 // ------------------------------------------------------------------ loop
-function showError(e) { banner(`Cannot reach the service: ${e.message}`, "error"); }
+function showError(e) {
+  $("banner").dataset.from = "status"; // outranks any message: nothing works without the service
+  banner(`Cannot reach the service: ${e.message}`, "error", true);
+}
 
 async function poll() {
   if (state.busy) return;
@@ -283,6 +538,7 @@ async function poll() {
   try {
     await refreshHeader();
     await refreshEntities();
+    if (state.anomaly && !state.focused) await focusAnomaly();
     await Promise.all([refreshCharts(), refreshAnomalies()]);
     document.body.dataset.loaded = "true";
   } catch (e) {
@@ -292,21 +548,57 @@ async function poll() {
   }
 }
 
+function showTokenState(msg) {
+  text($("token-state"), msg != null ? msg : token() ? "saved for this tab" : "not set: feedback is off");
+}
+
 function init() {
   takeTokenFromHash();
-  text($("token-state"), token() ? "saved for this tab" : "");
+  readUrl();
+  showTokenState();
   $("token").value = token();
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    sessionStorage.setItem("aws-anomaly-token", $("token").value.trim());
-    text($("token-state"), $("token").value.trim() ? "saved for this tab" : "cleared");
+    const v = $("token").value.trim();
+    if (v) sessionStorage.setItem(TOKEN_KEY, v); else sessionStorage.removeItem(TOKEN_KEY);
+    showTokenState(v ? "saved for this tab" : "cleared: feedback is off");
+    if (v) banner(null);
   });
   for (const id of ["filter-entity", "filter-status"]) {
     $(id).addEventListener("change", () => { state.extra = []; state.cursor = null; refreshAnomalies().catch(showError); });
   }
+  for (const b of document.querySelectorAll("#range button")) {
+    b.addEventListener("click", () => {
+      state.view = { range: b.dataset.range };
+      writeUrl();
+      if (state.charts && state.series) applyView(state.charts, state.series.x);
+    });
+  }
+  for (const b of document.querySelectorAll("#tz button")) {
+    b.addEventListener("click", () => {
+      state.tz = b.dataset.tz;
+      text($("start-head"), `Start (${state.tz})`);
+      writeUrl();
+      state.charts = null;
+      Promise.all([refreshCharts(), refreshAnomalies()]).catch(showError);
+    });
+  }
+  text($("start-head"), `Start (${state.tz})`);
   $("more").addEventListener("click", () => loadMore().catch(showError));
   let resizeTimer = null;
-  window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => refreshCharts(), 200); });
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { state.charts = null; refreshCharts().catch(showError); }, 200);
+  });
+  window.addEventListener("hashchange", () => {
+    if (!/(?:^#|&)token=/.test(location.hash)) return;
+    takeTokenFromHash();
+    $("token").value = token();
+    showTokenState();
+  });
+  $("banner").addEventListener("click", () => banner(null));
+  $("banner").title = "click to dismiss";
+  describeView([]);
   poll();
   setInterval(poll, POLL_MS);
 }
