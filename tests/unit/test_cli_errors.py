@@ -154,3 +154,17 @@ def test_infinite_value_in_a_long_export(tmp_path: Path) -> None:
         read_dataset(p)
     assert str(info.value) == (f"{p}: 'value' in line 3 is infinite (inf); infinities are not "
                                "measurements: fix or drop those rows")
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--constant", "maybe", "error: --constant must be one of keep, drop, error; got 'maybe'"),
+    ("--detector", "nope", "error: unknown detector 'nope'; use auto, default or one of "),
+    ("--threshold", "p99", "error: unknown threshold 'p99'"),
+    ("--split", "0.5,x,0.5", "error: --split must be three comma-separated fractions"),
+])
+def test_train_options_are_checked_before_the_data_is_read(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str,
+        expected: str) -> None:
+    rc, err = run(capsys, "train", "--data", str(tmp_path / "never-read.csv"), "--out",
+                  str(tmp_path / "m"), option, value)
+    assert rc == 2 and one_line(err).startswith(expected), err

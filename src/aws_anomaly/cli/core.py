@@ -322,11 +322,15 @@ def _narrow(ds: Dataset, metrics: tuple[str, ...]) -> Dataset:
                    report=ds.report)
 
 
-def _apply_constant(split: Split, policy: str, say: Any) -> Split:
-    """The constant-metric policy on the training part (``keep``, ``drop`` or ``error``)."""
+def _check_constant(policy: str) -> None:
     if policy not in CONSTANT_POLICIES:
         raise ConfigError(f"--constant must be one of {', '.join(CONSTANT_POLICIES)}; got "
                           f"{policy!r}")
+
+
+def _apply_constant(split: Split, policy: str, say: Any) -> Split:
+    """The constant-metric policy on the training part (``keep``, ``drop`` or ``error``)."""
+    _check_constant(policy)
     if policy == "error":
         split.train.check_not_constant("training part", policy="error")
         return split
@@ -522,6 +526,10 @@ def train(
                                 resample=resample, timestamps=timestamps, duplicates=duplicates)
     fractions = _split_fractions(split)
     parse_threshold(threshold)
+    _check_constant(constant)  # every option before the data is read
+    if detector not in ("auto", "default", *DETECTORS):
+        raise ConfigError(f"unknown detector {detector!r}; use auto, default or one of "
+                          f"{sorted(DETECTORS)}")
     check_output(out, "--out")
     the_split, events = _plan(data, train_path, test_path, split_time, opts, fractions)
     model, _, _, _ = train_model(the_split.train, detector=detector, threshold=threshold,
