@@ -46,6 +46,7 @@ from aws_anomaly.config import JobConfig
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AlertPolicy, AnomalyEvent
+from aws_anomaly.explain import LOOKBACK, band_deviation, classify
 from aws_anomaly.model import AnomalyModel, StreamScorer, default_model
 from aws_anomaly.retrain import (
     Retrainer,
@@ -657,34 +658,36 @@ class JobRunner:
 
     def _decorate(self, scores: pd.DataFrame, new: Dataset, hist: Dataset,
                   metrics: tuple[str, ...]) -> pd.DataFrame:
-        """Apply per-entity thresholds; add raw values and robust z-scores (``dev_``)."""
+        """Apply per-entity thresholds; add raw values, their deviation from the expected
+        value in band units (``dev_``) and, on anomalous rows, the kind of behaviour
+        (``kind_``; see :mod:`aws_anomaly.explain`)."""
         thr = self.thresholds()
         base = self.base_threshold
         limit = scores["entity"].map(lambda e: thr.get(e, base)).to_numpy(dtype=np.float64)
         ready = scores["ready"].to_numpy(dtype=bool)
-        scores = scores.assign(
-            is_anomaly=ready & (scores["anomaly_score"].to_numpy() >= limit),
-            threshold=limit)
-        # How far from normal: robust z-score of each value against the entity's look-back
-        # (median and MAD of the history rows; the new rows themselves when history is short).
+        flag = ready & (scores["anomaly_score"].to_numpy() >= limit)
+        scores = scores.assign(is_anomaly=flag, threshold=limit)
         nf = new.frame
-        base = hist.frame if len(hist.frame) else nf
-        grp = base.groupby("entity", sort=False)[list(metrics)]
-        med = grp.median()
-        dev_abs = (base[list(metrics)] - med.reindex(base["entity"]).to_numpy()).abs()
-        mad = dev_abs.groupby(base["entity"].to_numpy()).median() * 1.4826
-        std = base.groupby("entity", sort=False)[list(metrics)].std().fillna(0.0)
-        cols: dict[str, np.ndarray] = {}
-        ent = nf["entity"]
+        cols: dict[str, Any] = {}
         for m in metrics:
             vals = nf[m].to_numpy(dtype=np.float64)
-            c = ent.map(med[m]).to_numpy(dtype=np.float64)
-            sc = ent.map(mad[m]).to_numpy(dtype=np.float64)
-            sd = ent.map(std[m]).to_numpy(dtype=np.float64)
-            scale = np.where(sc > 1e-9, sc, np.maximum(sd, 1e-6))
-            dev = np.nan_to_num((vals - c) / scale, nan=0.0, posinf=0.0, neginf=0.0)
+            dev = band_deviation(vals, scores[f"expected_{m}"].to_numpy(),
+                                 scores[f"lower_{m}"].to_numpy(),
+                                 scores[f"upper_{m}"].to_numpy())
             cols[f"value_{m}"] = vals
-            cols[f"dev_{m}"] = np.round(dev, 3)
+            cols[f"dev_{m}"] = np.round(np.clip(dev, -1e6, 1e6), 3)
+            cols[f"kind_{m}"] = np.full(len(vals), "", dtype=object)
+        if flag.any():
+            # The kind needs each flagged point's recent values: look-back + new rows.
+            recent = {e: g for e, g in pd.concat([hist.frame, nf]).groupby("entity", sort=False)}
+            for i in np.flatnonzero(flag):
+                ent, ts = nf["entity"].iat[i], nf["timestamp"].iat[i]
+                g = recent[ent]
+                g = g[g["timestamp"] <= ts].tail(LOOKBACK)
+                for m in metrics:
+                    cols[f"kind_{m}"][i] = classify(
+                        g[m].to_numpy(dtype=np.float64), scores[f"expected_{m}"].iat[i],
+                        scores[f"lower_{m}"].iat[i], scores[f"upper_{m}"].iat[i])
         # Model scores come in dataset order, the same order as `new.frame`.
         return scores.assign(**cols)
 

@@ -132,3 +132,25 @@ def test_alert_state_expires_with_the_entity() -> None:
     now[0] += 400
     assert exp.expire() == [("m1", "a")]
     assert _samples(exp, "aws_anomaly_alert_active") == {}
+
+
+def test_expected_band_is_exported_next_to_the_value() -> None:
+    now = [1000.0]
+    exp = Exporter(stale_after_s=300, clock=lambda: now[0])
+    s = _scores("a", [0.2, 1.5]).assign(
+        value_cpu=[0.4, 0.9], expected_cpu=[0.41, 0.42], lower_cpu=[0.3, 0.31],
+        upper_cpu=[0.52, 0.53], value_mem=[0.5, 0.5], expected_mem=float("nan"),
+        lower_mem=float("nan"), upper_mem=float("nan"))
+    exp.on_scores("demo", s, model="m1")
+    key = (("entity", "a"), ("metric", "cpu"), ("model", "m1"))
+    assert _samples(exp, "aws_anomaly_metric_value")[key] == 0.9
+    assert _samples(exp, "aws_anomaly_expected_value")[key] == 0.42
+    assert _samples(exp, "aws_anomaly_expected_lower")[key] == 0.31
+    assert _samples(exp, "aws_anomaly_expected_upper")[key] == 0.53
+    # a band not defined yet (no history) is absent, not NaN
+    assert not any(k[1] == ("metric", "mem") for k in _samples(exp, "aws_anomaly_expected_value"))
+    now[0] += 400
+    exp.expire()
+    for name in ("aws_anomaly_metric_value", "aws_anomaly_expected_value",
+                 "aws_anomaly_expected_lower", "aws_anomaly_expected_upper"):
+        assert _samples(exp, name) == {}

@@ -157,6 +157,18 @@ def test_events_reach_sinks_with_explanations(tmp_path, model):
     assert set(ev.deviations) == set(model.metrics_)
     stored = store.get_event(ev.event_id)
     assert stored is not None and stored.peak_score == pytest.approx(ev.peak_score)
+    # deviations are in units of the expected band at the peak, the same numbers the scores
+    # carry; anomalous rows say what kind of behaviour each metric shows
+    s = pd.concat(rec.scores)
+    peak = s[(s["entity"] == ev.entity) & (s["timestamp"] == ev.peak_time)].iloc[-1]
+    for m in model.metrics_:
+        x, y = peak[f"value_{m}"], peak[f"expected_{m}"]
+        half = peak[f"upper_{m}"] - y if x >= y else y - peak[f"lower_{m}"]
+        assert ev.deviations[m] == pytest.approx((x - y) / half, abs=1e-3)
+    flagged = s[s["is_anomaly"]]
+    kinds = {"spike", "level shift", "drift", "flatline", "unusual combination"}
+    assert set(flagged[[f"kind_{m}" for m in model.metrics_]].to_numpy().ravel()) <= kinds
+    assert (s.loc[~s["is_anomaly"], [f"kind_{m}" for m in model.metrics_]] == "").all().all()
 
 
 def test_failing_sink_is_counted_and_does_not_block(tmp_path, model):

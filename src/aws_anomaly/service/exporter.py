@@ -24,6 +24,7 @@ cluster name are safe).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,7 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 class _EntityState:
     last_seen: float
     metrics: set[str] = field(default_factory=set)
+    band_metrics: set[str] = field(default_factory=set)  # with value / expected / band series
     alert_labels: tuple[str, str] | None = None  # (job, severity) of its alert_active series
 
 
@@ -97,6 +99,19 @@ class Exporter:
         self.contribution = Gauge("aws_anomaly_metric_contribution",
                                   "Share of the latest point's anomaly attributed to a metric.",
                                   ["entity", "model", "metric"], registry=r)
+        # The expected value and band of each metric at the latest point (the model's band,
+        # aws_anomaly.features.band), next to the value it was compared with: the three lines
+        # a Grafana panel draws. Only exported while the band is defined.
+        self.band = {
+            key: Gauge(name, help_, ["entity", "model", "metric"], registry=r)
+            for key, name, help_ in (
+                ("value", "aws_anomaly_metric_value", "The metric's value at the latest point."),
+                ("expected", "aws_anomaly_expected_value",
+                 "Where the metric was expected at the latest point, from its past only."),
+                ("lower", "aws_anomaly_expected_lower",
+                 "Lower edge of the metric's normal band at the latest point."),
+                ("upper", "aws_anomaly_expected_upper",
+                 "Upper edge of the metric's normal band at the latest point."))}
         self.last_point = Gauge("aws_anomaly_last_scored_point_timestamp_seconds",
                                 "Timestamp of the latest scored data point.",
                                 ["entity", "model"], registry=r)
@@ -258,6 +273,12 @@ class Exporter:
                     self.contribution.labels(entity=entity, model=model,
                                              metric=metric).set(value)
                     state.metrics.add(metric)
+                    for key, gauge in self.band.items():
+                        v = row_d.get(f"{key}_{metric}")
+                        if v is not None and math.isfinite(float(v)):
+                            gauge.labels(entity=entity, model=model, metric=metric).set(
+                                float(v))
+                            state.band_metrics.add(metric)
         self.points_scored.labels(job=job).inc(n)
         if "is_anomaly" in scores.columns:
             self.anomalies.labels(job=job).inc(int(scores["is_anomaly"].astype(bool).sum()))
@@ -298,6 +319,10 @@ class Exporter:
                         g.remove(entity, model)
                     for metric in state.metrics:
                         self.contribution.remove(entity, model, metric)
+                    for metric in state.band_metrics:
+                        for gauge in self.band.values():
+                            with contextlib.suppress(KeyError):  # a band not yet defined
+                                gauge.remove(entity, model, metric)
                     if state.alert_labels is not None:
                         self.alert_active.remove(state.alert_labels[0], entity, model,
                                                  state.alert_labels[1])
