@@ -42,6 +42,9 @@ def blocker(tmp_path: Path) -> Path:
     (["demo", "--out", "{b}/demo"], "--out"),
     (["serve", "--data-dir", "{b}/data"], "--data-dir"),
     (["rules", "--out", "{b}/rules.yml"], "--out"),
+    (["bench", "demo", "--out", "{b}/bench"], "--out"),
+    (["bench", "nab", "--data", "unused", "--out", "{b}/nab"], "--out"),
+    (["bench", "servers", "--data", "unused", "--out", "{b}/servers"], "--out"),
 ])
 def test_an_output_below_a_file_is_one_line(capsys: pytest.CaptureFixture[str], blocker: Path,
                                             args: list[str], named: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aws_anomaly.cli.app import app
+from aws_anomaly.cli.app import app, check_output
 from aws_anomaly.evaluation.nab_bench import render_markdown, run_demo_bench, run_nab_bench
 
 bench_app = typer.Typer(
@@ -53,6 +53,7 @@ def nab(
     Every record of every file is scored in file order (duplicated timestamps, irregular steps
     and clock jumps backwards included), as NAB does.
     """
+    check_output(out, "--out")
     report = run_nab_bench(
         data, out, detectors=detector, files=files, categories=category, folds=leave_out,
         loco=leave_category_out, workers=workers, include_published=published,
@@ -81,6 +82,7 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Event-level table on the demo clusters: univariate detectors per metric, and the model."""
+    check_output(out, "--out")
     report = run_demo_bench(
         out, clusters=clusters, days=days, seed=seed, train_days=train_days, detectors=detector,
         folds=leave_out, workers=workers, progress=progress,
@@ -109,6 +111,7 @@ def servers(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit on each server's train.parquet (no labels), score test.parquet causally, compare."""
+    check_output(out, "--out")
     from aws_anomaly.evaluation import servers_bench
 
     report = servers_bench.run_servers_bench(
