@@ -625,7 +625,7 @@ def evaluate(
                               f"{last['flagged_periods']} periods, "
                               f"{last['alerts_per_day']:.2f} alerts per day per entity")
     mpath, hpath = write_report(report, metrics=metrics, scores=scores, data=frames,
-                                metric_names=list(m.metrics_), info=info)
+                                metric_names=list(m.metrics_), info=info, model=m)
     typer.echo(f"threshold: {_threshold_text(m)}")
     _print_table(metrics)
     typer.echo(f"\nwrote {mpath} and {hpath}")
@@ -741,7 +741,7 @@ def demo(
     mpath, hpath = write_report(report_dir, metrics=metrics, scores=scores, data=frames,
                                 metric_names=list(model.metrics_),
                                 info={"model": model_dir, "detector": model.detector,
-                                      "data": str(metrics_path)})
+                                      "data": str(metrics_path)}, model=model)
     write_metrics_json(out / "summary.json", {
         "detector": model.detector, "test": metrics["test"],
         "validation": metrics["validation"],

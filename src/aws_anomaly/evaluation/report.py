@@ -535,7 +535,7 @@ _RENDER_JS = """
     div.dataset.metric = "anomaly_score";
     box.appendChild(div);
     AnomalyCharts.timeChart(div, {
-      title: "anomaly score (threshold 1.0)", unit: "anomaly score", x: e.x, tz: "UTC", group,
+      title: "Anomaly score (threshold 1.0)", unit: "anomaly score", x: e.x, tz: "UTC", group,
       height: 190, threshold: 1.0, shade: e.spans,
       series: [{ label: "anomaly score", values: e.score, color: "#333333" }],
     });
