@@ -369,12 +369,14 @@ def _per_type_table(metrics: Mapping[str, Any]) -> str:
     pt = metrics.get("per_type_point_recall", {}) or {}
     kinds = sorted(set(ev) | set(pt))
     if not kinds:
-        return "<div><h3>Per anomaly type</h3><p>no labelled anomalies</p></div>"
+        return ("<div><h3>Event recall per anomaly type (and point recall)</h3>"
+                "<p>no labelled anomalies</p></div>")
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{_num(ev.get(k))}</td><td>{_num(pt.get(k))}</td>"
         f"<td><span class='bar' style='width:{120 * float(ev.get(k) or 0):.0f}px'></span></td>"
         "</tr>" for k in kinds)
-    return ("<div><h3>Per anomaly type</h3><table class='per-type'><tr><th>type</th>"
+    return ("<div><h3>Event recall per anomaly type (and point recall)</h3>"
+            "<table class='per-type'><tr><th>type</th>"
             f"<th>event recall</th><th>point recall</th><th></th></tr>{rows}</table></div>")
 
 
