@@ -511,6 +511,8 @@ class AnomalyModel:
         params = dict(self.detector_params)
         if self.views_ is not None and "views" in DETECTORS[self.detector]().get_params():
             params.setdefault("views", [list(v) for v in self.views_])
+        if "groups" in DETECTORS[self.detector]().get_params():  # lstm_ae: a step per metric
+            params.setdefault("groups", [list(v) for v in self.groups_.values() if v])
         seeded = "random_state" in DETECTORS[self.detector]().get_params()
         if seeded and "random_state" not in params:
             # Reproducible by default: the same data gives the same model (and the same

@@ -14,7 +14,7 @@ Examples
 Traceback (most recent call last):
 ...
 aws_anomaly.errors.ConfigError: unknown detector 'svm'; allowed: 'ensemble', 'iforest', \
-'knn', 'lof', 'ocsvm', 'robust'
+'knn', 'lof', 'lstm_ae', 'ocsvm', 'robust'
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aws_anomaly.detectors.ensemble import EnsembleDetector
 from aws_anomaly.detectors.iforest import IsolationForestDetector
 from aws_anomaly.detectors.knn import KNNDetector
 from aws_anomaly.detectors.lof import LOFDetector
+from aws_anomaly.detectors.lstm_ae import LSTMAutoencoderDetector
 from aws_anomaly.detectors.ocsvm import OneClassSVMDetector
 from aws_anomaly.detectors.robust import RobustZDetector
 from aws_anomaly.errors import ConfigError
@@ -38,6 +39,7 @@ __all__ = [
     "IsolationForestDetector",
     "KNNDetector",
     "LOFDetector",
+    "LSTMAutoencoderDetector",
     "OneClassSVMDetector",
     "RobustZDetector",
     "check_feature_matrix",
@@ -51,6 +53,8 @@ DETECTORS: dict[str, type[BaseDetector]] = {
     "lof": LOFDetector,
     "robust": RobustZDetector,
     "ensemble": EnsembleDetector,
+    # PyTorch, optional (the 'deep' extra): imported on first fit or score, never here.
+    "lstm_ae": LSTMAutoencoderDetector,
 }
 
 # Fully-qualified names of every type a fitted detector holds, for
