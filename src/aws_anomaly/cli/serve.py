@@ -25,8 +25,8 @@ def serve(
     port: Annotated[int | None, typer.Option(min=0, max=65535,
                                              help="port (default 8080; 0: any free)")] = None,
     token: Annotated[str | None, typer.Option(
-        help=f"API token (16+ characters), replacing the config file's; the environment "
-        f"variable {TOKEN_ENV_HINT} does the same without showing it in the process list")]
+        help=f"API token (16+ characters), replacing the config file's token source; "
+        f"{TOKEN_ENV_HINT} gives one without showing it in the process list")]
     = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="where the store and "
                                                   "model bundles live")] = None,
