@@ -1,13 +1,14 @@
 """The scheduler: every job ticks on its own interval, in its own thread.
 
 * One thread per job, so a slow job (a Prometheus timing out, a big catch-up) never delays the
-  others; a job's ticks never overlap because its thread runs them one after another (and the
-  runner's lock also serialises retrains with ticks).
+  others; a job's ticks never overlap because its thread runs them one after another.
 * A tick that overruns its interval is followed immediately by the next one (counted in
   ``aws_anomaly_scheduler_overruns_total``) — no burst of queued ticks.
 * :meth:`Scheduler.stop` (called on SIGTERM through the app's shutdown) lets the running tick
   finish, then the threads exit; nothing is interrupted halfway through a write.
-* Retrains asked for through the API run in the job's thread between two ticks.
+* Retrains asked for through the API run in a thread of their own, one at a time per job, while
+  the job keeps ticking with its current model; the runner swaps the new model in between two
+  ticks (under its lock) when training is done. A request made during a retrain runs after it.
 
 For the demo source, whose clock runs ``speedup`` times faster than the wall clock, the
 interval is in data time: a 1 min interval at speedup 60 ticks every wall second.
@@ -102,15 +103,19 @@ class _JobLoop:
         self.wake = threading.Event()
         self.status = JobStatus(job=runner.name, interval_s=interval_s)
         self.retrain_requested = threading.Event()
+        # A requested retrain runs beside the ticks (the runner swaps the new model in under
+        # its lock when training is done), so scoring never waits for a training.
+        self._retrain_thread: threading.Thread | None = None
         self.thread = threading.Thread(target=self.run, name=f"job-{runner.name}", daemon=True)
 
     def run(self) -> None:
         next_at = time.monotonic()
         while not self.stop.is_set():
-            if self.retrain_requested.is_set():
+            if self.retrain_requested.is_set() and not self.retraining:
                 self.retrain_requested.clear()
-                self._retrain()
-                continue
+                self._retrain_thread = threading.Thread(
+                    target=self._retrain, name=f"retrain-{self.runner.name}", daemon=True)
+                self._retrain_thread.start()
             delay = next_at - time.monotonic()
             if delay > 0:
                 self.wake.wait(delay)
@@ -164,6 +169,11 @@ class _JobLoop:
                 log.exception("job %s: on_tick callback failed", self.runner.name)
         return result
 
+    @property
+    def retraining(self) -> bool:
+        """A requested retrain is running (a new request waits for it, then runs)."""
+        return self._retrain_thread is not None and self._retrain_thread.is_alive()
+
     def _retrain(self) -> None:
         self.status.retrain_pending = False
         outcome = "ok"
@@ -177,6 +187,7 @@ class _JobLoop:
             log.exception("job %s: retrain crashed", self.runner.name)
         if self.metrics is not None:
             self.metrics.retrains.labels(job=self.runner.name, outcome=outcome).inc()
+        self.wake.set()  # a request that came in meanwhile starts now, not at the next tick
 
 
 def _now() -> pd.Timestamp:
