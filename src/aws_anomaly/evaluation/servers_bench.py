@@ -111,7 +111,8 @@ class DetectorSpec:
     """A registry entry: how to build a detector, its defaults and its tuning grid.
 
     ``grid``: parameter sets (each merged over ``params``) tried for leave-one-server-out;
-    empty: the detector runs with ``params`` only.
+    empty: the detector runs with ``params`` only. ``named_only``: left out of a run that
+    names no detectors (one that needs an optional extra, e.g. PyTorch for ``aws_lstm``).
     """
 
     factory: Callable[..., BenchDetector]
@@ -119,6 +120,7 @@ class DetectorSpec:
     grid: tuple[Mapping[str, Any], ...] = ()
     kind: str = "product"
     description: str = ""
+    named_only: bool = False
 
     def configs(self) -> list[dict[str, Any]]:
         """The parameter sets to run: the defaults first, then the grid (no repeats)."""
@@ -216,6 +218,12 @@ DETECTORS: dict[str, DetectorSpec] = {
                                                 "validation_share": None}, (), "product",
                                 "aws_anomaly.model.default_model(step), fit on all training "
                                 "rows"),
+    # The LSTM autoencoder (PyTorch, the 'deep' extra) in place of kNN in the default pipeline
+    # (docs/model.md, "How it was chosen"; benchmarks/servers_lstm.py also averages the two).
+    "aws_lstm": DetectorSpec(ModelDetector, {"builder": "default_model", "validation_share": None,
+                                             "detector": "lstm_ae"}, (), "product",
+                             "default_model(step, detector='lstm_ae'): an LSTM autoencoder on "
+                             "the default features, fit on all training rows", named_only=True),
 }
 
 
@@ -539,7 +547,7 @@ def _resolve(registry: Mapping[str, DetectorSpec | Callable[..., BenchDetector]]
     specs = {n: (s if isinstance(s, DetectorSpec) else DetectorSpec(s))
              for n, s in registry.items()}
     if not names:
-        return specs
+        return {n: s for n, s in specs.items() if not s.named_only}
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ConfigError(f"unknown detector(s) {unknown}; available: {list(specs)}")
@@ -607,8 +615,8 @@ def run_servers_bench(
     """Run the bench (see the module docstring); write ``OUT/scores.{json,md}`` when ``out``.
 
     ``registry``: name -> :class:`DetectorSpec` (or a bare factory); default :data:`DETECTORS`.
-    ``detectors``: names to run from it (default all). ``servers``: globs on
-    ``dataset/server`` or ``server``.
+    ``detectors``: names to run from it (default all but the ``named_only`` ones).
+    ``servers``: globs on ``dataset/server`` or ``server``.
     """
     started = time.perf_counter()
     if workers < 1:
