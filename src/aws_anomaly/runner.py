@@ -29,7 +29,6 @@ Feedback changes what is flagged at the next retrain (:meth:`JobRunner.retrain`)
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import threading
@@ -47,7 +46,8 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AlertPolicy, AnomalyEvent
 from aws_anomaly.explain import LOOKBACK, band_deviation, classify
-from aws_anomaly.model import AnomalyModel, StreamScorer, default_model
+from aws_anomaly.live import LiveState
+from aws_anomaly.model import AnomalyModel, default_model
 from aws_anomaly.retrain import (
     Retrainer,
     input_reference,
@@ -192,6 +192,9 @@ class JobRunner:
         Catch-up chunk: at most this many grid steps are scored per tick.
     display_points
         Points per entity kept in memory for the dashboard.
+    checkpoint_every
+        Write the live stream scorers' checkpoints every this many committed ticks (and at
+        :meth:`save_checkpoints` on shutdown); 0: only on shutdown.
     """
 
     def __init__(self, job: JobConfig, source: Source, model: AnomalyModel | None,
@@ -199,7 +202,8 @@ class JobRunner:
                  metrics: RunnerMetrics | None = None, max_steps_per_tick: int = 2016,
                  display_points: int = 576, max_gap_steps: int = DEFAULT_MAX_GAP_STEPS,
                  fp_margin: float = 1.05, fp_max_threshold: float = 3.0,
-                 on_progress: Callable[[TrainProgress], None] | None = None) -> None:
+                 on_progress: Callable[[TrainProgress], None] | None = None,
+                 checkpoint_every: int = 12) -> None:
         self.job = job
         self.source = source
         self.model = model
@@ -235,9 +239,11 @@ class JobRunner:
         self.points_scored = 0
         self._thresholds: dict[str, float] = {}
         self._thresholds_loaded = False
-        # entity -> (primed stream scorer, its last timestamp) for short /v1/score requests
-        self._streams: dict[str, tuple[StreamScorer, pd.Timestamp]] = {}
-        self._streams_lock = threading.Lock()
+        #: One primed stream scorer per entity, fed every new point once (aws_anomaly.live);
+        #: ticks score with it and short /v1/score requests continue a copy of it.
+        self.live = LiveState(job.name)
+        self.checkpoint_every = checkpoint_every
+        self._ticks_since_checkpoint = 0
         # Model management: one training or rollback at a time (ticks go on meanwhile; the
         # swap itself takes `lock`); the registry, drift and automated retraining.
         self._train_lock = threading.Lock()
@@ -445,8 +451,8 @@ class JobRunner:
         self.model = model
         with self._display_lock:
             self._display.clear()  # old scores came from the old model
-        with self._streams_lock:
-            self._streams.clear()
+        # The live stream scorers follow at the next tick (LiveState.use: rebuilt, or resumed
+        # from checkpoints of this version); /v1/score never continues another model's.
 
     def _retrain(self, reason: str) -> AnomalyModel:
         now = self.source.now()
@@ -524,6 +530,70 @@ class JobRunner:
                 out[entity] = (value, f"{len(evs)} false positive(s) in feedback")
         return out
 
+    # ------------------------------------------------------------------ live state
+    def _use_model(self, model: AnomalyModel) -> None:
+        """Point the live state at ``model``; on a change, resume the entities' scorers from
+        the checkpoints of its version (the others are rebuilt from the look-back)."""
+        if not self.live.use(model, _model_version(model)):
+            return
+        try:
+            rows = self.store.load_checkpoints(self.name, self.live.version)
+        except StoreError as exc:
+            self._error("store", exc)
+            return
+        n = self.live.restore(rows)
+        if n:
+            log.info("job %s: resumed %d stream scorer(s) of model version %s from checkpoints",
+                     self.name, n, self.live.version)
+
+    def _fetch_start(self, state: Mapping[str, pd.Timestamp], entities: list[str] | None,
+                     first_new: pd.Timestamp, step: pd.Timedelta, warm: int,
+                     redisplay: bool) -> pd.Timestamp:
+        """Where this tick's fetch starts: after the last point of each entity's live scorer
+        when it has one that the rows to score continue; else the look-back (``warm`` rows)
+        before the first row to score, from which the scorer is rebuilt."""
+        back = self.display_points if redisplay else 0
+        scope = list(entities) if entities is not None else list(state)
+        starts = [first_new - step * warm] if not scope else []
+        far = step * self.max_steps_per_tick
+        for e in scope:
+            last = state.get(e)
+            lookback = (last if last is not None else first_new) - step * (warm + back)
+            live = self.live.last_ns(e)
+            scored = (last if last is not None else first_new - step) - step * back
+            if live is not None and scored.value - live > far.value:
+                self.live.drop([e])  # too far behind to replay: rebuilt from the look-back
+                live = None
+            if live is not None and live <= scored.value:
+                starts.append(pd.Timestamp(live, tz="UTC") + step)
+            else:  # no scorer, or points it has seen are scored again (display)
+                starts.append(lookback)
+        return min(starts)
+
+    def save_checkpoints(self, *, everything: bool = False, timeout: float = -1) -> int:
+        """Write the live scorers changed since the last checkpoint (all with
+        ``everything``) to the store; returns how many. A failed write is counted as a store
+        error and retried at the next checkpoint. Waits for a running tick (at most
+        ``timeout`` seconds when given; then nothing is written)."""
+        if not self.lock.acquire(timeout=timeout):
+            log.warning("job %s: a tick is still running; stream checkpoints not written",
+                        self.name)
+            return 0
+        try:
+            self._ticks_since_checkpoint = 0
+            rows = self.live.checkpoint_rows(everything=everything)
+            try:
+                self.store.save_checkpoints(rows)
+            except StoreError as exc:
+                self._error("store", exc)
+                self.live.mark_dirty(r.entity for r in rows)
+                return 0
+            if rows:
+                log.info("job %s: %d stream checkpoint(s) written", self.name, len(rows))
+            return len(rows)
+        finally:
+            self.lock.release()
+
     # ------------------------------------------------------------------ tick
     def tick(self, now: pd.Timestamp | None = None) -> TickResult:
         """Score everything new up to ``now`` (default: the source's clock)."""
@@ -550,6 +620,7 @@ class JobRunner:
             state = self.store.job_state(self.name)
         except StoreError as exc:
             return TickResult(self.name, now, error=self._error("store", exc), stage="store")
+        self._use_model(model)
         end = now + pd.Timedelta(1, "ns")  # the point exactly at `now` is measured
         first_new = pd.Timestamp(now - pd.Timedelta(self.job.lookback))
         # Score from the oldest entity's last scored point; new entities from `lookback` ago.
@@ -561,10 +632,9 @@ class JobRunner:
         limit_end = oldest + step * self.max_steps_per_tick + pd.Timedelta(1, "ns")
         caught_up = limit_end >= end
         end = min(end, limit_end)
-        fetch_start = oldest - step * warm
-        if not self._display and known:
-            # After a restart, show the recent past again (scored for display only).
-            fetch_start = min(fetch_start, oldest - step * (self.display_points + warm))
+        # After a restart, show the recent past again (scored for display only).
+        redisplay = not self._display and bool(known)
+        fetch_start = self._fetch_start(state, entities, first_new, step, warm, redisplay)
         tf = time.perf_counter()
         try:
             ds = self.source.fetch(fetch_start, end, entities=entities)
@@ -590,29 +660,33 @@ class JobRunner:
             return TickResult(self.name, now, entities=len(ds.entities), caught_up=caught_up,
                               fetch_s=fetch_s, total_s=time.perf_counter() - t0)
         metrics = tuple(model.metrics_)
-        hist = Dataset(frame=frame.loc[~new_mask].reset_index(drop=True), metrics=ds.metrics,
-                       step=ds.step)
-        new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=ds.metrics,
-                      step=ds.step)
+        new_frame = frame.loc[new_mask].reset_index(drop=True)
+        touched = [str(e) for e in pd.unique(frame["entity"])]
+        # Each entity's last points before this tick: the context of a flagged point's kind.
+        context = {e: got for e in touched if (got := self.live.recent(e, LOOKBACK)) is not None}
         ts_ = time.perf_counter()
         try:
-            scores = model.score(new, history=hist if len(hist) else None)
+            # Every entity's stream scorer advanced with its new points; one detector call.
+            scores = self.live.score(model, frame, new_mask)
         except DataError as exc:
+            self.live.drop(touched)
             return TickResult(self.name, now, error=self._error("features", exc),
                               stage="features", total_s=time.perf_counter() - t0)
         except AwsAnomalyError as exc:
+            self.live.drop(touched)
             return TickResult(self.name, now, error=self._error("score", exc), stage="score",
                               total_s=time.perf_counter() - t0)
         score_s = time.perf_counter() - ts_
         if self.metrics is not None:
             self.metrics.observe_scoring(self.name, score_s)
-        scores = self._decorate(scores, new, hist, metrics)
+        scores = self._decorate(scores, new_frame, frame, context, metrics, step)
         display_only = self._display_only_mask(scores, state)
         live = scores.loc[~display_only].reset_index(drop=True)
 
         try:
             previous = self.store.open_events(self.name)
         except StoreError as exc:
+            self.live.drop(touched)  # advanced past points the store does not know as scored
             return TickResult(self.name, now, error=self._error("store", exc), stage="store")
         events = self.policy.merge(live, step=step, previous=previous, job=self.name,
                                    model=self.model_name)
@@ -631,11 +705,15 @@ class JobRunner:
         try:
             self.store.commit_tick(self.name, events, last_scored, outbox)
         except StoreError as exc:
+            self.live.drop(touched)
             msg = self._error("store", exc)
             self.store_ok, self.store_error = False, msg
             return TickResult(self.name, now, error=msg, stage="store",
                               total_s=time.perf_counter() - t0)
         self.store_ok, self.store_error = True, None
+        self._ticks_since_checkpoint += 1
+        if self.checkpoint_every and self._ticks_since_checkpoint >= self.checkpoint_every:
+            self.save_checkpoints()
         self._remember(scores)
         self._call_sinks(live, events, self.policy.alert_states(
             alerting, entities=live["entity"].astype(str).unique()))
@@ -656,8 +734,9 @@ class JobRunner:
         last = pd.to_datetime(scores["entity"].map(lambda e: state.get(e, pd.NaT)), utc=True)
         return (scores["timestamp"] <= last).fillna(False).to_numpy(dtype=bool)
 
-    def _decorate(self, scores: pd.DataFrame, new: Dataset, hist: Dataset,
-                  metrics: tuple[str, ...]) -> pd.DataFrame:
+    def _decorate(self, scores: pd.DataFrame, nf: pd.DataFrame, fetched: pd.DataFrame,
+                  context: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  metrics: tuple[str, ...], step: pd.Timedelta) -> pd.DataFrame:
         """Apply per-entity thresholds; add raw values, their deviation from the expected
         value in band units (``dev_``) and, on anomalous rows, the kind of behaviour
         (``kind_``; see :mod:`aws_anomaly.explain`)."""
@@ -667,7 +746,6 @@ class JobRunner:
         ready = scores["ready"].to_numpy(dtype=bool)
         flag = ready & (scores["anomaly_score"].to_numpy() >= limit)
         scores = scores.assign(is_anomaly=flag, threshold=limit)
-        nf = new.frame
         cols: dict[str, Any] = {}
         for m in metrics:
             vals = nf[m].to_numpy(dtype=np.float64)
@@ -678,15 +756,23 @@ class JobRunner:
             cols[f"dev_{m}"] = np.round(np.clip(dev, -1e6, 1e6), 3)
             cols[f"kind_{m}"] = np.full(len(vals), "", dtype=object)
         if flag.any():
-            # The kind needs each flagged point's recent values: look-back + new rows.
-            recent = {e: g for e, g in pd.concat([hist.frame, nf]).groupby("entity", sort=False)}
+            # The kind needs each flagged point's recent values: the entity's points before
+            # this tick (the live state's) + the fetched rows up to the point.
+            ent_col = fetched["entity"].to_numpy()
+            fts = fetched["timestamp"].array.asi8
+            fvals = fetched[list(metrics)].to_numpy(dtype=np.float64)
             for i in np.flatnonzero(flag):
-                ent, ts = nf["entity"].iat[i], nf["timestamp"].iat[i]
-                g = recent[ent]
-                g = g[g["timestamp"] <= ts].tail(LOOKBACK)
-                for m in metrics:
+                ent, ts = str(nf["entity"].iat[i]), int(nf["timestamp"].iat[i].value)
+                rows = np.flatnonzero((ent_col == ent) & (fts <= ts))
+                vals = fvals[rows]
+                ctx = context.get(ent)
+                if ctx is not None and len(rows) < LOOKBACK:
+                    first = fts[rows[0]] if len(rows) else ts + 1
+                    vals = np.vstack([ctx[1][ctx[0] < first], vals])
+                vals = vals[-LOOKBACK:]
+                for j, m in enumerate(metrics):
                     cols[f"kind_{m}"][i] = classify(
-                        g[m].to_numpy(dtype=np.float64), scores[f"expected_{m}"].iat[i],
+                        vals[:, j], scores[f"expected_{m}"].iat[i],
                         scores[f"lower_{m}"].iat[i], scores[f"upper_{m}"].iat[i])
         # Model scores come in dataset order, the same order as `new.frame`.
         return scores.assign(**cols)
@@ -764,48 +850,3 @@ class JobRunner:
         for m in self.model.metrics_:
             out[m] = rec[f"value_{m}"].to_numpy()
         return out
-
-    def stream_for(self, entity: str, first: pd.Timestamp
-                   ) -> tuple[StreamScorer, np.ndarray] | None:
-        """A private stream scorer of ``entity`` primed with the live series up to one step
-        before ``first`` and the recent raw values (n, metrics) it was primed with, or
-        ``None`` when the recent series does not reach exactly there.
-
-        Scoring a few points that continue the live series this way costs a few milliseconds
-        instead of rebuilding every feature window; the cached scorer is advanced with new
-        points as ticks arrive, and each caller gets a copy, so requests never change it.
-        """
-        model = self.model
-        if model is None:
-            return None
-        with self._display_lock:
-            # The stored frame is replaced, never modified in place: reading it is safe.
-            rec = self._display.get(entity)
-        if rec is None or not len(rec):
-            return None
-        want = (first - pd.Timedelta(model.step_)).value
-        ts = rec["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        upto = int(np.searchsorted(ts, want, side="right"))
-        if upto == 0 or ts[upto - 1] != want:
-            return None
-        values = rec[[f"value_{m}" for m in model.metrics_]].to_numpy(dtype=np.float64)
-        with self._streams_lock:
-            cached = self._streams.get(entity)
-            if cached is not None and cached[0].model is model and cached[1].value <= want:
-                scorer, last = cached
-                begin = int(np.searchsorted(ts, last.value, side="right"))
-            else:
-                scorer, last, begin = model.stream(entity), None, 0
-            if begin < upto:
-                try:
-                    scorer.prime(pd.DatetimeIndex(ts[begin:upto], tz="UTC"),
-                                 values[begin:upto])
-                except AwsAnomalyError:
-                    self._streams.pop(entity, None)
-                    return None
-                last = pd.Timestamp(ts[upto - 1], tz="UTC")
-            if last is None or last.value != want:
-                return None
-            self._streams[entity] = (scorer, last)
-            # Share the (large, read-only) model; copy only the scorer's windows.
-            return copy.deepcopy(scorer, {id(model): model}), values[:upto]

@@ -121,14 +121,18 @@ def test_score_one_point_uses_the_running_jobs_history(env):
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["history_points"] > 0 and out["points"][0]["ready"] is True
-    # served by the job's stream scorer (the fast path), which must match the batch model
-    scorer, recent = state.runners["demo"].stream_for("eks-prod-eu-west-1", nxt)
-    assert recent.shape[1] == 3 and scorer.entity == "eks-prod-eu-west-1"
-    # the same number the batch model gives with the same look-back
-    rec = state.runners["demo"].history_for("eks-prod-eu-west-1", nxt)
-    frame = pd.concat([rec, pd.DataFrame({"timestamp": [nxt], "entity": "eks-prod-eu-west-1",
-                                          **{m: body["metrics"][m] for m in src.metrics}})])
-    batch = state.runners["demo"].model.score(frame).iloc[-1]
+    # served by a copy of the job's live stream scorer (the fast path) ...
+    runner = state.runners["demo"]
+    scorer = runner.live.snapshot("eks-prod-eu-west-1", nxt, runner.model)
+    assert scorer is not None and scorer.entity == "eks-prod-eu-west-1"
+    # ... which gives the number one pass of the batch model over the whole series the job
+    # has scored gives (the first tick fetched `lookback` plus the feature look-back)
+    warm = runner.model.spec.min_history + 1
+    seen = src.fetch(T0 - pd.Timedelta("1D") - STEP * warm, T0 + pd.Timedelta(1, "ns"),
+                     entities=["eks-prod-eu-west-1"]).frame
+    frame = pd.concat([seen, pd.DataFrame({"timestamp": [nxt], "entity": "eks-prod-eu-west-1",
+                                           **{m: body["metrics"][m] for m in src.metrics}})])
+    batch = runner.model.score(frame[["timestamp", "entity", *src.metrics]]).iloc[-1]
     assert out["points"][0]["anomaly_score"] == pytest.approx(batch["anomaly_score"], rel=1e-9)
     # ... and the same expected band, with deviations measured against it
     for m in src.metrics:
@@ -159,8 +163,9 @@ def test_repeated_short_requests_do_not_change_each_other(env):
     assert client.post("/v1/score", json=two).status_code == 200
     again = client.post("/v1/score", json=body).json()
     assert again == first
-    # the same answer as a fresh scorer from the runner (no state carried over)
-    scorer, _ = state.runners["demo"].stream_for("eks-prod-eu-west-1", nxt)
+    # the same answer as a fresh copy of the live scorer (no state carried over)
+    runner = state.runners["demo"]
+    scorer = runner.live.snapshot("eks-prod-eu-west-1", nxt, runner.model)
     p = scorer.update(nxt, [body["metrics"][m][0] for m in state.runners["demo"].model.metrics_])
     assert again["points"][0]["anomaly_score"] == pytest.approx(p.anomaly_score, rel=1e-12)
     off = {**body, "timestamps": [nxt.isoformat(), (nxt + STEP * 1.5).isoformat()],

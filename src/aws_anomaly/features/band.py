@@ -277,15 +277,25 @@ def band_arrays(values: np.ndarray, band: Band) -> tuple[np.ndarray, np.ndarray,
 # ---------------------------------------------------------------------------- streaming
 class BandState:
     """The band of one entity, one row at a time: :meth:`expected` (before the row),
-    then :meth:`update` with the row. Same numbers as :func:`band_arrays`."""
+    then :meth:`update` with the row. Same numbers as :func:`band_arrays`.
+
+    The medians are taken with ``np.partition`` / ``np.sort`` on the window directly (the
+    values ``np.median`` would pick, added and halved the same way), without
+    ``np.median``'s per-call overhead: this runs once per live point.
+    """
 
     def __init__(self, band: Band) -> None:
         self.band = band
         spec = band.spec
         m = len(band.period)
         self._n = 0
+        self._w = int(spec.window)
+        half = self._w // 2
+        # positions np.median reads (the middle one or two) and the maximum (NaN check)
+        self._kth = (half,) if self._w % 2 else (half - 1, half)
+        self._kth_all = sorted({*self._kth, self._w - 1})
         # One window of (plain value, its forecast error, de-seasonalised value, its forecast
-        # error) per metric, so one median call gives the four medians of a step.
+        # error) per metric, so one partition gives the four medians of a step.
         self._buf = np.full((spec.window, 4, m), np.nan)
         self._seasons: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for p in sorted({p for p in band.period if p}):
@@ -297,17 +307,36 @@ class BandState:
         self._fc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    def _window_median(self) -> np.ndarray:
+        """``np.median(self._buf, axis=0)``: NaN where the window holds a NaN."""
+        part = np.partition(self._buf, self._kth_all, axis=0)
+        if len(self._kth) == 1:
+            med = part[self._kth[0]].copy()
+        else:
+            med = part[self._kth[0]] + part[self._kth[1]]
+            med /= 2.0
+        nan = np.isnan(part[self._w - 1])  # NaN sorts last
+        if nan.any():
+            med[nan] = np.nan
+        return med
+
     def _forecast(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(plain yhat, plain local scale, season, seasonal yhat, seasonal local scale)."""
         if self._fc is None:
-            med = np.median(self._buf, axis=0)
+            med = self._window_median()
             s = np.zeros(len(self._sig))
             k = self.band.spec.n_periods
+            n = self._n
             for p, (cols, ring) in self._seasons.items():
                 # ring row (t % (k p)) holds x[t]; the lags x[n - j p], j = 1..k, that exist
-                idx = [(self._n - j * p) % (k * p) for j in range(1, k + 1)
-                       if self._n - j * p >= 0]
-                s[cols] = np.median(ring[idx], axis=0) if idx else np.nan
+                c = min(k, n // p)
+                if not c:
+                    s[cols] = np.nan
+                    continue
+                srt = np.sort(ring.take([(n - j * p) % (k * p) for j in range(1, c + 1)],
+                                        axis=0), axis=0)
+                h = c // 2
+                s[cols] = srt[h] if c % 2 else (srt[h - 1] + srt[h]) / 2.0
             self._fc = (med[0], MAD_SCALE * med[1], s, s + med[2], MAD_SCALE * med[3])
         return self._fc
 
@@ -328,13 +357,55 @@ class BandState:
         x = np.asarray(values, dtype=np.float64)
         yp, _, s, ys, _ = self._forecast()
         # metrics without a season: de-seasonalised = value (its errors are never used)
-        row = self._buf[self._n % self.band.spec.window]
+        row = self._buf[self._n % self._w]
         row[0] = x
         row[1] = np.abs(x - yp)
         row[2] = x - s
         row[3] = np.abs(x - ys)
         k = self.band.spec.n_periods
         for p, (cols, ring) in self._seasons.items():
-            ring[self._n % (k * p)] = x[cols]
+            ring[self._n % (k * p)] = x.take(cols)
         self._n += 1
         self._fc = self._out = None
+
+    # ------------------------------------------------------------------ state
+    def copy(self) -> BandState:
+        """An independent state with the same rows seen (shares the fitted band)."""
+        new = object.__new__(BandState)
+        new.__dict__.update(self.__dict__)
+        new._buf = self._buf.copy()
+        new._seasons = {p: (cols, ring.copy()) for p, (cols, ring) in self._seasons.items()}
+        return new
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json_dict, arrays)`` from which :meth:`from_state` rebuilds this state."""
+        arrays = {"window": self._buf.copy()}
+        for p, (_, ring) in self._seasons.items():
+            arrays[f"season_{p}"] = ring.copy()
+        return {"n": int(self._n), "band": self.band.to_dict()}, arrays
+
+    @classmethod
+    def from_state(cls, band: Band, state: Mapping[str, Any],
+                   arrays: Mapping[str, np.ndarray]) -> BandState:
+        """Rebuild a state of ``band`` saved with :meth:`get_state`; :class:`ConfigError`
+        when it belongs to another band or its arrays do not fit."""
+        bs = cls(band)
+        if not isinstance(state, Mapping) or state.get("band") != band.to_dict():
+            raise ConfigError("band state: it belongs to another band")
+        n = state.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"band state: n must be an integer >= 0, got {n!r}")
+        want = {"window": bs._buf.shape,
+                **{f"season_{p}": ring.shape for p, (_, ring) in bs._seasons.items()}}
+        if set(arrays) != set(want):
+            raise ConfigError(f"band state: expected arrays {sorted(want)}, got "
+                              f"{sorted(arrays)}")
+        for key, shape in want.items():
+            if np.shape(arrays[key]) != shape:
+                raise ConfigError(f"band state: {key} has shape {np.shape(arrays[key])}, "
+                                  f"expected {shape}")
+        bs._n = n
+        bs._buf = np.array(arrays["window"], dtype=np.float64)
+        bs._seasons = {p: (cols, np.array(arrays[f"season_{p}"], dtype=np.float64))
+                       for p, (cols, _) in bs._seasons.items()}
+        return bs

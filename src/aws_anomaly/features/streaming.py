@@ -327,6 +327,19 @@ class StreamingFeatureBuilder:
         self._last_ns = int(ns[-1])
         self._rebuild()
 
+    def copy(self) -> StreamingFeatureBuilder:
+        """An independent builder in the same state (shares the read-only plan and spec)."""
+        new = object.__new__(StreamingFeatureBuilder)
+        new.__dict__.update(self.__dict__)
+        for name in ("_hist", "_ref", "_pre_sum", "_pre_min", "_pre_max", "_suf_sum",
+                     "_suf_min", "_suf_max"):
+            setattr(new, name, getattr(self, name).copy())
+        # the flat views must view the copies
+        new._suf_sum_flat = new._suf_sum.reshape(-1, self._nch)
+        new._suf_min_flat = new._suf_min.reshape(-1, self._m)
+        new._suf_max_flat = new._suf_max.reshape(-1, self._m)
+        return new
+
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(json_dict, arrays)`` from which :meth:`from_state` rebuilds this builder."""
         state = {
@@ -337,7 +350,9 @@ class StreamingFeatureBuilder:
             "last_ns": self._last_ns,
             "ref": [float(v) for v in self._ref],
         }
-        return state, {"history": self._hist[: self._nh].copy()}
+        # the last min(n, history_rows) rows: the ring may hold a few more before it compacts
+        keep = min(self._nh, self._cap_rows)
+        return state, {"history": self._hist[self._nh - keep: self._nh].copy()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]

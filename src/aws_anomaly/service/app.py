@@ -203,6 +203,9 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             if state.scheduler is not None:
                 log.info("stopping: waiting for running ticks to finish")
                 state.scheduler.stop()
+                for r in state.runners.values():  # the live scorers resume from here
+                    with contextlib.suppress(Exception):
+                        r.save_checkpoints(timeout=10.0)
             # Undelivered alerts stay in the store's outbox for the next start; all threads
             # are asked at once, so the waits overlap.
             for sink in state.notifiers:

@@ -8,9 +8,10 @@ from aws_anomaly.store.store import (
     Page,
     Precision,
     Store,
+    StreamCheckpoint,
     from_us,
     to_us,
 )
 
 __all__ = ["FeedbackRecord", "ModelRecord", "OutboxItem", "OutboxRow", "Page", "Precision",
-           "Store", "from_us", "to_us"]
+           "Store", "StreamCheckpoint", "from_us", "to_us"]

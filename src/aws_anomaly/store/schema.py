@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -33,13 +34,16 @@ __all__ = [
     "models",
     "outbox",
     "store_info",
+    "stream_checkpoints",
     "thresholds",
 ]
 
 #: 2: events unique per (job, model, entity, start); the notification outbox.
 #: 3: the model registry keeps history: each version's ``status`` (champion, challenger,
 #: rejected, retired) and the promotion ``decision`` with its figures.
-SCHEMA_VERSION = 3
+#: 4: ``stream_checkpoints``, the live stream scorers' state (a new table: ``create_all`` adds
+#: it to older stores).
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -147,4 +151,20 @@ outbox = Table(
     Column("last_error", Text, nullable=False),
     UniqueConstraint("job", "notifier", "event_id", "status", "seq", name="ux_outbox_alert"),
     Index("ix_outbox_due", "job", "notifier", "state", "next_try_us"),
+)
+
+#: The live state of one job's stream scorer per entity (``aws_anomaly.live``): the JSON part
+#: and a ``.npz`` of numpy arrays (no pickle), with the SHA-256 of both. One row per (job,
+#: entity); ``model_version`` says which model it belongs to (a job resumes only from the
+#: version it scores with), ``last_us`` the last point it has seen.
+stream_checkpoints = Table(
+    "stream_checkpoints", metadata,
+    Column("job", String(64), primary_key=True),
+    Column("entity", String(256), primary_key=True),
+    Column("model_version", String(64), nullable=False),
+    Column("last_us", BigInteger, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
 )

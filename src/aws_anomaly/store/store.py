@@ -54,6 +54,7 @@ from aws_anomaly.store.schema import feedback as t_feedback
 from aws_anomaly.store.schema import job_state as t_state
 from aws_anomaly.store.schema import models as t_models
 from aws_anomaly.store.schema import outbox as t_outbox
+from aws_anomaly.store.schema import stream_checkpoints as t_checkpoints
 from aws_anomaly.store.schema import thresholds as t_thresholds
 
 __all__ = [
@@ -166,6 +167,20 @@ class OutboxRow:
 
 
 OUTBOX_STATES = ("pending", "sent", "dropped")
+
+
+@dataclass(frozen=True)
+class StreamCheckpoint:
+    """One entity's serialised live stream scorer (see :mod:`aws_anomaly.live`): the JSON
+    ``state``, the ``.npz`` bytes of its arrays and the SHA-256 ``checksum`` of both."""
+
+    job: str
+    entity: str
+    model_version: str
+    last_ns: int
+    state: dict[str, Any]
+    arrays: bytes
+    checksum: str
 
 
 @dataclass(frozen=True)
@@ -688,6 +703,57 @@ class Store:
 
     def set_job_state(self, job: str, last_scored: Mapping[str, pd.Timestamp]) -> None:
         self.commit_tick(job, [], last_scored)
+
+    # ------------------------------------------------------------------ stream checkpoints
+    def save_checkpoints(self, rows: Sequence[StreamCheckpoint]) -> None:
+        """Upsert live stream-scorer checkpoints (one per job and entity) and drop the job's
+        checkpoints of other model versions (they can never be resumed)."""
+        if not rows:
+            return
+        now = _now_us()
+        data = [{"job": r.job, "entity": r.entity, "model_version": r.model_version,
+                 "last_us": r.last_ns // 1000, "state": r.state, "arrays": r.arrays,
+                 "checksum": r.checksum, "updated_us": now} for r in rows]
+        versions = {(r.job, r.model_version) for r in rows}
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                for job, version in versions:
+                    conn.execute(delete(t_checkpoints).where(
+                        (t_checkpoints.c.job == job)
+                        & (t_checkpoints.c.model_version != version)))
+                self._upsert(conn, t_checkpoints, data, ["job", "entity"],
+                             ["model_version", "last_us", "state", "arrays", "checksum",
+                              "updated_us"])
+
+        self._run("writing stream checkpoints", go)
+
+    def load_checkpoints(self, job: str, model_version: str) -> list[StreamCheckpoint]:
+        """The job's checkpoints written for ``model_version``."""
+        def go() -> list[StreamCheckpoint]:
+            c = t_checkpoints.c
+            with self.engine.connect() as conn:
+                got = conn.execute(select(c.job, c.entity, c.model_version, c.state, c.arrays,
+                                          c.checksum)
+                                   .where((c.job == job) & (c.model_version == model_version))
+                                   ).fetchall()
+            out = []
+            for r in got:
+                state = dict(r[3]) if isinstance(r[3], Mapping) else {}
+                last = state.get("last_ns")
+                out.append(StreamCheckpoint(r[0], r[1], r[2],
+                                            int(last) if isinstance(last, int) else 0,
+                                            state, bytes(r[4]), r[5]))
+            return out
+
+        return self._run("reading stream checkpoints", go)
+
+    def delete_checkpoints(self, job: str) -> None:
+        def go() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(delete(t_checkpoints).where(t_checkpoints.c.job == job))
+
+        self._run("deleting stream checkpoints", go)
 
     # ------------------------------------------------------------------ thresholds
     def entity_thresholds(self, job: str) -> dict[str, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -32,7 +31,8 @@ from aws_anomaly.service.deps import AppState, ErrorOut, State
 router = APIRouter(prefix="/v1", tags=["score"])
 
 MAX_POINTS = 10_000
-#: Requests up to this many points that continue a live series use the job's stream scorer.
+#: Requests up to this many points that continue a live series use a copy of the job's live
+#: stream scorer of the entity (``JobRunner.live``).
 FAST_PATH_POINTS = 64
 #: Numbers only: ``true`` or ``"0.5"`` are refused, not read as 1.0 or 0.5.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
@@ -282,9 +282,10 @@ async def score(req: ScoreRequest, state: State,
                 job: Annotated[str | None, Query(description="job whose model scores "
                                                  "(default: the first)")] = None
                 ) -> ScoreResponse:
-    # A few points continuing a series whose primed scorer is cached cost ~1 ms: answer on
-    # the event loop (a thread hop costs more than that). Everything else - errors included,
-    # so their messages come from one place - runs in the thread pool.
+    # A few points continuing an entity's live series cost well under 1 ms with a copy of the
+    # job's stream scorer: answer on the event loop (a thread hop costs more than that).
+    # Everything else - errors included, so their messages come from one place - runs in the
+    # thread pool.
     fast = _score_cached(req, state, job)
     if fast is not None:
         return fast
@@ -292,27 +293,27 @@ async def score(req: ScoreRequest, state: State,
 
 
 def _score_cached(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse | None:
-    """The answer when the request is a valid short continuation with a cached primed
-    scorer (see :func:`_primed`), else ``None``."""
+    """The answer when the request is a valid short continuation of the entity's live series
+    (see :func:`_score_streaming`), else ``None``."""
     if len(req.timestamps) > FAST_PATH_POINTS:
         return None
     runner = state.runner(job)
     model = runner.model
     if model is None:
         return None
-    metrics = list(model.metrics_)
+    metrics = model.metrics_
     if len(req.metrics) != len(metrics) or any(m not in req.metrics for m in metrics):
         return None
-    stamps = [pd.Timestamp(t).tz_convert("UTC") for t in req.timestamps]
-    hit = _STREAMS.get((id(runner), req.entity))
-    if (hit is None or hit[0] is not runner or hit[1] is not model or hit[2] != runner.ticks
-            or hit[3] != stamps[0].value):
-        return None
-    step_ns = int(pd.Timedelta(model.step_).value)
-    if any((t.value - stamps[0].value) % step_ns for t in stamps):
-        return None
-    threshold = runner.threshold_for(req.entity)
-    return _score_streaming(runner, req, stamps, metrics, threshold)
+    first = pd.Timestamp(req.timestamps[0])
+    step_ns = int(model.step_.value)
+    f0 = first.value
+    stamps = []
+    for t in req.timestamps:
+        ts = pd.Timestamp(t)
+        if (ts.value - f0) % step_ns:
+            return None  # refused, with its message, by _score
+        stamps.append(ts)
+    return _score_streaming(runner, req, stamps, list(metrics), runner.threshold_for(req.entity))
 
 
 def _score(req: ScoreRequest, state: AppState, job: str | None) -> ScoreResponse:
@@ -424,44 +425,19 @@ def _check_grid(stamps: list[pd.Timestamp], ns: list[int], step: pd.Timedelta) -
             _off_grid(i, stamps[i], stamps[0], step)
 
 
-#: Primed stream scorers handed out by ``JobRunner.stream_for``, keyed by (runner, entity):
-#: (runner, model, runner.ticks, first point's time in ns, scorer, recent values). Valid only
-#: while the runner's model and tick count are unchanged (a tick replaces the recent series),
-#: so repeated requests continuing the same point skip re-reading the series frame.
-_STREAMS: dict[tuple[int, str], tuple[Any, Any, int, int, Any, np.ndarray]] = {}
-_STREAMS_MAX = 4096
-
-
-def _primed(runner: Any, entity: str, first: pd.Timestamp) -> tuple[Any, np.ndarray] | None:
-    """A private primed scorer of ``entity`` continuing at ``first`` (see ``stream_for``)."""
-    model, ticks, key = runner.model, runner.ticks, (id(runner), entity)
-    hit = _STREAMS.get(key)
-    if (hit is not None and hit[0] is runner and hit[1] is model and hit[2] == ticks
-            and hit[3] == first.value):
-        # Share the (large, read-only) model; copy only the scorer's windows.
-        return copy.deepcopy(hit[4], {id(model): model}), hit[5]
-    got = runner.stream_for(entity, first)
-    if got is None:
-        return None
-    scorer, recent = got
-    if len(_STREAMS) >= _STREAMS_MAX:
-        _STREAMS.clear()
-    # `scorer` is already the caller's private copy: keep a pristine one for later requests.
-    _STREAMS[key] = (runner, model, ticks, first.value,
-                     copy.deepcopy(scorer, {id(model): model}), recent)
-    return scorer, recent
-
-
-def _score_streaming(runner, req: ScoreRequest, ts: list[pd.Timestamp], metrics: list[str],
+def _score_streaming(runner: Any, req: ScoreRequest, ts: list[pd.Timestamp], metrics: list[str],
                      threshold: float) -> ScoreResponse | None:
-    """Score a few points that continue the live series with a copy of the job's stream
-    scorer (the same numbers as the batch model); ``None`` when that is not possible."""
-    got = _primed(runner, req.entity, ts[0])
-    if got is None:
+    """Score a few points that continue the live series with a copy of the job's live stream
+    scorer of the entity (the same numbers as the batch model, and the scores the job will
+    give these points); ``None`` when the entity has no live series ending one step before
+    the first point. The live state is never changed."""
+    model = runner.model
+    if model is None:
         return None
-    scorer, recent = got
-    warm = int(runner.model.spec.min_history)
-    base = recent[-(warm + 1):]
+    scorer = runner.live.snapshot(req.entity, ts[0], model)
+    if scorer is None:
+        return None
+    used = min(scorer.n_seen, int(model.spec.min_history) + 1)
     values = np.column_stack([np.asarray(req.metrics[m], dtype=np.float64) for m in metrics])
     points = []
     try:
@@ -481,7 +457,7 @@ def _score_streaming(runner, req: ScoreRequest, ts: list[pd.Timestamp], metrics:
     except DataError as exc:
         raise HTTPException(422, f"timestamps: {exc}") from None
     return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
-                         threshold=threshold, history_points=len(base), points=points)
+                         threshold=threshold, history_points=used, points=points)
 
 
 def _finite(x: float) -> float:

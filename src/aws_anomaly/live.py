@@ -1,0 +1,279 @@
+"""The live scoring state of one job: one primed :class:`~aws_anomaly.model.StreamScorer` per
+entity (features, persistence EWMAs, band, last point), fed every new point exactly once.
+
+:class:`LiveState` is what :class:`aws_anomaly.runner.JobRunner` scores a tick with and what
+``POST /v1/score`` continues an entity's live series from (a copy: requests never change it).
+A tick advances each entity's scorer point by point (streaming features, O(1) per point) and
+scores the new rows of *all* entities in one vectorised transform + detector + calibrator call.
+
+An entity's scorer is rebuilt from the tick's look-back (as a batch ``AnomalyModel.score`` with
+``history`` would warm up) when there is none, when the model changed, or when the next point
+does not continue it (a gap longer than ``StreamScorer.max_gap_steps``). Otherwise the live
+scores are exactly those of one pass of ``AnomalyModel.score`` over the whole series.
+
+Checkpoints: :meth:`LiveState.checkpoint_rows` serialises every changed scorer (JSON + a
+``.npz`` of numpy arrays, no pickle, with a SHA-256 checksum) for the store's
+``stream_checkpoints`` table; :meth:`LiveState.restore` loads them back for the same model
+version. docs/streaming.md has the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.errors import DataError
+from aws_anomaly.model import AnomalyModel, StreamScorer
+from aws_anomaly.store import StreamCheckpoint
+
+__all__ = ["LiveState", "decode_state", "encode_state"]
+
+log = logging.getLogger(__name__)
+
+
+def _digest(state: Mapping[str, Any], arrays: bytes) -> str:
+    h = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode())
+    h.update(arrays)
+    return h.hexdigest()
+
+
+def encode_state(state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+                 ) -> tuple[bytes, str]:
+    """``(npz bytes, sha256 checksum of the JSON state and those bytes)``."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    blob = buf.getvalue()
+    return blob, _digest(state, blob)
+
+
+def decode_state(state: Mapping[str, Any], blob: bytes, checksum: str
+                 ) -> dict[str, np.ndarray]:
+    """The arrays of a checkpoint; :class:`DataError` when the checksum does not match or the
+    bytes are not a plain ``.npz`` (object arrays are refused: no pickle)."""
+    if _digest(state, blob) != checksum:
+        raise DataError("checkpoint checksum does not match its contents")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise DataError(f"checkpoint arrays are unreadable: {exc}") from None
+
+
+class LiveState:
+    """Per-entity stream scorers of one job's current model (thread-safe).
+
+    Parameters
+    ----------
+    job
+        The job's name (checkpoints are keyed by job, entity and model version).
+    """
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.lock = threading.Lock()
+        self.model: AnomalyModel | None = None
+        self.version = ""
+        self._scorers: dict[str, StreamScorer] = {}
+        self._dirty: set[str] = set()
+        #: For the current model, how entities' scorers came to be: ``rebuilt`` (from the
+        #: look-back), ``resumed`` (from a checkpoint), ``continued`` (an entity's tick fed
+        #: its existing scorer).
+        self.counts = {"rebuilt": 0, "resumed": 0, "continued": 0}
+
+    # ------------------------------------------------------------------ model
+    def use(self, model: AnomalyModel, version: str) -> bool:
+        """Score with ``model`` from now on; True when it replaced another model (every
+        scorer is dropped: the next tick rebuilds or resumes them)."""
+        with self.lock:
+            if self.model is model:
+                return False
+            self.model, self.version = model, version
+            self._scorers.clear()
+            self._dirty.clear()
+            self.counts = dict.fromkeys(self.counts, 0)
+            return True
+
+    def entities(self) -> list[str]:
+        with self.lock:
+            return sorted(self._scorers)
+
+    def last_ns(self, entity: str) -> int | None:
+        """Time (ns) of the last point the entity's scorer has seen; None without one."""
+        sc = self._scorers.get(entity)
+        return None if sc is None else sc.last_ns
+
+    def drop(self, entities: Iterable[str]) -> None:
+        """Forget these entities' scorers (a tick that advanced them was not committed)."""
+        with self.lock:
+            for e in entities:
+                self._scorers.pop(e, None)
+                self._dirty.discard(e)
+
+    def snapshot(self, entity: str, first: pd.Timestamp, model: AnomalyModel
+                 ) -> StreamScorer | None:
+        """A private copy of the entity's live scorer when ``first`` is exactly one step after
+        its last point and it scores with ``model``; else None. The live state is untouched."""
+        with self.lock:
+            sc = self._scorers.get(entity)
+            if sc is None or sc.model is not model or sc.last_ns is None \
+                    or sc.last_ns + int(model.step_.value) != first.value:
+                return None
+            return sc.copy()
+
+    # ------------------------------------------------------------------ scoring a tick
+    def score(self, model: AnomalyModel, frame: pd.DataFrame, out: np.ndarray
+              ) -> pd.DataFrame:
+        """Advance every entity's scorer with the rows of ``frame`` it has not seen and score
+        the rows where ``out`` is True.
+
+        ``frame``: a ``Dataset`` frame (sorted by entity and timestamp, one regular series per
+        entity) holding, per entity, its look-back and the new rows. Rows of an entity at or
+        before its scorer's last point are already in the live state: the ones of them to score
+        (a re-score for display) are scored by a throw-away scorer primed with the rows before
+        them. Returns what ``model.score(frame[out], history=frame[~out])`` returns (same
+        columns, rows in ``frame`` order), with one transform + detector + calibrator call.
+        """
+        metrics = list(model.metrics_)
+        m = len(metrics)
+        n_out = int(out.sum())
+        ent = frame["entity"].to_numpy()
+        ts = frame["timestamp"].array.asi8  # ns, UTC
+        vals = frame[metrics].to_numpy(dtype=np.float64)
+        out_pos = np.cumsum(out) - 1
+        probe = StreamScorer(model, "")
+        X = np.empty((n_out, probe.width))
+        ready = np.zeros(n_out, dtype=bool)
+        band = np.full((3, n_out, m), np.nan)
+        n = len(frame)
+        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.empty(0, int)
+        bounds = np.r_[starts, n].tolist()
+
+        def feed(sc: StreamScorer, lo: int, hi: int) -> StreamScorer:
+            """Feed rows [lo, hi) to ``sc``, keeping the scored ones; a gap the scorer cannot
+            fill starts a fresh scorer there (warming up again)."""
+            for i in range(lo, hi):
+                t = int(ts[i])
+                if not 0 <= sc.gap_steps(t) <= sc.max_gap_steps:
+                    sc = StreamScorer(model, sc.entity)
+                row = sc.advance(t, vals[i])
+                if out[i]:
+                    j = out_pos[i]
+                    X[j] = row
+                    ready[j] = sc.ready
+                    band[0, j], band[1, j], band[2, j] = sc.band()
+            return sc
+
+        with self.lock:
+            if self.model is not model:
+                raise RuntimeError("LiveState.score: call use(model) first")
+            for a, b in pairwise(bounds):
+                entity = str(ent[a])
+                rows_out = np.flatnonzero(out[a:b])
+                live = self._scorers.get(entity)
+                last = live.last_ns if live is not None else None
+                first_out = a + int(rows_out[0]) if rows_out.size else b
+                begin = a
+                if last is not None:
+                    begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
+                    if first_out < begin:
+                        # Rows the live state has seen that are to be scored again (display):
+                        # a throw-away scorer warmed on the rows before them, as batch would.
+                        feed(StreamScorer(model, entity), a, begin)
+                if begin >= b:
+                    continue
+                g = live.gap_steps(int(ts[begin])) if live is not None else -1
+                if live is not None and 0 <= g <= live.max_gap_steps:
+                    self.counts["continued"] += 1
+                    sc = feed(live, begin, b)
+                elif rows_out.size:
+                    # No scorer, another model, or a gap it cannot fill: a new scorer warmed
+                    # on the rows before the first one to score (the look-back), as batch.
+                    self.counts["rebuilt"] += 1
+                    sc = feed(StreamScorer(model, entity), begin, b)
+                else:
+                    continue
+                self._scorers[entity] = sc
+                self._dirty.add(entity)
+        score, flag, contrib = model._score_matrix(model._transform(X), ready, "flagged")
+        has = contrib.sum(axis=1) > 0
+        top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
+        fo = frame.loc[out]
+        cols: dict[str, Any] = {
+            "timestamp": fo["timestamp"].reset_index(drop=True),
+            "entity": fo["entity"].reset_index(drop=True),
+            "anomaly_score": score, "is_anomaly": flag,
+            "top_metric": pd.array(top, dtype="str"),
+        }
+        for j, metric in enumerate(metrics):
+            cols[f"contrib_{metric}"] = contrib[:, j]
+        cols["ready"] = ready
+        for j, metric in enumerate(metrics):
+            cols[f"expected_{metric}"] = band[0, :, j]
+            cols[f"lower_{metric}"] = band[1, :, j]
+            cols[f"upper_{metric}"] = band[2, :, j]
+        return pd.DataFrame(cols)
+
+    def recent(self, entity: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The entity's last ``n`` points in the live state: (times in ns, values)."""
+        with self.lock:
+            sc = self._scorers.get(entity)
+            if sc is None or sc.last_ns is None or self.model is None:
+                return None
+            vals = sc.recent_values(n)
+            step = int(self.model.step_.value)
+            ts = sc.last_ns - step * np.arange(len(vals) - 1, -1, -1, dtype=np.int64)
+            return ts, vals
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_rows(self, *, everything: bool = False) -> list[StreamCheckpoint]:
+        """Serialised scorers changed since the last call (all with ``everything``)."""
+        with self.lock:
+            names = sorted(self._scorers) if everything else sorted(self._dirty)
+            states = [(e, self._scorers[e].get_state()) for e in names if e in self._scorers]
+            self._dirty.clear()
+            version = self.version
+        rows = []
+        for entity, (state, arrays) in states:
+            blob, digest = encode_state(state, arrays)
+            rows.append(StreamCheckpoint(self.job, entity, version, int(state["last_ns"] or 0),
+                                      state, blob, digest))
+        return rows
+
+    def mark_dirty(self, entities: Iterable[str]) -> None:
+        """Checkpoint these entities again next time (their write failed)."""
+        with self.lock:
+            self._dirty.update(e for e in entities if e in self._scorers)
+
+    def restore(self, rows: Iterable[StreamCheckpoint]) -> int:
+        """Load checkpoints of the current model version; returns how many were usable (a bad
+        or foreign one is logged and skipped: that entity is rebuilt from the look-back)."""
+        got = 0
+        with self.lock:
+            model = self.model
+            if model is None:
+                return 0
+            for r in rows:
+                if r.model_version != self.version or r.job != self.job:
+                    continue
+                try:
+                    arrays = decode_state(r.state, r.arrays, r.checksum)
+                    sc = StreamScorer.from_state(model, r.state, arrays)
+                    if sc.entity != r.entity:
+                        raise DataError(f"it holds entity {sc.entity!r}")
+                except DataError as exc:
+                    log.warning("job %s: checkpoint of entity %r not used (rebuilt from the "
+                                "look-back instead): %s", self.job, r.entity, exc)
+                    continue
+                self._scorers[r.entity] = sc
+                self.counts["resumed"] += 1
+                got += 1
+        return got
