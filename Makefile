@@ -19,10 +19,12 @@ demo:
 test:
 	@EXTRAS=test ./scripts/bootstrap.sh --system
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 900
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 # The service image, named as the Helm chart pulls it by default: values.yaml's
 # image.repository, tagged with Chart.yaml's appVersion (docs/deploy.md). DOCKER=podman works too.

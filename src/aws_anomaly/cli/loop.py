@@ -108,10 +108,7 @@ def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_
     published = _publish_model(exporter, runner)
     server = None
     if not once:
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(metrics_port, addr=metrics_host,
-                                            registry=exporter.registry)
+        server = exporter.serve(metrics_port, metrics_host)
         typer.echo(f"metrics on http://{metrics_host}:{server.server_port}/metrics")
     stop = threading.Event()
     previous: dict[int, Any] = {}
