@@ -230,6 +230,7 @@ async function focusAnomaly() {
   state.entity = ev.entity;
   state.view = { from: start - padding, to: end + padding };
   state.focused = ev;
+  for (const li of document.querySelectorAll(".entity")) li.classList.toggle("active", li.dataset.entity === ev.entity);
   writeUrl();
   await refreshCharts();
   const xs = state.series ? state.series.x : [];
