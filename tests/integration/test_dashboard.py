@@ -199,6 +199,12 @@ def test_dashboard_band_time_zone_zoom_and_deep_link(service: str, browser) -> N
     for m in METRICS:  # the band is there around the anomaly too
         expect(page.locator(f'.chart-box[data-metric="{m}"]')).to_have_attribute(
             "data-band", "drawn")
+    # each top metric says where it was against its band, in the API's numbers
+    row = page.locator(f'tr[data-event-id="{ev["event_id"]}"] .contrib-val').first
+    top = ev["top_metrics"][0]
+    want = ("in band" if abs(top["deviation"]) <= 1 else
+            f"{abs(top['deviation']):.1f}× band {'above' if top['deviation'] > 0 else 'below'}")
+    expect(row).to_contain_text(want)
     page.wait_for_timeout(400)
     OUT.mkdir(parents=True, exist_ok=True)
     shot = OUT / "dashboard-deep-link.png"

@@ -413,8 +413,11 @@ function anomalyRow(ev) {
     const fill = make("span", "contrib-fill");
     fill.style.width = `${Math.round(t.contribution * 100)}%`;
     track.appendChild(fill);
-    const val = make("span", "contrib-val", `${Math.round(t.contribution * 100)}%` +
-      (t.deviation != null ? ` · ${t.deviation >= 0 ? "+" : ""}${t.deviation.toFixed(1)}σ` : ""));
+    // deviation: distance from the expected value in band half-widths (|d| <= 1: inside)
+    const dev = t.deviation == null ? "" : Math.abs(t.deviation) <= 1 ? " · in band"
+      : ` · ${Math.abs(t.deviation).toFixed(1)}× band ${t.deviation > 0 ? "above" : "below"}`;
+    const val = make("span", "contrib-val", `${Math.round(t.contribution * 100)}%` + dev);
+    val.title = "share of the anomaly · distance from the expected value in band widths";
     row.append(label, track, val);
     bars.appendChild(row);
   }
