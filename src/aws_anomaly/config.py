@@ -514,9 +514,9 @@ class ModelConfig(_Model):
     path: FilePath | None = None
     #: ``default``: the label-free default model (:func:`aws_anomaly.model.default_model`);
     #: or a detector name of :data:`aws_anomaly.detectors.DETECTORS` on the classic features.
-    #: Jobs keep ``ocsvm`` by default for now: a job trains on history up to the present, and
-    #: the kNN default then learns an incident inside that window as normal (docs/model.md).
-    detector: str = "ocsvm"
+    #: A job trains on the ``history`` that ends where its ``lookback`` starts, so the model
+    #: never learns the points it scores first.
+    detector: str = "default"
     detector_params: dict[str, Any] = Field(default_factory=dict)
     history: Duration = timedelta(days=14)
     threshold: ThresholdConfig = ThresholdConfig()

@@ -437,7 +437,8 @@ class JobRunner:
         elif method == "pot":
             calibration["risk"] = thr.risk
         if is_default:
-            return default_model(step, calibration=calibration,
+            return default_model(step, history=pd.Timedelta(self.job.model.history),
+                                 calibration=calibration,
                                  **({"detector_params": self.job.model.detector_params}
                                     if self.job.model.detector_params else {}))
         return AnomalyModel(detector=self.job.model.detector,
@@ -456,7 +457,15 @@ class JobRunner:
 
     def _retrain(self, reason: str) -> AnomalyModel:
         now = self.source.now()
-        data, labels = self._training_data(pd.Timedelta(self.job.model.history), now)
+        # The history ends where the next tick starts scoring: a model must not learn points
+        # it has not scored yet (a neighbour method would score each of them 0, an incident
+        # among them included). Before the first tick that is the start of the look-back;
+        # afterwards the oldest entity's progress (usually about now, so retrains learn the
+        # recent events users gave feedback on).
+        progress = self.store.job_state(self.name)
+        cut = min(progress.values()) if progress else now - pd.Timedelta(self.job.lookback)
+        cut = min(cut, now)
+        data, labels = self._training_data(pd.Timedelta(self.job.model.history), cut)
         self._progress(step=f"fitting {self.job.model.detector} on {len(data):,} points of "
                             f"{len(data.entities)} entities", history_points=len(data))
         # The last fifth of each entity's history calibrates the threshold.
@@ -487,7 +496,7 @@ class JobRunner:
             detector=model.detector, trained_at=pd.Timestamp.now(tz="UTC"),
             info={**self.retrainer.info(model, rows=len(data),
                                         data_start=data.frame["timestamp"].min(),
-                                        data_end=now, figures=None, path=path),
+                                        data_end=cut, figures=None, path=path),
                   "entity_thresholds": {e: t for e, (t, _) in new_thr.items()}},
             status="challenger", decision=decision), activate=False)
         self.retrainer._last_train = now

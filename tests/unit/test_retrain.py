@@ -216,6 +216,7 @@ def test_schedule_triggers_on_the_data_clock_and_scoring_goes_on_meanwhile(tmp_p
 def test_drift_is_measured_exported_and_triggers(tmp_path):
     runner, _, _, exp = make(tmp_path, lookback="1d",
                                  retrain={"drift": {"psi": 1e-6, "min_points": 10,
+                                                    "alert_rate_ratio": None,
                                                     "cooldown": "5m"}})
     assert runner.tick().ok
     d = runner.retrainer.drift

@@ -229,8 +229,13 @@ def test_trains_a_model_when_none_exists_and_reloads_it(tmp_path):
     assert res.ok and runner.model is not None and runner.progress.state == "ready"
     assert (tmp_path / "model" / "manifest.json").exists()
     [rec] = store.list_models(name="demo")
-    assert rec.active and rec.detector == "ocsvm" and rec.info["metrics"] == list(
+    # the label-free default model, trained on the history that ends where the first tick's
+    # look-back starts (it never learns the points it scores)
+    assert rec.active and rec.detector == "knn" and rec.info["metrics"] == list(
         runner.model.metrics_)
+    lookback = pd.Timedelta(runner.job.lookback)
+    assert pd.Timestamp(rec.info["data_end"]) == T0 - lookback
+    assert pd.Timestamp(rec.info["data_start"]) >= T0 - lookback - pd.Timedelta("2D")
     again, *_ = make(tmp_path, None, model={"history": "2d"})
     again.ensure_model()
     assert again.model.feature_names_ == runner.model.feature_names_
