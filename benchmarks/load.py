@@ -7,8 +7,10 @@
 3. Times the scheduler's work in-process: one tick scoring 1,000 entities x 3 metrics (one
    new point each) with the demo source.
 
-Prints a table and writes ``out/bench/load.json``. Run: ``.venv/bin/python benchmarks/load.py``
-(``--quick`` for fewer requests).
+Prints a table, then the issue's aims with the figures of this run (and the load average,
+since the machine is shared), and writes ``out/bench/load.json``. Run:
+``.venv/bin/python benchmarks/load.py`` (``--quick`` for fewer requests; ``--only tick`` or
+``--only api`` for one part).
 """
 
 from __future__ import annotations
@@ -157,8 +159,48 @@ def bench_tick(entities: int = 1000) -> dict:
     total, fetch, score, points = (float(np.median([x[i] for x in times])) for i in range(4))
     return {"entities": entities, "metrics": 3, "points_per_tick": int(points),
             "tick_s": round(total, 3), "fetch_s": round(fetch, 3), "score_s": round(score, 3),
+            "other_s": round(total - fetch - score, 3),
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
             "first_tick_s": round(first_s, 3), "first_tick_points": first.points,
             "demo_generation_s": round(gen_s, 2)}
+
+
+#: The issue's aims (issue 12): (row, figure before, aim).
+AIMS = {
+    "tick": ("scheduler tick, 1,000 entities x 3 metrics, one new point each", "18.5 s",
+             "< 1 s"),
+    "api": ("POST /v1/score single point, concurrency 1 / 8",
+            "160 req/s (p99 16 ms) / 245 req/s (p99 188 ms)",
+            ">= 500 req/s with p99 <= 20 ms at concurrency 8"),
+}
+
+
+def aims(results: dict) -> list[dict]:
+    """The aims' rows with this run's figures and whether each is met."""
+    rows = []
+    single = {r["concurrency"]: r for r in results.get("single_point", [])}
+    if 1 in single and 8 in single:
+        a, b = single[1], single[8]
+        rows.append({"what": AIMS["api"][0], "before": AIMS["api"][1], "aim": AIMS["api"][2],
+                     "now": f"{a['req_per_s']:.0f} req/s (p99 {a['p99_ms']:.0f} ms) / "
+                            f"{b['req_per_s']:.0f} req/s (p99 {b['p99_ms']:.0f} ms)",
+                     "met": bool(b["req_per_s"] >= 500 and b["p99_ms"] <= 20
+                                 and b["errors"] == 0)})
+    t = results.get("scheduler_tick")
+    if t:
+        rows.append({"what": AIMS["tick"][0], "before": AIMS["tick"][1], "aim": AIMS["tick"][2],
+                     "now": f"{t['tick_s']} s (fetch {t['fetch_s']} s, features + score "
+                            f"{t['score_s']} s)", "met": bool(t["tick_s"] < 1.0)})
+    return rows
+
+
+def print_aims(rows: list[dict], load: dict) -> None:
+    print(f"\nload average (1, 5, 15 min): {load.get('load_avg_start')} at start, "
+          f"{load.get('load_avg_end')} at end, {load.get('cpus')} CPUs")
+    print("| what | before | now | aim | met |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['what']} | {r['before']} | {r['now']} | {r['aim']} | "
+              f"{'yes' if r['met'] else 'no'} |")
 
 
 def main() -> None:
@@ -166,6 +208,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "load.json"))
     ap.add_argument("--tick-entities", type=int, default=1000)
+    ap.add_argument("--only", choices=("api", "tick"), default=None,
+                    help="run one part: the HTTP API or the scheduler tick")
     args = ap.parse_args()
     n_single = 300 if args.quick else 2000
     n_big = 20 if args.quick else 100
@@ -174,16 +218,22 @@ def main() -> None:
                                  "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
                      "single_point": [], "thousand_points": []}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_service(Path(tmp))
+        if args.only == "tick":
+            proc, base = None, ""
+        else:
+            proc, base = start_service(Path(tmp))
         try:
-            single, big = bodies(base)
-            for c in (1, 8, 32):
-                results["single_point"].append(asyncio.run(drive(base, single, c, n_single)))
-            for c in (1, 4):
-                results["thousand_points"].append(asyncio.run(drive(base, big, c, n_big)))
+            if proc is not None:
+                single, big = bodies(base)
+                for c in (1, 8, 32):
+                    results["single_point"].append(asyncio.run(drive(base, single, c,
+                                                                     n_single)))
+                for c in (1, 4):
+                    results["thousand_points"].append(asyncio.run(drive(base, big, c, n_big)))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
     results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average (1, 5, 15 min): {results['machine']['load_avg_start']} at start, "
           f"{results['machine']['load_avg_end']} at end")
@@ -197,11 +247,15 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    results["scheduler_tick"] = t = bench_tick(args.tick_entities)
-    print(f"\nscheduler tick: {t['entities']} entities x {t['metrics']} metrics, "
-          f"{t['points_per_tick']} new points: {t['tick_s']} s (fetch {t['fetch_s']} s, "
-          f"features+score {t['score_s']} s); first tick {t['first_tick_s']} s for "
-          f"{t['first_tick_points']} points")
+    if args.only != "api":
+        results["scheduler_tick"] = t = bench_tick(args.tick_entities)
+        print(f"\nscheduler tick: {t['entities']} entities x {t['metrics']} metrics, "
+              f"{t['points_per_tick']} new points: {t['tick_s']} s (fetch {t['fetch_s']} s, "
+              f"features+score {t['score_s']} s, rest {t['other_s']} s); first tick "
+              f"{t['first_tick_s']} s for {t['first_tick_points']} points")
+        results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["aims"] = aims(results)
+    print_aims(results["aims"], results["machine"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

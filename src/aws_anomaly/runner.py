@@ -697,7 +697,13 @@ class JobRunner:
         except StoreError as exc:
             self.live.drop(touched)  # advanced past points the store does not know as scored
             return TickResult(self.name, now, error=self._error("store", exc), stage="store")
-        events = self.policy.merge(live, step=step, previous=previous, job=self.name,
+        # Only entities with an anomalous point or an open event can open, extend or close an
+        # event: merging the others (most of them, most ticks) would return nothing.
+        flagged = live["is_anomaly"].to_numpy(dtype=bool) & live["ready"].to_numpy(dtype=bool)
+        involved = set(live["entity"].to_numpy()[flagged].tolist()) | set(previous)
+        eventful = live if len(involved) >= len(touched) else \
+            live.loc[live["entity"].isin(list(involved))]
+        events = self.policy.merge(eventful, step=step, previous=previous, job=self.name,
                                    model=self.model_name)
         # A first run (or an entity seen for the first time) scores `lookback` of past data:
         # what happened before this tick is history, recorded but never sent.
