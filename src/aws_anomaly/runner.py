@@ -644,6 +644,11 @@ class JobRunner:
         # After a restart, show the recent past again (scored for display only).
         redisplay = not self._display and bool(known)
         fetch_start = self._fetch_start(state, entities, first_new, step, warm, redisplay)
+        if fetch_start >= end:
+            # Every live scorer is at the latest point and no new step has arrived yet.
+            self._success()
+            return TickResult(self.name, now, entities=len(state), caught_up=caught_up,
+                              total_s=time.perf_counter() - t0)
         tf = time.perf_counter()
         try:
             ds = self.source.fetch(fetch_start, end, entities=entities)
