@@ -175,34 +175,38 @@ class LiveState:
         with self.lock:
             if self.model is not model:
                 raise RuntimeError("LiveState.score: call use(model) first")
-            for a, b in pairwise(bounds):
-                entity = str(ent[a])
-                rows_out = np.flatnonzero(out[a:b])
-                live = self._scorers.get(entity)
-                last = live.last_ns if live is not None else None
-                first_out = a + int(rows_out[0]) if rows_out.size else b
-                begin = a
-                if last is not None:
-                    begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
-                    if first_out < begin:
-                        # Rows the live state has seen that are to be scored again (display):
-                        # a throw-away scorer warmed on the rows before them, as batch would.
-                        feed(StreamScorer(model, entity), a, begin)
-                if begin >= b:
-                    continue
-                g = live.gap_steps(int(ts[begin])) if live is not None else -1
-                if live is not None and 0 <= g <= live.max_gap_steps:
-                    self.counts["continued"] += 1
+        # Only ticks (under the runner's lock) change the scorers; the lock here is taken per
+        # entity, so a /v1/score snapshot waits for one entity's points, not the whole tick.
+        for a, b in pairwise(bounds):
+            entity = str(ent[a])
+            rows_out = np.flatnonzero(out[a:b])
+            live = self._scorers.get(entity)
+            last = live.last_ns if live is not None else None
+            first_out = a + int(rows_out[0]) if rows_out.size else b
+            begin = a
+            if last is not None:
+                begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
+                if first_out < begin:
+                    # Rows the live state has seen that are to be scored again (display):
+                    # a throw-away scorer warmed on the rows before them, as batch would.
+                    feed(StreamScorer(model, entity), a, begin)
+            if begin >= b:
+                continue
+            g = live.gap_steps(int(ts[begin])) if live is not None else -1
+            if live is not None and 0 <= g <= live.max_gap_steps:
+                with self.lock:
                     sc = feed(live, begin, b)
-                elif rows_out.size:
-                    # No scorer, another model, or a gap it cannot fill: a new scorer warmed
-                    # on the rows before the first one to score (the look-back), as batch.
+                    self._scorers[entity] = sc
+                    self._dirty.add(entity)
+                    self.counts["continued"] += 1
+            elif rows_out.size:
+                # No scorer, another model, or a gap it cannot fill: a new scorer warmed on
+                # the rows before the first one to score (the look-back), as batch does.
+                sc = feed(StreamScorer(model, entity), begin, b)
+                with self.lock:
+                    self._scorers[entity] = sc
+                    self._dirty.add(entity)
                     self.counts["rebuilt"] += 1
-                    sc = feed(StreamScorer(model, entity), begin, b)
-                else:
-                    continue
-                self._scorers[entity] = sc
-                self._dirty.add(entity)
         score, flag, contrib = model._score_matrix(model._transform(X), ready, "flagged")
         has = contrib.sum(axis=1) > 0
         top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")

@@ -8,6 +8,7 @@ request does not change the live state.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -420,3 +421,25 @@ def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path
         for m in model.metrics_:
             assert p["expected"][m]["expected"] == pytest.approx(row[f"expected_{m}"],
                                                                 rel=1e-12)
+
+
+def test_the_service_writes_checkpoints_when_it_stops(tmp_path, model, source_cfg):
+    s = Settings.model_validate({
+        "service": {"data_dir": str(tmp_path / "data")},
+        "jobs": [{"name": "demo", "lookback": "2h", "interval": "5m",
+                  "model": {"history": "5d"}, "source": source_cfg.model_dump()}]})
+    src = DemoSource(s.jobs[0].source, start=T0, wall_clock=lambda: 0.0)
+    app = create_app(s, sources={"demo": src}, models={"demo": model}, token="t" * 16,
+                     scheduler=True, interval_s=3600.0)
+    state = app.state.aws_anomaly
+    runner = state.runners["demo"]
+    with TestClient(app):
+        for _ in range(600):  # the scheduler's first tick
+            if runner.ticks:
+                break
+            time.sleep(0.05)
+        assert runner.ticks and runner.last_result.ok
+        assert state.store.load_checkpoints("demo", "1") == []  # none before the shutdown
+    rows = state.store.load_checkpoints("demo", "1")
+    assert {r.entity for r in rows} == set(runner.live.entities()) and len(rows) == 2
+    assert all(r.last_ns == T0.value for r in rows)
