@@ -3,6 +3,7 @@ causality and the live path, in the default pipeline on demo data."""
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import os
 import subprocess
@@ -27,10 +28,17 @@ needs_torch = pytest.mark.skipif(
     reason="torch (the 'deep' extra) is not installed; CI installs it and runs these")
 
 
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"No module named {name!r}")
+
+
 @pytest.fixture
 def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     """``import torch`` fails, as where the extra is not installed."""
-    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoTorch(), *sys.meta_path])
 
 
 def test_importing_the_package_does_not_import_torch() -> None:

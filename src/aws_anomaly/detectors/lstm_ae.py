@@ -264,8 +264,8 @@ class LSTMAutoencoderDetector(BaseDetector):
 
     # ------------------------------------------------------------------ fit / score
     def _fit(self, X: np.ndarray) -> np.ndarray:
+        self.layout_ = self._layout(X.shape[1])  # a bad layout is named even without torch
         torch = _torch()
-        self.layout_ = self._layout(X.shape[1])
         self.center_ = X.mean(axis=0)
         std = X.std(axis=0)
         self.scale_ = np.where(std > 1e-12 * (1.0 + np.abs(self.center_)), std, 1.0)
