@@ -644,11 +644,11 @@ class JobRunner:
         # After a restart, show the recent past again (scored for display only).
         redisplay = not self._display and bool(known)
         fetch_start = self._fetch_start(state, entities, first_new, step, warm, redisplay)
-        if fetch_start >= end:
-            # Every live scorer is at the latest point and no new step has arrived yet.
-            self._success()
-            return TickResult(self.name, now, entities=len(state), caught_up=caught_up,
-                              total_s=time.perf_counter() - t0)
+        # Every tick asks the source for at least its latest step, even when every live scorer
+        # has it already (no new step yet): an idle tick is then a quiet success that still
+        # checks the source, so an outage shows (source_up, a failed fetch) within a tick, not
+        # a step later.
+        fetch_start = min(fetch_start, end - step)
         tf = time.perf_counter()
         try:
             ds = self.source.fetch(fetch_start, end, entities=entities)

@@ -139,20 +139,25 @@ def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, mo
 
 def test_a_tick_fetches_only_the_new_points_once_scorers_are_live(tmp_path, model):
     runner, src, clock, _, _ = make(tmp_path, model)
-    seen: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    seen: list[tuple[pd.Timestamp, int]] = []
     fetch = src.fetch
 
     def spy(start, end, entities=None):
-        seen.append((pd.Timestamp(start), pd.Timestamp(end)))
-        return fetch(start, end, entities=entities)
+        ds = fetch(start, end, entities=entities)
+        seen.append((pd.Timestamp(start), len(ds)))
+        return ds
 
     src.fetch = spy  # type: ignore[method-assign]
     assert runner.tick().ok
     clock.steps(1)
     assert runner.tick().points == 2
-    # first tick: lookback + feature look-back; next: from the point after the live state's
-    assert seen[0][0] == T0 - LOOKBACK - STEP * (model.spec.min_history + 1)
-    assert seen[1][0] == T0 + STEP
+    idle = runner.tick()  # no new step: the source is still asked for its latest one
+    assert idle.ok and idle.points == 0
+    # first tick: lookback + feature look-back; next: only the points after the live state's
+    warm = model.spec.min_history + 1
+    assert seen[0] == (T0 - LOOKBACK - STEP * warm, 2 * (warm + 25))
+    assert seen[1][0] > T0 and seen[1][1] == 2
+    assert seen[2][1] == 2 and runner.live.counts["continued"] == 2
 
 
 # ------------------------------------------------------------------ checkpoints
