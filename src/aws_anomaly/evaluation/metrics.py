@@ -161,10 +161,26 @@ def events_to_mask(frame: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarra
     starts = pd.to_datetime(events["start"], utc=True).to_numpy()
     ends = pd.to_datetime(events["end"], utc=True).to_numpy()
     ev_ent = events["entity"].astype(str).to_numpy()
+    bad = np.flatnonzero(ends < starts)
+    if bad.size:
+        k = int(bad[0])
+        raise DataError(f"events row {k}: end {ends[k]} is before start {starts[k]}")
+    # Rows sorted by (entity, time) once; each event is then two binary searches in its
+    # entity's block (a mask over all rows per event cost minutes on 1,000+ events x 500k rows).
+    # Events are applied in order, so a later event still wins where two overlap.
+    codes, names = pd.factorize(ent)
+    order = np.lexsort((ts, codes))
+    ts_sorted = ts[order]
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1), side="left")
+    block = {str(n): (int(bounds[i]), int(bounds[i + 1])) for i, n in enumerate(names)}
     for k in range(len(events)):
-        if ends[k] < starts[k]:
-            raise DataError(f"events row {k}: end {ends[k]} is before start {starts[k]}")
-        ids[(ent == ev_ent[k]) & (ts >= starts[k]) & (ts <= ends[k])] = k
+        span = block.get(ev_ent[k])
+        if span is None or pd.isna(starts[k]) or pd.isna(ends[k]):
+            continue
+        lo, hi = span
+        a = lo + int(np.searchsorted(ts_sorted[lo:hi], starts[k], side="left"))
+        b = lo + int(np.searchsorted(ts_sorted[lo:hi], ends[k], side="right"))
+        ids[order[a:b]] = k
     # The data layer's events table names the column ``type``; accept either spelling.
     tcol = next((c for c in ("anomaly_type", "type") if c in events.columns), None)
     types = (events[tcol].fillna("").astype(str).to_numpy() if tcol is not None
