@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -50,6 +51,7 @@ from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps, stream_admit
 from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
+from aws_anomaly.detectors.base import subsample_index
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.features import (
     FeatureSpec,
@@ -58,11 +60,13 @@ from aws_anomaly.features import (
     check_history,
 )
 from aws_anomaly.features.band import Band, BandSpec, BandState, band_arrays, fit_band
+from aws_anomaly.progress import stage, track
 
 __all__ = [
     "AUTO_MAX_FPR",
     "DEFAULT_RISK",
     "DEFAULT_WINDOWS",
+    "MAX_FIT_ROWS",
     "SCORE_COLUMNS",
     "AnomalyModel",
     "PointScore",
@@ -75,6 +79,8 @@ __all__ = [
 
 #: ``calibration="auto"`` with labels: best F1 unless its validation FPR is above this cap.
 AUTO_MAX_FPR = 0.02
+#: Default cap on the training rows the scaler and detector learn from (``max_fit_rows``).
+MAX_FIT_ROWS = 100_000
 #: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
 DEFAULT_RISK = 1e-3
 #: Horizons of the label-free default model's volatility features, in time (scaled to rows by
@@ -195,6 +201,23 @@ class Scaler:
         return Z
 
 
+#: What :meth:`AnomalyModel._fit_on` sets; every other fitted attribute (``*_``) and cache
+#: (``_*``) is preprocessing state that :meth:`AnomalyModel._adopt` hands over.
+_DETECTOR_STATE = frozenset({"detector_", "calibrator_", "calibration_used_",
+                             "training_summary_"})
+
+
+@dataclass
+class _FitInputs:
+    """What :meth:`AnomalyModel.fit` computes before the detector (see ``_fit_inputs``)."""
+
+    Xs: np.ndarray  # the detector's training rows, scaled
+    Xv: np.ndarray | None  # the ready validation rows, scaled (None: no validation data)
+    y: np.ndarray | None  # their labels
+    state: dict[str, Any]  # the preprocessing attributes, for _adopt
+    summary: dict[str, Any]  # training row counts for training_summary_
+
+
 @dataclass(frozen=True)
 class PointScore:
     """The score of one live point (see :meth:`StreamScorer.update`)."""
@@ -266,6 +289,14 @@ class AnomalyModel:
         training scores (out-of-fit ones where the detector keeps them).
     clip
         Scaled features are clipped to ``[-clip, clip]`` (None: no clipping).
+    max_fit_rows
+        The scaler, the training medians and the detector learn from at most this many of the
+        usable training rows (ready, not labelled anomalous): a seeded uniform subsample
+        (seed 0, in time order) when there are more; None: all of them. Features are always
+        built on every row (they are causal series). The default,
+        :data:`MAX_FIT_ROWS` (100,000 rows: 35 days of 10 clusters at 5-minute steps), keeps
+        training on long histories within seconds and well under a gigabyte; histories below
+        it are unaffected. docs/performance.md has the measurements.
     persist
         Spans (rows) of exponentially weighted means of the seasonal differences (value minus
         the value one period earlier), added as features ``{m}__season_diff_{P}__ewm_{s}``.
@@ -281,6 +312,7 @@ class AnomalyModel:
                  persist_weight: float = 1.0, persist_baseline: int | None = 288,
                  log_std_floor: str = "typical",
                  calibration_holdout: float | None = None,
+                 max_fit_rows: int | None = MAX_FIT_ROWS,
                  band: BandSpec | Mapping[str, Any] | str | None = "auto") -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
@@ -332,6 +364,12 @@ class AnomalyModel:
         if not (band is None or band == "auto" or isinstance(band, BandSpec)):
             raise ConfigError(f"band must be 'auto', None or a BandSpec, got {band!r}")
         self.band = band
+        if max_fit_rows is not None and (isinstance(max_fit_rows, bool)
+                                         or not isinstance(max_fit_rows, (int, np.integer))
+                                         or max_fit_rows < 10):
+            raise ConfigError(f"max_fit_rows must be None or an integer >= 10, got "
+                              f"{max_fit_rows!r}")
+        self.max_fit_rows = None if max_fit_rows is None else int(max_fit_rows)
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -369,7 +407,9 @@ class AnomalyModel:
         """
         blocks, ready_blocks = [], []
         fm = None
-        for entity, vals, ts, n_ctx in self._entity_series(data, history):
+        for entity, vals, ts, n_ctx in track(
+                self._entity_series(data, history), f"features of the {where}",
+                total=len(data.entities), note=lambda item: str(item[0])):
             check_history(len(vals), self.spec,
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             fm = build_features(vals, ts, list(self.metrics_), self.spec)
@@ -461,33 +501,56 @@ class AnomalyModel:
                     "training rows")
                 self.training_summary_["fit_seconds"] = round(time.perf_counter() - t0, 3)
                 return self
+        inputs = self._fit_inputs(train, validation)
+        self._fit_on(inputs, t0)
+        return self
+
+    def _fit_inputs(self, train: Dataset, validation: Dataset | pd.DataFrame | None
+                    ) -> _FitInputs:
+        """Everything of :meth:`fit` before the detector: features, column choice, log floors,
+        scaler, the detector's training matrix and the validation rows' matrix.
+
+        The state it sets (the returned ``state``) depends on the data and on the model's
+        feature settings, not on its detector: :meth:`_adopt` gives it to another model with
+        the same settings (detector selection fits every candidate of a fold on one).
+        """
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
         spec = BandSpec.for_step(self.step_) if self.band == "auto" else self.band
         self.band_ = (None if spec is None else fit_band(
             [vals for _, vals, _, _ in self._entity_series(train, None)], spec))
-        X_full, ready, fm = self._features(train, None, "training data", prepared=False)
+        labelled = (train.frame["is_anomaly"].to_numpy() == 1
+                    if self.exclude_labelled and train.has_labels else None)
+        # Which rows the scaler and detector learn from is known before any feature is built
+        # (a row is ready from the spec's min_history-th row of its entity on), so only those
+        # rows' features are kept: never the whole (rows x every spec feature) matrix.
+        ready = _ready_rows(train.frame["entity"].to_numpy(), self.spec.min_history)
+        use = ready if labelled is None else ready & ~labelled
+        n_usable = int(use.sum())
+        keep = use
+        if self.max_fit_rows is not None and n_usable > self.max_fit_rows:
+            picked = np.flatnonzero(use)[subsample_index(n_usable, self.max_fit_rows, 0)]
+            keep = np.zeros(len(use), dtype=bool)
+            keep[picked] = True
+        X_use, fm = self._training_rows(train, keep)
         names, groups = _persist_layout(fm.names, fm.groups, self._persist_plan(fm.names))
         self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
         self._choose_columns(names, groups, constant_metrics(train))
-        use = ready.copy()
-        n_excluded = 0
-        if self.exclude_labelled and train.has_labels:
-            lab = train.frame["is_anomaly"].to_numpy() == 1
-            n_excluded = int((use & lab).sum())
-            use &= ~lab
-        if use.sum() < 10:
-            raise DataError(f"training data: only {int(use.sum())} usable rows after the "
+        n_excluded = int((ready & labelled).sum()) if labelled is not None else 0
+        n_use = X_use.shape[0]
+        if n_use < 10:
+            raise DataError(f"training data: only {n_use} usable rows after the "
                             f"{self.spec.min_history}-row warm-up; give more history")
-        self._fit_log_floor(X_full[use])
-        X = self._prepare(X_full)
-        self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X[use])
+        self._fit_log_floor(X_use)
+        X = self._prepare(X_use)
+        del X_use
+        self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X)
         if self.views_ is not None:
             # The level view is standard-scaled (its values are levels, whose spread the
             # standard deviation describes); the stationary view keeps the model's scaler.
             lv = np.asarray(self.views_[0], dtype=np.int64)
-            level = Scaler("standard").fit(X[use][:, lv])
+            level = Scaler("standard").fit(X[:, lv])
             self.scaler_.center_[lv] = level.center_
             self.scaler_.scale_[lv] = level.scale_
             # ... and not clipped: a level far outside the history is the signal itself
@@ -506,8 +569,59 @@ class AnomalyModel:
             # scaler's arrays, so saved bundles and streams need nothing more.
             pcols = [j for j, n in enumerate(self.feature_names_) if "__ewm_" in n]
             self.scaler_.scale_[pcols] /= self.persist_weight
-        Xs = self._blind_constants(self.scaler_.transform(X[use]))
+        Xs = self._blind_constants(self.scaler_.transform(X))
+        del X
         self.median_ = np.median(Xs, axis=0)
+        Xv = y = None
+        if validation is not None:
+            val = self._as_dataset(validation, "validation data")
+            Xv, ready_v, _ = self._features(val, train, "validation data")
+            self._check_history(val, ready_v, "validation data")
+            Xv = Xv[ready_v]
+            y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
+        state = {k: v for k, v in vars(self).items()
+                 if (k.endswith("_") or k.startswith("_")) and k not in _DETECTOR_STATE}
+        return _FitInputs(
+            Xs=Xs, Xv=Xv, y=y, state=state,
+            summary={"train_rows": len(train), "train_rows_used": n_use,
+                     "train_rows_usable": n_usable, "max_fit_rows": self.max_fit_rows,
+                     "train_rows_excluded_labelled": n_excluded,
+                     "warmup_rows": int((~ready).sum()), "entities": list(train.entities)})
+
+    def _training_rows(self, train: Dataset, keep: np.ndarray) -> tuple[np.ndarray, Any]:
+        """(every spec feature of the ``keep`` rows of ``train``, the last entity's
+        :class:`FeatureMatrix`): features entity by entity, each entity's kept rows copied
+        into one buffer (rows not kept are never stored)."""
+        out = np.empty((int(keep.sum()), 0))
+        fm = None
+        start = n = 0
+        for entity, vals, ts, _ in track(self._entity_series(train, None),
+                                         "features of the training data",
+                                         total=len(train.entities), note=lambda item: item[0]):
+            check_history(len(vals), self.spec, f"training data: entity '{entity}'")
+            fm = build_features(vals, ts, list(self.metrics_), self.spec)
+            full = _with_persist(fm.values, self._persist_plan(fm.names))
+            if out.shape[1] != full.shape[1]:
+                out = np.empty((out.shape[0], full.shape[1]))
+            mine = keep[start:start + len(full)]
+            k = int(mine.sum())
+            np.compress(mine, full, axis=0, out=out[n:n + k])
+            n += k
+            start += len(full)
+        if fm is None:  # Dataset guarantees rows, so this is a programming error
+            raise DataError("training data: no rows to build features from")
+        return out, fm
+
+    def _adopt(self, inputs: _FitInputs) -> None:
+        """Take the preprocessing state :meth:`_fit_inputs` set on a model with the same
+        feature settings (the detector and its parameters may differ)."""
+        for key, value in inputs.state.items():
+            setattr(self, key, copy.deepcopy(value))
+
+    def _fit_on(self, inputs: _FitInputs, t0: float | None = None) -> None:
+        """Fit the detector on ``inputs.Xs`` and the calibrator (the end of :meth:`fit`)."""
+        t0 = time.perf_counter() if t0 is None else t0
+        Xs = inputs.Xs
         params = dict(self.detector_params)
         if self.views_ is not None and "views" in DETECTORS[self.detector]().get_params():
             params.setdefault("views", [list(v) for v in self.views_])
@@ -518,15 +632,15 @@ class AnomalyModel:
             # Reproducible by default: the same data gives the same model (and the same
             # alerts) on every retrain; pass random_state to choose another seed.
             params["random_state"] = 0
-        self.detector_ = make_detector(self.detector, **params).fit(Xs)
+        with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} rows x "
+                   f"{Xs.shape[1]} features"):
+            self.detector_ = make_detector(self.detector, **params).fit(Xs)
 
         method = dict(self.calibration)
-        if validation is not None:
-            val = self._as_dataset(validation, "validation data")
-            Xv, ready_v, _ = self._features(val, train, "validation data")
-            self._check_history(val, ready_v, "validation data")
-            raw = self._raw(Xv[ready_v])
-            y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
+        if inputs.Xv is not None:
+            with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
+                raw = self._raw(inputs.Xv)
+            y = inputs.y
             calib_on = "validation"
         else:
             # Out-of-fit training scores where the detector keeps them (kNN: leave-one-out);
@@ -561,14 +675,16 @@ class AnomalyModel:
                 self.calibrator_ = Calibrator(**method).fit(raw, y)
         self.calibration_used_ = method
         self.training_summary_ = {
-            "train_rows": len(train), "train_rows_used": int(use.sum()),
-            "train_rows_excluded_labelled": n_excluded,
-            "warmup_rows": int((~ready).sum()), "calibrated_on": calib_on,
-            "calibration_rows": len(raw), "entities": list(train.entities),
+            "train_rows": inputs.summary["train_rows"],
+            "train_rows_used": inputs.summary["train_rows_used"],
+            "train_rows_usable": inputs.summary["train_rows_usable"],
+            "max_fit_rows": inputs.summary["max_fit_rows"],
+            "train_rows_excluded_labelled": inputs.summary["train_rows_excluded_labelled"],
+            "warmup_rows": inputs.summary["warmup_rows"], "calibrated_on": calib_on,
+            "calibration_rows": len(raw), "entities": inputs.summary["entities"],
             "step": str(self.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
             "constant_metrics": [self.metrics_[j] for j in self.constant_],
         }
-        return self
 
     # ------------------------------------------------------------------ feature subset
     def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]],
@@ -887,6 +1003,7 @@ class AnomalyModel:
                 "persist_baseline": self.persist_baseline,
                 "log_std_floor": self.log_std_floor,
                 "calibration_holdout": self.calibration_holdout,
+                "max_fit_rows": self.max_fit_rows,
                 "band": self.band if not isinstance(self.band, BandSpec) else self.band.to_dict(),
             },
             "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
@@ -935,6 +1052,8 @@ class AnomalyModel:
                         persist_baseline=cfg.get("persist_baseline"),
                         log_std_floor=cfg.get("log_std_floor", "typical"),
                         calibration_holdout=cfg.get("calibration_holdout"),
+                        # bundles written before the cap learned from every row
+                        max_fit_rows=cfg.get("max_fit_rows"),
                         band=cfg.get("band"))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
@@ -1037,6 +1156,17 @@ def _input_rows(grid: pd.DataFrame, frame: pd.DataFrame, step: pd.Timedelta) -> 
         out["entity"] = pd.array(ents, dtype=grid["entity"].dtype)
     out.index = frame.index
     return out
+
+
+def _ready_rows(entity: np.ndarray, min_history: int) -> np.ndarray:
+    """``ready`` of every row of a frame sorted by entity: the features of a row are complete
+    from the ``min_history``-th row of its entity on (as ``build_features`` sets them)."""
+    n = len(entity)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    first = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
+    position = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    return position + 1 >= min_history
 
 
 def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:

@@ -10,9 +10,10 @@ mean: a configuration is ranked by ``mean F1 - penalty * std F1`` across folds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from aws_anomaly.evaluation.metrics import evaluate_flags
 from aws_anomaly.evaluation.split import Fold, concat, rolling_origin_folds
 from aws_anomaly.features import FeatureSpec
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.progress import stage
 
 __all__ = [
     "AUTO_CANDIDATES",
@@ -73,11 +75,16 @@ class CVResult:
 
 
 def cross_validate(factory: Callable[[], AnomalyModel], folds: Sequence[Fold],
-                   name: str = "model") -> CVResult:
+                   name: str = "model",
+                   on_fold: Callable[[int], None] | None = None) -> CVResult:
     """Fit a fresh model per fold (train block), calibrate on its calibration block, score the
-    evaluation block with look-back into the earlier blocks."""
+    evaluation block with look-back into the earlier blocks.
+
+    ``on_fold(i)`` is called before fold ``i`` (0-based) starts (progress reports)."""
     f1s, fprs, ers = [], [], []
-    for fold in folds:
+    for i, fold in enumerate(folds):
+        if on_fold is not None:
+            on_fold(i)
         model = factory().fit(fold.train, fold.calibration)
         history = concat([fold.train, fold.calibration])
         scores = model.score(fold.evaluation, history=history, explain="none")
@@ -102,21 +109,34 @@ def select_detector(development: Dataset, candidates: Sequence[str] = AUTO_CANDI
     if not development.has_labels:
         raise ConfigError("--detector auto compares detectors by F1 and needs labelled "
                           "data (an is_anomaly column); name a detector instead")
-    folds = rolling_origin_folds(development, n_folds=n_folds)
-    results: list[CVResult] = []
     for name in candidates:
         if name not in DETECTORS:
             raise ConfigError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
-        if progress:
-            progress(f"cross-validating {name} on {len(folds)} rolling folds")
-        params = seeded_params({}, name, seed)
-        try:
-            res = cross_validate(
-                lambda n=name, p=params: AnomalyModel(n, p, spec=spec, calibration=calibration),
-                folds, name=name)
-        except AwsAnomalyError as exc:
-            res = CVResult(name=name, f1=(), fpr=(), event_recall=(), error=str(exc))
-        results.append(res)
+    folds = rolling_origin_folds(development, n_folds=n_folds)
+    params = {name: seeded_params({}, name, seed) for name in candidates}
+    scores: dict[str, list[dict[str, float]]] = {name: [] for name in candidates}
+    errors: dict[str, str] = {}
+    with stage("detector selection", total=len(candidates) * len(folds)) as bar:
+        for i, fold in enumerate(folds):
+            live = [n for n in candidates if n not in errors]
+            if progress:
+                progress(f"fold {i + 1}/{len(folds)}: fitting {', '.join(live)} on "
+                         f"{len(fold.train):,} rows")
+            if not live:
+                break
+            for name, result in _fold_scores(fold, live, params, spec, calibration,
+                                             lambda name, i=i: bar.note(
+                                                 f"fold {i + 1}/{len(folds)}: {name}")):
+                if isinstance(result, str):
+                    errors[name] = result
+                else:
+                    scores[name].append(result)
+            bar.advance(len(candidates))
+    results = [CVResult(name=n, f1=(), fpr=(), event_recall=(), error=errors[n]) if n in errors
+               else CVResult(name=n, f1=tuple(m["f1"] for m in scores[n]),
+                             fpr=tuple(m["fpr"] for m in scores[n]),
+                             event_recall=tuple(m["event_recall"] for m in scores[n]))
+               for n in candidates]
     ok = [r for r in results if r.error is None]
     if not ok:
         raise ConfigError("every candidate detector failed: " +
@@ -132,6 +152,46 @@ def select_detector(development: Dataset, candidates: Sequence[str] = AUTO_CANDI
     reason += "); the test split was not used"
     return best.name, table, reason
 
+
+
+def _fold_scores(fold: Fold, names: Sequence[str], params: Mapping[str, dict[str, Any]],
+                 spec: FeatureSpec | None, calibration: str,
+                 starting: Callable[[str], None] | None = None
+                 ) -> Iterator[tuple[str, dict[str, float] | str]]:
+    """Fit every candidate on one fold and yield ``(name, metrics)`` or ``(name, error)``.
+
+    The same numbers as :func:`cross_validate` gives each candidate on its own (a test checks
+    it), for a fraction of the work: the features, scaler and scaled matrices of the fold's
+    training, calibration and evaluation blocks depend on the feature settings, not on the
+    detector, so they are computed once and every candidate fits its detector and threshold on
+    them. The models keep no expected band (``band=None``): the fold's F1 does not use it.
+    """
+    models = {n: AnomalyModel(n, params[n], spec=spec, calibration=calibration, band=None)
+              for n in names}
+    base = models[names[0]]
+    try:
+        inputs = base._fit_inputs(fold.train, fold.calibration)
+        history = concat([fold.train, fold.calibration])
+        X, ready, _ = base._features(fold.evaluation, history, "scoring data")
+        base._check_history(fold.evaluation, ready, "scoring data")
+    except AwsAnomalyError as exc:
+        for n in names:
+            yield n, str(exc)
+        return
+    for n in names:
+        if starting is not None:
+            starting(n)
+        model = models[n]
+        try:
+            if model is not base:
+                model._adopt(inputs)
+            model._fit_on(inputs)
+            _, flags, _ = model._score_matrix(X, ready, "none")
+        except AwsAnomalyError as exc:
+            yield n, str(exc)
+            continue
+        m = evaluate_flags(fold.evaluation.frame, flags)
+        yield n, {"f1": m["f1"], "fpr": m["fpr"], "event_recall": m["event_recall"]}
 
 def seeded_params(params: dict[str, Any], detector: str, seed: int) -> dict[str, Any]:
     """Add ``random_state`` for detectors that take one."""
@@ -215,6 +275,9 @@ def tune(development: Dataset, detector: str, trials: int, *, storage: str | Non
     development data (train + validation). With ``storage`` (e.g. ``sqlite:///study.db``) the
     study is saved as it runs; running again with the same storage and study name continues it
     (trials already finished are kept and not repeated).
+
+    Each finished trial advances the ``tuning`` progress stage (:mod:`aws_anomaly.progress`;
+    shown when the caller installed a reporter, as the CLI does); ``progress=False``: no stage.
     """
     import optuna
 
@@ -254,8 +317,11 @@ def tune(development: Dataset, detector: str, trials: int, *, storage: str | Non
         return value if math.isfinite(value) else 0.0
 
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
-                       gc_after_trial=False)
+        counted = stage(f"tuning {detector} (trials)", total=remaining) if progress else None
+        with counted if counted is not None else contextlib.nullcontext() as bar:
+            study.optimize(objective, n_trials=remaining, gc_after_trial=False,
+                           callbacks=None if bar is None else [lambda st, _t: bar.advance(
+                               note=f"best {st.best_value:.4f}" if st.best_trials else None)])
     best = study.best_trial
     spec_keys = {"windows"}
     det_params = seeded_params({k: v for k, v in best.params.items() if k not in spec_keys},

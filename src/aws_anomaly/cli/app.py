@@ -5,16 +5,25 @@ Command groups live in their own modules under ``aws_anomaly.cli`` (``core``, ``
 ``@app.command()`` (or adds a sub-app with ``app.add_typer``). ``aws_anomaly.cli.main`` imports
 them all. Errors derived from ``AwsAnomalyError`` are printed as one clear line and exit 2;
 nothing else is caught, so real bugs keep their traceback.
+
+Command modules import nothing heavy at module level (no numpy, pandas, scikit-learn, FastAPI,
+pydantic...): ``aws-anomaly --help`` imports every command module to list them, and must stay
+fast. A command imports what it needs when it runs (tests/unit/test_cli_startup.py checks it).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from aws_anomaly.errors import ConfigError
+from aws_anomaly.progress import StderrProgress, reporting
 
 app = typer.Typer(
     name="aws-anomaly",
@@ -67,3 +76,29 @@ def check_output(path: Path, option: str, *, kind: str = "folder") -> Path:
                 raise ConfigError(f"{option} {p}: the folder {parent} is not writable")
             break
     return p
+
+
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", show_default=False,
+    help="Progress of the long steps on stderr: bars on a terminal, plain lines otherwise. "
+    "Default: shown when stderr is a terminal; --progress forces it, --no-progress hides it.")]
+
+
+def show_progress(flag: bool | None) -> bool:
+    """``--progress`` (True), ``--no-progress`` (False), or by default whether stderr is a
+    terminal."""
+    if flag is not None:
+        return flag
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+@contextmanager
+def progress_to_stderr(flag: bool | None) -> Iterator[bool]:
+    """Report the long steps run inside the block on stderr (see :func:`show_progress`): tqdm
+    bars when stderr is a terminal, ``progress: ...`` lines when it is not (forced)."""
+    on = show_progress(flag)
+    isatty = getattr(sys.stderr, "isatty", None)
+    bars = bool(isatty is not None and isatty())
+    with reporting(StderrProgress(bars=bars) if on else None):
+        yield on

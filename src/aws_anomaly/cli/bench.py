@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aws_anomaly.cli.app import app, check_output
-from aws_anomaly.evaluation.nab_bench import render_markdown, run_demo_bench, run_nab_bench
+from aws_anomaly.cli.app import ProgressOpt, app, check_output, show_progress
 
 bench_app = typer.Typer(
     help="Detection-quality benchmarks on labelled data.", no_args_is_help=True
@@ -44,9 +43,7 @@ def nab(
     check_causality: Annotated[
         bool, typer.Option(help="Reject detectors whose prefix run differs (look-ahead).")
     ] = True,
-    progress: Annotated[
-        bool, typer.Option(help="Show progress on stderr (a bar, or one line per run).")
-    ] = True,
+    progress: ProgressOpt = None,
 ) -> None:
     """Run our detectors and the peers under NAB's rules, score them with the NAB scorer.
 
@@ -54,10 +51,12 @@ def nab(
     and clock jumps backwards included), as NAB does.
     """
     check_output(out, "--out")
+    from aws_anomaly.evaluation.nab_bench import render_markdown, run_nab_bench
+
     report = run_nab_bench(
         data, out, detectors=detector, files=files, categories=category, folds=leave_out,
         loco=leave_category_out, workers=workers, include_published=published,
-        check=check_causality, progress=progress,
+        check=check_causality, progress=show_progress(progress),
     )
     typer.echo(render_markdown(report))
     typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")
@@ -79,13 +78,15 @@ def demo(
         int, typer.Option(help="Leave-clusters-out folds for the thresholds (0: none).")
     ] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOpt = None,
 ) -> None:
     """Event-level table on the demo clusters: univariate detectors per metric, and the model."""
     check_output(out, "--out")
+    from aws_anomaly.evaluation.nab_bench import render_markdown, run_demo_bench
+
     report = run_demo_bench(
         out, clusters=clusters, days=days, seed=seed, train_days=train_days, detectors=detector,
-        folds=leave_out, workers=workers, progress=progress,
+        folds=leave_out, workers=workers, progress=show_progress(progress),
     )
     typer.echo(render_markdown(report))
     typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")
@@ -108,7 +109,7 @@ def servers(
     check_causality: Annotated[
         bool, typer.Option(help="Fail a detector whose prefix run differs (look-ahead).")
     ] = True,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOpt = None,
 ) -> None:
     """Fit on each server's train.parquet (no labels), score test.parquet causally, compare."""
     check_output(out, "--out")
@@ -116,7 +117,7 @@ def servers(
 
     report = servers_bench.run_servers_bench(
         data, out, servers=servers, detectors=detector, workers=workers,
-        progress=progress, check_causality=check_causality,
+        progress=show_progress(progress), check_causality=check_causality,
     )
     typer.echo(servers_bench.render_markdown(report))
     typer.echo(f"wrote {out / 'scores.json'} and {out / 'scores.md'}")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from aws_anomaly.cli.app import app
-from aws_anomaly.data.generator import summary, write_demo
 from aws_anomaly.durations import parse_timedelta
 
 
@@ -28,6 +27,8 @@ def generate(
     anomaly_type), with a few scrape gaps; OUT/events.csv holds one row per anomaly.
     """
     td = parse_timedelta(step, where="--step")  # a clear error before anything is simulated
+    from aws_anomaly.data.generator import summary, write_demo
+
     metrics_path, events_path, ds, events = write_demo(
         out, clusters=clusters, days=days, step=td, seed=seed, events_per_day=events_per_day)
     s = summary(ds, events)

@@ -8,22 +8,25 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
-from aws_anomaly.alert_rules import RuleOptions, render_rules
 from aws_anomaly.cli.app import app, check_output
-from aws_anomaly.config import JobConfig, load_job
-from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, ConfigError
-from aws_anomaly.runner import JobRunner, TickResult
-from aws_anomaly.service.exporter import Exporter
-from aws_anomaly.service.notifiers import NotifierSink, build_notifier_sinks
-from aws_anomaly.sources import make_source
-from aws_anomaly.sources.base import Source, to_utc
-from aws_anomaly.store import Store
+
+# The runner, store, sources, exporter and notifiers are imported by the functions that use
+# them: `aws-anomaly --help` imports this module to list its commands.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from aws_anomaly.config import JobConfig
+    from aws_anomaly.data import Dataset
+    from aws_anomaly.runner import JobRunner, TickResult
+    from aws_anomaly.service.exporter import Exporter
+    from aws_anomaly.service.notifiers import NotifierSink
+    from aws_anomaly.sources.base import Source
+    from aws_anomaly.store import Store
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The job's YAML file.")]
 StateOpt = Annotated[Path, typer.Option(
@@ -35,6 +38,9 @@ def _runner(job: JobConfig, source: Source, state_dir: Path, store: Store,
     """The job's runner and its notifier sinks (their delivery threads are not started).
 
     Every failed delivery counts as a ``notify`` error of the job, as in ``serve``."""
+    from aws_anomaly.runner import JobRunner
+    from aws_anomaly.service.notifiers import build_notifier_sinks
+
     holder: list[JobRunner] = []
 
     def on_error(_notifier: str, exc: Exception) -> None:
@@ -96,6 +102,11 @@ def _setup_logging() -> None:
 
 def _loop(config: Path, once: bool, state_dir: Path, metrics_host: str, metrics_port: int,
           max_ticks: int | None) -> int:
+    from aws_anomaly.config import load_job
+    from aws_anomaly.service.exporter import Exporter
+    from aws_anomaly.sources import make_source
+    from aws_anomaly.store import Store
+
     _setup_logging()
     job = load_job(config)
     source = make_source(job.source, metrics=job.metrics)
@@ -192,10 +203,16 @@ class _ClockedSource:
         return self._now
 
     def fetch(self, start: Any, end: Any, *, entities: Sequence[str] | None = None) -> Dataset:
+        import pandas as pd
+
+        from aws_anomaly.sources.base import to_utc
+
         return self._inner.fetch(start, min(to_utc(end), self._now + pd.Timedelta(1, "ns")),
                                  entities=entities)
 
     def latest(self, lookback: Any, *, entities: Sequence[str] | None = None) -> Dataset:
+        import pandas as pd
+
         return self.fetch(self._now - pd.Timedelta(lookback), self._now, entities=entities)
 
     def close(self) -> None:
@@ -214,6 +231,13 @@ def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Ti
     anomalous points), ``resolved`` those that also ended inside the range. Notifiers with
     their own ``min_consecutive`` are counted separately under ``notifiers``.
     """
+    import pandas as pd
+
+    from aws_anomaly.data import Dataset
+    from aws_anomaly.runner import JobRunner
+    from aws_anomaly.service.exporter import Exporter
+    from aws_anomaly.store import Store
+
     if end <= start:
         raise ConfigError(f"backtest: --end {end} must come after --start {start}")
     exporter = Exporter()
@@ -275,6 +299,10 @@ def backtest(
     = None,
 ) -> None:
     """How noisy would this job be? Replays history and counts alerts per day per entity."""
+    from aws_anomaly.config import load_job
+    from aws_anomaly.sources import make_source
+    from aws_anomaly.sources.base import to_utc
+
     if out is not None:
         check_output(out, "--out", kind="file")
     job = load_job(config)
@@ -321,6 +349,8 @@ def rules(
     (each job's alert.min_consecutive and severity), with the labels its Alertmanager
     notifier sends: use the rules or the notifier (or both: Alertmanager sees one alert).
     """
+    from aws_anomaly.alert_rules import RuleOptions, render_rules
+
     check_output(out, "--out", kind="file")
     opts = RuleOptions(evaluation_interval=evaluation_interval, job_interval=job_interval,
                        stale_intervals=stale_intervals, dashboard_url=dashboard_url)

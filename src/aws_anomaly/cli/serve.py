@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aws_anomaly.cli.app import app, check_output
-from aws_anomaly.config import ENV_PREFIX, ServiceConfig, is_loopback, load_settings
 from aws_anomaly.errors import ConfigError
 
-TOKEN_ENV_HINT = f"{ENV_PREFIX}SERVICE__TOKEN"
+if TYPE_CHECKING:
+    from aws_anomaly.config import ServiceConfig
+
+#: The environment variable of the API token: ``aws_anomaly.config.ENV_PREFIX`` +
+#: ``SERVICE__TOKEN``, written out so that ``--help`` does not import the configuration
+#: (pydantic) module; tests/unit/test_cli_startup.py keeps the two equal.
+TOKEN_ENV_HINT = "AWS_ANOMALY__SERVICE__TOKEN"
 
 
 @app.command()
@@ -37,6 +42,7 @@ def serve(
     With no config it serves the embedded demo: generated multi-cluster data replayed in
     accelerated time with anomalies; a model is trained on first start if none exists.
     """
+    from aws_anomaly.config import load_settings
     from aws_anomaly.service.app import create_app
 
     level = getattr(logging, log_level.upper(), None)
@@ -88,6 +94,8 @@ def service_settings(svc: ServiceConfig, *, host: str | None = None, port: int |
     A non-loopback ``--host`` without any token is refused in one line that names the ways
     to give one; any other invalid value is one line naming the option.
     """
+    from aws_anomaly.config import ServiceConfig, is_loopback
+
     updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port),
                                                     ("data_dir", data_dir)) if v is not None}
     if token is not None:
