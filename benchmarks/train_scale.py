@@ -198,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             for f in r["top_functions"]:
                 print(f"{f['function']:<76.76}{f['cumulative_s']:>8.1f}")
 
-    print(f"\n{'run':<22}{'chosen':<10}{'seconds':>9}{'CPU s':>8}{'peak MB':>9}{'test F1':>9}"
+    print(f"\n{'run':<26}{'chosen':<10}{'seconds':>9}{'CPU s':>8}{'peak MB':>9}{'test F1':>9}"
           f"{'load 1m':>9}")
-    print("-" * 76)
+    print("-" * 80)
     for r in runs:
         f1 = "-" if r["test_f1"] is None else f"{r['test_f1']:.3f}"
-        print(f"{'train --detector ' + r['detector']:<22}{r['chosen'] or '-':<10}"
+        print(f"{'train --detector ' + r['detector']:<26}{r['chosen'] or '-':<10}"
               f"{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mb']:>9.0f}{f1:>9}"
               f"{r['load_avg_before'][0]:>9.1f}")
     print(f"aim: < {AIM_SECONDS:.0f} s and < {AIM_PEAK_MB:.0f} MB per run "

@@ -102,7 +102,7 @@ def test_default_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tune_counts_its_trials() -> None:
-    ds, _ = generate_demo(clusters=1, days=10, seed=2)
+    ds, _ = generate_demo(clusters=1, days=8, seed=2)
     dev = chronological_split(ds).development
     buf = io.StringIO()
     with reporting(StderrProgress(bars=False, stream=buf, every=0.0)):
@@ -126,20 +126,14 @@ def test_train_progress_on_stderr_only_when_forced(
     ds_dir = tmp_path / "d"
     write_demo(ds_dir, clusters=1, days=8, seed=4)
     capsys.readouterr()
-    args = ["train", "--data", str(ds_dir), "--detector", "robust", "--threshold", "fpr:0.01"]
-    assert main([*args, "--out", str(tmp_path / "m1"), "--progress"]) == 0
+    assert main(["train", "--data", str(ds_dir), "--detector", "robust", "--threshold",
+                 "fpr:0.01", "--out", str(tmp_path / "m1"), "--progress"]) == 0
     forced = capsys.readouterr()
     for step in ("reading ", "fitting the robust model", "features of the training data",
                  "fitting the robust detector on ", "scoring the test part"):
         assert f"progress: {step}" in forced.err or f"progress:   {step}" in forced.err, step
     assert "progress:" not in forced.out
     assert "model (robust) saved to" in forced.out
-    # Without the option, and stderr not a terminal: nothing.
-    assert main([*args, "--out", str(tmp_path / "m2")]) == 0
-    default = capsys.readouterr()
-    assert "progress:" not in default.err
-    assert default.out.replace(str(tmp_path / "m2"), "M") == \
-        forced.out.replace(str(tmp_path / "m1"), "M")
 
 
 def test_score_progress_forced_and_default(trained: tuple[Path, Path], tmp_path: Path,
@@ -184,16 +178,29 @@ def _run_on_a_terminal(args: list[str]) -> tuple[int, str, str]:
     return proc.returncode, out, b"".join(chunks).decode(errors="replace")
 
 
-def test_bars_on_a_terminal_by_default_and_none_with_no_progress(
-        trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bars_on_a_terminal_by_default(trained: tuple[Path, Path], tmp_path: Path) -> None:
     data, model = trained
-    base = ["score", "--data", str(data), "--model", str(model)]
-    code, out, term = _run_on_a_terminal([*base, "--out", str(tmp_path / "a.csv")])
+    code, out, term = _run_on_a_terminal(["score", "--data", str(data), "--model", str(model),
+                                          "--out", str(tmp_path / "a.csv")])
     assert code == 0, term
     assert "scoring " in term and "\r" in term  # a tqdm bar, redrawn in place
     assert "progress:" not in term  # bars, not the lines of a log
     assert "progress:" not in out and "scored " in out
-    code, out, term = _run_on_a_terminal([*base, "--out", str(tmp_path / "b.csv"),
-                                          "--no-progress"])
-    assert code == 0, term
-    assert "scoring" not in term
+
+
+def test_no_progress_hides_it_on_a_terminal(trained: tuple[Path, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    data, model = trained
+    base = ["score", "--data", str(data), "--model", str(model)]
+    for flag, shown in ((None, True), ("--no-progress", False)):
+        err = Terminal()
+        monkeypatch.setattr(sys, "stderr", err)
+        args = [*base, "--out", str(tmp_path / f"{flag}.csv")] + ([flag] if flag else [])
+        assert main(args) == 0
+        assert ("scoring " in err.getvalue()) is shown, flag
+    assert "progress:" not in capsys.readouterr().out
