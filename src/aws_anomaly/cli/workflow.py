@@ -47,7 +47,7 @@ from aws_anomaly.data.io import read_dataset
 from aws_anomaly.detectors import DETECTORS
 from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError
-from aws_anomaly.evaluation.metrics import evaluate_flags
+from aws_anomaly.evaluation.metrics import evaluate_flags, undefined_metrics
 from aws_anomaly.evaluation.report import flag_summary, write_metrics_json, write_report
 from aws_anomaly.evaluation.split import (
     Split,
@@ -231,12 +231,17 @@ def _print_table(metrics: dict[str, Any], say: Any = typer.echo) -> None:
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     if len(labelled) == 2:
         v, t = metrics["validation"], metrics["test"]
+        uv, ut = undefined_metrics(v), undefined_metrics(t)
         say(f"{'Metric':<12}{'Validation':>12}{'Test':>12}{'Difference':>12}")
         say(SEP[:48])
         for key, label in (("f1", "F1-Score"), ("precision", "Precision"), ("recall", "Recall"),
                            ("fpr", "FPR"), ("event_recall", "Event rec."),
                            ("event_precision", "Event prec.")):
-            say(f"{label:<12}{v[key]:>12.3f}{t[key]:>12.3f}{abs(v[key] - t[key]):>12.3f}")
+            # n/a where a figure is undefined (F1 of a part without anomalies), not 0.000
+            a = "n/a" if key in uv else f"{v[key]:.3f}"
+            b = "n/a" if key in ut else f"{t[key]:.3f}"
+            d = "n/a" if key in uv | ut else f"{abs(v[key] - t[key]):.3f}"
+            say(f"{label:<12}{a:>12}{b:>12}{d:>12}")
         d_v, d_t = v["mean_detection_delay_steps"], t["mean_detection_delay_steps"]
         say(f"{'Delay steps':<12}{fmt(d_v):>12}{fmt(d_t):>12}")
     elif labelled:
@@ -247,7 +252,7 @@ def _print_table(metrics: dict[str, Any], say: Any = typer.echo) -> None:
         for key, label in (("f1", "F1-Score"), ("precision", "Precision"), ("recall", "Recall"),
                            ("fpr", "FPR"), ("event_recall", "Event rec."),
                            ("event_precision", "Event prec.")):
-            say(f"{label:<12}{m[key]:>12.3f}")
+            say(f"{label:<12}{'n/a' if key in undefined_metrics(m) else f'{m[key]:.3f}':>12}")
         say(f"{'Delay steps':<12}{fmt(m['mean_detection_delay_steps']):>12}")
     if "test" in labelled:
         cm = metrics["test"]["confusion_matrix"]
