@@ -224,7 +224,10 @@ class JobRunner:
         self.on_progress = on_progress
         self.progress = TrainProgress(state="ready" if model is not None else "idle")
         self.lock = threading.RLock()  # one tick or retrain at a time for this job
-        self._display: dict[str, pd.DataFrame] = {}
+        # entity -> its recent scored points, one numpy array per column ("timestamp": int64
+        # ns UTC); a frame is built only when someone reads it (recent()). Appending to pandas
+        # frames per entity cost ~1.2 ms an entity on every tick.
+        self._display: dict[str, dict[str, np.ndarray]] = {}
         self._display_lock = threading.Lock()
         self.last_result: TickResult | None = None
         self.errors: dict[str, int] = dict.fromkeys(STAGES, 0)
@@ -802,13 +805,23 @@ class JobRunner:
         keep = ["timestamp", "anomaly_score", "is_anomaly", "ready", "threshold",
                 *[c for c in scores.columns if c.startswith(
                     ("value_", "contrib_", "dev_", "expected_", "lower_", "upper_"))]]
+        if not len(scores):
+            return
+        codes, uniq = pd.factorize(scores["entity"].to_numpy())
+        order = np.argsort(codes, kind="stable")  # each entity's rows, in their given order
+        bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
+        arrays = {c: scores[c].to_numpy() for c in keep}
+        arrays["timestamp"] = pd.DatetimeIndex(scores["timestamp"]).asi8
+        n = self.display_points
         with self._display_lock:
-            for entity, g in scores.groupby("entity", sort=False):
-                g = g[keep]
+            for j, entity in enumerate(uniq):
+                rows = order[bounds[j]:bounds[j + 1]]
+                new = {c: a[rows] for c, a in arrays.items()}
                 old = self._display.get(str(entity))
-                if old is not None and len(old):
-                    g = pd.concat([old[old["timestamp"] < g["timestamp"].min()], g])
-                self._display[str(entity)] = g.tail(self.display_points).reset_index(drop=True)
+                if old is not None and old.keys() == new.keys() and len(old["timestamp"]):
+                    before = old["timestamp"] < new["timestamp"].min()
+                    new = {c: np.concatenate([old[c][before], new[c]]) for c in new}
+                self._display[str(entity)] = {c: a[-n:] for c, a in new.items()}
 
     def _plan_alerts(self, events: Sequence[AnomalyEvent]) -> list[OutboxItem]:
         out: list[OutboxItem] = []
@@ -855,7 +868,12 @@ class JobRunner:
         """The recent scored points of ``entity`` (values, scores, contributions)."""
         with self._display_lock:
             got = self._display.get(entity)
-            return got.copy() if got is not None else None
+        if got is None:
+            return None
+        # the arrays are replaced, never changed in place: reading them unlocked is safe
+        out = pd.DataFrame({c: a.copy() for c, a in got.items()})
+        out["timestamp"] = pd.to_datetime(got["timestamp"], utc=True)
+        return out
 
     def history_for(self, entity: str, before: pd.Timestamp) -> pd.DataFrame | None:
         """Recent raw values of ``entity`` strictly before ``before`` (wide: timestamp +
