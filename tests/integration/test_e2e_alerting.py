@@ -94,10 +94,16 @@ class _Lines:
 
 def _demo_with_node_failure(now: pd.Timestamp) -> pd.DataFrame:
     days = 8
-    start = now - pd.Timedelta(days=days) + pd.Timedelta(minutes=5)
+    # The same values on every run, whatever the time of day: the demo's daily pattern
+    # follows its timestamps' time of day, so the data is generated as if it ended at 17:00
+    # UTC and then shifted to end at `now` (how anomalous the last point of the failure
+    # looks must not depend on when the test runs).
+    ref_end = now.normalize() + pd.Timedelta(hours=17)
+    start = ref_end - pd.Timedelta(days=days) + pd.Timedelta(minutes=5)
     ds, _ = generate_demo(clusters=2, days=days, seed=11, start=start.isoformat(),
                           events_per_day=0)
     frame = ds.frame.drop(columns=["is_anomaly", "anomaly_type"])
+    frame["timestamp"] = frame["timestamp"] + (now - ref_end)
     hit = ((frame["entity"] == ANOMALOUS)
            & (frame["timestamp"] > now - pd.Timedelta(hours=1))).to_numpy()
     # A third of the nodes fail: every demand/capacity ratio jumps by half.
