@@ -25,11 +25,11 @@ from aws_anomaly.runner import JobRunner
 from aws_anomaly.service.app import create_app
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store, StreamCheckpoint
+from tests.unit.test_runner import Clock  # the same 5-wall-seconds-per-step demo clock
 from tests.unit.test_store import postgres_url, store  # noqa: F401  (fixtures)
 
 T0 = pd.Timestamp("2026-03-01T00:00Z")
 STEP = pd.Timedelta("5min")
-WALL_PER_STEP = 5.0  # demo speedup 60: one 5-minute step every 5 wall seconds
 LOOKBACK = pd.Timedelta("2h")
 COLS = ["anomaly_score", "is_anomaly", "ready"]
 
@@ -40,17 +40,6 @@ def job_config(**over) -> JobConfig:
            "model": {"history": "5d"}, "lookback": "2h", "interval": "5m"}
     cfg.update(over)
     return JobConfig.model_validate(cfg)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def steps(self, k: int) -> None:
-        self.t += k * WALL_PER_STEP
 
 
 class Recorder:
