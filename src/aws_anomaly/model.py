@@ -65,7 +65,6 @@ from aws_anomaly.progress import stage, track
 __all__ = [
     "AUTO_MAX_FPR",
     "DEFAULT_RISK",
-    "DEFAULT_WINDOWS",
     "MAX_FIT_ROWS",
     "SCORE_COLUMNS",
     "AnomalyModel",
@@ -73,7 +72,6 @@ __all__ = [
     "Scaler",
     "StreamScorer",
     "constant_metrics",
-    "default_model",
     "parse_threshold",
 ]
 
@@ -83,11 +81,6 @@ AUTO_MAX_FPR = 0.02
 MAX_FIT_ROWS = 100_000
 #: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
 DEFAULT_RISK = 1e-3
-#: Horizons of the label-free default model's volatility features, in time (scaled to rows by
-#: the data's step, so one-minute and five-minute data see the same horizons).
-DEFAULT_WINDOWS = (pd.Timedelta("15min"), pd.Timedelta("1h"))
-#: Training span per entity under which the default model leaves out its daily terms.
-MIN_SEASONAL_HISTORY = pd.Timedelta("3D")
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 _LEVEL_FEATURE = re.compile(
     r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
@@ -1195,72 +1188,6 @@ def constant_metrics(ds: Dataset) -> dict[str, float]:
     return out
 
 
-def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | None = None,
-                  **overrides: Any) -> AnomalyModel:
-    """The label-free default: kNN distance in two views of each metric, POT threshold.
-
-    Two views (``feature_set="hybrid"``), each measured by its own nearest training rows and
-    averaged as a root-mean-square deviation per feature (:class:`~aws_anomaly.detectors.
-    KNNDetector` ``views``):
-
-    * **level**: the value and ``log(1 + rolling std / training spread)`` over 15 minutes and
-      1 hour. Finds states the history never visited (a saturated CPU next to a normal
-      memory, a disk that starts being written).
-    * **stationary**: deviations from rolling baselines (z-scores over 15 min .. 12 h, robust
-      z, differences over one step and 15 minutes, the difference from one day earlier and its
-      persistent EWMAs over 30 min and 3 h less a one-day baseline). Finds changes of behaviour
-      that stay within the usual range, and follows trends and daily cycles.
-
-    Every horizon is stated in time and turned into rows of ``step`` (:data:`DEFAULT_WINDOWS`
-    are the level view's). ``history``, the span of training data per entity when known:
-    under :data:`MIN_SEASONAL_HISTORY` the daily terms are left out (a one-day difference needs
-    a day of warm-up before the first usable row) and so are windows longer than a quarter of
-    it, so a few hours of fine-grained data still train. No calendar terms and no cross-metric
-    ratios (their count grows with the square of the metric count). The threshold is a
-    peaks-over-threshold fit of the score tail at risk :data:`DEFAULT_RISK` on held-out
-    history. Metrics constant over training must stay constant. docs/model.md gives the
-    measurements behind each choice.
-
-    >>> m = default_model("5min")
-    >>> m.detector, m.feature_set, m.spec.windows, m.calibration["method"]
-    ('knn', 'hybrid', (3, 12, 36, 144), 'pot')
-    >>> default_model("1min").spec.windows, default_model("1min").spec.seasonal_period
-    ((15, 60, 180, 720), 1440)
-    >>> short = default_model("1min", history="12h")
-    >>> short.spec.windows, short.spec.include_seasonal, short.spec.min_history
-    ((15, 60, 180), False, 180)
-    """
-    step = pd.Timedelta(step)
-    if step <= pd.Timedelta(0):
-        raise ConfigError(f"default_model: step must be positive, got {step}")
-
-    def rows(horizon: str | pd.Timedelta, minimum: int = 2) -> int:
-        return max(minimum, round(pd.Timedelta(horizon) / step))
-
-    span = None if history is None else pd.Timedelta(history)
-    short = span is not None and span < MIN_SEASONAL_HISTORY
-    windows: list[int] = []
-    for horizon in (*DEFAULT_WINDOWS, pd.Timedelta("3h"), pd.Timedelta("12h")):
-        if short and len(windows) >= len(DEFAULT_WINDOWS) and horizon > span / 4:
-            break
-        r = rows(horizon)
-        windows.append(r if not windows or r > windows[-1] else windows[-1] + 1)
-    lags = sorted({1, rows("15min", 1)})
-    day = rows("1D")
-    persist = () if short else tuple(sorted({rows("30min"), rows("3h", 3)}))
-    spec = FeatureSpec(windows=tuple(windows), lags=tuple(lags),
-                       quantile_windows=(min(rows("1h"), 2016),), include_seasonal=not short,
-                       seasonal_period=day, include_cross=False, include_calendar=False)
-    params: dict[str, Any] = {
-        "detector": "knn", "spec": spec, "feature_set": "hybrid", "scaler": "robust",
-        "log_std": True, "clip": 10.0, "persist": persist,
-        "persist_baseline": None if short else max(day, persist[-1] + 1),
-        "calibration": {"method": "pot", "risk": DEFAULT_RISK}, "calibration_holdout": 0.15,
-    }
-    params.update(overrides)
-    return AnomalyModel(**params)
-
-
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -1632,3 +1559,20 @@ class StreamScorer:
 
 _SCORER_STATE_VERSION = 1
 _ONE_READY = np.ones(1, dtype=bool)
+
+
+#: Names that moved to :mod:`aws_anomaly.presets` and are still served from here for old imports.
+_MOVED_TO_PRESETS = frozenset({"default_model", "DEFAULT_WINDOWS", "MIN_SEASONAL_HISTORY"})
+
+
+def __getattr__(name: str) -> Any:
+    """``from aws_anomaly.model import default_model`` keeps working: presets sit one layer up.
+
+    The import is made on first use (``importlib``, not an import statement) because
+    :mod:`aws_anomaly.presets` imports this module; new code imports from presets directly.
+    """
+    if name in _MOVED_TO_PRESETS:
+        import importlib
+
+        return getattr(importlib.import_module("aws_anomaly.presets"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,90 @@
+"""Ready-made models: :func:`default_model`, the label-free default of jobs and the CLI.
+
+A preset turns a data step (and optionally the training span) into an
+:class:`~aws_anomaly.model.AnomalyModel` whose horizons are stated in time, so one-minute and
+five-minute data see the same windows. docs/model.md gives the measurements behind each choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from aws_anomaly.errors import ConfigError
+from aws_anomaly.features import FeatureSpec
+from aws_anomaly.model import DEFAULT_RISK, AnomalyModel
+
+__all__ = ["DEFAULT_WINDOWS", "MIN_SEASONAL_HISTORY", "default_model"]
+
+#: Horizons of the label-free default model's volatility features, in time (scaled to rows by
+#: the data's step, so one-minute and five-minute data see the same horizons).
+DEFAULT_WINDOWS = (pd.Timedelta("15min"), pd.Timedelta("1h"))
+#: Training span per entity under which the default model leaves out its daily terms.
+MIN_SEASONAL_HISTORY = pd.Timedelta("3D")
+
+
+def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | None = None,
+                  **overrides: Any) -> AnomalyModel:
+    """The label-free default: kNN distance in two views of each metric, POT threshold.
+
+    Two views (``feature_set="hybrid"``), each measured by its own nearest training rows and
+    averaged as a root-mean-square deviation per feature (:class:`~aws_anomaly.detectors.
+    KNNDetector` ``views``):
+
+    * **level**: the value and ``log(1 + rolling std / training spread)`` over 15 minutes and
+      1 hour. Finds states the history never visited (a saturated CPU next to a normal
+      memory, a disk that starts being written).
+    * **stationary**: deviations from rolling baselines (z-scores over 15 min .. 12 h, robust
+      z, differences over one step and 15 minutes, the difference from one day earlier and its
+      persistent EWMAs over 30 min and 3 h less a one-day baseline). Finds changes of behaviour
+      that stay within the usual range, and follows trends and daily cycles.
+
+    Every horizon is stated in time and turned into rows of ``step`` (:data:`DEFAULT_WINDOWS`
+    are the level view's). ``history``, the span of training data per entity when known:
+    under :data:`MIN_SEASONAL_HISTORY` the daily terms are left out (a one-day difference needs
+    a day of warm-up before the first usable row) and so are windows longer than a quarter of
+    it, so a few hours of fine-grained data still train. No calendar terms and no cross-metric
+    ratios (their count grows with the square of the metric count). The threshold is a
+    peaks-over-threshold fit of the score tail at risk :data:`DEFAULT_RISK` on held-out
+    history. Metrics constant over training must stay constant. docs/model.md gives the
+    measurements behind each choice.
+
+    >>> m = default_model("5min")
+    >>> m.detector, m.feature_set, m.spec.windows, m.calibration["method"]
+    ('knn', 'hybrid', (3, 12, 36, 144), 'pot')
+    >>> default_model("1min").spec.windows, default_model("1min").spec.seasonal_period
+    ((15, 60, 180, 720), 1440)
+    >>> short = default_model("1min", history="12h")
+    >>> short.spec.windows, short.spec.include_seasonal, short.spec.min_history
+    ((15, 60, 180), False, 180)
+    """
+    step = pd.Timedelta(step)
+    if step <= pd.Timedelta(0):
+        raise ConfigError(f"default_model: step must be positive, got {step}")
+
+    def rows(horizon: str | pd.Timedelta, minimum: int = 2) -> int:
+        return max(minimum, round(pd.Timedelta(horizon) / step))
+
+    span = None if history is None else pd.Timedelta(history)
+    short = span is not None and span < MIN_SEASONAL_HISTORY
+    windows: list[int] = []
+    for horizon in (*DEFAULT_WINDOWS, pd.Timedelta("3h"), pd.Timedelta("12h")):
+        if short and len(windows) >= len(DEFAULT_WINDOWS) and horizon > span / 4:
+            break
+        r = rows(horizon)
+        windows.append(r if not windows or r > windows[-1] else windows[-1] + 1)
+    lags = sorted({1, rows("15min", 1)})
+    day = rows("1D")
+    persist = () if short else tuple(sorted({rows("30min"), rows("3h", 3)}))
+    spec = FeatureSpec(windows=tuple(windows), lags=tuple(lags),
+                       quantile_windows=(min(rows("1h"), 2016),), include_seasonal=not short,
+                       seasonal_period=day, include_cross=False, include_calendar=False)
+    params: dict[str, Any] = {
+        "detector": "knn", "spec": spec, "feature_set": "hybrid", "scaler": "robust",
+        "log_std": True, "clip": 10.0, "persist": persist,
+        "persist_baseline": None if short else max(day, persist[-1] + 1),
+        "calibration": {"method": "pot", "risk": DEFAULT_RISK}, "calibration_holdout": 0.15,
+    }
+    params.update(overrides)
+    return AnomalyModel(**params)
