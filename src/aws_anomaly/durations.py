@@ -1,4 +1,5 @@
-"""The one duration parser of aws-anomaly: config files, command-line options and API calls.
+"""The one parser of durations and timestamps of aws-anomaly: config files, command-line
+options, API calls, data files and sources.
 
 A duration is a number with a unit, or several of them in a row (Prometheus' syntax):
 ``"90s"``, ``"5m"``, ``"5min"``, ``"1h30m"``, ``"2d12h"``, ``"1w"``, ``"250ms"``. Units are
@@ -6,6 +7,11 @@ A duration is a number with a unit, or several of them in a row (Prometheus' syn
 prints it is one day), each at most once and from the largest to the smallest, as Prometheus
 wants them. A plain number (not text) is seconds; a :class:`datetime.timedelta`,
 :class:`pandas.Timedelta` or ``numpy.timedelta64`` passes through. The value must be positive.
+
+A timestamp is a :class:`pandas.Timestamp`, :class:`datetime.datetime`, ``numpy.datetime64``,
+ISO 8601 text, or a number of Unix seconds (rounded to the millisecond, Prometheus'
+resolution; above ``MAX_UNIX_SECONDS``, year 5138, it is refused as milliseconds by mistake).
+Naive times are UTC; the result is always a tz-aware UTC :class:`pandas.Timestamp`.
 
 Every caller names what it parses (``where``: ``"--step"``, ``"job_interval"``, a config key),
 so an error says which option is wrong::
@@ -15,7 +21,12 @@ so an error says which option is wrong::
 
 :func:`parse_duration` gives a :class:`datetime.timedelta` (config), :func:`parse_timedelta` a
 nanosecond :class:`pandas.Timedelta` (data grids), :func:`parse_seconds` whole seconds
-(Prometheus rules). This module sits at the bottom of the layering with :mod:`errors`.
+(Prometheus rules); :func:`parse_timestamp` one UTC timestamp (its error class is the caller's:
+``ConfigError`` for an option, ``DataError`` for data, ``SourceError`` for a source),
+:func:`parse_timestamps` a column of them (``datetime64[ns, UTC]``, ``DataError`` naming the row)
+and :func:`format_timestamp` the ISO text messages and files use. This module sits at the
+bottom of the layering with :mod:`errors`; pandas is imported when a function needs it, so
+importing this module stays cheap (``aws-anomaly --help``).
 """
 
 from __future__ import annotations
@@ -25,12 +36,23 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aws_anomaly.errors import ConfigError
+from aws_anomaly.errors import AwsAnomalyError, ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
-__all__ = ["format_duration", "parse_duration", "parse_seconds", "parse_timedelta"]
+__all__ = [
+    "MAX_UNIX_SECONDS",
+    "format_duration",
+    "format_timestamp",
+    "parse_duration",
+    "parse_seconds",
+    "parse_timedelta",
+    "parse_timestamp",
+    "parse_timestamps",
+]
 
 _NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9,
        "w": 7 * 86400 * 10**9}
@@ -154,3 +176,144 @@ def format_duration(td: timedelta) -> str:
         if n:
             parts.append(f"{n}{unit}")
     return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------- timestamps
+#: Unix seconds above this are milliseconds by mistake (year 5138).
+MAX_UNIX_SECONDS = 1e11
+_TIME_HELP = "use ISO 8601, e.g. 2026-03-01T10:05:00Z, or Unix seconds"
+
+
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def parse_timestamp(value: Any, *, where: str = "time",
+                    error: type[AwsAnomalyError] = ConfigError) -> pd.Timestamp:
+    """One point in time as a tz-aware UTC :class:`pandas.Timestamp`.
+
+    Naive times are UTC, aware ones are converted; a number is Unix seconds (to the
+    millisecond). ``error`` is the class raised, with a message naming ``where``: the caller's
+    (``ConfigError`` for an option, ``DataError`` for data, ``SourceError`` for a source).
+
+    >>> parse_timestamp("2026-03-01T10:05:00+01:00")
+    Timestamp('2026-03-01 09:05:00+0000', tz='UTC')
+    >>> str(parse_timestamp("2026-03-01 10:05")), str(parse_timestamp(1772359500))
+    ('2026-03-01 10:05:00+00:00', '2026-03-01 10:05:00+00:00')
+    >>> parse_timestamp("yesterday", where="--start")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    aws_anomaly.errors.ConfigError: --start: cannot read 'yesterday' as a time; use ISO 8601, ...
+    """
+    import pandas as pd
+
+    if type(value) is pd.Timestamp:  # the hot path (live points): no parsing
+        tz = value.tzinfo
+        if tz is None:
+            return value.tz_localize("UTC")
+        return value if str(tz) == "UTC" else value.tz_convert("UTC")
+    if value is None or isinstance(value, bool):
+        raise error(f"{_where(where)}{value!r} is not a time; {_TIME_HELP}")
+    if isinstance(value, int | float) or (
+            type(value).__module__ == "numpy" and type(value).__name__ != "datetime64"
+            and hasattr(value, "__float__")):
+        secs = float(value)
+        if secs != secs or abs(secs) == float("inf"):
+            raise error(f"{_where(where)}{value!r} is not a time; {_TIME_HELP}")
+        if abs(secs) > MAX_UNIX_SECONDS:
+            raise error(f"{_where(where)}{_show(value)} is not plausible Unix seconds (after "
+                        "year 5000); milliseconds? divide by 1000")
+        return pd.Timestamp(round(secs * 1000), unit="ms", tz="UTC")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise error(f"{_where(where)}cannot read {value!r} as a time; {_TIME_HELP}") from exc
+    if ts is pd.NaT:
+        raise error(f"{_where(where)}{value!r} is not a time; {_TIME_HELP}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def format_timestamp(ts: Any) -> str:
+    """ISO 8601 UTC text for messages and files: ``2026-03-01T10:05:00Z``.
+
+    >>> import pandas as pd
+    >>> format_timestamp(pd.Timestamp("2026-03-01 10:05", tz="UTC"))
+    '2026-03-01T10:05:00Z'
+    >>> format_timestamp("2026-03-01T11:05:00.25+01:00")
+    '2026-03-01T10:05:00.250000Z'
+    """
+    ts = parse_timestamp(ts, where="format_timestamp")
+    if ts.microsecond == 0 and ts.nanosecond == 0:
+        return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _show(v: object) -> str:
+    """repr of a cell for messages, without numpy's ``np.int64(...)`` wrapping."""
+    item = getattr(v, "item", None)
+    return repr(item() if callable(item) and type(v).__module__ == "numpy" else v)
+
+
+def parse_timestamps(raw: pd.Series, where: str,
+                     row_names: Callable[[int], str] | None = None) -> pd.Series:
+    """A timestamp column as ``datetime64[ns, UTC]``, by the rules of :func:`parse_timestamp`.
+
+    Accepts datetimes (naive ones are taken as UTC), Unix seconds (as Prometheus exports them;
+    rounded to the millisecond, Prometheus' resolution) and ISO 8601 text. Raises
+    :class:`~aws_anomaly.errors.DataError` naming ``where`` and the first bad row;
+    ``row_names`` names a row (by position) in messages; default ``row <position>``.
+
+    >>> import pandas as pd
+    >>> [str(t) for t in parse_timestamps(pd.Series([1767225600, 1767225900.5]), "x")]
+    ['2026-01-01 00:00:00+00:00', '2026-01-01 00:05:00.500000+00:00']
+    >>> parse_timestamps(pd.Series(["2026-01-01T00:05:00Z"]), "x").dtype
+    datetime64[ns, UTC]
+    """
+    import numpy as np
+    import pandas as pd
+
+    def name(i: int) -> str:
+        return row_names(i) if row_names is not None else f"row {i}"
+
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        ts = raw
+        if getattr(ts.dt, "tz", None) is None:
+            ts = ts.dt.tz_localize("UTC")
+        ts = ts.dt.tz_convert("UTC")
+        bad = ts.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{where}: timestamp in {name(row)} is missing (NaT)")
+        return ts.dt.as_unit("ns")
+    if pd.api.types.is_bool_dtype(raw):
+        raise DataError(f"{where}: timestamps are booleans; use ISO 8601 or unix seconds")
+    if pd.api.types.is_numeric_dtype(raw):
+        secs = raw.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(secs)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{where}: timestamp in {name(row)} is not a number: "
+                            f"{_show(raw.iloc[row])}")
+        big = np.abs(secs) > MAX_UNIX_SECONDS
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{where}: timestamp {_show(raw.iloc[row])} in {name(row)} is not plausible unix "
+                "seconds (after year 5000); milliseconds? divide by 1000"
+            )
+        ms = np.round(secs * 1000.0).astype(np.int64)
+        out = pd.to_datetime(ms, unit="ms", utc=True).as_unit("ns")
+        return pd.Series(out, index=raw.index)
+    text = raw.astype("string")
+    try:
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise DataError(f"{where}: cannot parse timestamps: {exc}") from exc
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}: cannot parse timestamp {_show(raw.iloc[row])} in {name(row)} "
+            f"({int(bad.sum())} unparsable in all); use ISO 8601, e.g. 2026-03-01T10:05:00Z"
+        )
+    return parsed.dt.as_unit("ns")

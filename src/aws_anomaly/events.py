@@ -44,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = ["DEFAULT_MAX_GAP_STEPS", "AlertPolicy", "AlertState", "AnomalyEvent", "EventStatus",
@@ -66,8 +67,7 @@ def event_id_for(entity: str, start: pd.Timestamp, *, job: str = "", model: str 
     >>> event_id_for("eks-a", t, job="cpu") != event_id_for("eks-a", t, job="mem")
     True
     """
-    ts = pd.Timestamp(start)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = parse_timestamp(start, where="event start", error=DataError)
     key = f"{job}\x00{model}\x00{entity}\x00{ts.isoformat()}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
 

@@ -48,7 +48,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.durations import parse_timedelta
+# format_timestamp and parse_timestamps live in aws_anomaly.durations (the one parser of
+# durations and timestamps); re-exported here, where they always were.
+from aws_anomaly.durations import (
+    format_timestamp,
+    parse_timedelta,
+    parse_timestamp,
+    parse_timestamps,
+)
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
@@ -89,21 +96,6 @@ AUTO_RESAMPLE_MAX_PERCENT = 1
 TIMESTAMP_POLICIES: tuple[str, ...] = ("error", "sort", "clamp", "drop")
 DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "mean", "error")
 CONSTANT_POLICIES: tuple[str, ...] = ("keep", "drop", "error")
-# Unix seconds above this are milliseconds by mistake (year 5138).
-_MAX_UNIX_SECONDS = 1e11
-
-
-def format_timestamp(ts: pd.Timestamp) -> str:
-    """ISO 8601 UTC text for messages and files: ``2026-03-01T10:05:00Z``.
-
-    >>> format_timestamp(pd.Timestamp("2026-03-01 10:05", tz="UTC"))
-    '2026-03-01T10:05:00Z'
-    """
-    ts = pd.Timestamp(ts)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    if ts.microsecond == 0 and ts.nanosecond == 0:
-        return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _fmt = format_timestamp
@@ -137,64 +129,6 @@ def _show(v: object) -> str:
 
 def _position(i: int) -> str:
     return f"row {i}"
-
-
-def parse_timestamps(raw: pd.Series, where: str, row_names: RowNames | None = None
-                     ) -> pd.Series:
-    """Parse a timestamp column to ``datetime64[ns, UTC]``.
-
-    Accepts datetimes (naive ones are taken as UTC), unix seconds (as Prometheus exports them;
-    rounded to the millisecond, Prometheus' resolution) and ISO 8601 text. ``row_names`` names
-    a row (by position) in messages; default ``row <position>``.
-
-    >>> [str(t) for t in parse_timestamps(pd.Series([1767225600, 1767225900.5]), "x")]
-    ['2026-01-01 00:00:00+00:00', '2026-01-01 00:05:00.500000+00:00']
-    >>> parse_timestamps(pd.Series(["2026-01-01T00:05:00Z"]), "x").dtype
-    datetime64[ns, UTC]
-    """
-    name = row_names or _position
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        ts = raw
-        if getattr(ts.dt, "tz", None) is None:
-            ts = ts.dt.tz_localize("UTC")
-        ts = ts.dt.tz_convert("UTC")
-        bad = ts.isna().to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: timestamp in {name(row)} is missing (NaT)")
-        return ts.dt.as_unit("ns")
-    if pd.api.types.is_bool_dtype(raw):
-        raise DataError(f"{where}: timestamps are booleans; use ISO 8601 or unix seconds")
-    if pd.api.types.is_numeric_dtype(raw):
-        secs = raw.to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(secs)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: timestamp in {name(row)} is not a number: "
-                            f"{_show(raw.iloc[row])}")
-        big = np.abs(secs) > _MAX_UNIX_SECONDS
-        if big.any():
-            row = int(np.flatnonzero(big)[0])
-            raise DataError(
-                f"{where}: timestamp {_show(raw.iloc[row])} in {name(row)} is not plausible unix "
-                "seconds (after year 5000); milliseconds? divide by 1000"
-            )
-        ms = np.round(secs * 1000.0).astype(np.int64)
-        out = pd.to_datetime(ms, unit="ms", utc=True).as_unit("ns")
-        return pd.Series(out, index=raw.index)
-    text = raw.astype("string")
-    try:
-        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
-    except (ValueError, OverflowError, TypeError) as exc:
-        raise DataError(f"{where}: cannot parse timestamps: {exc}") from exc
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{where}: cannot parse timestamp {_show(raw.iloc[row])} in {name(row)} "
-            f"({int(bad.sum())} unparsable in all); use ISO 8601, e.g. 2026-03-01T10:05:00Z"
-        )
-    return parsed.dt.as_unit("ns")
 
 
 def _as_step(step: str | pd.Timedelta, source: str) -> pd.Timedelta:
@@ -331,7 +265,7 @@ def stream_admit(last: pd.Timestamp | None, ts: pd.Timestamp, *,
     _check_choice("duplicates", duplicates, DUPLICATE_POLICIES)
     if last is None:
         return True
-    last, ts = _utc(last), _utc(ts)
+    last, ts = _utc(last, where), _utc(ts, where)
     if ts > last:
         return True
     if ts == last:
@@ -345,9 +279,8 @@ def stream_admit(last: pd.Timestamp | None, ts: pd.Timestamp, *,
     return False
 
 
-def _utc(t: Any) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+def _utc(t: Any, where: str = "stream") -> pd.Timestamp:
+    return parse_timestamp(t, where=where, error=DataError)
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -999,11 +932,7 @@ class Dataset:
         for bound, keep_ge in ((start, True), (end, False)):
             if bound is None:
                 continue
-            try:
-                t = pd.Timestamp(bound)
-            except (ValueError, TypeError) as exc:
-                raise DataError(f"slice_time: cannot parse {bound!r} as a time") from exc
-            t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+            t = _utc(bound, "slice_time: start" if keep_ge else "slice_time: end")
             col = self.frame["timestamp"]
             m &= (col >= t).to_numpy() if keep_ge else (col < t).to_numpy()
         return Dataset(frame=self.frame.loc[m].reset_index(drop=True), metrics=self.metrics,

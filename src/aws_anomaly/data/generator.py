@@ -45,7 +45,7 @@ from aws_anomaly.data.anomalies import (
     inject_into_array,
 )
 from aws_anomaly.data.dataset import Dataset, format_timestamp
-from aws_anomaly.durations import parse_timedelta
+from aws_anomaly.durations import parse_timedelta, parse_timestamp
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = [
@@ -406,12 +406,7 @@ def _simulate(clusters: int, days: float, step: str | pd.Timedelta, seed: int, s
     if n > _MAX_STEPS:
         raise ConfigError(f"{days} day(s) at a step of {_td_text(td)} is {n} points per "
                           f"cluster, more than {_MAX_STEPS}; use a larger step or fewer days")
-    try:
-        t0 = pd.Timestamp(start)
-    except ValueError as exc:
-        raise ConfigError(f"start {start!r} is not a time; use ISO 8601") from exc
-    t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
-    t0 = t0.floor(td)
+    t0 = parse_timestamp(start, where="start", error=ConfigError).floor(td)
     ts = pd.date_range(t0, periods=n, freq=td).as_unit("ns")
     step_h = td.total_seconds() / 3600.0
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly.data import Dataset
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import ConfigError, DataError
 
 __all__ = ["Fold", "Split", "chronological_split", "concat", "holdout_split",
@@ -145,14 +146,7 @@ def chronological_split(ds: Dataset, fractions: tuple[float, float, float] = (0.
 
 
 def _utc_time(at: pd.Timestamp | str, where: str) -> pd.Timestamp:
-    try:
-        t = pd.Timestamp(at)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: cannot parse {at!r} as a time; use ISO 8601, e.g. "
-                          "2026-03-01T00:00:00Z") from exc
-    if pd.isna(t):
-        raise ConfigError(f"{where}: {at!r} is not a time")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return parse_timestamp(at, where=where, error=ConfigError)
 
 
 def split_at(ds: Dataset, at: pd.Timestamp | str, where: str = "--split-at"

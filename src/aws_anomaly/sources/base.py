@@ -18,6 +18,7 @@ import pandas as pd
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import GapPolicy
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import SourceError
 
 __all__ = [
@@ -82,14 +83,7 @@ def to_utc(value: TimeLike, *, where: str = "time") -> pd.Timestamp:
     >>> to_utc("2026-03-01T10:05:00+01:00")
     Timestamp('2026-03-01 09:05:00+0000', tz='UTC')
     """
-    try:
-        ts = pd.Timestamp(value, unit="s") if isinstance(value, int | float) else pd.Timestamp(
-            value)
-    except (ValueError, TypeError) as exc:
-        raise SourceError(f"{where}: cannot read {value!r} as a time: {exc}") from None
-    if ts is pd.NaT:
-        raise SourceError(f"{where}: {value!r} is not a time")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return parse_timestamp(value, where=where, error=SourceError)
 
 
 def align_range(start: TimeLike, end: TimeLike, step: pd.Timedelta

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import DataError, StoreError
 from aws_anomaly.events import AnomalyEvent
 from aws_anomaly.store import schema
@@ -86,9 +87,7 @@ def to_us(ts: Any) -> int:
     if isinstance(ts, datetime) and not isinstance(ts, pd.Timestamp):
         aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
         return (aware - _EPOCH) // timedelta(microseconds=1)
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value // 1000)
+    return int(parse_timestamp(ts, where="store", error=StoreError).value // 1000)
 
 
 def from_us(us: int) -> pd.Timestamp:
