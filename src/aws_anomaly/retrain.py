@@ -1,7 +1,8 @@
 """The model registry's versions, drift measurement and automated retraining of one job.
 
-A :class:`Retrainer` belongs to one :class:`~aws_anomaly.runner.JobRunner` (``runner.retrainer``)
-and is one of its score sinks, so it sees every tick's live scores without touching the tick.
+A :class:`Retrainer` belongs to one job's :class:`~aws_anomaly.jobmodel.JobModel`
+(``jobmodel.retrainer``, also ``runner.retrainer``) and is one of the job runner's score sinks, so
+it sees every tick's live scores without touching the tick.
 
 **Versions.** Every training registers a new version ``1, 2, 3 ...`` of the job's model in the
 store (:meth:`aws_anomaly.store.Store.next_model_version`), with its training rows, data range,
@@ -58,7 +59,7 @@ from aws_anomaly.model import AnomalyModel
 from aws_anomaly.store import ModelRecord
 
 if TYPE_CHECKING:
-    from aws_anomaly.runner import JobRunner
+    from aws_anomaly.jobmodel import JobModel
 
 __all__ = ["REGISTRY_KEY", "Evaluation", "RetrainBusyError", "RetrainMetrics", "Retrainer",
            "decide", "input_reference", "population_stability", "publish", "stamp",
@@ -348,17 +349,17 @@ class Retrainer:
 
     Parameters
     ----------
-    runner
-        The job's runner (its model, source, store, feedback thresholds and locks).
+    jobmodel
+        The job's model management (its model, source, store, feedback thresholds, locks).
     clock
         Data-time clock for the schedule and cooldowns (default: the source's ``now``).
     background
         Run automated retrains in a thread (the default); ``False`` runs them inline (tests).
     """
 
-    def __init__(self, runner: JobRunner, *, clock: Callable[[], pd.Timestamp] | None = None,
+    def __init__(self, jobmodel: JobModel, *, clock: Callable[[], pd.Timestamp] | None = None,
                  background: bool = True) -> None:
-        self.runner = runner
+        self.jobmodel = jobmodel
         self.clock = clock
         self.background = background
         self.drift = Drift()
@@ -372,17 +373,17 @@ class Retrainer:
     # ------------------------------------------------------------------ helpers
     @property
     def job(self) -> Any:
-        return self.runner.job
+        return self.jobmodel.job
 
     @property
     def name(self) -> str:
-        return self.runner.model_name
+        return self.jobmodel.model_name
 
     def now(self) -> pd.Timestamp:
-        return pd.Timestamp(self.clock() if self.clock is not None else self.runner.source.now())
+        return pd.Timestamp(self.clock() if self.clock is not None else self.jobmodel.source.now())
 
     def _metrics(self) -> RetrainMetrics | None:
-        m = self.runner.metrics
+        m = self.jobmodel.metrics
         return m if isinstance(m, RetrainMetrics) else None
 
     def running(self) -> bool:
@@ -397,6 +398,11 @@ class Retrainer:
             t.join(timeout)
         return not self.running()
 
+    def trained_at(self, now: pd.Timestamp) -> None:
+        """Record the data time of a training done outside :meth:`challenge` (the schedule
+        counts from it)."""
+        self._last_train = now
+
     def reset(self) -> None:
         """Forget the recent live points (the champion changed)."""
         with self._lock:
@@ -409,9 +415,9 @@ class Retrainer:
         if m is None:
             return
         try:
-            recs = self.runner.store.list_models(name=self.name)
+            recs = self.jobmodel.store.list_models(name=self.name)
         except StoreError as exc:
-            self.runner.record_error("store", exc)
+            self.jobmodel.record_error("store", exc)
             return
         statuses = dict.fromkeys(("champion", "challenger", "rejected", "retired"), 0)
         for r in recs:
@@ -419,7 +425,8 @@ class Retrainer:
         champ = next((r.version for r in recs if r.active), None)
         m.set_model_versions(self.job.name, champion=champ, statuses=statuses)
 
-    def _count(self, decision: str) -> None:
+    def count(self, decision: str) -> None:
+        """Count a retrain decision (``forced``, ``promoted``, ``failed``...) in the metrics."""
         m = self._metrics()
         if m is not None:
             m.record_retrain(self.job.name, decision)
@@ -443,7 +450,7 @@ class Retrainer:
                      ) -> Path | None:
         """Stamp the model and keep its bundle at the version's path (None: no model path)."""
         stamp(model, version, reference)
-        base = self.runner.model_path
+        base = self.jobmodel.model_path
         if base is None:
             return None
         path = version_path(base, version)
@@ -455,7 +462,7 @@ class Retrainer:
         """Make ``model`` (already registered as ``version``) the champion: its bundle at the
         model path, the feedback thresholds, the registry, then one swap under the runner's
         lock (a tick runs entirely with the old or the new model)."""
-        r = self.runner
+        r = self.jobmodel
         if r.model_path is not None:
             kept = version_path(r.model_path, version)
             if (kept / "manifest.json").exists():
@@ -467,7 +474,7 @@ class Retrainer:
         r.store.replace_entity_thresholds(r.name, dict(thresholds))
         r.store.promote_model(self.name, version, decision=decision)
         with r.lock:
-            r._swap_model(model, {e: t for e, (t, _) in thresholds.items()})
+            r.swap_model(model, {e: t for e, (t, _) in thresholds.items()})
         self.reset()
         self.publish_versions()
 
@@ -479,10 +486,10 @@ class Retrainer:
             self.maybe_retrain()
         except Exception as exc:  # drift must never break the tick
             log.exception("job %s: drift/retrain check failed", job)
-            self.runner.record_error("train", exc)
+            self.jobmodel.record_error("train", exc)
 
     def _observe(self, scores: pd.DataFrame) -> None:
-        model = self.runner.model
+        model = self.jobmodel.model
         if model is None or not len(scores):
             return
         metrics = [m for m in model.metrics_ if f"value_{m}" in scores.columns]
@@ -532,7 +539,7 @@ class Retrainer:
     def _last_trained(self) -> pd.Timestamp | None:
         """Data time of the job's latest training (any outcome); from the registry once."""
         if self._last_train is None:
-            recs = self.runner.store.list_models(name=self.name)
+            recs = self.jobmodel.store.list_models(name=self.name)
             if recs:
                 latest = recs[0]
                 end = latest.info.get("data_end")
@@ -542,7 +549,7 @@ class Retrainer:
     def due(self, now: pd.Timestamp | None = None) -> str | None:
         """Why an automated retrain should start now (``schedule``/``drift: ...``), or None."""
         cfg = self.job.retrain
-        if (cfg.every is None and cfg.drift is None) or self.runner.model is None:
+        if (cfg.every is None and cfg.drift is None) or self.jobmodel.model is None:
             return None
         now = self.now() if now is None else now
         if self._next_try is not None and now < self._next_try:
@@ -574,7 +581,7 @@ class Retrainer:
 
     def maybe_retrain(self, now: pd.Timestamp | None = None) -> bool:
         """Start an automated retrain when one is due and none runs; True when started."""
-        if self.running() or self.runner.progress.state == "training":
+        if self.running() or self.jobmodel.progress.state == "training":
             return False
         reason = self.due(now)
         if reason is None:
@@ -600,8 +607,8 @@ class Retrainer:
     def challenge(self, trigger: str) -> dict[str, Any]:
         """Train a challenger on the recent window less its held-back tail, judge it against
         the champion on the held-back tail, promote or reject it; returns the decision."""
-        r = self.runner
-        if not r._train_lock.acquire(blocking=False):
+        r = self.jobmodel
+        if not r.train_lock.acquire(blocking=False):
             raise RetrainBusyError(f"job {r.name}: a training is already running")
         try:
             try:
@@ -609,8 +616,8 @@ class Retrainer:
             except Exception as exc:
                 stage = "store" if isinstance(exc, StoreError) else "train"
                 msg = r.record_error(stage, exc)
-                r._progress(state="failed", error=msg, finished=time.time())
-                self._count("failed")
+                r.set_progress(state="failed", error=msg, finished=time.time())
+                self.count("failed")
                 now = self.now()
                 cfg = self.job.retrain
                 wait = min(pd.Timedelta(cfg.every) if cfg.every else pd.Timedelta(hours=1),
@@ -618,26 +625,26 @@ class Retrainer:
                 self._next_try = now + wait
                 raise
         finally:
-            r._train_lock.release()
+            r.train_lock.release()
 
     def _challenge(self, trigger: str) -> dict[str, Any]:
-        r = self.runner
+        r = self.jobmodel
         window, holdout = self.job.retrain_window()
-        r._progress(state="training", step=f"challenger: fetching {window} of history "
+        r.set_progress(state="training", step=f"challenger: fetching {window} of history "
                     f"({trigger})", started=time.time(), finished=None, error=None)
         now = self.now()
-        data, labels = r._training_data(pd.Timedelta(window), now)
+        data, labels = r.training_data(pd.Timedelta(window), now)
         cut = now - pd.Timedelta(holdout)
         fit_part, held = data.slice_time(None, cut), data.slice_time(cut, None)
         if not len(held) or not len(fit_part):
             raise DataError(f"job {r.name}: no data on one side of the held-back cut "
                             f"{cut.isoformat()}; check retrain.window and retrain.holdout")
-        r._progress(step=f"challenger: fitting on {len(fit_part):,} points, holding back "
+        r.set_progress(step=f"challenger: fitting on {len(fit_part):,} points, holding back "
                          f"{len(held):,}", history_points=len(data))
-        challenger = r._new_model(data.step)
+        challenger = r.new_model(data.step)
         challenger.fit(*fit_part.split_tail(0.2))
-        r._progress(step="challenger: judging on the held-back data")
-        new_thr = r._thresholds_from_feedback(challenger, data, labels)
+        r.set_progress(step="challenger: judging on the held-back data")
+        new_thr = r.thresholds_from_feedback(challenger, data, labels)
         confirmed = [ev for verdict, ev in labels.values()
                      if verdict == "true_positive" and ev.entity in data.entities]
         repeats = [n.repeat_interval for n in self.job.notifiers if n.repeat_interval]
@@ -675,14 +682,14 @@ class Retrainer:
         self.last_decision = decision
         if promoted:
             self.install(challenger, new_thr, version, decision)
-            r._progress(state="ready", step=f"challenger v{version} promoted: "
+            r.set_progress(state="ready", step=f"challenger v{version} promoted: "
                         f"{'; '.join(reasons)}", finished=time.time())
         else:
             r.store.set_model_status(self.name, version, "rejected", decision=decision)
-            r._progress(state="ready", step=f"challenger v{version} rejected: "
+            r.set_progress(state="ready", step=f"challenger v{version} rejected: "
                         f"{'; '.join(reasons)}", finished=time.time())
             self.publish_versions()
-        self._count(decision["decision"])
+        self.count(decision["decision"])
         log.info("job %s: challenger v%s %s (%s)", r.name, version, decision["decision"],
                  "; ".join(reasons))
         return decision
@@ -691,8 +698,8 @@ class Retrainer:
     def rollback(self, version: str | None = None) -> ModelRecord:
         """Make ``version`` (default: the champion before the current one) the champion
         again from its kept bundle, checksums verified; returns its registry record."""
-        r = self.runner
-        if not r._train_lock.acquire(blocking=False):
+        r = self.jobmodel
+        if not r.train_lock.acquire(blocking=False):
             raise RetrainBusyError(f"job {r.name}: a training is running; roll back after it")
         try:
             recs = r.store.list_models(name=self.name)
@@ -721,14 +728,14 @@ class Retrainer:
                 "by": "rollback", "from_version": current.version if current else None,
                 "at": now.isoformat()}}
             self.install(model, thresholds, target.version, decision)
-            r._progress(state="ready", step=f"rolled back to version {target.version}",
+            r.set_progress(state="ready", step=f"rolled back to version {target.version}",
                         finished=time.time(), error=None)
-            self._count("rollback")
+            self.count("rollback")
             got = r.store.get_model(self.name, target.version)
             assert got is not None
             return got
         finally:
-            r._train_lock.release()
+            r.train_lock.release()
 
     def _load_kept(self, rec: ModelRecord) -> AnomalyModel:
         if not rec.path:

@@ -25,33 +25,16 @@ from aws_anomaly.runner import JobRunner
 from aws_anomaly.service.app import create_app
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store, StreamCheckpoint
-from tests.unit.test_runner import Clock  # the same 5-wall-seconds-per-step demo clock
+from tests.unit import jobkit
+from tests.unit.jobkit import STEP, T0, Clock, Recorder
 from tests.unit.test_store import postgres_url, store  # noqa: F401  (fixtures)
 
-T0 = pd.Timestamp("2026-03-01T00:00Z")
-STEP = pd.Timedelta("5min")
 LOOKBACK = pd.Timedelta("2h")
 COLS = ["anomaly_score", "is_anomaly", "ready"]
 
 
 def job_config(**over) -> JobConfig:
-    cfg = {"name": "demo", "source": {"type": "demo", "clusters": 2, "days": 6, "speedup": 60,
-                                      "future_days": 3},
-           "model": {"history": "5d"}, "lookback": "2h", "interval": "5m"}
-    cfg.update(over)
-    return JobConfig.model_validate(cfg)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.scores: list[pd.DataFrame] = []
-
-    def on_scores(self, job: str, scores: pd.DataFrame, *, model: str) -> None:
-        self.scores.append(scores)
-
-    def frame(self) -> pd.DataFrame:
-        return (pd.concat(self.scores).sort_values(["entity", "timestamp"])
-                .reset_index(drop=True))
+    return jobkit.job_config(days=6, future_days=3, history="5d", **over)
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +263,7 @@ def test_a_model_swap_rebuilds_every_scorer(tmp_path, model, source_cfg):
     other.fit(src.fetch(T0 - pd.Timedelta(days=5), T0))
     entity = runner.live.entities()[0]
     with runner.lock:
-        runner._swap_model(other, {})
+        runner.jobmodel.swap_model(other, {})
     # no request continues the old model's state
     assert runner.live.snapshot(entity, T0 + 4 * STEP, other) is None
     clock.steps(2)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aws_anomaly.config import JobConfig, load_job
+from aws_anomaly.config import load_job
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.retrain import (
@@ -23,26 +23,11 @@ from aws_anomaly.runner import JobRunner
 from aws_anomaly.service.exporter import Exporter
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store
-
-T0 = pd.Timestamp("2026-03-01T00:00Z")
-STEP = pd.Timedelta("5min")
-WALL_PER_DAY = 86400 / 60  # demo speedup 60
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.jobkit import STEP, T0, WALL_PER_DAY, Clock, job_config
 
 
 def make(tmp_path: Path, **over) -> tuple[JobRunner, Store, Clock, Exporter]:
-    cfg = {"name": "demo", "source": {"type": "demo", "clusters": 2, "days": 4, "speedup": 60,
-                                      "future_days": 3},
-           "model": {"history": "2d"}, "lookback": "2h", "interval": "5m"}
-    cfg.update(over)
-    job = JobConfig.model_validate(cfg)
+    job = job_config(future_days=3, history="2d", **over)
     clock = Clock()
     src = DemoSource(job.source, start=T0, wall_clock=clock)
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
@@ -128,7 +113,7 @@ def test_challenger_with_a_far_higher_alert_rate_is_rejected_and_recorded(tmp_pa
     runner, store, _, exp = make(tmp_path, retrain={"budget": 2.0})
     assert runner.tick().ok
     champion = runner.model
-    runner._new_model = _high_alert_challenger
+    runner.jobmodel.new_model = _high_alert_challenger
     decision = runner.retrainer.challenge("test")
     assert decision["decision"] == "rejected" and decision["promoted"] is False
     ch, cp = decision["challenger"], decision["champion"]
@@ -182,7 +167,7 @@ def test_schedule_triggers_on_the_data_clock_and_scoring_goes_on_meanwhile(tmp_p
     runner.retrainer.background = True
     release = threading.Event()
     fitting = threading.Event()
-    real = runner._new_model
+    real = runner.jobmodel.new_model
 
     def slow(step: pd.Timedelta) -> AnomalyModel:
         model = real(step)
@@ -196,7 +181,7 @@ def test_schedule_triggers_on_the_data_clock_and_scoring_goes_on_meanwhile(tmp_p
         model.fit = wait_then_fit
         return model
 
-    runner._new_model = slow
+    runner.jobmodel.new_model = slow
     champion = runner.model
     clock.t += 5.0
     assert runner.tick().ok

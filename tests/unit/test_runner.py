@@ -8,54 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aws_anomaly.config import JobConfig
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.runner import JobRunner
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store
-
-T0 = pd.Timestamp("2026-03-01T00:00Z")
-STEP = pd.Timedelta("5min")
-WALL_PER_STEP = 5.0  # speedup 60: one 5-minute step every 5 wall seconds
-
-
-def job_config(**over) -> JobConfig:
-    cfg = {"name": "demo", "source": {"type": "demo", "clusters": 2, "days": 4, "speedup": 60,
-                                           "future_days": 1},
-           "model": {"history": "3d"}, "lookback": "2h", "interval": "5m"}
-    cfg.update(over)
-    return JobConfig.model_validate(cfg)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def steps(self, k: int) -> None:
-        self.t += k * WALL_PER_STEP
-
-
-class Recorder:
-    """A score and event sink that keeps what it got."""
-
-    def __init__(self) -> None:
-        self.scores: list[pd.DataFrame] = []
-        self.events: list = []
-
-    def on_scores(self, job: str, scores: pd.DataFrame, *, model: str) -> None:
-        self.scores.append(scores)
-
-    def on_events(self, job: str, events, *, model: str) -> None:
-        self.events.extend(events)
-
-    def timestamps(self, entity: str) -> list[pd.Timestamp]:
-        out = []
-        for s in self.scores:
-            out += list(s.loc[s["entity"] == entity, "timestamp"])
-        return out
+from tests.unit.jobkit import STEP, T0, Clock, Recorder, job_config
 
 
 class Broken:
@@ -211,7 +168,7 @@ def test_disk_error_saving_the_bundle_ends_training_and_is_counted(tmp_path):
 
     (tmp_path / "disk").write_text("not a folder")
     runner, *_ = make(tmp_path, None, model={"history": "2d"})
-    runner.model_path = tmp_path / "disk" / "model"
+    runner.jobmodel.model_path = tmp_path / "disk" / "model"
     with pytest.raises(AwsAnomalyError, match=r"NotADirectoryError|FileExistsError"):
         runner.retrain()
     assert runner.progress.state == "failed" and runner.progress.finished is not None
@@ -219,7 +176,7 @@ def test_disk_error_saving_the_bundle_ends_training_and_is_counted(tmp_path):
     res = runner.tick()  # the tick tries again and fails the same way, counted
     assert not res.ok and res.stage == "train" and runner.errors["train"] == 2
     assert runner.progress.state == "failed"
-    runner.model_path = tmp_path / "model"
+    runner.jobmodel.model_path = tmp_path / "model"
     runner.retrain()
     assert runner.progress.state == "ready" and (tmp_path / "model" / "manifest.json").exists()
 
