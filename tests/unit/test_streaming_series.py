@@ -155,6 +155,12 @@ def test_model_round_trips_through_json_and_refuses_misuse(demo) -> None:
     model = SeriesModel("forecast").fit(train)
     again = SeriesModel.from_dict(json.loads(json.dumps(model.to_dict())))
     pd.testing.assert_frame_equal(again.score(ds), model.score(ds))
+    # With validation data (continuing the training entities, labelled): calibrated on it.
+    t0 = ds.frame["timestamp"].min()
+    val = ds.slice_time(t0 + pd.Timedelta(days=4), t0 + pd.Timedelta(days=6))
+    on_val = SeriesModel("forecast", calibration={"method": "best_f1"}).fit(train, val)
+    assert on_val.training_summary_["calibrated_on"] == "validation"
+    assert on_val.training_summary_["calibration_rows"] == len(val.frame)
     with pytest.raises(ModelFileError, match="not a streaming series model"):
         SeriesModel.from_dict({"kind": "knn"})
     with pytest.raises(DataError, match=r"missing metric column\(s\) \['cluster_pod_ratio'\]"):
