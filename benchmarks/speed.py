@@ -49,14 +49,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.generator import generate_demo
 from aws_anomaly.evaluation.split import chronological_split
 from aws_anomaly.features import FeatureSpec, build_features, iter_features
 from aws_anomaly.features.batch import CHUNK_ROWS, plan_for
-from aws_anomaly.model import AnomalyModel, _with_persist
+from aws_anomaly.features.persist import PersistFilter, with_persist
+from aws_anomaly.model import AnomalyModel
 
 
 def _timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
@@ -98,49 +98,13 @@ def pipeline(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.DatetimeIndex
     n = 0
     for vals, ts in parts:
         fm = build_features(vals, ts, metrics, model.spec)
-        full = _with_persist(fm.values, model._persist_plan(fm.names))
-        X = model._transform(full)
+        full = with_persist(fm.values, model.persist_terms())
+        X = model.transform(full)
         score = model.calibrator_.transform(model.detector_.score_samples(X))
         n += int(score.shape[0])
         if keep is not None:
             keep.append(score)
     return n
-
-
-class _ChunkedEwm:
-    """The persistence (EWMA) columns of ``model._with_persist``, chunk by chunk.
-
-    ``_with_persist`` runs ``lfilter`` over a whole entity; here ``lfilter``'s final state is
-    carried into the next chunk, the same recursion and so the same bits. Plan entries are
-    ``(source column, a, [b,] name)``: the column is ``ewm_a(x) [- ewm_b(x) when b > 0]``.
-    """
-
-    def __init__(self, plan: list[tuple[Any, ...]], k: int) -> None:
-        self.k = k
-        self.terms: list[tuple[float, list[int], list[int], bool]] = []
-        for pos, sign in ((1, False), (2, True)):
-            rates = sorted({p[pos] for p in plan if len(p) > 3 or pos == 1} - {0.0})
-            for r in rates:
-                idx = [j for j, p in enumerate(plan)
-                       if (len(p) > 3 or pos == 1) and p[pos] == r]
-                self.terms.append((r, [plan[j][0] for j in idx], [k + j for j in idx], sign))
-        self.state: list[np.ndarray | None] = [None] * len(self.terms)
-
-    def reset(self) -> None:
-        self.state = [None] * len(self.terms)
-
-    def fill(self, full: np.ndarray) -> None:
-        """Write the EWMA columns of ``full[:, k:]`` from the feature columns ``full[:, :k]``."""
-        for i, (r, src_cols, dst_cols, subtract) in enumerate(self.terms):
-            src = full[:, src_cols]
-            zi = self.state[i]
-            if zi is None:
-                zi = (1.0 - r) * src[:1]
-            y, self.state[i] = lfilter([r], [1.0, -(1.0 - r)], src, axis=0, zi=zi)
-            if subtract:
-                full[:, dst_cols] -= y
-            else:
-                full[:, dst_cols] = y
 
 
 def pipeline_chunked(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.DatetimeIndex]],
@@ -150,8 +114,8 @@ def pipeline_chunked(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.Datet
     metrics = list(model.metrics_)
     names = plan_for(metrics, model.spec).names
     k = len(names)
-    plan = model._persist_plan(names)
-    ewm = _ChunkedEwm(plan, k)
+    plan = model.persist_terms()
+    ewm = PersistFilter(plan, k)
     buf = np.empty((chunk_rows, k + len(plan)))
     n = 0
     for vals, ts in parts:
@@ -163,7 +127,7 @@ def pipeline_chunked(model: AnomalyModel, parts: list[tuple[np.ndarray, pd.Datet
             full[:, :k] = block
             ewm.fill(full)
             score = model.calibrator_.transform(model.detector_.score_samples(
-                model._transform(full)))
+                model.transform(full)))
             if out is not None:
                 out[c0:c1] = score
             n += c1 - c0

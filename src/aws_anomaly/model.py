@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -49,18 +48,29 @@ import pandas as pd
 from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
-from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps, stream_admit
+from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
 from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
 from aws_anomaly.detectors.base import subsample_index
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.features import (
     FeatureSpec,
-    StreamingFeatureBuilder,
     build_features,
     check_history,
 )
-from aws_anomaly.features.band import Band, BandSpec, BandState, band_arrays, fit_band
+from aws_anomaly.features.band import Band, BandSpec, band_arrays, fit_band
+from aws_anomaly.features.persist import (
+    PersistPlan,
+    check_persist,
+    persist_layout,
+    persist_plan,
+    with_persist,
+)
+from aws_anomaly.features.select import FEATURE_SETS, select_columns, std_columns
+from aws_anomaly.features.spec import FeaturePlan
 from aws_anomaly.progress import stage, track
+from aws_anomaly.scaling import CONSTANT_TOLERANCE, Scaler, fit_log_floor, prepare
+from aws_anomaly.stream import PointScore, StreamScorer
+from aws_anomaly.threshold import DEFAULT_RISK, parse_threshold
 
 __all__ = [
     "AUTO_MAX_FPR",
@@ -79,119 +89,7 @@ __all__ = [
 AUTO_MAX_FPR = 0.02
 #: Default cap on the training rows the scaler and detector learn from (``max_fit_rows``).
 MAX_FIT_ROWS = 100_000
-#: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
-DEFAULT_RISK = 1e-3
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
-_LEVEL_FEATURE = re.compile(
-    r"__(value|mean_\d+|min_\d+|max_\d+|p10_\d+|median_\d+|p90_\d+)$|__per__")
-FEATURE_SETS = ("stationary", "all", "level", "hybrid")
-#: ``feature_set="level"``: the value and its rolling standard deviations.
-_LEVEL_SPREAD = re.compile(r"__(value|std_\d+)$")
-
-
-def parse_threshold(text: str) -> dict[str, Any]:
-    """Turn a CLI threshold choice into calibration settings.
-
-    ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
-    validation data), ``share:0.05`` (expected anomaly share), ``pot`` or ``pot:1e-4`` (the
-    score exceeded with that probability, from an extreme-value fit of the score tail; default
-    risk 1e-3) or ``auto`` (best F1 when the
-    validation data has labels, falling back to ``fpr:0.02`` when that threshold flags more than
-    2% of the normal validation points; ``fpr:0.01`` without labels).
-
-    >>> parse_threshold("fpr:0.02")
-    {'method': 'target_fpr', 'target_fpr': 0.02}
-    >>> parse_threshold("share:0.05")
-    {'method': 'contamination', 'contamination': 0.05}
-    >>> parse_threshold("pot:1e-4")
-    {'method': 'pot', 'risk': 0.0001}
-    """
-    t = text.strip().lower().replace("_", "-")
-    if t in ("best-f1", "bestf1", "f1"):
-        return {"method": "best_f1"}
-    if t == "auto":
-        return {"method": "auto"}
-    if t == "pot":
-        return {"method": "pot", "risk": DEFAULT_RISK}
-    if t.startswith("pot:"):
-        try:
-            risk = float(t[4:])
-        except ValueError:
-            risk = float("nan")
-        if not 0.0 < risk <= 0.1:
-            raise ConfigError(f"threshold {text!r}: the value after 'pot:' must be a tail "
-                              "probability in (0, 0.1], e.g. pot:1e-3")
-        return {"method": "pot", "risk": risk}
-    for prefix, method, key in (("fpr:", "target_fpr", "target_fpr"),
-                                ("share:", "contamination", "contamination")):
-        if t.startswith(prefix):
-            try:
-                value = float(t[len(prefix):])
-            except ValueError:
-                value = float("nan")
-            if not 0.0 < value < 0.5:
-                raise ConfigError(f"threshold {text!r}: the value after '{prefix}' must be a "
-                                  "number in (0, 0.5), e.g. fpr:0.01 or share:0.05")
-            return {"method": method, key: value}
-    raise ConfigError(f"unknown threshold {text!r}; use best-f1, auto, fpr:<rate> (e.g. "
-                      "fpr:0.01), share:<fraction> (e.g. share:0.05) or pot[:<risk>] (e.g. "
-                      "pot:1e-3)")
-
-
-@dataclass
-class Scaler:
-    """Per-feature centring and scaling, fit on training rows only.
-
-    ``robust``: median and IQR / 1.349 (the standard deviation for normal data, but not moved by
-    the anomalies the training data may hold); ``standard``: mean and standard deviation. A
-    feature with zero spread keeps scale 1 so it cannot produce infinities.
-
-    >>> s = Scaler("robust").fit(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]))
-    >>> s.transform(np.array([[2.0, 5.0]])).tolist()
-    [[0.0, 0.0]]
-    """
-
-    kind: str = "robust"
-    center_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
-    clip: float | None = None
-    #: Columns exempt from ``clip`` (the level view of ``feature_set="hybrid"``).
-    unclipped: tuple[int, ...] = ()
-
-    def fit(self, X: np.ndarray) -> Scaler:
-        if self.kind not in ("robust", "standard"):
-            raise ConfigError(f"scaler must be 'robust' or 'standard', got {self.kind!r}")
-        if self.kind == "robust":
-            q1, med, q3 = np.percentile(X, [25, 50, 75], axis=0)
-            center, scale = med, (q3 - q1) / 1.349
-            # Features that are constant most of the time (flags, counts) have IQR 0; their
-            # standard deviation is a better unit than 1.
-            std = X.std(axis=0)
-            scale = np.where(scale > 1e-12, scale, std)
-        else:
-            center, scale = X.mean(axis=0), X.std(axis=0)
-        self.center_ = np.asarray(center, dtype=np.float64)
-        self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        if self.center_ is None or self.scale_ is None:
-            raise NotFittedError("Scaler is not fitted; call fit() first")
-        Z = X - self.center_
-        Z /= self.scale_
-        if self.clip is not None:
-            # A single feature far out (a rate of change over a near-zero level) must not
-            # swamp every other: beyond ``clip`` robust sigmas it counts as "very far", no more.
-            if self.unclipped:
-                bound = getattr(self, "_bound", None)
-                if bound is None or bound.shape[0] != Z.shape[1]:
-                    bound = np.full(Z.shape[1], float(self.clip))
-                    bound[list(self.unclipped)] = np.inf
-                    self._bound = bound
-                np.clip(Z, -bound, bound, out=Z)
-            else:
-                np.clip(Z, -self.clip, self.clip, out=Z)
-        return Z
 
 
 #: What :meth:`AnomalyModel._fit_on` sets; every other fitted attribute (``*_``) and cache
@@ -209,24 +107,6 @@ class _FitInputs:
     y: np.ndarray | None  # their labels
     state: dict[str, Any]  # the preprocessing attributes, for _adopt
     summary: dict[str, Any]  # training row counts for training_summary_
-
-
-@dataclass(frozen=True)
-class PointScore:
-    """The score of one live point (see :meth:`StreamScorer.update`)."""
-
-    timestamp: pd.Timestamp
-    entity: str
-    anomaly_score: float
-    is_anomaly: bool
-    top_metric: str
-    contributions: dict[str, float] = field(default_factory=dict)
-    ready: bool = True
-    #: Expected value and band per metric (NaN before the band has history; see
-    #: :mod:`aws_anomaly.features.band`).
-    expected: dict[str, float] = field(default_factory=dict)
-    lower: dict[str, float] = field(default_factory=dict)
-    upper: dict[str, float] = field(default_factory=dict)
 
 
 class AnomalyModel:
@@ -338,7 +218,7 @@ class AnomalyModel:
         if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
             raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
         self.clip = None if clip is None else float(clip)
-        self.persist = _check_persist(persist)
+        self.persist = check_persist(persist)
         if (isinstance(persist_weight, bool) or not isinstance(persist_weight, (int, float))
                 or not 0.0 < persist_weight <= 100.0):
             raise ConfigError(f"persist_weight must be a number in (0, 100], got "
@@ -392,7 +272,7 @@ class AnomalyModel:
                   prepared: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
         """Features of every row of ``data`` (in order), using ``history`` as causal look-back.
 
-        ``prepared``: return the model's scaled columns (see :meth:`_transform`) rather than
+        ``prepared``: return the model's scaled columns (see :meth:`transform`) rather than
         every raw feature of the spec; done per entity, so the full matrix is never stacked.
 
         History of an entity is used only when it ends exactly one step before the entity's
@@ -406,9 +286,9 @@ class AnomalyModel:
             check_history(len(vals), self.spec,
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             fm = build_features(vals, ts, list(self.metrics_), self.spec)
-            full = _with_persist(fm.values, self._persist_plan(fm.names))
+            full = with_persist(fm.values, self.persist_terms())
             block = full[n_ctx:]
-            blocks.append(self._transform(block) if prepared else block)
+            blocks.append(self.transform(block) if prepared else block)
             ready_blocks.append(np.asarray(fm.ready[n_ctx:], dtype=bool))
         if not blocks:  # Dataset guarantees rows, so this is a programming error
             raise DataError(f"{where}: no rows to build features from")
@@ -449,19 +329,25 @@ class AnomalyModel:
                  for _, vals, _, n_ctx in self._entity_series(data, history)]
         return tuple(np.vstack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
-    def _persist_plan(self, names: Sequence[str]) -> _PersistPlan:
-        """Which EWMA columns to append to the spec's features ``names``."""
-        key = tuple(names)
+    def feature_plan(self) -> FeaturePlan:
+        """The column layout of the spec's features for the model's metrics (cached)."""
+        key = (self.spec, tuple(self.metrics_))
+        cached = getattr(self, "_feature_plan_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, FeaturePlan.build(self.metrics_, self.spec))
+            self._feature_plan_cache = cached
+        return cached[1]
+
+    def persist_terms(self) -> PersistPlan:
+        """The persistence columns appended to the spec's features
+        (:func:`aws_anomaly.features.persist.persist_plan`; cached)."""
+        key = (self.spec, tuple(self.metrics_), self.persist, self.persist_baseline)
         cached = getattr(self, "_plan_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        src = [i for i, n in enumerate(names) if _SEASON_DIFF.search(n)]
-        b = 0.0 if self.persist_baseline is None else 2.0 / (self.persist_baseline + 1.0)
-        tail = "" if self.persist_baseline is None else f"_less_{self.persist_baseline}"
-        plan = [(i, 2.0 / (span + 1.0), b, f"{names[i]}__ewm_{span}{tail}")
-                for span in self.persist for i in src]
-        self._plan_cache = (key, plan)
-        return plan
+        if cached is None or cached[0] != key:
+            cached = (key, persist_plan(self.feature_plan(), self.persist,
+                                        self.persist_baseline))
+            self._plan_cache = cached
+        return cached[1]
 
     def _check_history(self, data: Dataset, ready: np.ndarray, where: str) -> None:
         if ready.any():
@@ -526,7 +412,7 @@ class AnomalyModel:
             keep = np.zeros(len(use), dtype=bool)
             keep[picked] = True
         X_use, fm = self._training_rows(train, keep)
-        names, groups = _persist_layout(fm.names, fm.groups, self._persist_plan(fm.names))
+        names, groups = persist_layout(fm.names, fm.groups, self.persist_terms())
         self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
         self._choose_columns(names, groups, constant_metrics(train))
@@ -556,11 +442,12 @@ class AnomalyModel:
             vcols = self._constant_value_columns()
             values = np.asarray(list(self.constant_.values()), dtype=np.float64)
             self.scaler_.center_[vcols] = values
-            self.scaler_.scale_[vcols] = _CONSTANT_TOLERANCE * (1.0 + np.abs(values))
+            self.scaler_.scale_[vcols] = CONSTANT_TOLERANCE * (1.0 + np.abs(values))
         if self.persist_weight != 1.0:
             # A smaller unit = a larger weight in the detector's distances; stored in the
             # scaler's arrays, so saved bundles and streams need nothing more.
-            pcols = [j for j, n in enumerate(self.feature_names_) if "__ewm_" in n]
+            k = self.feature_plan().n_features
+            pcols = [j for j, c in enumerate(self.columns_) if c >= k]
             self.scaler_.scale_[pcols] /= self.persist_weight
         Xs = self._blind_constants(self.scaler_.transform(X))
         del X
@@ -593,7 +480,7 @@ class AnomalyModel:
                                          total=len(train.entities), note=lambda item: item[0]):
             check_history(len(vals), self.spec, f"training data: entity '{entity}'")
             fm = build_features(vals, ts, list(self.metrics_), self.spec)
-            full = _with_persist(fm.values, self._persist_plan(fm.names))
+            full = with_persist(fm.values, self.persist_terms())
             if out.shape[1] != full.shape[1]:
                 out = np.empty((out.shape[0], full.shape[1]))
             mine = keep[start:start + len(full)]
@@ -687,30 +574,16 @@ class AnomalyModel:
         ``constants`` (metric -> value) are the metrics constant over all training rows: their
         value column is always kept (it carries the "should stay constant" check).
         """
-        self.views_: list[list[int]] | None = None
-        if self.feature_set == "all":
-            cols = list(range(len(names)))
-        elif self.feature_set == "level":
-            cols = [i for i, n in enumerate(names) if _LEVEL_SPREAD.search(n)]
-        elif self.feature_set == "hybrid":
-            short = {f"__std_{w}" for w in self.spec.windows[:2]}
-            level = [i for i, n in enumerate(names)
-                     if n.endswith("__value") or any(n.endswith(sfx) for sfx in short)]
-            stationary = [i for i, n in enumerate(names) if not _LEVEL_FEATURE.search(n)]
-            cols = level + stationary  # a spec column may sit in both views
-            self.views_ = [list(range(len(level))),
-                           list(range(len(level), len(cols)))]
-        else:
-            # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
-            # follow each cluster's own load level and its trend, so a detector fit on the
-            # training weeks sees later weeks' normal levels as anomalies. Deviations, spreads,
-            # differences, seasonal differences and correlations are comparable across time
-            # and across clusters.
-            cols = [i for i, n in enumerate(names) if not _LEVEL_FEATURE.search(n)]
-        index = {n: i for i, n in enumerate(names)}
+        # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
+        # follow each cluster's own load level and its trend, so a detector fit on the
+        # training weeks sees later weeks' normal levels as anomalies; deviations, spreads,
+        # differences, seasonal differences and correlations are comparable across time and
+        # across clusters (features/select.py).
+        cols, self.views_ = select_columns(self.feature_plan(), self.feature_set, len(names))
+        idx_value = self.feature_plan().idx_value
         constants = dict(constants or {})
         for metric in constants:
-            vi = index[f"{metric}__value"]
+            vi = int(idx_value[self.metrics_.index(metric)])
             if vi not in cols:
                 cols.append(vi)
         positions: dict[int, list[int]] = {}
@@ -726,34 +599,13 @@ class AnomalyModel:
 
     def _fit_log_floor(self, X_full: np.ndarray) -> None:
         """Per-column floors for the log of rolling standard deviations (0 = no log)."""
-        floor = np.zeros(len(self.columns_))
         spread_at = (set(range(len(self.columns_))) if self.log_std_floor == "spread"
                      else set(self.views_[0]) if self.views_ is not None else set())
-        if self.log_std:
-            index = {n: i for i, n in enumerate(self.all_feature_names_)}
-            for j, name in enumerate(self.feature_names_):
-                if "__std_" in name and j in spread_at:
-                    metric = name.split("__std_")[0]
-                    spread = float(np.std(X_full[:, index[f"{metric}__value"]]))
-                    floor[j] = max(spread, 1e-12)
-        if self.log_std:
-            for j, name in enumerate(self.feature_names_):
-                if "__std_" in name and j not in spread_at:
-                    # A flat-lined metric has std 0; the log turns "much quieter than usual"
-                    # into a deviation as large as "much noisier than usual". The floor (a
-                    # thousandth of the typical std) keeps it finite.
-                    typical = float(np.median(X_full[:, self.columns_[j]]))
-                    floor[j] = max(typical * 1e-3, 1e-12)
-        self.log_floor_ = floor
+        std_value = std_columns(self.feature_plan()) if self.log_std else {}
+        self.log_floor_ = fit_log_floor(X_full, self.columns_, std_value, spread_at)
 
     def _prepare(self, X_full: np.ndarray) -> np.ndarray:
-        # np.take copies the columns several times faster than X_full[:, columns_].
-        X = np.take(X_full, self.columns_, axis=1)
-        logc = self._log_columns
-        if logc.size:
-            X[:, logc] = np.log(np.maximum(np.take(X, logc, axis=1), 0.0)
-                                + self.log_floor_[logc])
-        return X
+        return prepare(X_full, self.columns_, self.log_floor_, self._log_columns)
 
     # ------------------------------------------------------------------ constant metrics
     def _constant_layout(self) -> tuple[np.ndarray, np.ndarray]:
@@ -761,8 +613,10 @@ class AnomalyModel:
         columns; derived once from ``constant_`` and the column layout (scoring is a hot path)."""
         cached = getattr(self, "_constant_cache", None)
         if cached is None:
-            pos = {n: j for j, n in enumerate(self.feature_names_)}
-            values = [pos[f"{self.metrics_[m]}__value"] for m in self.constant_]
+            # the last position of each constant metric's value column among the model's
+            idx_value = self.feature_plan().idx_value
+            pos = {int(c): j for j, c in enumerate(self.columns_)}
+            values = [pos[int(idx_value[m])] for m in self.constant_]
             blinded = sorted({c for m in self.constant_
                               for c in self.groups_.get(self.metrics_[m], [])})
             cached = (np.asarray(values, dtype=np.int64), np.asarray(blinded, dtype=np.int64))
@@ -784,15 +638,16 @@ class AnomalyModel:
 
     def _constant_breaks(self, Xs: np.ndarray) -> np.ndarray:
         """(n, n_constant) distance of each constant metric from its training value, in units
-        of the tolerance: >= 1 means it moved (see :data:`_CONSTANT_TOLERANCE`)."""
+        of the tolerance: >= 1 means it moved (see :data:`CONSTANT_TOLERANCE`)."""
         return np.abs(Xs[:, self._constant_value_columns()])
 
     @property
     def _log_columns(self) -> np.ndarray:
         return np.flatnonzero(self.log_floor_ > 0)
 
-    def _transform(self, X_full: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
-        """Subset, log and scale raw spec features -> the detector's input.
+    def transform(self, X_full: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
+        """Raw features (the spec's, then the persistence columns; ``(rows, width)``) -> the
+        detector's input: the model's columns, logs of spreads, scaled.
 
         Done in row chunks so each chunk stays in cache through the three steps (one pass over
         memory instead of three).
@@ -854,8 +709,10 @@ class AnomalyModel:
             out[~ok] = dev
         return out
 
-    def _score_matrix(self, X: np.ndarray, ready: np.ndarray,
-                      explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def score_transformed(self, X: np.ndarray, ready: np.ndarray,
+                          explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(anomaly_score, is_anomaly, contributions)`` of rows ``X`` from :meth:`transform`;
+        rows not ``ready`` get 0, False and zeros; ``explain`` as in :meth:`score`."""
         n, m = len(X), len(self.metrics_)
         score = np.zeros(n)
         contrib = np.zeros((n, m))
@@ -888,6 +745,10 @@ class AnomalyModel:
                     contrib[idx[brk]] = share
         flag = ready & (score >= 1.0)
         return score, flag, contrib
+
+    # the names live.py and tuning.py call (kept while they move to the public ones)
+    _transform = transform
+    _score_matrix = score_transformed
 
     def score(self, data: Dataset | pd.DataFrame, history: Dataset | pd.DataFrame | None = None,
               explain: str = "flagged", *, rows: str = "input") -> pd.DataFrame:
@@ -928,7 +789,7 @@ class AnomalyModel:
         hist = self._as_dataset(history, "history") if history is not None else None
         X, ready, _ = self._features(ds, hist, "scoring data")
         self._check_history(ds, ready, "scoring data")
-        score, flag, contrib = self._score_matrix(X, ready, explain)
+        score, flag, contrib = self.score_transformed(X, ready, explain)
         has = contrib.sum(axis=1) > 0
         top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
         # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
@@ -1105,9 +966,6 @@ class AnomalyModel:
                 f"{self.detector_params!r}, scaler={self.scaler!r}, {state})")
 
 
-#: Relative tolerance of the "should stay constant" check: a constant metric has moved when it
-#: differs from its training value by more than this times (1 + |value|).
-_CONSTANT_TOLERANCE = 1e-6
 
 
 def _input_rows(grid: pd.DataFrame, frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
@@ -1200,365 +1058,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
-
-
-# ---------------------------------------------------------------------- persistence features
-_SEASON_DIFF = re.compile(r"__season_diff_\d+$")
-#: (source column in the spec's features, EWMA weight of the newest row,
-#: weight of the slow baseline EWMA subtracted (0: none), new column name)
-_PersistPlan = list[tuple[int, float, float, str]]
-
-
-def _check_persist(persist: Any) -> tuple[int, ...]:
-    if isinstance(persist, (str, bytes)) or not isinstance(persist, Sequence):
-        raise ConfigError(f"persist must be a list of spans in rows (integers >= 2), got "
-                          f"{persist!r}")
-    out = []
-    for v in persist:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
-            raise ConfigError(f"persist spans must be integers >= 2 (rows), got {v!r} in "
-                              f"{list(persist)!r}")
-        out.append(int(v))
-    if len(set(out)) != len(out):
-        raise ConfigError(f"persist spans must not repeat, got {out!r}")
-    return tuple(out)
-
-
-def _ewm(x: np.ndarray, a: float) -> np.ndarray:
-    """Column-wise ``s_0 = x_0``, ``s_t = s_{t-1} + a (x_t - s_{t-1})``."""
-    from scipy.signal import lfilter
-
-    return lfilter([a], [1.0, -(1.0 - a)], x, axis=0, zi=(1.0 - a) * x[:1])[0]
-
-
-def _with_persist(values: np.ndarray, plan: _PersistPlan) -> np.ndarray:
-    """``values`` (one entity's rows, in time order) with the plan's EWMA columns appended.
-
-    Each column is ``ewm(x, a) - ewm(x, b)`` (the second term only when ``b > 0``), with the
-    recursion of :func:`_ewm` that :class:`StreamScorer` runs point by point.
-    """
-    if not plan or len(values) == 0:
-        return values
-    k = values.shape[1]
-    out = np.empty((len(values), k + len(plan)))
-    out[:, :k] = values
-    src = values[:, [p[0] for p in plan]]
-    for w in sorted({p[1] for p in plan}):
-        idx = [j for j, p in enumerate(plan) if p[1] == w]
-        out[:, [k + j for j in idx]] = _ewm(src[:, idx], w)
-    for w in sorted({p[2] for p in plan if p[2] > 0}):
-        idx = [j for j, p in enumerate(plan) if p[2] == w]
-        out[:, [k + j for j in idx]] -= _ewm(src[:, idx], w)
-    return out
-
-
-def _persist_layout(names: Sequence[str], groups: Mapping[str, Sequence[int]],
-                    plan: _PersistPlan) -> tuple[tuple[str, ...], dict[str, list[int]]]:
-    """Feature names and metric groups once the plan's columns are appended."""
-    out_groups = {k: [int(i) for i in v] for k, v in groups.items()}
-    for k, (src, *_) in enumerate(plan):
-        owner = next((g for g, v in groups.items() if src in v), None)
-        if owner is not None:
-            out_groups[owner].append(len(names) + k)
-    return tuple(names) + tuple(p[3] for p in plan), out_groups
-
-
-class StreamScorer:
-    """Scores one entity's points as they arrive; same numbers as :meth:`AnomalyModel.score`.
-
-    Missing steps between two updates are filled by holding the last value (the batch
-    ``Dataset`` default, ``gap_policy="ffill"``) up to :attr:`max_gap_steps` steps; longer
-    gaps and points off the step grid raise :class:`DataError`. A point at or before the last
-    one follows the ``timestamps`` / ``duplicates`` policies
-    (:func:`aws_anomaly.data.dataset.stream_admit`): refused with a :class:`DataError` by
-    default, or skipped (``update`` returns None).
-
-    The whole state (feature windows, persistence EWMAs, band, last point) round-trips through
-    :meth:`get_state` / :meth:`from_state` (JSON + numpy arrays, no pickle); :meth:`copy` gives
-    an independent scorer sharing the (read-only) model. :meth:`advance` is the part of
-    :meth:`update` before the detector: the job runner advances many entities' scorers and
-    scores all their rows in one detector call (:mod:`aws_anomaly.live`).
-    """
-
-    max_gap_steps = 36
-
-    def __init__(self, model: AnomalyModel, entity: str, *, timestamps: str = "error",
-                 duplicates: str = "error") -> None:
-        self.model = model
-        self.entity = entity
-        self.timestamps = timestamps
-        self.duplicates = duplicates
-        self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_))
-        plan = model._persist_plan(self._builder.names)
-        self._persist_src = np.asarray([p[0] for p in plan], dtype=np.int64)
-        self._persist_a = np.asarray([p[1] for p in plan], dtype=np.float64)
-        self._persist_b = np.asarray([p[2] for p in plan], dtype=np.float64)
-        self._persist_has_b = bool((self._persist_b > 0).any())
-        self._persist_s: np.ndarray | None = None  # fast EWMAs
-        self._persist_l: np.ndarray | None = None  # slow baselines (unused where b == 0)
-        self._last_ns: int | None = None
-        self._last_values: np.ndarray | None = None
-        self._m = len(model.metrics_)
-        self._k = self._builder.n_features
-        self._step_ns = int(model.step_.value)
-        band = getattr(model, "band_", None)
-        self._band = None if band is None else BandState(band)
-        nan = np.full(self._m, np.nan)
-        self._nan_band = (nan, nan, nan)
-        self._expected: tuple[np.ndarray, np.ndarray, np.ndarray] = self._nan_band
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def width(self) -> int:
-        """Length of the rows :meth:`advance` returns (spec features + persistence columns)."""
-        return self._k + len(self._persist_src)
-
-    @property
-    def ready(self) -> bool:
-        """True once every feature window is full (``spec.min_history`` points seen)."""
-        return self._builder.ready
-
-    @property
-    def n_seen(self) -> int:
-        """Points fed so far (gap-filled steps included)."""
-        return self._builder.n_seen
-
-    @property
-    def last_ns(self) -> int | None:
-        """Time of the last point fed, in ns since the epoch (UTC); None before the first."""
-        return self._last_ns
-
-    @property
-    def _last_ts(self) -> pd.Timestamp | None:
-        return None if self._last_ns is None else pd.Timestamp(self._last_ns, tz="UTC")
-
-    def band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Expected value, lower and upper bound per metric at the last point fed (from the
-        points before it; NaN without a band or before its window has history). Read-only."""
-        return self._expected
-
-    def recent_values(self, n: int) -> np.ndarray:
-        """The last ``n`` (at most) points fed, ``(rows, metrics)``, oldest first (a copy)."""
-        b = self._builder
-        take = min(n, b._nh)
-        return b._hist[b._nh - take: b._nh].copy()
-
-    # ------------------------------------------------------------------ feeding
-    def prime(self, timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex,
-              values: np.ndarray) -> None:
-        """Feed history (not scored)."""
-        idx = pd.DatetimeIndex(timestamps)
-        if idx.tz is None:
-            idx = idx.tz_localize("UTC")
-        vals = np.asarray(values, dtype=np.float64)
-        if len(vals) != len(idx):
-            raise DataError(f"entity '{self.entity}': {len(idx)} timestamps but {len(vals)} "
-                            "rows of values")
-        for ns, v in zip(idx.asi8.tolist(), vals, strict=True):
-            self.advance(ns, v)
-
-    def _admit(self, ts: pd.Timestamp) -> bool:
-        return stream_admit(self._last_ts, ts, timestamps=self.timestamps,  # type: ignore[arg-type]
-                            duplicates=self.duplicates,  # type: ignore[arg-type]
-                            where=f"entity '{self.entity}'")
-
-    def gap_steps(self, ns: int) -> int:
-        """Missing steps between the last point and a point at ``ns`` (0: it continues);
-        -1 when it is not after the last point or off its grid."""
-        if self._last_ns is None:
-            return 0
-        delta = ns - self._last_ns
-        if delta <= 0 or delta % self._step_ns:
-            return -1
-        return delta // self._step_ns - 1
-
-    def advance(self, ns: int, values: np.ndarray) -> np.ndarray:
-        """Feed one point (time in ns since the epoch, UTC; ``values`` (metrics,) float64)
-        and return its feature row (``width`` values, before the model's transform).
-
-        Missing steps before it are filled with the last values; afterwards :meth:`band` is
-        the band of this point. Raises :class:`DataError` (state unchanged) for a point with
-        the wrong number of values, non-finite values, at or before the last point, off the
-        grid, or after a gap longer than :attr:`max_gap_steps`.
-        """
-        if values.shape != (self._m,):
-            raise DataError(f"entity '{self.entity}': expected {self._m} values "
-                            f"{list(self.model.metrics_)}, got shape {values.shape}")
-        if not np.isfinite(values).all():
-            raise DataError(f"entity '{self.entity}' at {pd.Timestamp(ns, tz='UTC')}: values "
-                            f"must be finite, got {values.tolist()}")
-        last = self._last_ns
-        if last is not None:
-            delta = ns - last
-            if delta <= 0:
-                raise DataError(f"entity '{self.entity}': timestamp "
-                                f"{pd.Timestamp(ns, tz='UTC')} is not after the last one "
-                                f"{pd.Timestamp(last, tz='UTC')}")
-            if delta % self._step_ns:
-                raise DataError(f"entity '{self.entity}': timestamp "
-                                f"{pd.Timestamp(ns, tz='UTC')} is off the {self.model.step_} "
-                                f"grid that started at {pd.Timestamp(last, tz='UTC')}")
-            k = delta // self._step_ns
-            if k - 1 > self.max_gap_steps:
-                raise DataError(f"entity '{self.entity}': gap of {k - 1} missing steps before "
-                                f"{pd.Timestamp(ns, tz='UTC')}, longer than "
-                                f"{self.max_gap_steps}; start a new stream")
-            held = self._last_values
-            for i in range(1, k):
-                self._advance(last + i * self._step_ns, held)  # type: ignore[arg-type]
-        row = self._advance(ns, values)
-        self._last_ns, self._last_values = ns, values
-        return row
-
-    def _advance(self, ns: int, values: np.ndarray) -> np.ndarray:
-        """One step of the spec's features, the persistence EWMAs (see _with_persist) and the
-        band (the band of this row is kept before the row updates it)."""
-        if self._band is not None:
-            self._expected = self._band.expected()
-            self._band.update(values)
-        row = self._builder.update(ns, values)
-        src = self._persist_src
-        if not src.size:
-            return row
-        x = row.take(src)
-        s, lo = self._persist_s, self._persist_l
-        if s is None or lo is None:
-            s, lo = x.copy(), x.copy()
-        else:
-            s = s + self._persist_a * (x - s)
-            lo = lo + self._persist_b * (x - lo)
-        self._persist_s, self._persist_l = s, lo
-        out = np.empty(self._k + src.size)
-        out[: self._k] = row
-        out[self._k:] = np.where(self._persist_b > 0, s - lo, s) if self._persist_has_b else s
-        return out
-
-    # ------------------------------------------------------------------ scoring
-    def update(self, timestamp: Any, values: Any) -> PointScore | None:
-        """Add one point (``values`` in the model's metric order) and score it; None when the
-        stream's policies skip it (a late or repeated point, see the class docstring)."""
-        ts = timestamp if isinstance(timestamp, pd.Timestamp) else pd.Timestamp(timestamp)
-        if (self.timestamps != "error" or self.duplicates != "error") and not self._admit(ts):
-            return None
-        row = self.advance(int(ts.value), np.asarray(values, dtype=np.float64).reshape(-1))
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
-        model = self.model
-        names = model.metrics_
-        y, lo, hi = self._expected
-        band = (dict(zip(names, y.tolist(), strict=True)),
-                dict(zip(names, lo.tolist(), strict=True)),
-                dict(zip(names, hi.tolist(), strict=True)))
-        if not self._builder.ready:
-            return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
-                              *band)
-        score, flag, contrib = model._score_matrix(model._transform(row[None, :]),
-                                                   _ONE_READY, "flagged")
-        c = contrib[0]
-        top = names[int(c.argmax())] if c.sum() > 0 else ""
-        return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,
-                          dict(zip(names, c.tolist(), strict=True)), True, *band)
-
-    # ------------------------------------------------------------------ state
-    def copy(self) -> StreamScorer:
-        """An independent scorer in the same state, sharing the (read-only) model."""
-        new = object.__new__(StreamScorer)
-        new.__dict__.update(self.__dict__)
-        new._builder = self._builder.copy()
-        new._band = None if self._band is None else self._band.copy()
-        # _persist_s/_l, _last_values and _expected are replaced, never changed in place.
-        return new
-
-    def _layout(self) -> dict[str, Any]:
-        """What the state depends on besides the spec, metrics and band: the step and the
-        persistence plan (the detector and calibrator do not matter)."""
-        return {"step_ns": self._step_ns, "persist": [
-            [int(i), float(a), float(b)] for i, a, b in
-            zip(self._persist_src, self._persist_a, self._persist_b, strict=True)]}
-
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(json_dict, arrays)`` from which :meth:`from_state` rebuilds this scorer."""
-        bjs, barr = self._builder.get_state()
-        arrays = {f"features.{k}": v for k, v in barr.items()}
-        state: dict[str, Any] = {"version": _SCORER_STATE_VERSION, "entity": self.entity,
-                                 "features": bjs, "last_ns": self._last_ns,
-                                 "layout": self._layout(), "persist": self._persist_s is not None,
-                                 "band": None}
-        if self._last_values is not None:
-            arrays["last_values"] = np.asarray(self._last_values, dtype=np.float64).copy()
-        if self._persist_s is not None and self._persist_l is not None:
-            arrays["persist_s"] = self._persist_s.copy()
-            arrays["persist_l"] = self._persist_l.copy()
-        if self._band is not None:
-            state["band"], band_arrays_ = self._band.get_state()
-            arrays.update({f"band.{k}": v for k, v in band_arrays_.items()})
-            arrays["expected"] = np.vstack(self._expected)
-        return state, arrays
-
-    @classmethod
-    def from_state(cls, model: AnomalyModel, state: Mapping[str, Any],
-                   arrays: Mapping[str, np.ndarray]) -> StreamScorer:
-        """Rebuild a scorer of ``model`` saved with :meth:`get_state`.
-
-        Raises
-        ------
-        DataError
-            The state is of another version, feature spec, metric list or band, or its
-            arrays do not fit together.
-        """
-        if not isinstance(state, Mapping) or state.get("version") != _SCORER_STATE_VERSION:
-            got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
-            raise DataError(f"stream scorer state version {got!r} is not supported (expected "
-                            f"{_SCORER_STATE_VERSION})")
-        try:
-            scorer = cls(model, str(state["entity"]))
-            fs = state["features"]
-            if not isinstance(fs, Mapping) or fs.get("spec") != model.spec.to_dict() \
-                    or list(fs.get("metrics", ())) != list(model.metrics_):
-                raise DataError("its feature spec or metrics are not the model's")
-            if state["layout"] != scorer._layout():
-                raise DataError("its step or persistence columns are not the model's")
-            scorer._builder = StreamingFeatureBuilder.from_state(
-                fs, {k[len("features."):]: v for k, v in arrays.items()
-                     if k.startswith("features.")})
-            last = state["last_ns"]
-            if (last is None) != ("last_values" not in arrays) or \
-                    (last is not None and not isinstance(last, int)):
-                raise DataError("last_ns and last_values disagree")
-            if last is not None:
-                lv = np.asarray(arrays["last_values"], dtype=np.float64)
-                if lv.shape != (scorer._m,) or not np.isfinite(lv).all():
-                    raise DataError(f"last_values must be {scorer._m} finite numbers")
-                scorer._last_ns, scorer._last_values = int(last), lv
-            if state["persist"]:
-                ps = np.asarray(arrays["persist_s"], dtype=np.float64)
-                pl = np.asarray(arrays["persist_l"], dtype=np.float64)
-                if ps.shape != scorer._persist_src.shape or pl.shape != ps.shape:
-                    raise DataError("persistence EWMAs do not fit the model")
-                scorer._persist_s, scorer._persist_l = ps, pl
-            if (state["band"] is None) != (scorer._band is None):
-                raise DataError("the band does not fit the model")
-            if scorer._band is not None:
-                scorer._band = BandState.from_state(
-                    scorer._band.band, state["band"],
-                    {k[len("band."):]: v for k, v in arrays.items() if k.startswith("band.")})
-                exp = np.asarray(arrays["expected"], dtype=np.float64)
-                if exp.shape != (3, scorer._m):
-                    raise DataError("the expected band does not fit the model")
-                scorer._expected = (exp[0].copy(), exp[1].copy(), exp[2].copy())
-        except KeyError as exc:
-            raise DataError(f"stream scorer state: missing {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"stream scorer state: {exc}") from None
-        except DataError as exc:
-            raise DataError(f"stream scorer state: {exc}") from None
-        except ConfigError as exc:
-            raise DataError(f"stream scorer state: {exc}") from None
-        return scorer
-
-
-_SCORER_STATE_VERSION = 1
-_ONE_READY = np.ones(1, dtype=bool)
 
 
 #: Names that moved to :mod:`aws_anomaly.presets` and are still served from here for old imports.

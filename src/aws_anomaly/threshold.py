@@ -1,0 +1,66 @@
+"""Threshold choices as written on the command line and in job configs -> calibration settings.
+
+:func:`parse_threshold` turns ``best-f1``, ``auto``, ``fpr:0.01``, ``share:0.05`` or
+``pot[:risk]`` into the arguments of :class:`~aws_anomaly.calibration.Calibrator`, with a
+one-line :class:`~aws_anomaly.errors.ConfigError` for anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_anomaly.errors import ConfigError
+
+__all__ = ["DEFAULT_RISK", "parse_threshold"]
+
+#: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
+DEFAULT_RISK = 1e-3
+
+
+def parse_threshold(text: str) -> dict[str, Any]:
+    """Turn a CLI threshold choice into calibration settings.
+
+    ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
+    validation data), ``share:0.05`` (expected anomaly share), ``pot`` or ``pot:1e-4`` (the
+    score exceeded with that probability, from an extreme-value fit of the score tail; default
+    risk 1e-3) or ``auto`` (best F1 when the
+    validation data has labels, falling back to ``fpr:0.02`` when that threshold flags more than
+    2% of the normal validation points; ``fpr:0.01`` without labels).
+
+    >>> parse_threshold("fpr:0.02")
+    {'method': 'target_fpr', 'target_fpr': 0.02}
+    >>> parse_threshold("share:0.05")
+    {'method': 'contamination', 'contamination': 0.05}
+    >>> parse_threshold("pot:1e-4")
+    {'method': 'pot', 'risk': 0.0001}
+    """
+    t = text.strip().lower().replace("_", "-")
+    if t in ("best-f1", "bestf1", "f1"):
+        return {"method": "best_f1"}
+    if t == "auto":
+        return {"method": "auto"}
+    if t == "pot":
+        return {"method": "pot", "risk": DEFAULT_RISK}
+    if t.startswith("pot:"):
+        try:
+            risk = float(t[4:])
+        except ValueError:
+            risk = float("nan")
+        if not 0.0 < risk <= 0.1:
+            raise ConfigError(f"threshold {text!r}: the value after 'pot:' must be a tail "
+                              "probability in (0, 0.1], e.g. pot:1e-3")
+        return {"method": "pot", "risk": risk}
+    for prefix, method, key in (("fpr:", "target_fpr", "target_fpr"),
+                                ("share:", "contamination", "contamination")):
+        if t.startswith(prefix):
+            try:
+                value = float(t[len(prefix):])
+            except ValueError:
+                value = float("nan")
+            if not 0.0 < value < 0.5:
+                raise ConfigError(f"threshold {text!r}: the value after '{prefix}' must be a "
+                                  "number in (0, 0.5), e.g. fpr:0.01 or share:0.05")
+            return {"method": method, key: value}
+    raise ConfigError(f"unknown threshold {text!r}; use best-f1, auto, fpr:<rate> (e.g. "
+                      "fpr:0.01), share:<fraction> (e.g. share:0.05) or pot[:<risk>] (e.g. "
+                      "pot:1e-3)")
