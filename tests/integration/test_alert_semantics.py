@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aws_anomaly.cli.loop import backtest_job
+from aws_anomaly.backtest import backtest_job
 from aws_anomaly.config import JobConfig
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.runner import JobRunner

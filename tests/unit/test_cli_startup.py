@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from aws_anomaly.cli import COMMAND_MODULES
 
@@ -71,19 +72,31 @@ def test_help_and_version_import_nothing_heavy() -> None:
     assert "--data" in by_argv["train --help"]
 
 
-def test_commands_still_reach_their_workflow_helpers() -> None:
-    """core.py forwards the workflow's public helpers (the notebooks import them from there)."""
+def test_the_commands_call_the_library_and_old_imports_still_work() -> None:
+    """train/evaluate/load helpers live in aws_anomaly.workflows; the CLI calls those (no copy),
+    and aws_anomaly.cli.core.<name>, where they used to be, still reaches them."""
+    from aws_anomaly import workflows
     from aws_anomaly.cli import core, workflow
 
-    assert core.evaluate_model is workflow.evaluate_model
-    assert core.train_model is workflow.train_model
-    assert core.DEFAULT_DESCRIPTION == workflow.DEFAULT_DESCRIPTION
+    for name in ("evaluate_model", "train_model", "load_data", "LoadOptions",
+                 "DEFAULT_DESCRIPTION"):
+        assert getattr(workflow, name) is getattr(workflows, name), name
+        assert getattr(core, name) is getattr(workflows, name), name
     try:
         core.no_such_helper  # noqa: B018
     except AttributeError as exc:
         assert "no_such_helper" in str(exc)
     else:
         raise AssertionError("a missing attribute must raise AttributeError")
+
+
+def test_notebooks_service_and_benchmarks_import_the_library_not_the_cli() -> None:
+    root = Path(__file__).resolve().parents[2]
+    files = [*root.glob("notebooks/*.ipynb"), *(root / "src/aws_anomaly/service").rglob("*.py"),
+             *root.glob("benchmarks/*.py")]
+    assert len(files) > 10
+    bad = [str(f.relative_to(root)) for f in files if "aws_anomaly.cli" in f.read_text()]
+    assert bad == [], f"import the library (aws_anomaly.workflows, .backtest), not the CLI: {bad}"
 
 
 def test_token_env_hint_matches_the_config_prefix() -> None:

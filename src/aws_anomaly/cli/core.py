@@ -3,8 +3,9 @@
 This module declares the commands and their options only; what they do is in
 :mod:`aws_anomaly.cli.workflow`, imported when a command runs, so that ``aws-anomaly --help``
 (which imports every command module) does not import numpy, pandas or scikit-learn. The
-workflow's public helpers (``load_data``, ``train_model``, ``evaluate_model``, ``LoadOptions``,
-``DEFAULT_DESCRIPTION``) are still reachable as ``aws_anomaly.cli.core.<name>``.
+helpers the commands call (``load_data``, ``train_model``, ``evaluate_model``, ``LoadOptions``,
+``DEFAULT_DESCRIPTION``) are the library's (:mod:`aws_anomaly.workflows`: import them from
+there); ``aws_anomaly.cli.core.<name>`` still reaches them for code written before they moved.
 
 Every command that learns splits the data chronologically per entity (details in the
 workflow module); every command that reads data takes the loading options of
@@ -22,7 +23,7 @@ import typer
 from aws_anomaly.cli.app import ProgressOpt, app, progress_to_stderr
 
 if TYPE_CHECKING:
-    from aws_anomaly.cli.workflow import (
+    from aws_anomaly.workflows import (
         DEFAULT_DESCRIPTION,
         LoadOptions,
         evaluate_model,
@@ -34,13 +35,13 @@ __all__ = ["DEFAULT_DESCRIPTION", "LoadOptions", "evaluate_model", "load_data", 
 
 
 def __getattr__(name: str) -> Any:
-    """The workflow's helpers, imported on first use (PEP 562)."""
-    if name.startswith("__"):
+    """The library's helpers (:mod:`aws_anomaly.workflows`), imported on first use (PEP 562)."""
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from aws_anomaly.cli import workflow
+    from aws_anomaly import workflows
 
     try:
-        return getattr(workflow, name)
+        return getattr(workflows, name)
     except AttributeError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 

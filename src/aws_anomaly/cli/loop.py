@@ -6,22 +6,19 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aws_anomaly.cli.app import app, check_output
-from aws_anomaly.errors import AwsAnomalyError, ConfigError
+from aws_anomaly.errors import AwsAnomalyError
 
 # The runner, store, sources, exporter and notifiers are imported by the functions that use
 # them: `aws-anomaly --help` imports this module to list its commands.
 if TYPE_CHECKING:
-    import pandas as pd
 
     from aws_anomaly.config import JobConfig
-    from aws_anomaly.data import Dataset
     from aws_anomaly.runner import JobRunner, TickResult
     from aws_anomaly.service.exporter import Exporter
     from aws_anomaly.service.notifiers import NotifierSink
@@ -191,104 +188,6 @@ def exporter(
     raise typer.Exit(_loop(config, False, state_dir, host, port, None))
 
 
-class _ClockedSource:
-    """A source whose clock stands at ``now``: trains a backtest's model on what came before."""
-
-    def __init__(self, inner: Source, now: pd.Timestamp) -> None:
-        self._inner, self._now = inner, now
-        self.step = inner.step
-        self.name = getattr(inner, "name", "source")
-
-    def now(self) -> pd.Timestamp:
-        return self._now
-
-    def fetch(self, start: Any, end: Any, *, entities: Sequence[str] | None = None) -> Dataset:
-        import pandas as pd
-
-        from aws_anomaly.sources.base import to_utc
-
-        return self._inner.fetch(start, min(to_utc(end), self._now + pd.Timedelta(1, "ns")),
-                                 entities=entities)
-
-    def latest(self, lookback: Any, *, entities: Sequence[str] | None = None) -> Dataset:
-        import pandas as pd
-
-        return self.fetch(self._now - pd.Timedelta(lookback), self._now, entities=entities)
-
-    def close(self) -> None:
-        pass
-
-
-def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Timestamp, *,
-                 model_path: Path | None = None) -> dict[str, Any]:
-    """Replay ``[start, end)`` through the job's model and count what it would send.
-
-    The model is the job's bundle when ``model_path`` holds one; otherwise one is trained on
-    the job's history *before* ``start`` (so the replayed range is never seen in training).
-    The alerts are the job's :class:`~aws_anomaly.events.AlertPolicy` decision, the one the
-    runner's notifiers send and ``aws_anomaly_alert_active`` (hence the Prometheus rules)
-    shows: ``firing`` counts alerts raised (events that reached ``alert.min_consecutive``
-    anomalous points), ``resolved`` those that also ended inside the range. Notifiers with
-    their own ``min_consecutive`` are counted separately under ``notifiers``.
-    """
-    import pandas as pd
-
-    from aws_anomaly.data import Dataset
-    from aws_anomaly.runner import JobRunner
-    from aws_anomaly.service.exporter import Exporter
-    from aws_anomaly.store import Store
-
-    if end <= start:
-        raise ConfigError(f"backtest: --end {end} must come after --start {start}")
-    exporter = Exporter()
-    store = Store("sqlite://")
-    runner = JobRunner(job, _ClockedSource(source, start), None, [], store,
-                       model_path=model_path, metrics=exporter)
-    policy = runner.policy
-    model = runner.ensure_model()
-    step = pd.Timedelta(model.step_)
-    data = source.fetch(start - step * (int(model.spec.min_history) + 1), end,
-                        entities=list(job.entities) if job.entities else None)
-    frame = data.frame
-    new_mask = (frame["timestamp"] >= start).to_numpy()
-    hist = Dataset(frame=frame.loc[~new_mask].reset_index(drop=True), metrics=data.metrics,
-                   step=data.step)
-    new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=data.metrics,
-                  step=data.step)
-    scores = model.score(new, history=hist if len(hist) else None)
-    events = policy.merge(scores, step=step, threshold=policy.threshold, job=job.name,
-                          model=runner.model_name)
-    scores = scores.assign(is_anomaly=scores["anomaly_score"] >= policy.threshold)
-    days = max((end - start) / pd.Timedelta(days=1), 1e-9)
-    rows = []
-    for entity, g in scores.groupby("entity", sort=True):
-        evs = [e for e in events if e.entity == entity]
-        sent = policy.summarize(evs, step=step)
-        rows.append({
-            "entity": str(entity), "points": len(g),
-            "anomalous_share": round(float((g["is_anomaly"] & g["ready"]).mean()), 5),
-            "events": len(evs), "alerts": sent["firing"], "firing": sent["firing"],
-            "resolved": sent["resolved"], "open_at_end": sent["open_at_end"],
-            "alerts_per_day": round(sent["firing"] / days, 3),
-            "longest_alert_minutes": sent["longest_alert_minutes"],
-        })
-    total = policy.summarize(events, step=step)
-    notifiers = []
-    for i, cfg in enumerate(job.notifiers):
-        if cfg.min_consecutive is None or cfg.min_consecutive == policy.min_consecutive:
-            continue
-        own = policy.with_min_consecutive(cfg.min_consecutive).summarize(events, step=step)
-        notifiers.append({"notifier": f"{cfg.type}-{i}", "min_consecutive": cfg.min_consecutive,
-                          "firing": own["firing"], "resolved": own["resolved"]})
-    return {"job": job.name, "start": start.isoformat(), "end": end.isoformat(),
-            "days": round(days, 3), "min_consecutive": policy.min_consecutive,
-            "max_gap_steps": policy.max_gap_steps, "threshold": policy.threshold,
-            "entities": rows, "alerts": total["firing"], "firing": total["firing"],
-            "resolved": total["resolved"], "open_at_end": total["open_at_end"],
-            "alerts_per_day_per_entity": round(total["firing"] / days / max(len(rows), 1), 3),
-            "notifiers": notifiers}
-
-
 @app.command()
 def backtest(
     config: ConfigOpt,
@@ -299,6 +198,7 @@ def backtest(
     = None,
 ) -> None:
     """How noisy would this job be? Replays history and counts alerts per day per entity."""
+    from aws_anomaly.backtest import backtest_job
     from aws_anomaly.config import load_job
     from aws_anomaly.sources import make_source
     from aws_anomaly.sources.base import to_utc
