@@ -599,7 +599,8 @@ def inject_anomalies(
         rows += event_rows(entity, ts, metrics, events)
     frame["is_anomaly"] = frame["is_anomaly"].astype(np.int8)
     frame["anomaly_type"] = frame["anomaly_type"].astype(str)
-    return Dataset(frame=frame, metrics=dataset.metrics, step=dataset.step), _events_frame(rows)
+    return (Dataset.checked(frame, metrics=dataset.metrics, step=dataset.step,
+                            where="inject_anomalies"), _events_frame(rows))
 
 
 def labels_from_events(dataset: Dataset, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

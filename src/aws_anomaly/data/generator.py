@@ -538,7 +538,8 @@ def generate_demo(clusters: int = 3, days: float = 28, step: str | pd.Timedelta 
     """
     demo = _simulate(clusters, days, step, seed, start, events_per_day, kinds)
     frame, _ = _tables(demo)
-    return Dataset(frame=frame, metrics=DEFAULT_METRICS, step=demo.step), demo.events
+    return (Dataset.checked(frame, metrics=DEFAULT_METRICS, step=demo.step, where="demo data"),
+            demo.events)
 
 
 def _iso(col: pd.Series) -> pd.Series:
@@ -578,7 +579,7 @@ def write_demo(out_dir: str | Path, clusters: int = 3, days: float = 28,
         ev.to_csv(events_path, index=False, lineterminator="\n", float_format="%.6g")
     except OSError as exc:
         raise DataError(f"{out}: cannot write the demo files: {exc}") from exc
-    ds = Dataset(frame=frame, metrics=DEFAULT_METRICS, step=demo.step)
+    ds = Dataset.checked(frame, metrics=DEFAULT_METRICS, step=demo.step, where="demo data")
     return metrics_path, events_path, ds, demo.events
 
 

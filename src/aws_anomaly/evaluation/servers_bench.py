@@ -385,8 +385,7 @@ def load_server(key: str, folder: str | Path) -> ServerData:
     if train.step != test.step:
         raise DataError(f"{te_path}: step {test.step} differs from {tr_path}'s {train.step}")
     labels = test.frame["is_anomaly"].to_numpy().astype(bool)
-    test = Dataset(frame=test.frame.drop(columns=["is_anomaly"]), metrics=test.metrics,
-                   step=test.step)
+    test = test.subset(labels=False, where=str(te_path))
     return ServerData(key, dataset, server, folder, train, test, labels, tuple(notes))
 
 
@@ -459,8 +458,7 @@ def score_server(factory: Callable[..., BenchDetector], params: Mapping[str, Any
     causal = None
     if check_causality:
         cut = max(1, len(data.test) // 2)
-        prefix = Dataset(frame=data.test.frame.iloc[:cut].reset_index(drop=True),
-                         metrics=data.test.metrics, step=data.test.step)
+        prefix = data.test.subset(slice(0, cut), where=f"{where}: causality check")
         ps, pf = _check_output(*det.score(prefix, history=data.train), cut, where)
         causal = bool(np.allclose(ps, scores[:cut], rtol=1e-9, atol=1e-12)
                       and np.array_equal(pf, flags[:cut]))

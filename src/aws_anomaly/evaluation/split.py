@@ -79,22 +79,12 @@ class Fold:
 
 
 def _subset(ds: Dataset, mask: np.ndarray) -> Dataset:
-    return Dataset(frame=ds.frame.loc[mask].reset_index(drop=True), metrics=ds.metrics,
-                   step=ds.step)
+    return ds.subset(mask, where="split")
 
 
 def concat(parts: list[Dataset]) -> Dataset:
     """Stack datasets with the same metrics and step, re-sorted by (entity, timestamp)."""
-    if not parts:
-        raise DataError("nothing to concatenate")
-    first = parts[0]
-    for p in parts[1:]:
-        if p.metrics != first.metrics or p.step != first.step:
-            raise DataError(f"cannot concatenate datasets with metrics {first.metrics} / step "
-                            f"{first.step} and {p.metrics} / {p.step}")
-    frame = pd.concat([p.frame for p in parts], ignore_index=True)
-    frame = frame.sort_values(["entity", "timestamp"], kind="stable").reset_index(drop=True)
-    return Dataset(frame=frame, metrics=first.metrics, step=first.step)
+    return Dataset.concat(parts)
 
 
 def _positions(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -201,10 +191,7 @@ def holdout_split(history: Dataset, test: Dataset,
         raise DataError(f"the test data's step {test.step} differs from the training data's "
                         f"{history.step}; pass --step to read both on one grid")
     if tuple(test.metrics) != tuple(history.metrics):
-        cols = ["timestamp", "entity", *history.metrics] + [
-            c for c in ("is_anomaly", "anomaly_type") if c in test.frame.columns]
-        test = Dataset(frame=test.frame[cols], metrics=history.metrics, step=test.step,
-                       report=test.report)
+        test = test.subset(metrics=history.metrics, where="the test data")
     share = fractions[0] / (fractions[0] + fractions[1])
     pos, size = _positions(history)
     cut = np.floor(size * share + 1e-9).astype(np.int64)

@@ -193,8 +193,7 @@ def _stack(parts: list[Dataset]) -> Dataset | None:
         return None
     if len(parts) == 1:
         return parts[0]
-    frame = pd.concat([p.frame for p in parts], ignore_index=True)
-    return Dataset(frame=frame, metrics=parts[0].metrics, step=parts[0].step)
+    return Dataset.concat(parts, where="scale: a task's entities")
 
 
 def score_source(source_cfg: Any, model: ModelRef, start: Any, end: Any, *,
