@@ -227,3 +227,28 @@ def test_the_former_raw_constructions_now_keep_the_contract() -> None:
     flat = ds.subset(metrics=list(ds.metrics[:2]))
     flat.frame[ds.metrics[1]] = 0.5  # a constant metric: drop_constant takes it out
     assert flat.drop_constant(warn=False).check().metrics == ds.metrics[:1]
+
+
+# Files that still call the raw constructor; their owners switch them to subset / concat /
+# checked (issue 12, item 3) and take them off this list. No new file may join it.
+RAW_CONSTRUCTOR_LEFT = {"model.py", "jobmodel.py", "backtest.py", "workflows.py"}
+
+
+def test_nothing_new_calls_the_raw_constructor() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "src" / "aws_anomaly"
+    found: dict[str, list[int]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "data/dataset.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and (
+                    (isinstance(node.func, ast.Name) and node.func.id == "Dataset")
+                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "Dataset")):
+                found.setdefault(rel, []).append(node.lineno)
+    new = {f: lines for f, lines in found.items() if f not in RAW_CONSTRUCTOR_LEFT}
+    assert not new, (f"Dataset(...) called directly in {new}; use Dataset.from_frame, "
+                     "ds.subset, Dataset.concat or Dataset.checked (docs/architecture.md)")
