@@ -42,7 +42,8 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AnomalyEvent
 from aws_anomaly.jobhealth import JobHealth, RunnerMetrics
-from aws_anomaly.model import AnomalyModel, default_model
+from aws_anomaly.model import AnomalyModel
+from aws_anomaly.presets import default_model
 from aws_anomaly.retrain import Retrainer, input_reference, publish, version_of, version_path
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, Store

@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly.errors import DataError
-from aws_anomaly.model import AnomalyModel, StreamScorer
+from aws_anomaly.model import AnomalyModel
 from aws_anomaly.store import StreamCheckpoint
+from aws_anomaly.stream import StreamScorer
 
 __all__ = ["LiveState", "RecentPoints", "decode_state", "encode_state"]
 
@@ -210,7 +211,7 @@ class LiveState:
                     self._scorers[entity] = sc
                     self._dirty.add(entity)
                     self.counts["rebuilt"] += 1
-        score, flag, contrib = model._score_matrix(model._transform(X), ready, "flagged")
+        score, flag, contrib = model.score_transformed(model.transform(X), ready, "flagged")
         has = contrib.sum(axis=1) > 0
         top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
         fo = frame.loc[out]

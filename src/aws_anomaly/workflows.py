@@ -36,9 +36,11 @@ from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.evaluation.metrics import evaluate_flags, undefined_metrics
 from aws_anomaly.evaluation.report import flag_summary
 from aws_anomaly.evaluation.split import Split, chronological_split, concat
-from aws_anomaly.model import AnomalyModel, default_model, parse_threshold
+from aws_anomaly.model import AnomalyModel
+from aws_anomaly.presets import default_model
 from aws_anomaly.progress import echo as progress_echo
 from aws_anomaly.progress import stage
+from aws_anomaly.threshold import parse_threshold
 from aws_anomaly.tuning import AUTO_CANDIDATES, params_table, seeded_params, select_detector
 
 __all__ = ["DEFAULT_DESCRIPTION", "LoadOptions", "apply_constant_policy",

@@ -41,8 +41,9 @@ from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.evaluation.report import write_metrics_json, write_report
 from aws_anomaly.evaluation.split import Split, chronological_split, holdout_split, split_at
-from aws_anomaly.model import AnomalyModel, parse_threshold
+from aws_anomaly.model import AnomalyModel
 from aws_anomaly.progress import stage
+from aws_anomaly.threshold import parse_threshold
 from aws_anomaly.tuning import tune
 from aws_anomaly.workflows import (
     DEFAULT_DESCRIPTION,
