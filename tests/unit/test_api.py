@@ -185,6 +185,80 @@ def test_too_few_points_for_an_unknown_entity_is_422_with_the_minimum(client, en
     assert "timestamps" in d and str(warm + 1) in d and "no-such-cluster" in d
 
 
+def _continuation(env) -> dict:
+    body = points(env[2], "eks-prod-eu-west-1", T0, 1)
+    body["timestamps"] = [(T0 + STEP).isoformat()]
+    return body
+
+
+def test_a_live_continuation_is_answered_by_the_fast_path_as_the_route_would(env):
+    """A short continuation is answered in front of FastAPI (docs/performance.md): the same
+    bytes the route gives, valid against the response model, with the security headers."""
+    from aws_anomaly.service.routes import score as score_route
+
+    client, state, _, _ = env
+    body = _continuation(env)
+    before = state.fast_answers
+    r = client.post("/v1/score", json=body)
+    assert r.status_code == 200 and state.fast_answers == before + 1
+    assert r.headers["content-type"] == "application/json"
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    # the route's own answer (the path every other request takes), byte for byte
+    req = score_route.ScoreRequest.model_validate(body)
+    assert r.content == score_route._json(score_route._score(req, state, None))
+    # and what FastAPI would write for the response model
+    model = score_route.ScoreResponse.model_validate_json(r.content)
+    assert r.content == model.model_dump_json().encode()
+    p = r.json()["points"][0]
+    assert set(p["expected"]) == set(p["explanation"]["deviations"]) == set(env[2].metrics)
+    # ?job= names the job; a charset in the content type is still JSON
+    r2 = client.post("/v1/score", params={"job": "demo"}, content=json.dumps(body),
+                     headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r2.content == r.content and state.fast_answers == before + 2
+
+
+@pytest.mark.parametrize(("name", "send", "status", "needle"), [
+    ("unknown job", lambda c, b: c.post("/v1/score?job=nope", json=b), 404, "unknown job"),
+    ("extra query", lambda c, b: c.post("/v1/score?job=demo&x=1", json=b), 200, None),
+    ("a string value", lambda c, b: c.post("/v1/score", json={
+        **b, "metrics": {**b["metrics"], "cluster_pod_ratio": ["0.5"]}}), 422,
+     "metrics.cluster_pod_ratio.0"),
+    ("unknown field", lambda c, b: c.post("/v1/score", json={**b, "colour": 1}), 422, "colour"),
+    ("bad JSON", lambda c, b: c.post("/v1/score", content=b'{"entity": ',
+                                     headers={"Content-Type": "application/json"}), 422,
+     "not valid JSON"),
+    ("not JSON", lambda c, b: c.post("/v1/score", content=json.dumps(b),
+                                     headers={"Content-Type": "text/plain"}), 422, None),
+    ("off the grid", lambda c, b: c.post("/v1/score", json={
+        **b, "timestamps": [(T0 + STEP * 1.5).isoformat()]}), 422, "grid"),
+    ("not a continuation", lambda c, b: c.post("/v1/score", json={
+        **b, "timestamps": [(T0 + STEP * 3).isoformat()]}), 422, "too few"),
+])
+def test_what_the_fast_path_does_not_answer_gets_the_routes_answer(env, name, send, status,
+                                                                    needle):
+    client, state, _, _ = env
+    before = state.fast_answers
+    r = send(client, _continuation(env))
+    assert r.status_code == status, r.text
+    assert state.fast_answers == before  # the route answered, with its own message
+    if needle is not None:
+        assert needle in r.json()["detail"]
+
+
+@pytest.mark.parametrize("x", [14.0, 9.0, 10.0, 12.0, 8.0, 1e9, -1e9])
+@pytest.mark.parametrize(("y", "lo", "hi"), [(10.0, 8.0, 12.0), (10.0, 10.0, 10.0),
+                                             (10.0, 9.0, 10.0), (float("nan"), 8.0, 12.0),
+                                             (10.0, float("nan"), 12.0),
+                                             (10.0, 8.0, float("inf"))])
+def test_the_fast_paths_deviation_is_band_deviation(x, y, lo, hi):
+    from aws_anomaly.explain import band_deviation
+    from aws_anomaly.service.routes.score import _deviation
+
+    want = float(band_deviation(x, y, lo, hi))
+    got = _deviation(x, y, lo, hi)
+    assert (np.isnan(want) and np.isnan(got)) or got == want
+
+
 # ------------------------------------------------------------------ malformed input catalogue
 def _valid(env) -> dict:
     return points(env[2], "eks-prod-eu-west-1", T0 - pd.Timedelta(hours=30), 300)

@@ -60,6 +60,8 @@ class AppState:
     notifiers: list[Any] = field(default_factory=list)
     #: Caps concurrent POST /v1/score work (``routes.score.ScoreLimiter``).
     score_limiter: Any = None
+    #: ``POST /v1/score`` requests answered by the fast path (``routes.score``).
+    fast_answers: int = 0
 
     def runner(self, job: str | None) -> JobRunner:
         """The named job's runner (the first job when ``job`` is None); 404 when unknown."""
