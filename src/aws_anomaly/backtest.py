@@ -64,12 +64,8 @@ def backtest_job(job: JobConfig, source: Source, start: pd.Timestamp, end: pd.Ti
     step = pd.Timedelta(model.step_)
     data = source.fetch(start - step * (int(model.spec.min_history) + 1), end,
                         entities=list(job.entities) if job.entities else None)
-    frame = data.frame
-    new_mask = (frame["timestamp"] >= start).to_numpy()
-    hist = Dataset(frame=frame.loc[~new_mask].reset_index(drop=True), metrics=data.metrics,
-                   step=data.step)
-    new = Dataset(frame=frame.loc[new_mask].reset_index(drop=True), metrics=data.metrics,
-                  step=data.step)
+    hist = data.subset(end=start, where="backtest: look-back")
+    new = data.subset(start=start, where="backtest: replayed range")
     scores = model.score(new, history=hist if len(hist) else None)
     events = policy.merge(scores, step=step, threshold=policy.threshold, job=job.name,
                           model=runner.model_name)

@@ -277,7 +277,8 @@ class JobModel:
         history = self.source.fetch(end - span, end, entities=self.job.entities)
         self.health.source_answered()
         metrics = list(self.job.metrics or history.metrics)
-        history = Dataset(frame=history.frame, metrics=tuple(metrics), step=history.step)
+        where = f"job {self.name}: training history"
+        history = history.subset(metrics=metrics, where=where)
         labels = self.store.latest_labels(job=self.name)
         # Labels the source knows (the demo's injected anomalies) plus confirmed events.
         lab = (history.frame["is_anomaly"].to_numpy(dtype=np.int8).copy() if history.has_labels
@@ -290,7 +291,7 @@ class JobModel:
                 lab[(ent == ev.entity) & (ts >= ev.start).to_numpy()
                     & (ts <= ev.end).to_numpy()] = 1
         frame = frame.assign(is_anomaly=lab, anomaly_type=np.where(lab == 1, "confirmed", ""))
-        return Dataset(frame=frame, metrics=tuple(metrics), step=history.step), labels
+        return Dataset.checked(frame, metrics=metrics, step=history.step, where=where), labels
 
     def new_model(self, step: pd.Timedelta) -> AnomalyModel:
         """An unfitted model as the job's ``model`` section describes it."""

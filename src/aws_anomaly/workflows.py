@@ -247,8 +247,7 @@ def _narrow(ds: Dataset, metrics: tuple[str, ...]) -> Dataset:
     drop = [m for m in ds.metrics if m not in metrics]
     if not drop:
         return ds
-    return Dataset(frame=ds.frame.drop(columns=drop), metrics=metrics, step=ds.step,
-                   report=ds.report)
+    return ds.subset(metrics=list(metrics), where="constant metrics left out")
 
 
 def check_constant_policy(policy: str) -> None:
