@@ -58,7 +58,9 @@ from aws_anomaly.features import (
     check_history,
 )
 from aws_anomaly.features.band import Band, BandSpec, band_arrays, fit_band
+from aws_anomaly.features.batch import CHUNK_ROWS, iter_feature_columns
 from aws_anomaly.features.persist import (
+    PersistFilter,
     PersistPlan,
     check_persist,
     persist_layout,
@@ -746,6 +748,67 @@ class AnomalyModel:
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
+    def _score_series(self, data: Dataset, history: Dataset | None, explain: str, where: str,
+                      chunk_rows: int = CHUNK_ROWS
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                 tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The batch fast path of :meth:`score`: ``(anomaly_score, is_anomaly, contributions,
+        ready, (expected, lower, upper))`` of every row of ``data``, in order.
+
+        Entity by entity, chunk by chunk of ``chunk_rows`` rows: the spec's features are
+        built feature-major into one reused buffer
+        (:func:`~aws_anomaly.features.batch.iter_feature_columns`), the persistence columns
+        are filled in place below them with the filter state carried across chunks, only the
+        model's columns are taken, logged, transposed and scaled into a second reused buffer,
+        and the detector scores that chunk. Memory is a few chunks, whatever the length; no
+        ``(rows x features)`` matrix is made. The numbers are those of the whole-series path
+        (:meth:`_features` + :meth:`score_transformed`), bit for bit.
+        """
+        n, m = len(data.frame), len(self.metrics_)
+        score = np.zeros(n)
+        flag = np.zeros(n, dtype=bool)
+        contrib = np.zeros((n, m))
+        ready = np.zeros(n, dtype=bool)
+        band = getattr(self, "band_", None)
+        bands = tuple(np.full((n, m), np.nan) for _ in range(3))
+        terms = self.persist_terms()
+        k = self.feature_plan().n_features
+        cols = self.columns_
+        logc = self._log_columns
+        floor = self.log_floor_[logc][:, None]
+        scaled = np.empty((chunk_rows, len(cols)))
+        picked = np.empty((len(cols), chunk_rows))
+        metrics = list(self.metrics_)
+        o = 0  # output row of the entity's first scored row
+        for entity, vals, ts, n_ctx in track(
+                self._entity_series(data, history), f"scoring the {where}",
+                total=len(data.entities), note=lambda item: str(item[0])):
+            check_history(len(vals), self.spec,
+                          f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
+            n_out = len(vals) - n_ctx
+            if band is not None:
+                for dst, arr in zip(bands, band_arrays(vals, band), strict=True):
+                    dst[o:o + n_out] = arr[n_ctx:]
+            persist = PersistFilter(terms, k)
+            for c0, c1, chunk in iter_feature_columns(vals, ts, metrics, self.spec,
+                                                      chunk_rows=chunk_rows, extra=len(terms)):
+                persist.fill_columns(chunk)
+                r0 = max(c0, n_ctx)
+                if r0 >= c1:
+                    continue
+                rows = c1 - r0
+                fm = np.take(chunk[:, r0 - c0:], cols, axis=0, out=picked[:, :rows])
+                if logc.size:
+                    fm[logc] = np.log(np.maximum(fm[logc], 0.0) + floor)
+                Xs = self.scaler_.transform(fm.T, out=scaled[:rows])
+                ok = np.arange(r0 + 1, c1 + 1) >= self.spec.min_history
+                sl = slice(o + r0 - n_ctx, o + c1 - n_ctx)
+                score[sl], flag[sl], contrib[sl] = self.score_transformed(Xs, ok, explain)
+                ready[sl] = ok
+            o += n_out
+        self._check_history(data, ready, where)
+        return score, flag, contrib, ready, bands  # type: ignore[return-value]
+
     # the names live.py and tuning.py call (kept while they move to the public ones)
     _transform = transform
     _score_matrix = score_transformed
@@ -787,9 +850,8 @@ class AnomalyModel:
             raise ConfigError(f"rows must be 'input' or 'grid', got {rows!r}")
         ds = self._as_dataset(data, "scoring data")
         hist = self._as_dataset(history, "history") if history is not None else None
-        X, ready, _ = self._features(ds, hist, "scoring data")
-        self._check_history(ds, ready, "scoring data")
-        score, flag, contrib = self.score_transformed(X, ready, explain)
+        score, flag, contrib, ready, (yhat, lower, upper) = self._score_series(
+            ds, hist, explain, "scoring data")
         has = contrib.sum(axis=1) > 0
         top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
         # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
@@ -804,7 +866,6 @@ class AnomalyModel:
         for j, metric in enumerate(self.metrics_):
             cols[f"contrib_{metric}"] = contrib[:, j]
         cols["ready"] = ready
-        yhat, lower, upper = self._bands(ds, hist)
         for j, metric in enumerate(self.metrics_):
             cols[f"expected_{metric}"] = yhat[:, j]
             cols[f"lower_{metric}"] = lower[:, j]

@@ -62,10 +62,12 @@ class Scaler:
         self.scale_ = np.where(scale > 1e-12, scale, 1.0).astype(np.float64)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Centred, scaled and clipped ``X`` (into ``out`` when given: ``X``'s shape,
+        C-ordered; ``X`` may be any view, a transposed one included)."""
         if self.center_ is None or self.scale_ is None:
             raise NotFittedError("Scaler is not fitted; call fit() first")
-        Z = X - self.center_
+        Z = np.subtract(X, self.center_, out=out)
         Z /= self.scale_
         if self.clip is not None:
             # A single feature far out (a rate of change over a near-zero level) must not

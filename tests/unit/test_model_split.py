@@ -75,3 +75,50 @@ def test_persist_filter_in_chunks_gives_the_bits_of_the_whole_series() -> None:
     expected = pd.Series(src).ewm(alpha=terms[0].a, adjust=False).mean() \
         - pd.Series(src).ewm(alpha=terms[0].b, adjust=False).mean()
     np.testing.assert_allclose(whole[:, k], expected.to_numpy(), atol=1e-12)
+
+
+def test_batch_fast_path_matches_the_whole_series_path_and_any_chunk_size() -> None:
+    from aws_anomaly.data.generator import generate_demo
+    from aws_anomaly.evaluation.split import chronological_split
+    from aws_anomaly.model import AnomalyModel
+
+    ds, _ = generate_demo(clusters=2, days=4, seed=3)
+    split = chronological_split(ds)
+    spec = FeatureSpec(windows=(6, 24), lags=(1,), seasonal_period=96, cross_windows=(24,))
+    model = AnomalyModel("robust", spec=spec, persist=(3, 12), persist_baseline=48,
+                         feature_set="hybrid").fit(split.train, split.validation)
+    hist = split.train
+    data = split.validation
+    # the whole-series path: every feature of every row stacked, then scored at once
+    X, ready, _ = model._features(data, hist, "t")
+    want = model.score_transformed(X, ready, "all")
+    for chunk in (7, 100, 16_384):
+        got = model._score_series(data, hist, "all", "t", chunk_rows=chunk)
+        np.testing.assert_array_equal(got[3], ready)
+        np.testing.assert_array_equal(got[0], want[0])  # robust: row by row, exact
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[2], want[2], rtol=0, atol=1e-15)
+    out = model.score(data, history=hist)
+    assert out["is_anomaly"].sum() > 0 and out["expected_" + ds.metrics[0]].notna().any()
+
+
+@pytest.mark.parametrize("w", [3, 4, 36, 37])
+def test_band_medians_are_those_of_pandas_and_numpy(w: int) -> None:
+    from aws_anomaly.features.band import _past_median, _season
+
+    rng = np.random.default_rng(w)
+    v = np.round(rng.normal(size=3000), 1)  # ties
+    v[:50] = np.nan  # a season's first period has no lag
+    want = np.full(len(v), np.nan)
+    want[w:] = pd.Series(v).rolling(w, min_periods=w).median().to_numpy()[w - 1:-1]
+    np.testing.assert_array_equal(_past_median(v, w), want)
+    v[700] = np.nan  # NaN inside: the windows holding it are NaN
+    want[w:] = pd.Series(v).rolling(w, min_periods=w).median().to_numpy()[w - 1:-1]
+    np.testing.assert_array_equal(_past_median(v, w), want)
+    x = rng.normal(size=500)
+    lags = np.full((500, 4), np.nan)
+    for j in range(1, 5):
+        lags[j * w:, j - 1] = x[: 500 - j * w]
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(lags, axis=1)
+    np.testing.assert_array_equal(_season(x, w, 4), expected)

@@ -152,6 +152,24 @@ class PersistFilter:
                 full[:, dst] = y
 
 
+    def fill_columns(self, cols: np.ndarray) -> None:
+        """:meth:`fill` for a feature-major chunk: ``cols`` is ``(k + n, rows)``, row ``i``
+        the feature ``i`` (as :func:`~aws_anomaly.features.batch.iter_feature_columns`
+        yields); the same recursion, so the same bits."""
+        if not cols.shape[1]:
+            return
+        for i, (w, src, dst, subtract) in enumerate(self._terms):
+            x = cols[src]
+            zi = self._state[i]
+            if zi is None:
+                zi = (1.0 - w) * x[:, :1]
+            y, self._state[i] = lfilter([w], [1.0, -(1.0 - w)], x, axis=1, zi=zi)
+            if subtract:
+                cols[dst] -= y
+            else:
+                cols[dst] = y
+
+
 def with_persist(values: np.ndarray, plan: PersistPlan) -> np.ndarray:
     """``values`` (one series' spec features, in time order) with the plan's columns appended
     (a new array; ``values`` itself when the plan is empty)."""
