@@ -324,7 +324,8 @@ class RecentPoints:
         order = np.argsort(codes, kind="stable")  # each entity's rows, in their given order
         bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
         arrays = {c: scores[c].to_numpy() for c in keep}
-        arrays["timestamp"] = pd.DatetimeIndex(scores["timestamp"]).asi8
+        # ns whatever the frame's unit (pandas 3 makes microseconds of date_range and parsing)
+        arrays["timestamp"] = pd.DatetimeIndex(scores["timestamp"]).as_unit("ns").asi8
         n = self.size
         with self._lock:
             for j, entity in enumerate(uniq):
