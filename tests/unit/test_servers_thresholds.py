@@ -1,0 +1,94 @@
+"""benchmarks/servers_thresholds.py: the dumped scores must give the model's own numbers.
+
+The threshold study (docs/benchmarks.md) evaluates rules on dumped raw scores instead of
+refitting the model for each one; its figures mean something only if the dump, mapped with
+the shipped threshold, is exactly what ``default_model(step).score`` returns.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aws_anomaly.evaluation.servers_bench import load_server, server_metrics
+from aws_anomaly.presets import default_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("servers_thresholds",
+                                                  ROOT / "benchmarks" / "servers_thresholds.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Path:
+    """One server, 5-minute steps: 4 days of training, 1 day of test with a spike, a level
+    shift and a metric constant in training that moves."""
+    rng = np.random.default_rng(3)
+    n_train, n_test = 4 * 288, 288
+    n = n_train + n_test
+    t = np.arange(n)
+    ts = pd.date_range("2026-01-05", periods=n, freq="5min", tz="UTC")
+    daily = np.sin(2 * np.pi * t / 288)
+    frame = pd.DataFrame({"timestamp": ts, "entity": "srv",
+                          "m00": 0.5 + 0.2 * daily + rng.normal(0, 0.02, n),
+                          "m01": 0.3 + 0.1 * daily + rng.normal(0, 0.02, n),
+                          "m02": np.zeros(n)})
+    y = np.zeros(n, dtype=np.int8)
+    for start, stop, col, delta in ((n_train + 60, n_train + 63, "m00", 0.6),
+                                    (n_train + 150, n_train + 190, "m01", 0.25),
+                                    (n_train + 240, n_train + 244, "m02", 0.1)):
+        frame.loc[start:stop - 1, col] += delta
+        y[start:stop] = 1
+    folder = tmp_path_factory.mktemp("servers") / "toy" / "srv-1"
+    folder.mkdir(parents=True)
+    frame.iloc[:n_train].to_parquet(folder / "train.parquet")
+    test = frame.iloc[n_train:].assign(is_anomaly=y[n_train:])
+    test.to_parquet(folder / "test.parquet")
+    return folder
+
+
+def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, tmp_path):
+    data = load_server("toy/srv-1", server)
+    model = default_model(data.train.step).fit(data.train)
+    out = model.score(data.test, history=data.train, explain="none")
+    expected = out["anomaly_score"].to_numpy()
+    assert out["is_anomaly"].any() and not out["is_anomaly"].all()
+
+    path = bench.dump_server("toy/srv-1", server, tmp_path)
+    dumps = bench.load_dumps(tmp_path)
+    assert list(dumps) == ["toy/srv-1"] and path.exists()
+    d = dumps["toy/srv-1"]
+    assert float(d["thr"]) == model.calibrator_.threshold_
+    # the holdout scores are the ones the shipped POT threshold was fit on
+    assert bench.pot_threshold(d["rawv"], 1e-3, 0.98)[0] == pytest.approx(float(d["thr"]),
+                                                                           rel=1e-12)
+    got = bench.shipped(d)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(got >= 1.0, out["is_anomaly"].to_numpy())
+    # the moved training constant flags its points whatever the detector says
+    assert (got[240:244] >= 1.0).all() and (d["zt"][240:244] >= 1.0).all()
+
+    per = bench.measure(dumps, bench.shipped)["toy/srv-1"]
+    ref = server_metrics(data.labels, expected, out["is_anomaly"].to_numpy(), data.train.step)
+    assert per["f1"] == ref["f1"] and per["fpr"] == ref["fpr"]
+    # a lower flag level never flags fewer points
+    lower = bench.scale(0.5)(d) >= 1.0
+    assert lower.sum() >= (got >= 1.0).sum() and (lower | ~(got >= 1.0)).all()
+
+
+def test_no_dumps_is_a_one_line_error(bench, tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: .*no dumped servers"):
+        bench.load_dumps(tmp_path)
