@@ -43,16 +43,24 @@ _ALARM = {"rest_level": 0.45, "rest_period": 150, "rest_factor": 0.0, "spatial_t
 _CONTEXT_ALARM = {**_ALARM, "rest_period": 0, "rest_time": "12h"}
 
 
+#: After values have stayed outside the learned range this long, the context detectors learn
+#: the range and contexts afresh (a lasting level shift). Chosen by leave-one-category-out NAB
+#: scores among 12 h .. 4 days (docs/benchmarks.md, "Issue 8, H6").
+_RELEARN = "36h"
+
+
 def _context_members() -> tuple[list[StreamingDetector], list[float]]:
     """Contextual novelty at two averaging scales, plus "a level never seen before"."""
     grids = 5
     return (
         [
             LikelihoodDetector(
-                member=ContextNoveltyDetector(n_levels=8, max_order=6, n_grids=grids),
+                member=ContextNoveltyDetector(n_levels=8, max_order=6, n_grids=grids,
+                                              relearn_time=_RELEARN),
                 avg_windows=(10, 20), min_std=0.03,
             ),
-            ContextNoveltyDetector(n_levels=8, max_order=1, n_grids=grids),
+            ContextNoveltyDetector(n_levels=8, max_order=1, n_grids=grids,
+                                   relearn_time=_RELEARN),
         ],
         # A level new in every grid (raw 1) scores 0.6, above the alarm level on its own; new in
         # 3 of 5 (raw 0.6) scores 0.36, below it.

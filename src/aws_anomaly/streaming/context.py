@@ -11,12 +11,21 @@ forecast-error scale would call large.
 The range is estimated from the data, so the detector also works live: the first
 ``range_fraction * probationary`` raw values are kept; then they are replayed through the fixed
 levels to learn their contexts (still strictly causal), and novelty scores start.
+
+Re-learning (``relearn_time``): when every value for that long has been outside the learned
+range (a lasting level shift), the levels are cut afresh over the most recent
+``range_fraction * probationary`` values and the contexts are learned again from them. After
+a shift the old grid sees the new regime through a few coarse outside levels only and is blind
+to anomalies within it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import ClassVar
+
+import pandas as pd
 
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
@@ -45,6 +54,9 @@ class ContextNoveltyDetector(StreamingDetector):
         around this detector sees real scores before probation ends).
     max_contexts
         Memory bound: when more contexts are stored, the least recently seen half is forgotten.
+    relearn_time
+        A duration (``"2D"``): after every value for this long has been outside the learned
+        range, learn the range and the contexts afresh from the recent values. None: never.
     probationary
         See :class:`StreamingDetector`.
 
@@ -59,7 +71,7 @@ class ContextNoveltyDetector(StreamingDetector):
     """
 
     _params: ClassVar[tuple[str, ...]] = ("n_levels", "max_order", "n_grids", "range_margin",
-                                          "range_fraction", "max_contexts")
+                                          "range_fraction", "max_contexts", "relearn_time")
 
     def __init__(
         self,
@@ -70,6 +82,7 @@ class ContextNoveltyDetector(StreamingDetector):
         range_margin: float = 0.0,
         range_fraction: float = 0.5,
         max_contexts: int = 200_000,
+        relearn_time: str | None = None,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         if not isinstance(n_levels, int) or n_levels < 2:
@@ -91,6 +104,17 @@ class ContextNoveltyDetector(StreamingDetector):
         self.range_margin = range_margin
         self.range_fraction = range_fraction
         self.max_contexts = max_contexts
+        self.relearn_time = relearn_time
+        self._relearn_ns: int | None = None
+        if relearn_time is not None:
+            try:
+                ns = int(pd.Timedelta(relearn_time).value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"relearn_time must be a duration like '2D', got "
+                                  f"{relearn_time!r}") from exc
+            if ns <= 0:
+                raise ConfigError(f"relearn_time must be > 0, got {relearn_time!r}")
+            self._relearn_ns = ns
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
@@ -101,6 +125,9 @@ class ContextNoveltyDetector(StreamingDetector):
         self.step_ = 1.0
         self.levels_: list[list[int]] = [[] for _ in range(self.n_grids)]
         self.seen_: dict[tuple[int, ...], int] = {}
+        self.out_since_: int | None = None
+        self.recent_: deque[float] = deque(maxlen=self.range_records_ if self._relearn_ns
+                                           else 1)
 
     def _level(self, x: float, shift: float = 0.0) -> int:
         lv = math.floor((x - self.lo_) / self.step_ + shift)
@@ -151,6 +178,10 @@ class ContextNoveltyDetector(StreamingDetector):
 
     def _step(self, t_ns: int, x: float) -> float:
         n = self.count_
+        if self._relearn_ns is not None:
+            self.recent_.append(x)
+            if n >= self.range_records_:
+                self._maybe_relearn(t_ns, x)
         self.count_ = n + 1
         if n < self.range_records_:
             self.warm_.append(x)
@@ -158,6 +189,23 @@ class ContextNoveltyDetector(StreamingDetector):
                 self._start()
             return 0.0
         return self._novelty(x)
+
+    def _maybe_relearn(self, t_ns: int, x: float) -> None:
+        """Track how long values have stayed outside the range; re-learn after relearn_time."""
+        if self.lo_ <= x <= self.lo_ + self.step_ * self.n_levels:
+            self.out_since_ = None
+            return
+        if self.out_since_ is None:
+            self.out_since_ = t_ns
+            return
+        if self._relearn_ns is not None and t_ns - self.out_since_ >= self._relearn_ns:
+            # The recent values before this one become the new warm-up: new levels, new
+            # contexts (the replay is causal: it uses values already seen).
+            self.warm_ = list(self.recent_)[:-1]
+            self.seen_ = {}
+            self.levels_ = [[] for _ in range(self.n_grids)]
+            self._start()
+            self.out_since_ = None
 
     def _start(self) -> None:
         lo, hi = min(self.warm_), max(self.warm_)
