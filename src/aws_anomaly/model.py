@@ -111,6 +111,11 @@ class _FitInputs:
     summary: dict[str, Any]  # training row counts for training_summary_
 
 
+#: Rows (all metrics' occluded copies together) per detector call of the occlusion
+#: explanations: one call for the handful of rows a live point or a chunk flags.
+_OCCLUSION_ROWS = 16_384
+
+
 class AnomalyModel:
     """Feature spec + scaler + detector + calibrator.
 
@@ -645,7 +650,24 @@ class AnomalyModel:
 
     @property
     def _log_columns(self) -> np.ndarray:
-        return np.flatnonzero(self.log_floor_ > 0)
+        """Positions (in the model's columns) taken as logs; cached per ``log_floor_`` array
+        (set by fit and load), as scoring one live point asks for it every time."""
+        cached = getattr(self, "_log_cache", None)
+        if cached is None or cached[0] is not self.log_floor_:
+            logc = np.flatnonzero(self.log_floor_ > 0)
+            cached = (self.log_floor_, logc, self.log_floor_[logc])
+            self._log_cache = cached
+        return cached[1]
+
+    def transform_row(self, row: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of one raw feature row ``(width,)`` -> ``(1, columns)``: the
+        same operations on the same values (so the same numbers) without the batch path's
+        per-call work; the live path calls it once per point."""
+        X = row.take(self.columns_)
+        logc = self._log_columns
+        if logc.size:
+            X[logc] = np.log(np.maximum(X[logc], 0.0) + self._log_cache[2])
+        return self.scaler_.transform(X[None, :])
 
     def transform(self, X_full: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
         """Raw features (the spec's, then the persistence columns; ``(rows, width)``) -> the
@@ -685,15 +707,20 @@ class AnomalyModel:
                     out[:, j] = parts[:, cols].sum(axis=1)
             total = out.sum(axis=1, keepdims=True)
             return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
-        drops = np.empty((len(Xs), m))
-        for j, metric in enumerate(self.metrics_):
-            cols = self.groups_.get(metric, [])
-            if not cols:
-                drops[:, j] = 0.0
-                continue
-            Xo = Xs.copy()
-            Xo[:, cols] = self.median_[cols]
-            drops[:, j] = raw - self._raw(Xo)
+        drops = np.zeros((len(Xs), m))
+        occluded = [(j, cols) for j, metric in enumerate(self.metrics_)
+                    if (cols := self.groups_.get(metric, []))]
+        # every metric's occluded copy of a block of rows scored in one detector call
+        block = max(1, _OCCLUSION_ROWS // max(1, len(occluded)))
+        for r0 in range(0, len(Xs), block):
+            part = Xs[r0:r0 + block]
+            Xo = np.empty((len(occluded), *part.shape))
+            for g, (_, cols) in enumerate(occluded):
+                Xo[g] = part
+                Xo[g][:, cols] = self.median_[cols]
+            lowered = self._raw(Xo.reshape(-1, part.shape[1])).reshape(len(occluded), -1)
+            for g, (j, _) in enumerate(occluded):
+                drops[r0:r0 + block, j] = raw[r0:r0 + block] - lowered[g]
         drops = np.clip(drops, 0.0, None)
         total = drops.sum(axis=1)
         ok = total > 0

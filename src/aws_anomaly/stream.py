@@ -5,7 +5,7 @@ StreamingFeatureBuilder`), the persistence EWMAs (:class:`~aws_anomaly.features.
 PersistState`), the band state and the last point; the model's part (columns, scaling,
 detector, calibrator) is reached through :class:`~aws_anomaly.model.AnomalyModel`'s public
 pieces only: ``spec``, ``metrics_``, ``step_``, ``band_``, :meth:`~aws_anomaly.model.
-AnomalyModel.persist_terms`, :meth:`~aws_anomaly.model.AnomalyModel.transform` and
+AnomalyModel.persist_terms`, :meth:`~aws_anomaly.model.AnomalyModel.transform_row` and
 :meth:`~aws_anomaly.model.AnomalyModel.score_transformed`. This module does not import the
 model (it sits one import layer below it); :meth:`AnomalyModel.stream` builds scorers.
 """
@@ -224,8 +224,8 @@ class StreamScorer:
         if not self._builder.ready:
             return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
                               *band)
-        score, flag, contrib = model.score_transformed(model.transform(row[None, :]),
-                                                       _ONE_READY, "flagged")
+        score, flag, contrib = model.score_transformed(model.transform_row(row), _ONE_READY,
+                                                       "flagged")
         c = contrib[0]
         top = names[int(c.argmax())] if c.sum() > 0 else ""
         return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,

@@ -189,13 +189,14 @@ class PersistState:
     both are replaced, never changed in place, so a shallow copy is an independent state.
     """
 
-    __slots__ = ("a", "b", "has_b", "lo", "s", "src")
+    __slots__ = ("a", "all_b", "b", "has_b", "lo", "s", "src")
 
     def __init__(self, plan: PersistPlan) -> None:
         self.src = np.asarray([t.src for t in plan], dtype=np.intp)
         self.a = np.asarray([t.a for t in plan], dtype=np.float64)
         self.b = np.asarray([t.b for t in plan], dtype=np.float64)
         self.has_b = bool((self.b > 0).any())
+        self.all_b = bool((self.b > 0).all())
         self.s: np.ndarray | None = None
         self.lo: np.ndarray | None = None
 
@@ -212,7 +213,9 @@ class PersistState:
             s = s + self.a * (x - s)
             lo = lo + self.b * (x - lo)
         self.s, self.lo = s, lo
-        if self.has_b:
+        if self.all_b:
+            np.subtract(s, lo, out=out)
+        elif self.has_b:
             np.subtract(s, lo, out=out, where=self.b > 0)
             np.copyto(out, s, where=self.b <= 0)
         else:
