@@ -105,3 +105,33 @@ def test_entities_and_metrics_selection() -> None:
         src.fetch(START - pd.Timedelta(hours=1), START, entities=["nope"])
     with pytest.raises(SourceError, match=r"unknown metric\(s\) \['gpu'\]"):
         make_source(DemoSourceConfig(days=1), metrics=["gpu"])
+
+
+def test_a_window_across_the_loop_seam_is_the_generated_rows_it_maps_to() -> None:
+    """Fetches slice precomputed arrays (docs/performance.md): a window that crosses the seam
+    where the replay starts again, for some entities and metrics in another order, is exactly
+    the generated rows ``k mod n`` of those entities and columns, labels included."""
+    wall = Wall()
+    metrics = ["cluster_pod_ratio", "cluster_cpu_request_ratio"]
+    src = make_source(DemoSourceConfig(clusters=3, days=1, future_days=1, speedup=86_400),
+                      metrics=metrics, start=START, wall_clock=wall)
+    wall.t += 2.0  # two data days on: past the generated future day
+    gen, _ = generate_demo(clusters=3, days=2, seed=0,
+                           start=(START - pd.Timedelta(days=1)).isoformat())
+    n = len(gen.frame) // 3
+    origin = START - pd.Timedelta(days=1)
+    seam = origin + n * STEP
+    names = list(gen.entities)
+    got = src.fetch(seam - 4 * STEP, seam + 3 * STEP, entities=[names[2], names[0]])
+    k = np.arange(n - 4, n + 3)
+    assert got.entities == (names[0], names[2]) and got.metrics == tuple(metrics)
+    for e in (names[0], names[2]):
+        want = gen.entity_frame(e).iloc[k % n]
+        part = got.entity_frame(e)
+        assert list(part.index) == list(origin + k * STEP)
+        np.testing.assert_array_equal(part[metrics].to_numpy(), want[metrics].to_numpy())
+        np.testing.assert_array_equal(part["is_anomaly"].to_numpy(),
+                                      want["is_anomaly"].to_numpy())
+        assert part["anomaly_type"].tolist() == want["anomaly_type"].tolist()
+    assert got.report is not None and not got.report.changed
+    assert got.report.rows_in == got.report.rows_out == len(got.frame) == 14
