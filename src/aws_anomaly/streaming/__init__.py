@@ -5,6 +5,9 @@ parameter set (chosen by leave-files-out cross-validation, see ``docs/streaming.
 ``benchmarks/streaming_cv.py``). Every detector has ``update(timestamp, value) -> score``,
 ``learn_one`` / ``score_one``, ``run(timestamps, values, probationary)`` and
 ``get_state`` / ``from_state``.
+
+:mod:`aws_anomaly.streaming.series` runs them under the model's contract (per entity, per
+metric, the model's calibrator and alert policy): ``SeriesDetector`` and ``SeriesModel``.
 """
 
 from __future__ import annotations
