@@ -24,6 +24,7 @@ from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.features import StreamingFeatureBuilder
 from aws_anomaly.features.band import BandState
 from aws_anomaly.features.persist import PersistState
+from aws_anomaly.features.spec import MAX_ABS_VALUE
 
 if TYPE_CHECKING:
     from aws_anomaly.model import AnomalyModel
@@ -164,9 +165,11 @@ class StreamScorer:
         if values.shape != (self._m,):
             raise DataError(f"entity '{self.entity}': expected {self._m} values "
                             f"{list(self.model.metrics_)}, got shape {values.shape}")
-        if not np.isfinite(values).all():
+        # plain floats: cheaper than numpy reductions for a handful of values (NaN fails)
+        if not all(-MAX_ABS_VALUE <= v <= MAX_ABS_VALUE for v in values.tolist()):
             raise DataError(f"entity '{self.entity}' at {pd.Timestamp(ns, tz='UTC')}: values "
-                            f"must be finite, got {values.tolist()}")
+                            f"must be finite (|value| <= {MAX_ABS_VALUE:g}), got "
+                            f"{values.tolist()}")
         last = self._last_ns
         if last is not None:
             delta = ns - last
@@ -196,12 +199,11 @@ class StreamScorer:
         if self._band is not None:
             self._expected = self._band.expected()
             self._band.update(values)
-        row = self._builder.update(ns, values)
         persist = self._persist
         if not len(persist):
-            return row
+            return self._builder.push(ns, values)
         out = np.empty(self._k + len(persist))
-        out[: self._k] = row
+        row = self._builder.push(ns, values, out[: self._k])
         persist.step(row, out[self._k:])
         return out
 

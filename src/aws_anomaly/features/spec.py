@@ -37,6 +37,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -210,12 +211,12 @@ class FeatureSpec:
         """``cross_windows`` when ``include_cross``, else empty."""
         return self.cross_windows if self.include_cross else ()
 
-    @property
+    @cached_property  # read on every live point; the spec is frozen
     def sum_windows(self) -> tuple[int, ...]:
         """Every window needing rolling sums (``windows`` and the active cross windows)."""
         return tuple(sorted(set(self.windows) | set(self.active_cross_windows)))
 
-    @property
+    @cached_property  # read on every live point; the spec is frozen
     def min_history(self) -> int:
         """Rows needed before every feature is fully defined (``ready``).
 

@@ -244,6 +244,13 @@ class StreamingFeatureBuilder:
                 f"streaming features: timestamp {pd.Timestamp(ns, tz='UTC').isoformat()} does "
                 f"not come after the previous one "
                 f"{pd.Timestamp(self._last_ns, tz='UTC').isoformat()}")
+        return self.push(ns, x)
+
+    def push(self, ns: int, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`update` for a caller that has checked the point already (the live scorer,
+        once per point): ``ns`` an int after the last one, ``x`` ``(m,)`` float64 with
+        ``|value| <= MAX_ABS_VALUE`` (read, never kept). Writes the feature
+        vector into ``out`` (``(k,)``) when given and returns it."""
         t = self._n
         if t == 0:
             self._ref = x.copy()
@@ -267,14 +274,14 @@ class StreamingFeatureBuilder:
         sums = self._pre_sum + self._suf_sum_flat.take(rows, axis=0)
         mins = np.minimum(self._pre_min, self._suf_min_flat.take(rows, axis=0))
         maxs = np.maximum(self._pre_max, self._suf_max_flat.take(rows, axis=0))
-        out = self._finish(t, ns, x, sums, mins, maxs)
+        out = self._finish(t, ns, x, sums, mins, maxs, out)
         for i, (j, w) in enumerate(zip(js, self._swl, strict=True)):
             if j == w - 1:
                 self._set_suffix(i, self._hist[self._nh - w: self._nh])
         return out
 
     def _finish(self, t: int, ns: int, x: np.ndarray, sums: np.ndarray, mins: np.ndarray,
-                maxs: np.ndarray) -> np.ndarray:
+                maxs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         spec, m = self.spec, self._m
         pa, pb = self._pa, self._pb
         cnt = self._cnt_full if t + 1 >= self._wmax else \
@@ -302,7 +309,7 @@ class StreamingFeatureBuilder:
             pieces.extend((q.T, rz))
         if spec.include_calendar:
             pieces.append(calendar_one(ns))
-        return np.concatenate(pieces, axis=None).take(self._gather)
+        return np.concatenate(pieces, axis=None).take(self._gather, out=out)
 
     def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
         """Prime the builder with history rows (vectorised; no feature vectors returned).
