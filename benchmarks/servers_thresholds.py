@@ -11,6 +11,8 @@ scores, and then evaluates any number of rules on them in seconds:
 * ``rawt`` / ``vt``: the raw scores of ``test.parquet`` (causal, the training rows as
   look-back); ``readyt``; ``zt``: the largest move of a metric constant in training, in
   tolerance units (>= 1 flags the point whatever the detector says, as the model does);
+* ``rawt_refit``: the test's raw scores against a reference refit on every training row
+  (the holdout included), the threshold left as the holdout set it;
 * ``y``: the test labels (used only to measure), ``thr`` / ``center``: the shipped
   calibrator's threshold and reference level.
 
@@ -71,6 +73,7 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
     """Fit ``default_model(step)`` on one server and write its scores (module docstring)."""
     from threadpoolctl import threadpool_limits
 
+    from aws_anomaly.detectors import make_detector
     from aws_anomaly.model import _tail_split
     from aws_anomaly.presets import default_model
 
@@ -86,9 +89,16 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
         Xt, ready_t, _ = model._features(data.test, data.train, "test")
         zt = (model._constant_breaks(Xt).max(axis=1) if model.constant_
               else np.zeros(len(Xt)))
+        # The variant "reference refit on all training rows": the same detector parameters,
+        # every ready training row (the holdout included) as the reference.
+        Xa, ready_a, _ = model._features(data.train, None, "training data")
+        refit = make_detector(model.detector, **model.detector_.get_params()).fit(
+            model._blind_constants(Xa[ready_a]))
+        del Xa
         arrays = {
             "rawv": model._raw(Xv), "vv": _view_scores(model, Xv),
             "rawt": model._raw(Xt), "vt": _view_scores(model, Xt), "readyt": ready_t,
+            "rawt_refit": refit.score_samples(model._blind_constants(Xt)),
             "zt": zt, "y": data.labels, "thr": np.float64(model.calibrator_.threshold_),
             "center": np.float64(model.calibrator_.center_),
             "step_s": np.float64(data.train.step.total_seconds()),
@@ -122,6 +132,12 @@ def calibrated(d: Dump, raw: np.ndarray, thr: float, center: float) -> np.ndarra
 
 def shipped(d: Dump) -> np.ndarray:
     return calibrated(d, d["rawt"], float(d["thr"]), float(d["center"]))
+
+
+def refit_reference(c: float) -> Rule:
+    """The shipped threshold on the scores of a reference refit on all training rows, flagged
+    at ``anomaly_score >= c``."""
+    return lambda d: calibrated(d, d["rawt_refit"], float(d["thr"]), float(d["center"])) / c
 
 
 def scale(c: float) -> Rule:
@@ -217,6 +233,8 @@ RULES: dict[str, Rule] = {
     "views: root mean square": views("rms", lambda v: np.sqrt((v ** 2).mean(axis=1))),
     "views: geometric mean": views("geo", lambda v: np.sqrt(v[:, 0] * v[:, 1])),
     "views: stationary alone": views("stat", lambda v: v[:, 1]),
+    **{f"reference refit on all training rows, flag at >= {c}": refit_reference(c)
+       for c in (0.7, 0.8, 1.0)},
 }
 
 

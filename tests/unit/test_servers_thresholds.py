@@ -78,6 +78,10 @@ def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, 
     got = bench.shipped(d)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(got >= 1.0, out["is_anomaly"].to_numpy())
+    # a reference refit on every training row holds the 85 % one: no test row is farther
+    ready = d["readyt"]
+    assert (d["rawt_refit"][ready] <= d["rawt"][ready] + 1e-12).all()
+    assert (d["rawt_refit"][ready] < d["rawt"][ready]).any()
     # the moved training constant flags its points whatever the detector says
     assert (got[240:244] >= 1.0).all() and (d["zt"][240:244] >= 1.0).all()
 
