@@ -323,19 +323,6 @@ class AnomalyModel:
                 n_ctx = len(h)
             yield entity, vals, ts, n_ctx
 
-    def _bands(self, data: Dataset, history: Dataset | None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Expected value, lower and upper bound of every row of ``data`` (in order) and
-        metric; NaN without a band or before its window has history."""
-        n, m = len(data.frame), len(self.metrics_)
-        band = getattr(self, "band_", None)
-        if band is None:
-            nan = np.full((n, m), np.nan)
-            return nan, nan.copy(), nan.copy()
-        parts = [tuple(a[n_ctx:] for a in band_arrays(vals, band))
-                 for _, vals, _, n_ctx in self._entity_series(data, history)]
-        return tuple(np.vstack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
-
     def feature_plan(self) -> FeaturePlan:
         """The column layout of the spec's features for the model's metrics (cached)."""
         key = (self.spec, tuple(self.metrics_))
