@@ -1,16 +1,22 @@
 """Load benchmark of the service: POST /v1/score over loopback, and scheduler ticks.
 
 1. Starts ``aws-anomaly serve`` on the small demo (3 clusters) on a free loopback port.
-2. Drives ``POST /v1/score`` with an async httpx client at several concurrencies: single-point
-   requests that continue the running job's series (so the job's history is used as feature
-   look-back), and 1,000-point requests. Prints throughput and p50/p99 latency.
+2. Drives ``POST /v1/score`` at several concurrencies (one kept-alive connection per
+   concurrent client): single-point requests that continue the running job's series (so the
+   job's live scorer is continued), and 1,000-point requests. Prints throughput, p50/p99
+   latency and the service's CPU per request (from /proc, so a shared machine's load shows in
+   wall figures but hardly in this one). The default client (``--client raw``) writes the
+   prepared request bytes and reads each answer whole (status, content-length, body) over
+   asyncio streams, about 0.1 ms of CPU per request; ``--client httpx`` (the async httpx
+   client, ~1.5 ms of CPU per request) was used for the issue's "before" figures. On a 2-core
+   machine the client shares the CPUs with the service, so a heavy client caps the figures.
 3. Times the scheduler's work in-process: one tick scoring 1,000 entities x 3 metrics (one
    new point each) with the demo source.
 
 Prints a table, then the issue's aims with the figures of this run (and the load average,
 since the machine is shared), and writes ``out/bench/load.json``. Run:
 ``.venv/bin/python benchmarks/load.py`` (``--quick`` for fewer requests; ``--only tick`` or
-``--only api`` for one part).
+``--only api`` for one part; ``--client httpx`` for the httpx client).
 """
 
 from __future__ import annotations
@@ -93,6 +99,82 @@ def bodies(base: str) -> tuple[dict, dict]:
            "metrics": {m: (np.resize(np.asarray(v), n) * (1 + 0.01 * rng.standard_normal(n))
                            ).round(6).tolist() for m, v in s["values"].items()}}
     return single, big
+
+
+def _process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux /proc), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer read whole: (status, body). The service always sends a
+    content-length for JSON."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def drive_raw(base: str, body: dict, concurrency: int, total: int) -> dict:
+    """:func:`drive` with a minimal client: one asyncio stream per concurrent client, the
+    request's bytes prepared once, each answer read whole and its status checked."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    payload = json.dumps(body).encode()
+    request = (f"POST /v1/score HTTP/1.1\r\nhost: {host}:{port}\r\n"
+               f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+               ).encode() + payload
+    lat: list[float] = []
+    errors = 0
+    queue = iter(range(total))
+    conns = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
+    for reader, writer in conns[:1] * min(5, total):  # warm-up
+        writer.write(request)
+        await _answer(reader)
+
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors
+        for _ in queue:
+            t = time.perf_counter()
+            writer.write(request)
+            status, _ = await _answer(reader)
+            lat.append(time.perf_counter() - t)
+            if status != 200:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(r, w) for r, w in conns))
+    wall = time.perf_counter() - t0
+    for _, writer in conns:
+        writer.close()
+    a = np.asarray(lat) * 1000
+    return {"concurrency": concurrency, "requests": total, "errors": errors,
+            "req_per_s": round(total / wall, 1), "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2)}
+
+
+def measure(client: str, pid: int | None, base: str, body: dict, concurrency: int,
+            total: int) -> dict:
+    """One drive with ``client`` (``raw`` or ``httpx``), with the service's CPU per request
+    and the client's own."""
+    run = drive_raw if client == "raw" else drive
+    cpu0, own0 = _process_cpu_s(pid), time.process_time()
+    out = asyncio.run(run(base, body, concurrency, total))
+    cpu1 = _process_cpu_s(pid)
+    n = total + min(5, total)
+    out["client"] = client
+    out["service_cpu_ms"] = (round((cpu1 - cpu0) / n * 1000, 3)
+                             if cpu0 is not None and cpu1 is not None else None)
+    out["client_cpu_ms"] = round((time.process_time() - own0) / n * 1000, 3)
+    return out
 
 
 async def drive(base: str, body: dict, concurrency: int, total: int) -> dict:
@@ -194,9 +276,10 @@ def aims(results: dict) -> list[dict]:
     return rows
 
 
-def print_aims(rows: list[dict], load: dict) -> None:
+def print_aims(rows: list[dict], load: dict, client: str = "raw") -> None:
     print(f"\nload average (1, 5, 15 min): {load.get('load_avg_start')} at start, "
           f"{load.get('load_avg_end')} at end, {load.get('cpus')} CPUs")
+    print(f"HTTP client: {client}")
     print("| what | before | now | aim | met |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['what']} | {r['before']} | {r['now']} | {r['aim']} | "
@@ -208,6 +291,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "load.json"))
     ap.add_argument("--tick-entities", type=int, default=1000)
+    ap.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                    help="the HTTP client driving the service (see the module docstring)")
     ap.add_argument("--only", choices=("api", "tick"), default=None,
                     help="run one part: the HTTP API or the scheduler tick")
     args = ap.parse_args()
@@ -216,6 +301,7 @@ def main() -> None:
     # The machine is often shared: record its load so figures from runs can be compared.
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
+               "client": args.client,
                      "single_point": [], "thousand_points": []}
     with tempfile.TemporaryDirectory() as tmp:
         if args.only == "tick":
@@ -226,10 +312,11 @@ def main() -> None:
             if proc is not None:
                 single, big = bodies(base)
                 for c in (1, 8, 32):
-                    results["single_point"].append(asyncio.run(drive(base, single, c,
-                                                                     n_single)))
+                    results["single_point"].append(measure(args.client, proc.pid, base, single,
+                                                           c, n_single))
                 for c in (1, 4):
-                    results["thousand_points"].append(asyncio.run(drive(base, big, c, n_big)))
+                    results["thousand_points"].append(measure(args.client, proc.pid, base, big,
+                                                              c, n_big))
         finally:
             if proc is not None:
                 proc.terminate()
@@ -237,13 +324,15 @@ def main() -> None:
     results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average (1, 5, 15 min): {results['machine']['load_avg_start']} at start, "
           f"{results['machine']['load_avg_end']} at end")
+    print(f"client: {args.client}")
     print(f"{'request':<16}{'conc.':>6}{'reqs':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'errors':>8}")
+          f"{'errors':>8}{'svc CPU ms':>12}{'client CPU ms':>15}")
     for kind, rows in (("1 point", results["single_point"]),
                        ("1,000 points", results["thousand_points"])):
         for r in rows:
             print(f"{kind:<16}{r['concurrency']:>6}{r['requests']:>7}{r['req_per_s']:>9}"
-                  f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}", flush=True)
+                  f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
+                  f"{r['service_cpu_ms'] or '-':>12}{r['client_cpu_ms']:>15}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
@@ -255,7 +344,7 @@ def main() -> None:
               f"{t['first_tick_s']} s for {t['first_tick_points']} points")
         results["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["aims"] = aims(results)
-    print_aims(results["aims"], results["machine"])
+    print_aims(results["aims"], results["machine"], args.client)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
