@@ -39,6 +39,7 @@ import pandas as pd
 
 from aws_anomaly.config import JobConfig
 from aws_anomaly.data import Dataset
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import AwsAnomalyError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AnomalyEvent
 from aws_anomaly.jobhealth import JobHealth, RunnerMetrics
@@ -211,8 +212,8 @@ class JobModel:
                 self.store.register_model(ModelRecord(
                     name=self.model_name, version=version, job=self.name,
                     path=str(path or ""), detector=model.detector,
-                    trained_at=pd.Timestamp((getattr(model, "manifest_", None) or {}).get(
-                        "created_at") or pd.Timestamp.now(tz="UTC")),
+                    trained_at=parse_timestamp((getattr(model, "manifest_", None) or {}).get(
+                        "created_at") or pd.Timestamp.now(tz="UTC"), where="bundle created_at"),
                     info={**self.retrainer.info(model, rows=summary.get("train_rows", 0),
                                                 data_start=None, data_end=None, figures=None,
                                                 path=path),

@@ -53,6 +53,7 @@ import pandas as pd
 
 from aws_anomaly.bundle import MANIFEST_SUM
 from aws_anomaly.data import Dataset
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import AwsAnomalyError, DataError, ModelFileError, StoreError
 from aws_anomaly.events import AnomalyEvent, merge_events
 from aws_anomaly.model import AnomalyModel
@@ -380,7 +381,8 @@ class Retrainer:
         return self.jobmodel.model_name
 
     def now(self) -> pd.Timestamp:
-        return pd.Timestamp(self.clock() if self.clock is not None else self.jobmodel.source.now())
+        now = self.clock() if self.clock is not None else self.jobmodel.source.now()
+        return parse_timestamp(now, where="retrain clock")
 
     def _metrics(self) -> RetrainMetrics | None:
         m = self.jobmodel.metrics
@@ -543,7 +545,8 @@ class Retrainer:
             if recs:
                 latest = recs[0]
                 end = latest.info.get("data_end")
-                self._last_train = pd.Timestamp(end) if end else latest.trained_at
+                self._last_train = (parse_timestamp(end, where="registry data_end") if end
+                                    else latest.trained_at)
         return self._last_train
 
     def due(self, now: pd.Timestamp | None = None) -> str | None:

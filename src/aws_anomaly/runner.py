@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly.config import JobConfig
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import AwsAnomalyError, DataError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AlertPolicy, AnomalyEvent
 from aws_anomaly.explain import LOOKBACK, band_deviation, classify
@@ -362,7 +363,7 @@ class JobRunner:
         """Score everything new up to ``now`` (default: the source's clock)."""
         with self.lock:
             t0 = time.perf_counter()
-            now = self.source.now() if now is None else pd.Timestamp(now)
+            now = self.source.now() if now is None else parse_timestamp(now, where="tick time")
             result = self._tick(now, t0)
             self.last_result = result
             self.ticks += 1

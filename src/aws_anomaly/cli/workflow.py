@@ -37,7 +37,7 @@ from aws_anomaly.cli.app import check_output
 from aws_anomaly.data.dataset import DUPLICATE_POLICIES, TIMESTAMP_POLICIES
 from aws_anomaly.data.generator import write_demo
 from aws_anomaly.detectors import DETECTORS
-from aws_anomaly.durations import parse_timedelta
+from aws_anomaly.durations import parse_timedelta, parse_timestamp
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.evaluation.report import write_metrics_json, write_report
 from aws_anomaly.evaluation.split import Split, chronological_split, holdout_split, split_at
@@ -136,8 +136,7 @@ def _plan(data: Path | None, train_path: Path | None, test_path: Path | None,
         at = model_split.get("split_at")
     if at is not None:
         before, after = split_at(hist, at)
-        t = pd.Timestamp(at)
-        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        t = parse_timestamp(at, where="--split-at")
         return holdout_split(before, after, fractions, mode="split-at", at=t), events
     if train_path is not None:
         raise ConfigError("--train needs the period to evaluate on: add --test PATH (or use "
