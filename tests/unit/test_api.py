@@ -245,6 +245,47 @@ def test_what_the_fast_path_does_not_answer_gets_the_routes_answer(env, name, se
         assert needle in r.json()["detail"]
 
 
+def test_a_long_answer_is_what_the_response_model_writes(env):
+    """Long requests are answered by the route as plain data: the same bytes as the model."""
+    from aws_anomaly.service.routes.score import ScoreResponse
+
+    client, _, src, _ = env
+    body = points(src, "eks-prod-us-east-1", T0 - pd.Timedelta(hours=30), 300)
+    r = client.post("/v1/score", json=body)
+    assert r.status_code == 200, r.text
+    assert r.content == ScoreResponse.model_validate_json(r.content).model_dump_json().encode()
+    assert any(p["ready"] for p in r.json()["points"])
+
+
+def test_a_body_read_past_the_fast_paths_limit_reaches_the_route_whole():
+    """The gate reads at most FAST_BYTES; what it read is replayed before the rest."""
+    import asyncio
+
+    from aws_anomaly.service.routes.score import _read_body, _replay
+
+    msgs = [{"type": "http.request", "body": b"a" * 10, "more_body": True},
+            {"type": "http.request", "body": b"b" * 10, "more_body": True},
+            {"type": "http.request", "body": b"c" * 10, "more_body": False}]
+
+    async def run() -> bytes:
+        it = iter(msgs)
+
+        async def receive() -> dict:
+            return next(it)
+
+        head, whole = await _read_body(receive, 15)
+        assert not whole and head == b"a" * 10 + b"b" * 10
+        again = _replay(head, receive, more=True)
+        got = b""
+        while True:
+            m = await again()
+            got += m["body"]
+            if not m["more_body"]:
+                return got
+
+    assert asyncio.run(run()) == b"a" * 10 + b"b" * 10 + b"c" * 10
+
+
 @pytest.mark.parametrize("x", [14.0, 9.0, 10.0, 12.0, 8.0, 1e9, -1e9])
 @pytest.mark.parametrize(("y", "lo", "hi"), [(10.0, 8.0, 12.0), (10.0, 10.0, 10.0),
                                              (10.0, 9.0, 10.0), (float("nan"), 8.0, 12.0),

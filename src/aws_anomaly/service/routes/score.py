@@ -232,19 +232,23 @@ class ScoreLimiter:
 #: Score requests with bodies at least this large (or of unknown size) take a limiter slot
 #: before their body is read (about 600 points; shorter ones are cheap).
 GATED_BYTES = 64 * 1024
+#: Bodies up to this size are tried on the fast path (a request of FAST_PATH_POINTS points of
+#: three metrics is about 6 KiB); larger ones go to the route without being parsed twice.
+FAST_BYTES = 16 * 1024
 
 
 class ScoreGateMiddleware:
     """The ASGI front of ``POST /v1/score``.
 
-    * A **small** request (``Content-Length`` under :data:`GATED_BYTES`) that is a valid short
+    * A **short** request (``Content-Length`` up to :data:`FAST_BYTES`) that is a valid short
       continuation of an entity's live series is answered here, without FastAPI's routing,
       dependency solving and response machinery (about half of a single-point request's
       time): the body is validated by the same :class:`ScoreRequest` and scored by the same
       :func:`_score_cached` as the route. Anything else (invalid, no live series, an unknown
       job, another content type, any error) is handed to the route with the body replayed,
       so every error answer still comes from one place (docs/performance.md, "Service").
-    * A **large** request takes a :class:`ScoreLimiter` slot *before* its body is read and
+    * A **large** request (:data:`GATED_BYTES` or more, or of unknown size) takes a
+      :class:`ScoreLimiter` slot *before* its body is read and
       validated (parsing 10,000 points costs the event loop ~0.1 s), and holds it until the
       answer is sent; a request beyond the limiter's queue gets 429 at once.
     """
@@ -265,15 +269,16 @@ class ScoreGateMiddleware:
             elif k == b"content-type":
                 content_type = v
         try:
-            small = size is not None and int(size) < GATED_BYTES
+            n = int(size) if size is not None else None
         except ValueError:
-            small = False
+            n = None
+        small = n is not None and n < GATED_BYTES
         state = getattr(getattr(scope.get("app"), "state", None), "aws_anomaly", None)
-        if small and state is not None and content_type is not None \
+        if n is not None and n <= FAST_BYTES and state is not None and content_type is not None \
                 and content_type.partition(b";")[0].strip().lower() == b"application/json":
-            body = await _read_body(receive, GATED_BYTES)
-            if body is None:  # the client went away, or sent more than it declared
-                await self.app(scope, receive, send)
+            body, whole = await _read_body(receive, FAST_BYTES)
+            if not whole:  # the client went away, or sent more than it declared
+                await self.app(scope, _replay(body, receive, more=True), send)
                 return
             answer = _answer_fast(state, scope.get("query_string", b""), body)
             if answer is not None:
@@ -301,33 +306,35 @@ class ScoreGateMiddleware:
             await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Any, limit: int) -> bytes | None:
-    """The whole request body, or None when the client disconnects or sends over ``limit``
-    bytes (the route then reads the rest and answers as usual)."""
+async def _read_body(receive: Any, limit: int) -> tuple[bytes, bool]:
+    """``(bytes read, whole)``: the whole request body, or what came before the client
+    disconnected or went over ``limit`` bytes (the route then reads the rest and answers as
+    usual)."""
     chunks = []
     seen = 0
     while True:
         msg = await receive()
         if msg["type"] != "http.request":
-            return None
+            return b"".join(chunks), False
         chunk = msg.get("body", b"")
         seen += len(chunk)
-        if seen > limit:
-            return None
         chunks.append(chunk)
+        if seen > limit:
+            return b"".join(chunks), False
         if not msg.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that gives ``body`` (already read) first, then the client's messages."""
+def _replay(body: bytes, receive: Any, *, more: bool = False) -> Any:
+    """A ``receive`` that gives ``body`` (already read) first, then the client's messages
+    (``more``: the body read so far is not all of it)."""
     sent = False
 
     async def replayed() -> Any:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": more}
         return await receive()
 
     return replayed
@@ -403,8 +410,7 @@ def _score_cached(req: ScoreRequest, state: AppState, job: str | None
     return _score_streaming(runner, req, stamps, list(metrics), runner.threshold_for(req.entity))
 
 
-def _score(req: ScoreRequest, state: AppState, job: str | None
-           ) -> ScoreResponse | dict[str, Any]:
+def _score(req: ScoreRequest, state: AppState, job: str | None) -> dict[str, Any]:
     runner = state.runner(job)
     model = runner.model
     if model is None:
@@ -468,36 +474,41 @@ def _score(req: ScoreRequest, state: AppState, job: str | None
     values = np.column_stack([frame[m].to_numpy() for m in metrics])
     yhat, lower, upper = (scores[[f"{k}_{m}" for m in metrics]].to_numpy(dtype=np.float64)
                           for k in ("expected", "lower", "upper"))
-    dev = band_deviation(values, yhat, lower, upper)
-    contrib = scores[[f"contrib_{m}" for m in metrics]].to_numpy(dtype=np.float64)
-    s = scores["anomaly_score"].to_numpy(dtype=np.float64)
-    ready = scores["ready"].to_numpy(dtype=bool)
+    dev = band_deviation(values, yhat, lower, upper).tolist()
+    contrib = scores[[f"contrib_{m}" for m in metrics]].to_numpy(dtype=np.float64).tolist()
+    s = scores["anomaly_score"].to_numpy(dtype=np.float64).tolist()
+    ready = scores["ready"].to_numpy(dtype=bool).tolist()
     top = scores["top_metric"].astype(str).tolist()
-    points = [
-        ScoredPoint(
-            timestamp=ts[i].to_pydatetime(), anomaly_score=_finite(s[i]),
-            is_anomaly=bool(ready[i] and s[i] >= threshold), ready=bool(ready[i]),
-            explanation=PointExplanation(
-                top_metric=top[i],
-                contributions={m: _finite(contrib[i, j]) for j, m in enumerate(metrics)},
-                deviations={m: _dev(dev[i, j]) for j, m in enumerate(metrics)}),
-            expected={m: _band(yhat[i, j], lower[i, j], upper[i, j])
-                      for j, m in enumerate(metrics)})
-        for i in range(len(ts))]
-    return ScoreResponse(entity=req.entity, job=runner.name, model=runner.model_name,
-                         threshold=threshold, history_points=used, points=points)
+    y, lo, hi = yhat.tolist(), lower.tolist(), upper.tolist()
+    threshold = float(threshold)
+    points = [_point(t, s[i], ready[i], threshold, top[i], contrib[i], dev[i], y[i], lo[i], hi[i],
+                     metrics)
+              for i, t in enumerate(ts.to_pydatetime())]
+    return {"entity": req.entity, "job": runner.name, "model": runner.model_name,
+            "threshold": threshold, "history_points": int(used), "points": points}
+
+
+def _point(t: datetime, score: float, ready: bool, threshold: float, top: str,
+           contrib: list[float], dev: list[float], y: list[float], lo: list[float],
+           hi: list[float], metrics: list[str]) -> dict[str, Any]:
+    """One :class:`ScoredPoint` as plain data in its fields' order (values per metric in
+    ``metrics`` order; ``dev`` the band deviations)."""
+    return {
+        "timestamp": t, "anomaly_score": _finite(score),
+        "is_anomaly": bool(ready and score >= threshold), "ready": bool(ready),
+        "explanation": {
+            "top_metric": str(top),
+            "contributions": {m: _finite(contrib[j]) for j, m in enumerate(metrics)},
+            "deviations": {m: _dev(dev[j]) for j, m in enumerate(metrics)}},
+        "expected": {m: ({"expected": y[j], "lower": lo[j], "upper": hi[j]}
+                         if _isfinite(y[j]) and _isfinite(lo[j]) and _isfinite(hi[j])
+                         else None) for j, m in enumerate(metrics)}}
 
 
 def _dev(x: float) -> float | None:
     """A band deviation for JSON: None where undefined, capped where infinite."""
     x = float(x)
     return None if math.isnan(x) else round(max(-1e6, min(1e6, x)), 3)
-
-
-def _band(y: float, lo: float, hi: float) -> ExpectedBand | None:
-    if not (math.isfinite(y) and math.isfinite(lo) and math.isfinite(hi)):
-        return None
-    return ExpectedBand(expected=float(y), lower=float(lo), upper=float(hi))
 
 
 def _off_grid(i: int, at: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> None:
@@ -541,19 +552,11 @@ def _score_streaming(runner: Any, req: ScoreRequest, ts: list[pd.Timestamp], met
             x = rows[i]
             y, lo, hi = ([float(d.get(m, nan)) for m in metrics]
                          for d in (p.expected, p.lower, p.upper))
-            score = _finite(p.anomaly_score)
-            points.append({
-                "timestamp": t.to_pydatetime(), "anomaly_score": score,
-                "is_anomaly": bool(p.ready and p.anomaly_score >= threshold),
-                "ready": bool(p.ready),
-                "explanation": {
-                    "top_metric": str(p.top_metric),
-                    "contributions": {m: _finite(p.contributions.get(m, 0.0)) for m in metrics},
-                    "deviations": {m: _dev(_deviation(x[j], y[j], lo[j], hi[j]))
-                                   for j, m in enumerate(metrics)}},
-                "expected": {m: ({"expected": y[j], "lower": lo[j], "upper": hi[j]}
-                                 if _isfinite(y[j]) and _isfinite(lo[j]) and _isfinite(hi[j])
-                                 else None) for j, m in enumerate(metrics)}})
+            points.append(_point(
+                t.to_pydatetime(), p.anomaly_score, p.ready, threshold, p.top_metric,
+                [p.contributions.get(m, 0.0) for m in metrics],
+                [_deviation(x[j], y[j], lo[j], hi[j]) for j in range(len(metrics))],
+                y, lo, hi, metrics))
     except DataError as exc:
         raise HTTPException(422, f"timestamps: {exc}") from None
     return {"entity": req.entity, "job": runner.name, "model": runner.model_name,
@@ -578,11 +581,10 @@ def _deviation(x: float, y: float, lo: float, hi: float) -> float:
     return 0.0 if x == y else math.copysign(math.inf, x - y)
 
 
-def _json(answer: ScoreResponse | dict[str, Any]) -> bytes:
-    """The answer as JSON, as FastAPI would write the ``ScoreResponse`` (same serialiser)."""
-    if isinstance(answer, BaseModel):
-        return answer.model_dump_json().encode()
-    return pydantic_core.to_json(answer)
+def _json(answer: dict[str, Any]) -> bytes:
+    """A :class:`ScoreResponse` given as plain data, as JSON: pydantic-core's serialiser,
+    with the model's settings (non-finite floats as null), so the bytes are the model's."""
+    return pydantic_core.to_json(answer, inf_nan_mode="null")
 
 
 def _finite(x: float) -> float:
