@@ -795,8 +795,9 @@ class AnomalyModel:
         metrics = list(self.metrics_)
         o = 0  # output row of the entity's first scored row
         for entity, vals, ts, n_ctx in track(
-                self._entity_series(data, history), f"scoring the {where}",
-                total=len(data.entities), note=lambda item: str(item[0])):
+                self._entity_series(data, history),
+                f"features of the {where}, scored chunk by chunk", total=len(data.entities),
+                note=lambda item: str(item[0])):
             check_history(len(vals), self.spec,
                           f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
             n_out = len(vals) - n_ctx
