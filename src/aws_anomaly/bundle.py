@@ -25,6 +25,11 @@ the folder again; the folder is renamed into place and its parent fsynced.
 
 This module knows nothing of :class:`~aws_anomaly.model.AnomalyModel`; ``model.py`` decides what
 goes into the manifest and the arrays.
+
+A model with nothing to keep but JSON (the streaming series models of
+:mod:`aws_anomaly.streaming.series`) is written with ``detector=None``: the manifest (with its
+``kind``) is the whole model, under the same two checksums; :func:`read_json_bundle` reads it
+with every check above (no skops file may be there, no arrays).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ __all__ = [
     "check_model_fields",
     "library_versions",
     "read_bundle",
+    "read_json_bundle",
     "step_seconds",
     "write_bundle",
 ]
@@ -238,14 +244,13 @@ def _major(version: str) -> int:
 
 def write_bundle(path: str | os.PathLike[str], description: dict[str, Any], detector: Any,
                  arrays: dict[str, np.ndarray] | None = None) -> Path:
-    """Write a bundle folder; returns its path.
+    """Write a bundle folder; returns its path (``detector=None``: a JSON-only bundle, no
+    skops file; read it with :func:`read_json_bundle`).
 
     The folder is built in a temporary sibling and renamed into place, so a reader never sees
     a half-written bundle. An existing bundle at ``path`` is replaced; any other existing
     non-empty folder is refused.
     """
-    import skops.io as sio
-
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise ModelFileError(f"{target} exists and is not a folder; choose another model path")
@@ -261,7 +266,10 @@ def write_bundle(path: str | os.PathLike[str], description: dict[str, Any], dete
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        sio.dump(detector, tmp / DETECTOR_FILE)
+        if detector is not None:
+            import skops.io as sio
+
+            sio.dump(detector, tmp / DETECTOR_FILE)
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         files = sorted(p.name for p in tmp.iterdir())
@@ -342,22 +350,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def read_bundle(path: str | os.PathLike[str], trusted: Sequence[str]) -> BundleContents:
-    """Verify and load a bundle written by :func:`write_bundle`.
-
-    Parameters
-    ----------
-    trusted
-        Fully-qualified type names the skops file may contain; anything else is refused.
-    """
-    import sklearn
-    import skops.io as sio
-
-    root = Path(path)
-    manifest = read_manifest(root)
+def _verified_files(root: Path, manifest: Mapping[str, Any]) -> dict[str, bytes]:
+    """The bytes of every file the manifest lists, each checked against its sha256; refuses
+    symbolic links and files the manifest does not list."""
     files: dict[str, str] = manifest["files"]
-    if DETECTOR_FILE not in files:
-        raise ModelFileError(f"model bundle {root}: the manifest lists no {DETECTOR_FILE}")
     links = sorted(p.name for p in root.iterdir() if p.is_symlink())
     if links:
         raise ModelFileError(f"model bundle {root} holds symbolic link(s) {links}; a bundle is "
@@ -382,6 +378,51 @@ def read_bundle(path: str | os.PathLike[str], trusted: Sequence[str]) -> BundleC
             f"model bundle {root} holds file(s) not listed in the manifest: {extra}; refusing to "
             "load a bundle that was changed after it was written"
         )
+    return data
+
+
+def read_json_bundle(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The manifest of a JSON-only bundle (written with ``detector=None``) of ``kind``, after
+    the checks of :func:`read_bundle`: the manifest's own checksum, no file it does not list
+    (a JSON-only bundle lists none), no symbolic link.
+
+    Raises
+    ------
+    ModelFileError
+        Any check failing, or a bundle of another kind (naming both).
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    got = manifest.get("kind", "anomaly_model")
+    if got != kind:
+        raise ModelFileError(f"model bundle {root} holds a {got!r} model, not a {kind!r} one")
+    if manifest["files"] or manifest.get("arrays"):
+        raise ModelFileError(f"model bundle {root}: a {kind!r} bundle holds no files or arrays, "
+                             f"its manifest lists {sorted(manifest['files'])}")
+    _verified_files(root, manifest)
+    return manifest
+
+
+def read_bundle(path: str | os.PathLike[str], trusted: Sequence[str]) -> BundleContents:
+    """Verify and load a bundle written by :func:`write_bundle`.
+
+    Parameters
+    ----------
+    trusted
+        Fully-qualified type names the skops file may contain; anything else is refused.
+    """
+    import sklearn
+    import skops.io as sio
+
+    root = Path(path)
+    manifest = read_manifest(root)
+    files: dict[str, str] = manifest["files"]
+    if "kind" in manifest:
+        raise ModelFileError(f"model bundle {root} holds a {manifest['kind']!r} model; load it "
+                             "with aws_anomaly.models_io.load_model")
+    if DETECTOR_FILE not in files:
+        raise ModelFileError(f"model bundle {root}: the manifest lists no {DETECTOR_FILE}")
+    data = _verified_files(root, manifest)
     recorded = str(manifest.get("versions", {}).get("scikit_learn", ""))
     if not recorded:
         raise ModelFileError(f"model bundle {root}: manifest does not record the scikit-learn "

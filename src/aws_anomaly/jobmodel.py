@@ -44,10 +44,12 @@ from aws_anomaly.errors import AwsAnomalyError, SourceError, StoreError
 from aws_anomaly.events import DEFAULT_MAX_GAP_STEPS, AnomalyEvent
 from aws_anomaly.jobhealth import JobHealth, RunnerMetrics
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import load_model, warm_rows
 from aws_anomaly.presets import default_model
 from aws_anomaly.retrain import Retrainer, input_reference, publish, version_of, version_path
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, Store
+from aws_anomaly.streaming.series import SeriesModel
 
 __all__ = ["JobModel", "TrainProgress"]
 
@@ -97,7 +99,7 @@ class JobModel:
         Called with :attr:`progress` whenever a training moves on.
     """
 
-    def __init__(self, job: JobConfig, source: Source, model: AnomalyModel | None,
+    def __init__(self, job: JobConfig, source: Source, model: AnomalyModel | SeriesModel | None,
                  store: Store, *, health: JobHealth | None = None,
                  lock: threading.RLock | None = None, model_path: str | Path | None = None,
                  max_gap_steps: int = DEFAULT_MAX_GAP_STEPS, fp_margin: float = 1.05,
@@ -118,7 +120,7 @@ class JobModel:
         #: One training or rollback at a time.
         self.train_lock = threading.Lock()
         #: Called (under ``lock``) after every swap of the scoring model.
-        self.on_swap: list[Callable[[AnomalyModel], None]] = []
+        self.on_swap: list[Callable[[AnomalyModel | SeriesModel], None]] = []
         self._thresholds: dict[str, float] = {}
         self._thresholds_loaded = False
         self.retrainer = Retrainer(self)
@@ -165,7 +167,7 @@ class JobModel:
             self.on_progress(self.progress)
 
     # ------------------------------------------------------------------ the champion
-    def ensure_model(self) -> AnomalyModel:
+    def ensure_model(self) -> AnomalyModel | SeriesModel:
         """The job's model: already loaded, loaded from ``model_path``, or trained now."""
         with self.lock:
             if self.model is not None:
@@ -174,7 +176,7 @@ class JobModel:
                 self.set_progress(state="training", step=f"loading {self.model_path}",
                                   started=time.time())
                 try:
-                    self.model = AnomalyModel.load(self.model_path)
+                    self.model = load_model(self.model_path)
                     self._adopt_loaded(self.model)
                 except Exception as exc:
                     self.set_progress(state="failed", error=self.record_error("train", exc),
@@ -187,7 +189,7 @@ class JobModel:
                 return self.model
             return self.retrain(reason="no model bundle yet")
 
-    def _adopt_loaded(self, model: AnomalyModel) -> None:
+    def _adopt_loaded(self, model: AnomalyModel | SeriesModel) -> None:
         """Make the registry agree with the bundle loaded from ``model_path`` (the champion).
 
         A bundle stamped with a version is that version: promoted if the registry says
@@ -226,7 +228,8 @@ class JobModel:
             self.record_error("store", exc)
         self.retrainer.publish_versions()
 
-    def swap_model(self, model: AnomalyModel, thresholds: Mapping[str, float]) -> None:
+    def swap_model(self, model: AnomalyModel | SeriesModel,
+                   thresholds: Mapping[str, float]) -> None:
         """Replace the scoring model and its per-entity thresholds (caller holds ``lock``);
         the :attr:`on_swap` listeners follow (the runner forgets the old model's scores)."""
         self._thresholds = dict(thresholds)
@@ -236,7 +239,7 @@ class JobModel:
             listener(model)
 
     # ------------------------------------------------------------------ training
-    def retrain(self, *, reason: str = "requested") -> AnomalyModel:
+    def retrain(self, *, reason: str = "requested") -> AnomalyModel | SeriesModel:
         """Train a model on ``job.model.history`` of the source, using feedback; swap it in.
 
         True-positive events are labelled anomalous in the history (left out of training);
@@ -294,11 +297,16 @@ class JobModel:
         frame = frame.assign(is_anomaly=lab, anomaly_type=np.where(lab == 1, "confirmed", ""))
         return Dataset.checked(frame, metrics=metrics, step=history.step, where=where), labels
 
-    def new_model(self, step: pd.Timedelta) -> AnomalyModel:
-        """An unfitted model as the job's ``model`` section describes it."""
+    def new_model(self, step: pd.Timedelta) -> AnomalyModel | SeriesModel:
+        """An unfitted model as the job's ``model`` section describes it: a
+        :class:`~aws_anomaly.streaming.series.SeriesModel` for a streaming detector
+        (``context``...; ``auto`` calibration is ``pot`` there, as for ``default``), an
+        :class:`~aws_anomaly.model.AnomalyModel` otherwise."""
         thr = self.job.model.threshold
         is_default = self.job.model.detector == "default"
-        method = thr.method if thr.method != "auto" else ("pot" if is_default else "target_fpr")
+        streaming = self.job.model.streaming
+        method = thr.method if thr.method != "auto" else (
+            "pot" if is_default or streaming else "target_fpr")
         calibration: dict[str, Any] = {"method": method}
         if method == "target_fpr":
             calibration["target_fpr"] = thr.target_fpr
@@ -306,6 +314,8 @@ class JobModel:
             calibration["contamination"] = thr.contamination
         elif method == "pot":
             calibration["risk"] = thr.risk
+        if streaming:
+            return SeriesModel(self.job.model.detector, calibration=calibration)
         if is_default:
             return default_model(step, history=pd.Timedelta(self.job.model.history),
                                  calibration=calibration,
@@ -315,7 +325,7 @@ class JobModel:
                             detector_params=self.job.model.detector_params,
                             calibration=calibration)
 
-    def _retrain(self, reason: str) -> AnomalyModel:
+    def _retrain(self, reason: str) -> AnomalyModel | SeriesModel:
         now = self.source.now()
         # The history ends where the next tick starts scoring: a model must not learn points
         # it has not scored yet (a neighbour method would score each of them 0, an incident
@@ -335,8 +345,7 @@ class JobModel:
         # What drift is measured against: the flagged share on the calibration rows and the
         # training inputs' distribution.
         first = valid.frame["timestamp"].min()
-        look = train.slice_time(first - pd.Timedelta(data.step) * (model.spec.min_history + 1),
-                                first)
+        look = train.slice_time(first - pd.Timedelta(data.step) * warm_rows(model), first)
         vs = model.score(valid, history=look if len(look) else None, explain="none")
         ready = vs["ready"].to_numpy(dtype=bool)
         reference = {"held_back": {"flagged": int((vs["is_anomaly"].to_numpy(dtype=bool)
@@ -366,7 +375,7 @@ class JobModel:
                           finished=time.time())
         return model
 
-    def thresholds_from_feedback(self, model: AnomalyModel, data: Dataset,
+    def thresholds_from_feedback(self, model: AnomalyModel | SeriesModel, data: Dataset,
                                  labels: Mapping[str, tuple[str, AnomalyEvent]]
                                  ) -> dict[str, tuple[float, str]]:
         """Per-entity thresholds (value, why) that false-positive feedback raises for

@@ -18,6 +18,13 @@ version. docs/streaming.md has the rules.
 
 :class:`RecentPoints` keeps each entity's last scored points (raw values, scores, band,
 contributions) for the dashboard and ``GET /v1/entities``.
+
+A :class:`~aws_anomaly.streaming.series.SeriesModel` (a job with a streaming detector,
+``model.detector: context``) is scored the same way with one
+:class:`~aws_anomaly.streaming.series.SeriesStream` per entity (:meth:`LiveState.score`
+dispatches on the model): each new point is fed once, the scores are those of one
+``SeriesModel.score`` pass over the whole series, and its checkpoint is the stream's JSON
+state (``{"kind": "series", ...}``, no arrays) under the same SHA-256 checksum.
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.errors import DataError
+from aws_anomaly.errors import DataError, ModelFileError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.store import StreamCheckpoint
 from aws_anomaly.stream import StreamScorer
+from aws_anomaly.streaming.series import SeriesModel, SeriesStream
 
 __all__ = ["LiveState", "RecentPoints", "decode_state", "encode_state"]
 
@@ -72,6 +80,30 @@ def decode_state(state: Mapping[str, Any], blob: bytes, checksum: str
         raise DataError(f"checkpoint arrays are unreadable: {exc}") from None
 
 
+def _scorer_state(sc: StreamScorer | SeriesStream) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A scorer's checkpoint: (JSON state, arrays); a series stream's is JSON only."""
+    if isinstance(sc, SeriesStream):
+        return {"kind": "series", "last_ns": sc.last_ns,
+                "stream": json.loads(sc.get_state())}, {}
+    return sc.get_state()
+
+
+def _scorer_from_state(model: AnomalyModel | SeriesModel, state: Mapping[str, Any],
+                       arrays: Mapping[str, np.ndarray]) -> StreamScorer | SeriesStream:
+    """The scorer of ``model`` a checkpoint holds; :class:`DataError` when it is another
+    kind's or unreadable."""
+    series = state.get("kind") == "series"
+    if isinstance(model, SeriesModel) != series:
+        raise DataError("it is a " + ("series stream's" if series else "feature scorer's")
+                        + " state, not one of this model's kind")
+    if isinstance(model, SeriesModel):
+        try:
+            return SeriesStream.from_state(model, json.dumps(state["stream"]))
+        except (KeyError, TypeError, ModelFileError) as exc:
+            raise DataError(f"unreadable series stream state: {exc}") from None
+    return StreamScorer.from_state(model, state, dict(arrays))
+
+
 class LiveState:
     """Per-entity stream scorers of one job's current model (thread-safe).
 
@@ -84,9 +116,9 @@ class LiveState:
     def __init__(self, job: str) -> None:
         self.job = job
         self.lock = threading.Lock()
-        self.model: AnomalyModel | None = None
+        self.model: AnomalyModel | SeriesModel | None = None
         self.version = ""
-        self._scorers: dict[str, StreamScorer] = {}
+        self._scorers: dict[str, StreamScorer | SeriesStream] = {}
         self._dirty: set[str] = set()
         #: For the current model, how entities' scorers came to be: ``rebuilt`` (from the
         #: look-back), ``resumed`` (from a checkpoint), ``continued`` (an entity's tick fed
@@ -94,7 +126,7 @@ class LiveState:
         self.counts = {"rebuilt": 0, "resumed": 0, "continued": 0}
 
     # ------------------------------------------------------------------ model
-    def use(self, model: AnomalyModel, version: str) -> bool:
+    def use(self, model: AnomalyModel | SeriesModel, version: str) -> bool:
         """Score with ``model`` from now on; True when it replaced another model (every
         scorer is dropped: the next tick rebuilds or resumes them)."""
         with self.lock:
@@ -122,8 +154,8 @@ class LiveState:
                 self._scorers.pop(e, None)
                 self._dirty.discard(e)
 
-    def snapshot(self, entity: str, first: pd.Timestamp, model: AnomalyModel
-                 ) -> StreamScorer | None:
+    def snapshot(self, entity: str, first: pd.Timestamp, model: AnomalyModel | SeriesModel
+                 ) -> StreamScorer | SeriesStream | None:
         """A private copy of the entity's live scorer when ``first`` is exactly one step after
         its last point and it scores with ``model``; else None. The live state is untouched."""
         with self.lock:
@@ -134,7 +166,7 @@ class LiveState:
             return sc.copy()
 
     # ------------------------------------------------------------------ scoring a tick
-    def score(self, model: AnomalyModel, frame: pd.DataFrame, out: np.ndarray
+    def score(self, model: AnomalyModel | SeriesModel, frame: pd.DataFrame, out: np.ndarray
               ) -> pd.DataFrame:
         """Advance every entity's scorer with the rows of ``frame`` it has not seen and score
         the rows where ``out`` is True.
@@ -145,7 +177,10 @@ class LiveState:
         (a re-score for display) are scored by a throw-away scorer primed with the rows before
         them. Returns what ``model.score(frame[out], history=frame[~out])`` returns (same
         columns, rows in ``frame`` order), with one transform + detector + calibrator call.
+        A :class:`SeriesModel` is scored by :meth:`_score_series`.
         """
+        if isinstance(model, SeriesModel):
+            return self._score_series(model, frame, out)
         metrics = list(model.metrics_)
         m = len(metrics)
         n_out = int(out.sum())
@@ -230,11 +265,102 @@ class LiveState:
             cols[f"upper_{metric}"] = band[2, :, j]
         return pd.DataFrame(cols)
 
+    def _score_series(self, model: SeriesModel, frame: pd.DataFrame, out: np.ndarray
+                      ) -> pd.DataFrame:
+        """:meth:`score` for a :class:`SeriesModel`: one :class:`SeriesStream` per entity.
+
+        An entity's live stream takes the rows after its last point (the detectors keep their
+        state across a gap: they read time). Without one (or after another model) a fresh
+        stream learns the rows before the first one to score (the look-back) and scores the
+        rest, as ``SeriesModel.score(data, history)`` does; rows the live stream has seen
+        that are to be scored again (display) are scored by a throw-away fresh stream warmed
+        on the rows before them. The calibrator runs once on all scored rows.
+        """
+        metrics = list(model.metrics_)
+        m = len(metrics)
+        n_out = int(out.sum())
+        ent = frame["entity"].to_numpy()
+        ts = frame["timestamp"].array.asi8  # ns, UTC
+        vals = frame[metrics].to_numpy(dtype=np.float64)
+        out_pos = np.cumsum(out) - 1
+        raw = np.zeros((n_out, m))
+        ready = np.zeros(n_out, dtype=bool)
+        n = len(frame)
+        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.empty(0, int)
+        bounds = np.r_[starts, n].tolist()
+        learn = model.min_history
+
+        def feed(st: SeriesStream, lo: int, hi: int) -> SeriesStream:
+            state = st.state
+            for i in range(lo, hi):
+                was_ready = state.n_seen >= learn
+                r = state.update(int(ts[i]), vals[i])
+                if out[i]:
+                    j = out_pos[i]
+                    raw[j] = r
+                    ready[j] = was_ready
+            return st
+
+        with self.lock:
+            if self.model is not model:
+                raise RuntimeError("LiveState.score: call use(model) first")
+        for a, b in pairwise(bounds):
+            entity = str(ent[a])
+            rows_out = np.flatnonzero(out[a:b])
+            live = self._scorers.get(entity)
+            if not isinstance(live, SeriesStream) or live.model is not model:
+                live = None
+            last = live.last_ns if live is not None else None
+            first_out = a + int(rows_out[0]) if rows_out.size else b
+            begin = a
+            if last is not None:
+                begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
+                if first_out < begin:
+                    feed(model.stream(entity), a, begin)
+            if begin >= b:
+                continue
+            if live is not None:
+                with self.lock:
+                    self._scorers[entity] = feed(live, begin, b)
+                    self._dirty.add(entity)
+                    self.counts["continued"] += 1
+            elif rows_out.size:
+                st = feed(model.stream(entity), begin, b)
+                with self.lock:
+                    self._scorers[entity] = st
+                    self._dirty.add(entity)
+                    self.counts["rebuilt"] += 1
+        # As SeriesModel.score: the calibrated largest metric score, each metric's share.
+        score = np.where(ready, model.calibrator_.transform(raw.max(axis=1)) if n_out
+                         else np.zeros(0), 0.0)
+        total = raw.sum(axis=1, keepdims=True)
+        contrib = np.divide(raw, total, out=np.zeros_like(raw), where=total > 0)
+        contrib[~ready] = 0.0
+        has = contrib.sum(axis=1) > 0
+        top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
+        fo = frame.loc[out]
+        nan = np.full(n_out, np.nan)
+        cols: dict[str, Any] = {
+            "timestamp": fo["timestamp"].reset_index(drop=True),
+            "entity": fo["entity"].reset_index(drop=True),
+            "anomaly_score": score, "is_anomaly": ready & (score >= 1.0),
+            "top_metric": pd.array(top, dtype="str"),
+        }
+        for j, metric in enumerate(metrics):
+            cols[f"contrib_{metric}"] = contrib[:, j]
+        cols["ready"] = ready
+        for metric in metrics:
+            cols[f"expected_{metric}"] = nan
+            cols[f"lower_{metric}"] = nan
+            cols[f"upper_{metric}"] = nan
+        return pd.DataFrame(cols)
+
     def recent(self, entity: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The entity's last ``n`` points in the live state: (times in ns, values)."""
         with self.lock:
             sc = self._scorers.get(entity)
-            if sc is None or sc.last_ns is None or self.model is None:
+            if sc is None or sc.last_ns is None or self.model is None \
+                    or isinstance(sc, SeriesStream):  # a series stream keeps no values
                 return None
             vals = sc.recent_values(n)
             step = int(self.model.step_.value)
@@ -246,7 +372,8 @@ class LiveState:
         """Serialised scorers changed since the last call (all with ``everything``)."""
         with self.lock:
             names = sorted(self._scorers) if everything else sorted(self._dirty)
-            states = [(e, self._scorers[e].get_state()) for e in names if e in self._scorers]
+            states = [(e, _scorer_state(self._scorers[e])) for e in names
+                      if e in self._scorers]
             self._dirty.clear()
             version = self.version
         rows = []
@@ -274,7 +401,7 @@ class LiveState:
                     continue
                 try:
                     arrays = decode_state(r.state, r.arrays, r.checksum)
-                    sc = StreamScorer.from_state(model, r.state, arrays)
+                    sc = _scorer_from_state(model, r.state, arrays)
                     if sc.entity != r.entity:
                         raise DataError(f"it holds entity {sc.entity!r}")
                 except DataError as exc:

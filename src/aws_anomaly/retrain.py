@@ -57,6 +57,7 @@ from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import AwsAnomalyError, DataError, ModelFileError, StoreError
 from aws_anomaly.events import AnomalyEvent, merge_events
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import load_model, warm_rows
 from aws_anomaly.store import ModelRecord
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ def decide(challenger: Evaluation, champion: Evaluation | None, budget: float
 
 
 def _warm_rows(model: AnomalyModel) -> int:
-    return int(model.spec.min_history) + 1
+    return warm_rows(model)
 
 
 def _flag(scores: pd.DataFrame, thresholds: Mapping[str, float], base: float) -> pd.DataFrame:
@@ -755,7 +756,7 @@ class Retrainer:
                                  f"{path} is not the one registered (manifest sha256 "
                                  f"{str(got)[:12]}…, registered {str(want)[:12]}…); refusing "
                                  "to load it")
-        model = AnomalyModel.load(path)  # verifies every file's checksum
+        model = load_model(path)  # verifies every file's checksum (any model kind)
         if version_of(model) != rec.version:
             raise ModelFileError(f"version {rec.version} of model {self.name!r}: the bundle at "
                                  f"{path} says it is version {version_of(model)!r}")

@@ -46,6 +46,7 @@ from aws_anomaly.jobhealth import STAGES, JobHealth, RunnerMetrics
 from aws_anomaly.jobmodel import JobModel, TrainProgress
 from aws_anomaly.live import LiveState, RecentPoints
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import warm_rows
 from aws_anomaly.retrain import Retrainer, version_of
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, OutboxItem, Store
@@ -379,7 +380,7 @@ class JobRunner:
                                   stage="fetch" if isinstance(exc, SourceError) else "train",
                                   total_s=time.perf_counter() - t0)
         step = pd.Timedelta(model.step_)
-        warm = int(model.spec.min_history) + 1
+        warm = warm_rows(model)
         try:
             state = self.store.job_state(self.name)
         except StoreError as exc:

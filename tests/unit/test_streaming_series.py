@@ -79,7 +79,7 @@ def test_series_detector_rejects_bad_input() -> None:
     with pytest.raises(ConfigError, match="unknown streaming detector 'htm'; allowed: "
                                           "'context', 'context_forecast', 'forecast'"):
         SeriesDetector("htm")
-    with pytest.raises(ConfigError, match="learn must be a duration"):
+    with pytest.raises(ConfigError, match=r"learn 'soon' is not a duration"):
         SeriesModel(learn="soon")
     with pytest.raises(ConfigError, match="floor must be"):
         SeriesModel(floor=2.0)

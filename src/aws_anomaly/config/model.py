@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from aws_anomaly.config.fields import Duration, FilePath, _Model
+
+#: The detectors of :data:`aws_anomaly.detectors.DETECTORS` (feature-matrix detectors run by
+#: ``AnomalyModel``). Listed here because the config sits below the detectors' layer; a test
+#: (tests/unit/test_config_detectors.py) keeps them equal to the registries.
+MATRIX_DETECTORS = ("ensemble", "iforest", "knn", "lof", "lstm_ae", "ocsvm", "robust")
+#: The streaming (NAB) detectors of :data:`aws_anomaly.streaming.series.SERIES_DETECTORS`, run
+#: per entity and metric by ``SeriesModel``.
+SERIES_DETECTORS = ("context", "context_forecast", "forecast")
+#: Every name ``model.detector`` accepts.
+MODEL_DETECTORS = ("default", *MATRIX_DETECTORS, *SERIES_DETECTORS)
 
 
 class ThresholdConfig(_Model):
@@ -32,7 +42,10 @@ class ModelConfig(_Model):
 
     path: FilePath | None = None
     #: ``default``: the label-free default model (:func:`aws_anomaly.model.default_model`);
-    #: or a detector name of :data:`aws_anomaly.detectors.DETECTORS` on the classic features.
+    #: or a detector name of :data:`aws_anomaly.detectors.DETECTORS` on the classic features;
+    #: or a streaming detector of :data:`aws_anomaly.streaming.series.SERIES_DETECTORS`
+    #: (``context``, ``forecast``, ``context_forecast``: a ``SeriesModel``, one NAB streaming
+    #: detector per entity and metric; ``detector_params`` must then be empty).
     #: A job trains on the ``history`` that ends where its ``lookback`` starts, so the model
     #: never learns the points it scores first.
     detector: str = "default"
@@ -40,4 +53,22 @@ class ModelConfig(_Model):
     history: Duration = timedelta(days=14)
     threshold: ThresholdConfig = ThresholdConfig()
 
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, v: str) -> str:
+        if v not in MODEL_DETECTORS:
+            raise ValueError(f"unknown detector {v!r}; valid: {', '.join(MODEL_DETECTORS)}")
+        return v
 
+    @model_validator(mode="after")
+    def _no_params_for_streaming(self) -> ModelConfig:
+        if self.detector in SERIES_DETECTORS and self.detector_params:
+            raise ValueError(f"detector_params: the streaming detector {self.detector!r} takes "
+                             f"none (it runs with the package's chosen parameters), got "
+                             f"{sorted(self.detector_params)}")
+        return self
+
+    @property
+    def streaming(self) -> bool:
+        """True for a streaming (NAB) detector, run as a ``SeriesModel``."""
+        return self.detector in SERIES_DETECTORS

@@ -16,8 +16,8 @@ from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
+from aws_anomaly.durations import parse_timestamp
 from aws_anomaly.errors import AwsAnomalyError, DataError, ModelFileError
 
 __all__ = ["DEFAULT_PROBATIONARY", "StreamingDetector", "register_state_class"]
@@ -29,8 +29,9 @@ DEFAULT_PROBATIONARY = 750
 def _as_ns(timestamp: Any) -> int:
     """A timestamp as int nanoseconds since the epoch (tz-aware ones converted to UTC).
 
-    Accepts numpy datetime64, pandas/py datetimes (naive or tz-aware), ISO strings, or int
-    nanoseconds.
+    Accepts int nanoseconds and numpy datetime64 (the fast paths of ``run`` and the live
+    scorers), or anything :func:`aws_anomaly.durations.parse_timestamp` reads (pandas/py
+    datetimes, naive = UTC; ISO strings; a float is Unix seconds there).
     """
     if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
         return int(timestamp)
@@ -38,16 +39,7 @@ def _as_ns(timestamp: Any) -> int:
         if np.isnat(timestamp):
             raise DataError("timestamp is NaT; every record needs a timestamp")
         return int(timestamp.astype("datetime64[ns]").astype(np.int64))
-    try:
-        ts = pd.Timestamp(timestamp)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"timestamp {timestamp!r} is not a datetime; pass numpy datetime64, a datetime, "
-            "an ISO string or integer nanoseconds"
-        ) from exc
-    if ts is pd.NaT:
-        raise DataError("timestamp is NaT; every record needs a timestamp")
-    return int(ts.value)
+    return int(parse_timestamp(timestamp, where="timestamp", error=DataError).value)
 
 
 def _fmt_ns(t_ns: int) -> str:

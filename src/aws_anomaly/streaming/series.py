@@ -46,14 +46,17 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
+from aws_anomaly.durations import format_duration, parse_timedelta, parse_timestamp
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.model import PointScore
 from aws_anomaly.streaming import (
@@ -63,7 +66,8 @@ from aws_anomaly.streaming import (
 )
 from aws_anomaly.streaming.base import StreamingDetector, _as_ns, _state_class
 
-__all__ = ["SERIES_DETECTORS", "SeriesDetector", "SeriesModel", "SeriesState", "SeriesStream"]
+__all__ = ["SERIES_DETECTORS", "SeriesDetector", "SeriesModel", "SeriesSpec", "SeriesState",
+           "SeriesStream"]
 
 #: The streaming detectors a model can run, by name (the NAB bench names them ``aws_<name>``,
 #: which are accepted too). Each is built with the package's one chosen parameter set.
@@ -82,6 +86,18 @@ DEFAULT_LEARN = "62h30m"
 MIN_LEARN_POINTS = 20
 
 _STATE_VERSION = 1
+
+
+class SeriesSpec:
+    """What a job reads of a model's feature spec (``AnomalyModel.spec``): the look-back."""
+
+    __slots__ = ("min_history",)
+
+    def __init__(self, min_history: int) -> None:
+        self.min_history = int(min_history)
+
+    def __repr__(self) -> str:
+        return f"SeriesSpec(min_history={self.min_history})"
 
 
 def _detector_name(name: str) -> str:
@@ -211,16 +227,6 @@ class SeriesState:
         return cls(dets)
 
 
-def _duration(text: str | pd.Timedelta, what: str) -> pd.Timedelta:
-    try:
-        td = pd.Timedelta(text)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} must be a duration such as '62h30m', got {text!r}") from exc
-    if td is pd.NaT or td <= pd.Timedelta(0):
-        raise ConfigError(f"{what} must be a positive duration, got {text!r}")
-    return td
-
-
 class SeriesModel:
     """A streaming detector per metric + the model's calibrator: a job's model contract.
 
@@ -255,13 +261,16 @@ class SeriesModel:
         self.detector = _detector_name(detector)
         self.calibration = dict(calibration or {"method": "pot", "risk": 1e-3})
         Calibrator(**self.calibration)  # fail here, once, on a bad argument
-        self.learn = _duration(learn, "learn")
+        self.learn = parse_timedelta(learn, where="learn")
         if floor is not None and floor != "alarm" and (
                 isinstance(floor, (bool, str)) or not 0.0 <= float(floor) <= 1.0):
             raise ConfigError(f"floor must be 'alarm', None or a number in [0, 1], got "
                               f"{floor!r}")
         self.floor = floor
         self.metadata: dict[str, Any] = {}
+        #: No estimator parameters (the detectors run with the package's chosen set); kept
+        #: for the registry, which records every model's.
+        self.detector_params: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def _check_fitted(self) -> None:
@@ -273,6 +282,12 @@ class SeriesModel:
         """Points of an entity's series before its first scored (ready) point."""
         self._check_fitted()
         return self.series_detector_.probationary
+
+    @property
+    def spec(self) -> SeriesSpec:
+        """``spec.min_history`` as ``AnomalyModel.spec`` has it: the rows of look-back a job
+        fetches to rebuild an entity's scorer (the learning period)."""
+        return SeriesSpec(self.min_history)
 
     def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
         if isinstance(data, pd.DataFrame):
@@ -384,15 +399,21 @@ class SeriesModel:
 
     # ------------------------------------------------------------------ score
     def score(self, data: Dataset | pd.DataFrame,
-              history: Dataset | pd.DataFrame | None = None) -> pd.DataFrame:
+              history: Dataset | pd.DataFrame | None = None, *,
+              explain: str = "full") -> pd.DataFrame:
         """Score every row of ``data`` (a :class:`Dataset` is its own grid).
 
         Columns as :meth:`aws_anomaly.model.AnomalyModel.score`: ``timestamp``, ``entity``,
         ``anomaly_score`` (calibrated: >= 1.0 is anomalous), ``is_anomaly``, ``top_metric``,
-        ``contrib_<metric>`` (each metric's share of the per-metric raw scores) and ``ready``.
+        ``contrib_<metric>`` (each metric's share of the per-metric raw scores), ``ready`` and
+        ``expected_``/``lower_``/``upper_<metric>`` (NaN: these detectors give no band).
         ``history`` is look-back for entities it continues (ending one step before their first
         row); without it each entity's first :attr:`min_history` rows are the learning period.
+        ``explain`` is accepted for the callers of ``AnomalyModel.score`` (``full``,
+        ``flagged``, ``none``): the per-metric shares cost nothing and are always given.
         """
+        if explain not in ("full", "flagged", "none"):
+            raise ConfigError(f"explain must be 'full', 'flagged' or 'none', got {explain!r}")
         self._check_fitted()
         data = self._as_dataset(data, "scoring data")
         hist = None if history is None else self._as_dataset(history, "history")
@@ -410,6 +431,9 @@ class SeriesModel:
                     "is_anomaly": ready & (score >= 1.0), "top_metric": top}
             part.update({f"contrib_{self.metrics_[j]}": contrib[:, j] for j in range(m)})
             part["ready"] = ready
+            nan = np.full(len(ts), np.nan)
+            for name in self.metrics_:
+                part.update({f"{k}_{name}": nan for k in ("expected", "lower", "upper")})
             frames.append(pd.DataFrame(part))
         return pd.concat(frames, ignore_index=True)
 
@@ -429,11 +453,31 @@ class SeriesModel:
         """JSON-safe description of the fitted model (parameters, layout, calibrator)."""
         self._check_fitted()
         return {"kind": "series", "version": _STATE_VERSION, "detector": self.detector,
-                "calibration": self.calibration, "learn": str(self.learn), "floor": self.floor,
+                "calibration": self.calibration,
+                "learn": format_duration(self.learn.to_pytimedelta()), "floor": self.floor,
                 "metrics": list(self.metrics_), "step": str(self.step_),
                 "probationary": self.series_detector_.probationary,
                 "calibrator": self.calibrator_.to_dict(), "metadata": self.metadata,
                 "training_summary": self.training_summary_}
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the model as a JSON-only bundle (:mod:`aws_anomaly.bundle`, ``kind``
+        ``series``: the manifest and its checksum, no pickle, no skops); returns the path."""
+        desc = {"kind": "series", "metrics": list(self.metrics_) if hasattr(self, "metrics_")
+                else [], "step_seconds": self.step_.total_seconds()
+                if hasattr(self, "step_") else None, "model": self.to_dict(),
+                # the registry's stamp, where :func:`aws_anomaly.retrain.version_of` reads it
+                **{k: v for k, v in self.metadata.items() if k not in ("kind", "model")}}
+        return str(bundle.write_bundle(path, desc, None))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SeriesModel:
+        """Load a bundle written by :meth:`save`, verifying its checksums
+        (:func:`aws_anomaly.bundle.read_json_bundle`); :class:`ModelFileError` otherwise."""
+        manifest = bundle.read_json_bundle(path, "series")
+        model = cls.from_dict(manifest.get("model"))
+        model.manifest_ = manifest
+        return model
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SeriesModel:
@@ -443,7 +487,8 @@ class SeriesModel:
             raise ModelFileError("not a streaming series model description (kind 'series', "
                                  f"version {_STATE_VERSION})")
         try:
-            model = cls(d["detector"], calibration=d["calibration"], learn=d["learn"],
+            model = cls(d["detector"], calibration=d["calibration"],
+                        learn=d["learn"],
                         floor=d.get("floor", "alarm"))
             model.metrics_ = tuple(d["metrics"])
             model.step_ = pd.Timedelta(d["step"])
@@ -452,7 +497,7 @@ class SeriesModel:
             model.calibrator_ = Calibrator.from_dict(d["calibrator"])
             model.metadata = dict(d.get("metadata", {}))
             model.training_summary_ = dict(d.get("training_summary", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise ModelFileError(f"streaming series model description is incomplete: {exc}"
                                  ) from exc
         return model
@@ -474,6 +519,19 @@ class SeriesStream:
             len(model.metrics_))
 
     @property
+    def last_ns(self) -> int | None:
+        """Time (ns) of the last point fed; None before the first."""
+        if not self.state.detectors:
+            return None
+        last = self.state.detectors[0].last_t_
+        return None if last is None else int(last)
+
+    @property
+    def n_seen(self) -> int:
+        """Points fed so far."""
+        return self.state.n_seen
+
+    @property
     def ready(self) -> bool:
         """True once the learning period is over (the next point is scored)."""
         return self.state.n_seen >= self.model.series_detector_.probationary
@@ -489,8 +547,10 @@ class SeriesStream:
         ready = self.ready
         raw = self.state.update(timestamp, values)
         names = self.model.metrics_
-        ts = pd.Timestamp(timestamp)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+        ts = pd.Timestamp(int(timestamp), tz="UTC") if isinstance(
+            timestamp, (int, np.integer)) and not isinstance(timestamp, bool) else (
+            parse_timestamp(timestamp, where=f"point of entity {self.entity!r}",
+                            error=DataError))
         if not ready:
             return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False)
         score = float(self.model.calibrator_.transform(np.array([raw.max()]))[0])

@@ -1,0 +1,306 @@
+"""A job running a NAB streaming detector (``model.detector: context``): SeriesModel end to end.
+
+The config accepts the streaming detectors' names; the job trains a SeriesModel, keeps it as
+a checksummed JSON bundle (registered versions, loaded back on restart, rolled back); the live
+state keeps one SeriesStream per entity whose scores are one ``SeriesModel.score`` pass over
+the whole series, checkpoints its JSON state under a checksum and resumes it exactly; a
+``/v1/score`` continuation is the score the job gives that point next.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from aws_anomaly.config import JobConfig, Settings
+from aws_anomaly.config.model import MATRIX_DETECTORS, SERIES_DETECTORS
+from aws_anomaly.detectors import DETECTORS
+from aws_anomaly.errors import ConfigError, ModelFileError
+from aws_anomaly.live import LiveState
+from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import load_model, warm_rows
+from aws_anomaly.runner import JobRunner
+from aws_anomaly.service.app import create_app
+from aws_anomaly.sources.demo import DemoSource
+from aws_anomaly.store import Store
+from aws_anomaly.streaming import series
+from aws_anomaly.streaming.series import SeriesModel, SeriesStream
+from tests.unit import jobkit
+from tests.unit.jobkit import STEP, T0, Clock, Recorder
+
+LOOKBACK = pd.Timedelta("2h")
+
+
+def job_config(**over) -> JobConfig:
+    return jobkit.job_config(days=6, future_days=3, history="5d", **over)
+
+
+@pytest.fixture(scope="module")
+def source_cfg():
+    return job_config().source
+
+
+@pytest.fixture(scope="module")
+def model(source_cfg) -> SeriesModel:
+    src = DemoSource(source_cfg, start=T0, wall_clock=lambda: 0.0)
+    return SeriesModel("context").fit(src.fetch(T0 - pd.Timedelta(days=5), T0))
+
+
+def make(tmp_path: Path, model: SeriesModel | None, *, store_path: Path | None = None,
+         clock: Clock | None = None, job: JobConfig | None = None, **kw):
+    clock = clock or Clock()
+    job = job or job_config()
+    src = DemoSource(job.source, start=T0, wall_clock=clock)
+    st = Store(f"sqlite:///{store_path or tmp_path / 'store.db'}")
+    rec = Recorder()
+    runner = JobRunner(job, src, model, [rec], st, **kw)
+    return runner, src, clock, st, rec
+
+
+def one_pass(model: SeriesModel, src: DemoSource, end: pd.Timestamp) -> pd.DataFrame:
+    """Batch scores of the whole series the job saw (from its first fetch), in one call."""
+    start = T0 - LOOKBACK - STEP * warm_rows(model)
+    out = model.score(src.fetch(start, end + pd.Timedelta(1, "ns")))
+    return out[out["timestamp"] >= T0 - LOOKBACK].sort_values(["entity", "timestamp"]) \
+        .reset_index(drop=True)
+
+
+def assert_same_scores(live: pd.DataFrame, batch: pd.DataFrame, metrics) -> None:
+    assert len(live) == len(batch)
+    assert (live["timestamp"].to_numpy() == batch["timestamp"].to_numpy()).all()
+    assert (live["entity"].to_numpy() == batch["entity"].to_numpy()).all()
+    np.testing.assert_allclose(live["anomaly_score"], batch["anomaly_score"], rtol=1e-12,
+                               atol=1e-12)
+    assert (live["is_anomaly"].to_numpy() == batch["is_anomaly"].to_numpy()).all()
+    assert (live["ready"].to_numpy() == batch["ready"].to_numpy()).all()
+    assert (live["top_metric"].astype(str).to_numpy()
+            == batch["top_metric"].astype(str).to_numpy()).all()
+    for m in metrics:
+        np.testing.assert_allclose(live[f"contrib_{m}"], batch[f"contrib_{m}"], rtol=1e-12,
+                                   atol=1e-12)
+
+
+# ------------------------------------------------------------------ config
+def test_the_config_accepts_the_streaming_detectors_and_names_the_valid_ones() -> None:
+    for name in series.SERIES_DETECTORS:
+        job = job_config(model={"detector": name, "history": "5d"})
+        assert job.model.detector == name and job.model.streaming
+    assert not job_config().model.streaming
+    # the config's lists (it sits below the registries' layers) are the registries'
+    assert set(SERIES_DETECTORS) == set(series.SERIES_DETECTORS)
+    assert set(MATRIX_DETECTORS) == set(DETECTORS)
+    with pytest.raises(ValueError, match=r"unknown detector 'contxt'; valid: default, "
+                                         r"ensemble, .*, context, context_forecast, forecast"):
+        job_config(model={"detector": "contxt"})
+    with pytest.raises(ValueError, match="streaming detector 'context' takes none"):
+        job_config(model={"detector": "context", "detector_params": {"k": 3}})
+
+
+def test_the_loader_names_the_bad_detector_with_its_place(tmp_path) -> None:
+    from aws_anomaly.config import load_settings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("jobs:\n  - name: j\n    source: {type: demo}\n"
+                   "    model: {detector: htm}\n")
+    with pytest.raises(ConfigError, match=r"'jobs.0.model.detector': unknown detector 'htm'; "
+                                          r"valid: default"):
+        load_settings(cfg)
+
+
+# ------------------------------------------------------------------ bundles
+def test_a_series_bundle_round_trips_and_refuses_tampering(tmp_path, model, source_cfg):
+    path = tmp_path / "m"
+    model.metadata = {"note": "x"}
+    model.save(path)
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "manifest.sha256"]
+    got = load_model(path)
+    assert isinstance(got, SeriesModel) and got.manifest_["kind"] == "series"
+    src = DemoSource(source_cfg, start=T0, wall_clock=lambda: 0.0)
+    ds = src.fetch(T0 - pd.Timedelta(days=4), T0)
+    pd.testing.assert_frame_equal(got.score(ds), model.score(ds))
+    assert got.metadata == {"note": "x"}
+    # AnomalyModel.load says what it is instead of failing on a missing detector file
+    with pytest.raises(ModelFileError, match=r"holds a 'series' model; load it with "
+                                             r"aws_anomaly\.models_io\.load_model"):
+        AnomalyModel.load(path)
+    # a changed manifest (a bigger threshold, say) is refused
+    man = path / "manifest.json"
+    text = man.read_text()
+    man.write_text(text.replace('"detector": "context"', '"detector": "forecast"'))
+    with pytest.raises(ModelFileError, match=r"manifest\.json was modified"):
+        load_model(path)
+    man.write_text(text)
+    assert isinstance(load_model(path), SeriesModel)
+    # a file slipped into the folder is refused
+    (path / "detector.skops").write_bytes(b"not mine")
+    with pytest.raises(ModelFileError, match="not listed in the manifest"):
+        load_model(path)
+
+
+# ------------------------------------------------------------------ live == batch
+def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, model):
+    runner, src, clock, _, rec = make(tmp_path, model)
+    assert runner.tick().ok
+    sizes = [1, 3, 1, 17, 2, 60, 1, 5, 144, 7, 1, 190]
+    for k in sizes:
+        clock.steps(k)
+        res = runner.tick()
+        assert res.ok, res.error
+    end = T0 + STEP * sum(sizes)
+    live, batch = rec.frame(), one_pass(model, src, end)
+    assert live["timestamp"].max() == end
+    assert_same_scores(live, batch, model.metrics_)
+    assert live["ready"].all() and live["is_anomaly"].any()
+    assert runner.live.counts["rebuilt"] == 2
+    assert runner.live.counts["continued"] == 2 * len(sizes)
+    assert all(isinstance(runner.live._scorers[e], SeriesStream) for e in runner.live.entities())
+
+
+def test_checkpoint_resume_gives_the_scores_of_an_uninterrupted_run(tmp_path, model):
+    whole, _, clock, _, rec = make(tmp_path / "a", model)
+    assert whole.tick().ok
+    for k in (100, 50, 30, 1, 20):
+        clock.steps(k)
+        assert whole.tick().ok
+    uninterrupted = rec.frame()
+
+    db = tmp_path / "b.db"
+    first, _, clock_b, store_b, _ = make(tmp_path, model, store_path=db, checkpoint_every=0)
+    assert first.tick().ok
+    for k in (100, 50):
+        clock_b.steps(k)
+        assert first.tick().ok
+    assert first.save_checkpoints() == 2
+    rows = store_b.load_checkpoints("demo", "1")
+    assert {r.entity for r in rows} == set(first.live.entities())
+    assert all(r.state["kind"] == "series" and r.last_ns == (T0 + 150 * STEP).value
+               for r in rows)
+    second, _, clock_b2, _, rec_b = make(tmp_path, model, store_path=db)
+    clock_b2.steps(150)
+    for k in (30, 1, 20):
+        clock_b2.steps(k)
+        assert second.tick().ok
+    assert second.live.counts["resumed"] == 2 and second.live.counts["rebuilt"] == 0
+    tail = uninterrupted[uninterrupted["timestamp"] > T0 + 150 * STEP].reset_index(drop=True)
+    assert_same_scores(rec_b.frame(), tail, model.metrics_)
+
+
+def test_bad_or_foreign_checkpoints_are_not_resumed(tmp_path, model, source_cfg):
+    runner, *_ = make(tmp_path, model, checkpoint_every=0)
+    assert runner.tick().ok
+    rows = runner.live.checkpoint_rows(everything=True)
+    assert len(rows) == 2
+    live = LiveState("demo")
+    live.use(model, "1")
+    # a changed state (its checksum no longer matches), a state of another entity, and a
+    # feature scorer's checkpoint given to a series model: all rebuilt, none resumed
+    changed = rows[0].state | {"stream": json.loads(json.dumps(rows[0].state["stream"]))}
+    changed["stream"]["series"]["detectors"][0]["n_seen_"] = 3
+    bad = [type(rows[0])(**{**rows[0].__dict__, "state": changed}),
+           type(rows[1])(**{**rows[1].__dict__, "entity": rows[0].entity})]
+    src = DemoSource(source_cfg, start=T0, wall_clock=lambda: 0.0)
+    am = AnomalyModel(detector="robust", calibration={"method": "target_fpr",
+                                                      "target_fpr": 0.02})
+    am.fit(src.fetch(T0 - pd.Timedelta(days=2), T0))
+    other = LiveState("demo")
+    other.use(am, "1")
+    assert live.restore(bad) == 0 and other.restore(rows) == 0
+    assert live.restore(rows) == 2 and live.counts["resumed"] == 2
+
+
+# ------------------------------------------------------------------ the job end to end
+def test_a_context_job_trains_scores_restarts_from_its_checkpoint_and_rolls_back(tmp_path):
+    job = job_config(model={"detector": "context", "history": "5d"})
+    db = tmp_path / "store.db"
+    mpath = tmp_path / "models" / "demo"
+    runner, _, clock, st, rec = make(tmp_path, None, job=job, store_path=db,
+                                       model_path=mpath, checkpoint_every=0)
+    assert runner.tick().ok
+    model = runner.model
+    assert isinstance(model, SeriesModel) and model.detector == "context"
+    assert sorted(p.name for p in mpath.iterdir()) == ["manifest.json", "manifest.sha256"]
+    assert [m.version for m in st.list_models(name="demo")] == ["1"]
+    for k in (60, 40):
+        clock.steps(k)
+        assert runner.tick().ok
+    scores = rec.frame()
+    assert len(scores) and scores["ready"].all()
+    assert st.job_state("demo") == {e: T0 + 100 * STEP for e in scores["entity"].unique()}
+    assert runner.save_checkpoints() == 2
+
+    # the same job continued without a restart: the reference
+    ref_runner, _, ref_clock, _, ref_rec = make(tmp_path / "ref", model, job=job)
+    assert ref_runner.tick().ok
+    for k in (60, 40, 30, 20):
+        ref_clock.steps(k)
+        assert ref_runner.tick().ok
+    reference = ref_rec.frame()
+
+    # restart: the bundle is loaded (checksummed), the streams resumed from the checkpoint
+    again, _, clock2, _, rec2 = make(tmp_path, None, job=job, store_path=db, model_path=mpath)
+    clock2.steps(100)
+    for k in (30, 20):
+        clock2.steps(k)
+        res = again.tick()
+        assert res.ok, res.error
+    assert isinstance(again.model, SeriesModel) and again.model is not model
+    assert again.live.counts["resumed"] == 2 and again.live.counts["rebuilt"] == 0
+    cont = rec2.frame()
+    tail = reference[reference["timestamp"] > T0 + 100 * STEP].reset_index(drop=True)
+    assert_same_scores(cont, tail, model.metrics_)
+    # the demo's incidents became events, stored with the job's model
+    assert reference["is_anomaly"].any()
+    assert st.count_events(job="demo") >= 1
+
+    # a retrain registers version 2 (a new series bundle); rollback brings version 1 back
+    again.retrain(reason="test")
+    assert isinstance(again.model, SeriesModel)
+    assert sorted(m.version for m in st.list_models(name="demo")) == ["1", "2"]
+    rec_v = again.rollback("1")
+    assert rec_v.version == "1" and isinstance(again.model, SeriesModel)
+    assert load_model(mpath).to_dict()["calibrator"] == model.to_dict()["calibrator"]
+    clock2.steps(5)
+    assert again.tick().ok
+
+
+def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path, model,
+                                                                       source_cfg):
+    clock = Clock()
+    s = Settings.model_validate({
+        "service": {"data_dir": str(tmp_path / "data")},
+        "jobs": [{"name": "demo", "lookback": "2h", "interval": "5m",
+                  "model": {"history": "5d", "detector": "context"},
+                  "source": source_cfg.model_dump()}]})
+    src = DemoSource(s.jobs[0].source, start=T0, wall_clock=clock)
+    app = create_app(s, sources={"demo": src}, models={"demo": model}, token="t" * 16,
+                     scheduler=False)
+    runner = app.state.aws_anomaly.runners["demo"]
+    with TestClient(app) as client:
+        assert runner.tick().ok
+        clock.steps(30)
+        assert runner.tick().ok
+        entity = runner.live.entities()[0]
+        nxt = T0 + 31 * STEP
+        ahead = Clock()
+        later = DemoSource(s.jobs[0].source, start=T0, wall_clock=ahead)
+        ahead.steps(100)
+        ef = later.fetch(nxt, nxt + STEP, entities=[entity]).entity_frame(entity)
+        body = {"entity": entity, "timestamps": [nxt.isoformat()],
+                "metrics": {m: ef[m].tolist()[:1] for m in model.metrics_}}
+        before = runner.live._scorers[entity].get_state()
+        r = client.post("/v1/score", json=body)
+        assert r.status_code == 200, r.text
+        spiked = {**body, "metrics": {m: [v[0] * 4 + 1] for m, v in body["metrics"].items()}}
+        assert client.post("/v1/score", json=spiked).json()["points"][0]["is_anomaly"]
+        assert runner.live._scorers[entity].get_state() == before
+        clock.steps(1)
+        assert runner.tick().points == 2
+        row = runner.recent(entity).iloc[-1]
+        assert row["timestamp"] == nxt
+        p = r.json()["points"][0]
+        assert p["anomaly_score"] == pytest.approx(row["anomaly_score"], rel=1e-12, abs=1e-12)
