@@ -13,6 +13,7 @@ scores, and then evaluates any number of rules on them in seconds:
   tolerance units (>= 1 flags the point whatever the detector says, as the model does);
 * ``rawt_refit``: the test's raw scores against a reference refit on every training row
   (the holdout included), the threshold left as the holdout set it;
+* ``xl``: the test rows' level-view features (scaled, as the detector sees them);
 * ``y``: the test labels (used only to measure), ``thr`` / ``center``: the shipped
   calibrator's threshold and reference level.
 
@@ -99,6 +100,8 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
             "rawv": model._raw(Xv), "vv": _view_scores(model, Xv),
             "rawt": model._raw(Xt), "vt": _view_scores(model, Xt), "readyt": ready_t,
             "rawt_refit": refit.score_samples(model._blind_constants(Xt)),
+            # the level view's test rows, for the re-baselining rule
+            "xl": model._blind_constants(Xt)[:, model.detector_.views_[0]],
             "zt": zt, "y": data.labels, "thr": np.float64(model.calibrator_.threshold_),
             "center": np.float64(model.calibrator_.center_),
             "step_s": np.float64(data.train.step.total_seconds()),
@@ -138,6 +141,38 @@ def refit_reference(c: float) -> Rule:
     """The shipped threshold on the scores of a reference refit on all training rows, flagged
     at ``anomaly_score >= c``."""
     return lambda d: calibrated(d, d["rawt_refit"], float(d["thr"]), float(d["center"])) / c
+
+
+def rebaseline_level(delay: str, admit: float, c: float) -> Rule:
+    """Re-baselining the level view, simulated causally: a test row joins the level view's
+    reference ``delay`` after it was seen if it scored below ``admit * c`` (calibrated), and
+    every later row's level distance is the smaller of the one to the training reference and
+    the one to those rows; flagged at ``anomaly_score >= c``. The stationary view and the
+    threshold are the shipped ones."""
+    def rule(d: Dump) -> np.ndarray:
+        x = np.asarray(d["xl"], dtype=np.float64)
+        n, width = len(x), math.sqrt(x.shape[1])
+        lag = max(1, round(pd.Timedelta(delay).total_seconds() / float(d["step_s"])))
+        level0, stat = d["vt"][:, 0], d["vt"][:, 1]
+        thr, center = float(d["thr"]), float(d["center"])
+        sq = np.einsum("ij,ij->i", x, x)
+        admitted = np.zeros(n, dtype=bool)
+        level = level0.copy()
+        out = np.zeros(n)
+        for a in range(0, n, lag):  # rows of one block only see rows admitted before it
+            b = min(n, a + lag)
+            cand = np.flatnonzero(admitted[:a])
+            for s0 in range(a, b, 512) if cand.size else ():
+                s1 = min(b, s0 + 512)
+                d2 = sq[s0:s1, None] + sq[cand][None, :] - 2.0 * (x[s0:s1] @ x[cand].T)
+                d2[cand[None, :] > np.arange(s0, s1)[:, None] - lag] = np.inf
+                near = np.sqrt(np.maximum(d2.min(axis=1), 0.0)) / width
+                level[s0:s1] = np.minimum(level0[s0:s1], near)
+            part = {k: d[k][a:b] for k in ("zt", "readyt")}
+            out[a:b] = calibrated(part, (level[a:b] + stat[a:b]) / 2.0, thr, center) / c
+            admitted[a:b] = d["readyt"][a:b] & (out[a:b] < admit)
+        return out
+    return rule
 
 
 def scale(c: float) -> Rule:
@@ -235,6 +270,9 @@ RULES: dict[str, Rule] = {
     "views: stationary alone": views("stat", lambda v: v[:, 1]),
     **{f"reference refit on all training rows, flag at >= {c}": refit_reference(c)
        for c in (0.7, 0.8, 1.0)},
+    **{f"level view re-baselined after {w} (rows under {a:g} x the flag), flag at >= {c}":
+       rebaseline_level(w, a, c)
+       for w in ("6h", "1D", "3D") for a in (1.0, 0.5) for c in (1.0, 0.8, 0.7)},
 }
 
 

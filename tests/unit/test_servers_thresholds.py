@@ -85,6 +85,13 @@ def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, 
     # the moved training constant flags its points whatever the detector says
     assert (got[240:244] >= 1.0).all() and (d["zt"][240:244] >= 1.0).all()
 
+    # re-baselining the level view: nothing is admitted within a delay longer than the test,
+    # and admitted rows can only bring the level distance down
+    np.testing.assert_allclose(bench.rebaseline_level("30D", 1.0, 0.8)(d),
+                               bench.scale(0.8)(d), rtol=1e-12, atol=1e-12)
+    rebased = bench.rebaseline_level("2h", 1.0, 1.0)(d)
+    assert (rebased <= got + 1e-12).all() and (rebased < got - 1e-6).any()
+
     per = bench.measure(dumps, bench.shipped)["toy/srv-1"]
     ref = server_metrics(data.labels, expected, out["is_anomaly"].to_numpy(), data.train.step)
     assert per["f1"] == ref["f1"] and per["fpr"] == ref["fpr"]
