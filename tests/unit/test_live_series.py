@@ -136,6 +136,18 @@ def test_a_series_bundle_round_trips_and_refuses_tampering(tmp_path, model, sour
         load_model(path)
     man.write_text(text)
     assert isinstance(load_model(path), SeriesModel)
+    # `aws-anomaly score` scores with it (any bundle kind)
+    from aws_anomaly.cli import main
+
+    csv = tmp_path / "metrics.csv"
+    ds.frame.drop(columns=["is_anomaly", "anomaly_type"], errors="ignore").to_csv(csv,
+                                                                                 index=False)
+    assert main(["score", "--data", str(csv), "--model", str(path), "--out",
+                 str(tmp_path / "s.csv")]) == 0
+    got_csv = pd.read_csv(tmp_path / "s.csv")
+    want = model.score(ds)
+    assert len(got_csv) == len(want)
+    np.testing.assert_allclose(got_csv["anomaly_score"], want["anomaly_score"], rtol=1e-5)
     # a file slipped into the folder is refused
     (path / "detector.skops").write_bytes(b"not mine")
     with pytest.raises(ModelFileError, match="not listed in the manifest"):
@@ -159,35 +171,6 @@ def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, mo
     assert runner.live.counts["rebuilt"] == 2
     assert runner.live.counts["continued"] == 2 * len(sizes)
     assert all(isinstance(runner.live._scorers[e], SeriesStream) for e in runner.live.entities())
-
-
-def test_checkpoint_resume_gives_the_scores_of_an_uninterrupted_run(tmp_path, model):
-    whole, _, clock, _, rec = make(tmp_path / "a", model)
-    assert whole.tick().ok
-    for k in (100, 50, 30, 1, 20):
-        clock.steps(k)
-        assert whole.tick().ok
-    uninterrupted = rec.frame()
-
-    db = tmp_path / "b.db"
-    first, _, clock_b, store_b, _ = make(tmp_path, model, store_path=db, checkpoint_every=0)
-    assert first.tick().ok
-    for k in (100, 50):
-        clock_b.steps(k)
-        assert first.tick().ok
-    assert first.save_checkpoints() == 2
-    rows = store_b.load_checkpoints("demo", "1")
-    assert {r.entity for r in rows} == set(first.live.entities())
-    assert all(r.state["kind"] == "series" and r.last_ns == (T0 + 150 * STEP).value
-               for r in rows)
-    second, _, clock_b2, _, rec_b = make(tmp_path, model, store_path=db)
-    clock_b2.steps(150)
-    for k in (30, 1, 20):
-        clock_b2.steps(k)
-        assert second.tick().ok
-    assert second.live.counts["resumed"] == 2 and second.live.counts["rebuilt"] == 0
-    tail = uninterrupted[uninterrupted["timestamp"] > T0 + 150 * STEP].reset_index(drop=True)
-    assert_same_scores(rec_b.frame(), tail, model.metrics_)
 
 
 def test_bad_or_foreign_checkpoints_are_not_resumed(tmp_path, model, source_cfg):
@@ -232,6 +215,10 @@ def test_a_context_job_trains_scores_restarts_from_its_checkpoint_and_rolls_back
     assert len(scores) and scores["ready"].all()
     assert st.job_state("demo") == {e: T0 + 100 * STEP for e in scores["entity"].unique()}
     assert runner.save_checkpoints() == 2
+    rows = st.load_checkpoints("demo", "1")
+    assert {r.entity for r in rows} == set(runner.live.entities())
+    assert all(r.state["kind"] == "series" and r.last_ns == (T0 + 100 * STEP).value
+               and r.checksum for r in rows)
 
     # the same job continued without a restart: the reference
     ref_runner, _, ref_clock, _, ref_rec = make(tmp_path / "ref", model, job=job)

@@ -42,6 +42,7 @@ from aws_anomaly.errors import ConfigError
 from aws_anomaly.evaluation.report import write_metrics_json, write_report
 from aws_anomaly.evaluation.split import Split, chronological_split, holdout_split, split_at
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import load_model
 from aws_anomaly.progress import stage
 from aws_anomaly.threshold import parse_threshold
 from aws_anomaly.tuning import tune
@@ -238,7 +239,7 @@ def run_score(data: Path, model: Path, out: Path, *, contributions: bool,
     if ds.report is not None and ds.report.changed:
         for line in ds.report.lines()[1:]:
             typer.echo(f"{data}: {line}")
-    m = AnomalyModel.load(model)
+    m = load_model(model)  # any bundle kind: feature model or streaming series model
     with stage(f"scoring {len(ds):,} rows"):
         s = m.score(ds)
     cols = ["timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric"]
