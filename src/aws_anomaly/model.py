@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly import bundle
+from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion_shares
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
@@ -111,9 +112,8 @@ class _FitInputs:
     summary: dict[str, Any]  # training row counts for training_summary_
 
 
-#: Rows (all metrics' occluded copies together) per detector call of the occlusion
-#: explanations: one call for the handful of rows a live point or a chunk flags.
-_OCCLUSION_ROWS = 16_384
+#: Rows per detector call of the occlusion explanations (:mod:`aws_anomaly.attribution`).
+_OCCLUSION_ROWS = OCCLUSION_ROWS
 
 
 class AnomalyModel:
@@ -678,52 +678,17 @@ class AnomalyModel:
                           dtype=np.float64)
 
     def _contributions(self, Xs: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """Occlusion shares (n, n_metrics) for the scaled rows ``Xs`` with raw scores ``raw``."""
-        m = len(self.metrics_)
-        out = np.zeros((len(Xs), m))
-        if len(Xs) == 0:
-            return out
+        """Shares (n, n_metrics) of the scaled rows ``Xs`` with raw scores ``raw``
+        (:mod:`aws_anomaly.attribution`): the detector's own decomposition of its score where
+        it has one (kNN: exact shares at the cost of one scoring pass), else occlusion."""
         explain = getattr(self.detector_, "explain_samples", None)
         if explain is not None:
-            # The detector decomposes its own score (kNN: squared distance per feature to the
-            # nearest training row): exact shares at the cost of one scoring pass.
-            parts = explain(self._blind_constants(Xs))
-            for j, metric in enumerate(self.metrics_):
-                cols = self.groups_.get(metric, [])
-                if cols:
-                    out[:, j] = parts[:, cols].sum(axis=1)
-            total = out.sum(axis=1, keepdims=True)
-            return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
-        drops = np.zeros((len(Xs), m))
-        occluded = [(j, cols) for j, metric in enumerate(self.metrics_)
-                    if (cols := self.groups_.get(metric, []))]
-        # every metric's occluded copy of a block of rows scored in one detector call
-        block = max(1, _OCCLUSION_ROWS // max(1, len(occluded)))
-        for r0 in range(0, len(Xs), block):
-            part = Xs[r0:r0 + block]
-            Xo = np.empty((len(occluded), *part.shape))
-            for g, (_, cols) in enumerate(occluded):
-                Xo[g] = part
-                Xo[g][:, cols] = self.median_[cols]
-            lowered = self._raw(Xo.reshape(-1, part.shape[1])).reshape(len(occluded), -1)
-            for g, (j, _) in enumerate(occluded):
-                drops[r0:r0 + block, j] = raw[r0:r0 + block] - lowered[g]
-        drops = np.clip(drops, 0.0, None)
-        total = drops.sum(axis=1)
-        ok = total > 0
-        out[ok] = drops[ok] / total[ok, None]
-        if (~ok).any():
-            # Occluding no single metric lowers the score (the anomaly lives in their
-            # combination or in calendar features): share by squared deviation instead.
-            dev = np.zeros((int((~ok).sum()), m))
-            for j, metric in enumerate(self.metrics_):
-                cols = self.groups_.get(metric, [])
-                if cols:
-                    dev[:, j] = np.sum((Xs[~ok][:, cols] - self.median_[cols]) ** 2, axis=1)
-            dtot = dev.sum(axis=1)
-            dev = np.where(dtot[:, None] > 0, dev / np.where(dtot > 0, dtot, 1)[:, None], 1.0 / m)
-            out[~ok] = dev
-        return out
+            if len(Xs) == 0:
+                return np.zeros((0, len(self.metrics_)))
+            return decomposed_shares(explain(self._blind_constants(Xs)), self.metrics_,
+                                     self.groups_)
+        return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_, self._raw,
+                                _OCCLUSION_ROWS)
 
     def score_transformed(self, X: np.ndarray, ready: np.ndarray,
                           explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,82 @@
+"""aws_anomaly.attribution: shares of the score per metric (the model's explanations).
+
+The occlusion shares were moved out of model.py; these tests pin their arithmetic on
+scoring functions whose answer is known, that cutting the rows into blocks changes nothing,
+and that the model's shares are those of the plain one-detector-call-per-metric loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aws_anomaly.attribution import decomposed_shares, occlusion_shares
+from aws_anomaly.data.generator import generate_demo
+from aws_anomaly.evaluation.split import chronological_split
+from aws_anomaly.model import AnomalyModel
+
+GROUPS = {"a": [0, 2], "b": [1, 2], "c": []}  # column 2 is shared by a and b; c has none
+
+
+def _sq(X: np.ndarray) -> np.ndarray:
+    return (X ** 2).sum(axis=1)
+
+
+def test_occlusion_shares_of_a_known_score() -> None:
+    Xs = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 2.0]])
+    got = occlusion_shares(Xs, _sq(Xs), ["a", "b", "c"], GROUPS, np.zeros(3), _sq)
+    # drops: row 0 a=9 b=1; row 1 a=0 b=4; row 2 a=1+4 b=1+4; c never has columns
+    np.testing.assert_allclose(got, [[0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+
+
+def test_no_single_metric_lowers_the_score_shares_by_squared_deviation() -> None:
+    Xs = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    flat = occlusion_shares(Xs, np.ones(2), ["a", "b", "c"], GROUPS, np.zeros(3),
+                            lambda X: np.ones(len(X)))
+    # row 0: deviations a=4, b=1; row 1: none anywhere -> equal shares
+    np.testing.assert_allclose(flat, [[0.8, 0.2, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_blocks_do_not_change_the_shares() -> None:
+    rng = np.random.default_rng(0)
+    Xs = rng.normal(size=(50, 3))
+    med = rng.normal(size=3)
+    whole = occlusion_shares(Xs, _sq(Xs), ["a", "b", "c"], GROUPS, med, _sq)
+    calls: list[int] = []
+
+    def counted(X: np.ndarray) -> np.ndarray:
+        calls.append(len(X))
+        return _sq(X)
+
+    cut = occlusion_shares(Xs, _sq(Xs), ["a", "b", "c"], GROUPS, med, counted, block_rows=14)
+    np.testing.assert_array_equal(whole, cut)
+    assert calls == [14] * 7 + [2]  # 7 rows of both occluded metrics per call
+    assert occlusion_shares(Xs[:0], _sq(Xs[:0]), ["a"], GROUPS, med, _sq).shape == (0, 1)
+
+
+def test_decomposed_shares() -> None:
+    parts = np.array([[1.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(decomposed_shares(parts, ["a", "b", "c"], GROUPS),
+                               [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+@pytest.mark.parametrize("detector", ["ocsvm", "iforest"])
+def test_model_shares_are_the_per_metric_loop(detector: str) -> None:
+    ds, _ = generate_demo(clusters=1, days=6, seed=1)
+    split = chronological_split(ds)
+    model = AnomalyModel(detector, {"random_state": 0}).fit(split.train, split.validation)
+    X, ready, _ = model._features(ds, None, "test")
+    X = X[ready][::7]
+    raw = model._raw(X)
+    got = model._contributions(X, raw)
+    drops = np.zeros_like(got)
+    for j, metric in enumerate(model.metrics_):  # one detector call per metric
+        cols = model.groups_[metric]
+        Xo = X.copy()
+        Xo[:, cols] = model.median_[cols]
+        drops[:, j] = np.clip(raw - model._raw(Xo), 0.0, None)
+    ok = drops.sum(axis=1) > 0
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(got[ok], drops[ok] / drops[ok].sum(axis=1, keepdims=True),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0)
