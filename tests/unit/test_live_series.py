@@ -291,3 +291,14 @@ def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path
         assert row["timestamp"] == nxt
         p = r.json()["points"][0]
         assert p["anomaly_score"] == pytest.approx(row["anomaly_score"], rel=1e-12, abs=1e-12)
+        # the status page describes the job's model (its inputs are the metrics)
+        st = client.get("/v1/status", headers={"Authorization": "Bearer " + "t" * 16})
+        assert st.status_code == 200, st.text
+        info = st.json()["jobs"][0]["model_info"]
+        assert info["detector"] == "context" and info["features"] == len(model.metrics_)
+        # the dashboard's reads work with a series model (no band: null expected values)
+        auth = {"Authorization": "Bearer " + "t" * 16}
+        for url in ("/readyz", "/metrics", "/v1/entities", f"/v1/entities/{entity}/series",
+                    "/v1/anomalies", "/v1/models", "/v1/precision"):
+            got = client.get(url, headers=auth)
+            assert got.status_code == 200, (url, got.text)

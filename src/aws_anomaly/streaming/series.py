@@ -289,6 +289,13 @@ class SeriesModel:
         fetches to rebuild an entity's scorer (the learning period)."""
         return SeriesSpec(self.min_history)
 
+    @property
+    def feature_names_(self) -> tuple[str, ...]:
+        """What the detectors read: the metrics themselves (one detector each), as
+        ``AnomalyModel.feature_names_`` lists its feature columns (``/v1/status``)."""
+        self._check_fitted()
+        return tuple(self.metrics_)
+
     def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
         if isinstance(data, pd.DataFrame):
             metrics = list(self.metrics_) if hasattr(self, "metrics_") else None
