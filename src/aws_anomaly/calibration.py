@@ -412,6 +412,16 @@ class Calibrator:
         score = np.where(at_or_above, np.maximum(score, 1.0), np.minimum(score, _BELOW_ONE))
         return np.clip(score, 0.0, _MAX_SCORE)
 
+    def transform_one(self, raw: float) -> float:
+        """:meth:`transform` of one raw score, in plain float arithmetic (the live path scores
+        one point at a time): the same operations in the same order, so the same number."""
+        if raw != raw or not hasattr(self, "threshold_") or not self.scale_:
+            # NaN, unfitted, a zero scale: transform's errors and numpy's inf / NaN
+            return float(self.transform(np.asarray([raw], dtype=np.float64))[0])
+        score = 1.0 + (raw - self.threshold_) / self.scale_
+        score = max(score, 1.0) if raw >= self.threshold_ else min(score, _BELOW_ONE)
+        return min(max(score, 0.0), _MAX_SCORE)
+
     def predict(self, raw: Any) -> np.ndarray:
         """True where ``raw >= threshold_`` (the same rows as ``transform(raw) >= 1``)."""
         self._check_fitted("predict")

@@ -727,6 +727,26 @@ class AnomalyModel:
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
+    def score_row(self, X: np.ndarray) -> tuple[float, bool, np.ndarray | None]:
+        """:meth:`score_transformed` of one ready row ``X`` (``(1, columns)``, from
+        :meth:`transform_row`) with ``explain="flagged"``, as ``(anomaly_score, is_anomaly,
+        contributions or None when they are all zero)``: the same numbers, without the batch
+        path's masks and index arrays (the live path scores one point at a time)."""
+        raw = self._raw(X)
+        score = self.calibrator_.transform_one(float(raw[0]))
+        if getattr(self, "constant_", None):
+            z = self._constant_breaks(X)
+            zmax = z.max(axis=1)
+            if zmax[0] >= 1.0:  # a constant metric moved: see score_transformed
+                score = float(np.maximum(score, 1.0 + np.log1p(zmax[0] - 1.0)))
+                zb = np.where(z >= 1.0, z, 0.0)
+                share = np.zeros((1, len(self.metrics_)))
+                share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
+                return score, True, share[0]
+        if score >= 1.0:
+            return score, True, self._contributions(X, raw)[0]
+        return score, False, None
+
     def _score_series(self, data: Dataset, history: Dataset | None, explain: str, where: str,
                       chunk_rows: int = CHUNK_ROWS
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,

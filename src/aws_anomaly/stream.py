@@ -6,7 +6,7 @@ PersistState`), the band state and the last point; the model's part (columns, sc
 detector, calibrator) is reached through :class:`~aws_anomaly.model.AnomalyModel`'s public
 pieces only: ``spec``, ``metrics_``, ``step_``, ``band_``, :meth:`~aws_anomaly.model.
 AnomalyModel.persist_terms`, :meth:`~aws_anomaly.model.AnomalyModel.transform_row` and
-:meth:`~aws_anomaly.model.AnomalyModel.score_transformed`. This module does not import the
+:meth:`~aws_anomaly.model.AnomalyModel.score_row`. This module does not import the
 model (it sits one import layer below it); :meth:`AnomalyModel.stream` builds scorers.
 """
 
@@ -226,11 +226,12 @@ class StreamScorer:
         if not self._builder.ready:
             return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
                               *band)
-        score, flag, contrib = model.score_transformed(model.transform_row(row), _ONE_READY,
-                                                       "flagged")
-        c = contrib[0]
+        score, flag, c = model.score_row(model.transform_row(row))
+        if c is None:  # not flagged: no explanation
+            return PointScore(ts, self.entity, score, flag, "", dict.fromkeys(names, 0.0),
+                              True, *band)
         top = names[int(c.argmax())] if c.sum() > 0 else ""
-        return PointScore(ts, self.entity, float(score[0]), bool(flag[0]), top,
+        return PointScore(ts, self.entity, score, flag, top,
                           dict(zip(names, c.tolist(), strict=True)), True, *band)
 
     # ------------------------------------------------------------------ state
@@ -333,4 +334,3 @@ class StreamScorer:
 
 
 _SCORER_STATE_VERSION = 1
-_ONE_READY = np.ones(1, dtype=bool)
