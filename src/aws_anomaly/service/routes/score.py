@@ -246,7 +246,8 @@ class ScoreGateMiddleware:
       time): the body is validated by the same :class:`ScoreRequest` and scored by the same
       :func:`_score_cached` as the route. Anything else (invalid, no live series, an unknown
       job, another content type, any error) is handed to the route with the body replayed,
-      so every error answer still comes from one place (docs/performance.md, "Service").
+      so every error answer still comes from one place (docs/performance.md, "The service
+      at scale").
     * A **large** request (:data:`GATED_BYTES` or more, or of unknown size) takes a
       :class:`ScoreLimiter` slot *before* its body is read and
       validated (parsing 10,000 points costs the event loop ~0.1 s), and holds it until the
