@@ -80,3 +80,22 @@ def test_model_shares_are_the_per_metric_loop(detector: str) -> None:
     np.testing.assert_allclose(got[ok], drops[ok] / drops[ok].sum(axis=1, keepdims=True),
                                rtol=0, atol=1e-12)
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
+
+
+def test_one_row_path_equals_the_block_path() -> None:
+    rng = np.random.default_rng(1)
+    Xs = rng.normal(size=(40, 3))
+    Xs[5] = 0.0  # occluding lowers nothing: the squared-deviation fallback, one row too
+    med = np.zeros(3)
+    whole = occlusion_shares(Xs, _sq(Xs), ["a", "b", "c"], GROUPS, med, _sq)
+    calls: list[int] = []
+
+    def counted(X: np.ndarray) -> np.ndarray:
+        calls.append(len(X))
+        return _sq(X)
+
+    for i in range(len(Xs)):
+        one = occlusion_shares(Xs[i:i + 1], _sq(Xs[i:i + 1]), ["a", "b", "c"], GROUPS, med,
+                               counted)
+        np.testing.assert_array_equal(one, whole[i:i + 1])
+    assert calls.count(2) == len(Xs) + 1  # one call per row; the fallback row scores again
