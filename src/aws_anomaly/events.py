@@ -109,17 +109,6 @@ def _iso(ts: pd.Timestamp) -> str:
     return pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
-def _infer_step(ts: pd.DatetimeIndex) -> pd.Timedelta | None:
-    if len(ts) < 2:
-        return None
-    d = np.diff(ts.as_unit("ns").asi8)
-    d = d[d > 0]
-    if len(d) == 0:
-        return None
-    vals, counts = np.unique(d, return_counts=True)
-    return pd.Timedelta(int(vals[np.argmax(counts)]), unit="ns")
-
-
 def merge_events(
     scores: pd.DataFrame,
     *,
@@ -178,57 +167,111 @@ def merge_events(
     fixed_step = pd.Timedelta(step) if step is not None else None
     contrib_cols = [c for c in scores.columns if c.startswith("contrib_")]
     dev_cols = [c for c in scores.columns if c.startswith("dev_")]
+
+    # One pass over all entities: rows in (entity, timestamp) order, then numpy over the sorted
+    # arrays. Only entities with an anomalous point or a previous event are looked at one by one.
+    codes, uniques = pd.factorize(scores["entity"], sort=True)
+    keep = codes >= 0  # groupby leaves out rows without an entity
+    ts_all = pd.DatetimeIndex(scores["timestamp"])
+    ts_all = ts_all.tz_localize("UTC") if ts_all.tz is None else ts_all.tz_convert("UTC")
+    order = np.lexsort((ts_all.as_unit("ns").asi8, codes))
+    order = order[keep[order]]
+    codes = codes[order]
+    ts = ts_all[order]
+    ns = ts.as_unit("ns").asi8
+    n_ent = len(uniques)
+    names = [str(u) for u in uniques]
+    bounds = np.searchsorted(codes, np.arange(n_ent + 1))  # rows of entity j: bounds[j]:bounds[j+1]
+
+    score = scores["anomaly_score"].to_numpy(dtype=np.float64)[order]
+    if threshold is None:
+        flag = scores["is_anomaly"].to_numpy(dtype=bool)[order]
+    else:
+        thr = (np.array([threshold.get(e, 1.0) for e in names], dtype=np.float64)
+               if isinstance(threshold, Mapping) else np.full(n_ent, float(threshold)))
+        flag = score >= thr[codes]
+    if "ready" in scores.columns:
+        flag &= scores["ready"].to_numpy(dtype=bool)[order]
+    flag &= np.isfinite(score)
+    contrib = scores[contrib_cols].to_numpy(dtype=np.float64)[order] if contrib_cols else None
+    devs = scores[dev_cols].to_numpy(dtype=np.float64)[order] if dev_cols else None
+
+    if fixed_step:  # a zero step is inferred, as a missing one
+        has_step = np.ones(n_ent, dtype=bool)
+        gap_ns = np.full(n_ent, (fixed_step * (max_gap_steps + 1)).value, dtype=np.int64)
+    else:
+        step_ns = _infer_steps(ns, codes, n_ent)
+        has_step = step_ns > 0
+        gap_ns = np.array([(pd.Timedelta(int(v), unit="ns") * (max_gap_steps + 1)).value
+                           if v > 0 else 0 for v in step_ns], dtype=np.int64)
+    last_ns = ns[np.maximum(bounds[1:] - 1, 0)]
+
+    # Runs of anomalous points separated by at most the entity's gap in time: a run starts at
+    # an entity's first anomalous point or after a longer pause.
+    idx = np.flatnonzero(flag)
+    fc = codes[idx]
+    new_run = np.ones(len(idx), dtype=bool)
+    if len(idx) > 1:
+        same = fc[1:] == fc[:-1]
+        new_run[1:] = ~same | (np.diff(ns[idx]) > gap_ns[fc[1:]])
+    run_starts = np.flatnonzero(new_run)
+    run_ends = np.append(run_starts[1:], len(idx))
+    run_code = fc[run_starts]
+    ent_runs = np.searchsorted(run_code, np.arange(n_ent + 1))  # runs of entity j
+
     out: list[AnomalyEvent] = []
-    for entity, g in scores.groupby("entity", sort=True):
-        entity = str(entity)
-        g = g.sort_values("timestamp")
-        ts = pd.DatetimeIndex(g["timestamp"])
-        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-        score = g["anomaly_score"].to_numpy(dtype=np.float64)
-        if threshold is None:
-            flag = g["is_anomaly"].to_numpy(dtype=bool).copy()
-        else:
-            thr = (threshold.get(entity, 1.0) if isinstance(threshold, Mapping)
-                   else float(threshold))
-            flag = score >= thr
-        if "ready" in g.columns:
-            flag &= g["ready"].to_numpy(dtype=bool)
-        flag &= np.isfinite(score)
-        ent_step = fixed_step or _infer_step(ts)
-        gap = (ent_step * (max_gap_steps + 1)) if ent_step is not None else pd.Timedelta(0)
-        last_ts = ts[-1]
-        contrib = g[contrib_cols].to_numpy(dtype=np.float64) if contrib_cols else None
-        devs = g[dev_cols].to_numpy(dtype=np.float64) if dev_cols else None
-
-        # Runs of anomalous points separated by at most `gap` in time.
-        idx = np.flatnonzero(flag)
-        runs: list[list[int]] = []
-        for i in idx:
-            if runs and ts[i] - ts[runs[-1][-1]] <= gap:
-                runs[-1].append(int(i))
-            else:
-                runs.append([int(i)])
-
+    wanted = set(np.unique(run_code).tolist())
+    wanted.update(j for j, e in enumerate(names) if e in previous)
+    for j in sorted(wanted):
+        entity = names[j]
+        gap = pd.Timedelta(int(gap_ns[j]), unit="ns")
+        last_ts = pd.Timestamp(int(last_ns[j]), unit="ns", tz="UTC")
         prev = previous.pop(entity, None)
-        for k, run in enumerate(runs):
+        for k, r in enumerate(range(ent_runs[j], ent_runs[j + 1])):
+            run = idx[run_starts[r]:run_ends[r]]
             ev = _build(entity, ts, score, contrib, contrib_cols, devs, dev_cols, run, job, model)
             if k == 0 and prev is not None and prev.status == "open" and (
                     ev.start - prev.end <= gap):
                 ev = _combine(prev, ev)
                 prev = None
-            closed = last_ts - ev.end >= gap and ent_step is not None
+            closed = last_ts - ev.end >= gap and bool(has_step[j])
             out.append(replace(ev, status="closed" if closed else "open"))
         # An open event scored further without a continuation closes once enough quiet
         # points passed.
-        if (prev is not None and prev.status == "open" and ent_step is not None
+        if (prev is not None and prev.status == "open" and has_step[j]
                 and last_ts - prev.end >= gap):
             out.append(replace(prev, status="closed"))
     return sorted(out, key=lambda e: (e.entity, e.start))
 
 
+def _infer_steps(ns: np.ndarray, codes: np.ndarray, n_ent: int) -> np.ndarray:
+    """Per entity, the most common positive difference of its sorted timestamps (the smallest
+    of equally common ones; 0 when it has none), in nanoseconds."""
+    out = np.zeros(n_ent, dtype=np.int64)
+    if len(ns) < 2:
+        return out
+    d = np.diff(ns)
+    c = codes[1:]
+    ok = (codes[1:] == codes[:-1]) & (d > 0)
+    d, c = d[ok], c[ok]
+    if not len(d):
+        return out
+    o = np.lexsort((d, c))
+    d, c = d[o], c[o]
+    first = np.ones(len(d), dtype=bool)
+    first[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(d)))
+    vals, owner = d[starts], c[starts]
+    best = np.lexsort((vals, -counts, owner))  # per entity: most common, then smallest
+    pick = best[np.r_[True, owner[best][1:] != owner[best][:-1]]]
+    out[owner[pick]] = vals[pick]
+    return out
+
+
 def _build(entity: str, ts: pd.DatetimeIndex, score: np.ndarray, contrib: np.ndarray | None,
            contrib_cols: list[str], devs: np.ndarray | None, dev_cols: list[str],
-           run: list[int], job: str, model: str) -> AnomalyEvent:
+           run: np.ndarray | list[int], job: str, model: str) -> AnomalyEvent:
     r = np.asarray(run)
     s = score[r]
     peak = int(r[np.argmax(s)])
