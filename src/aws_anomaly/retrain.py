@@ -236,6 +236,234 @@ class Drift:
                 "psi": dict(self.psi), "triggered": self.triggered}
 
 
+@dataclass
+class _Chunk:
+    """One tick's live points still inside the drift window, in the scores' row order."""
+
+    ns: np.ndarray  # timestamps, int64 nanoseconds
+    ent: np.ndarray  # entity codes of the window
+    ready: np.ndarray
+    flagged: np.ndarray  # ready and anomalous
+    values: dict[str, np.ndarray]  # raw values per metric (a metric the tick lacked: absent)
+    cells: np.ndarray  # per point and metric, its cell in `_DriftWindow.counts` (-1: none)
+
+    def keep(self, mask: np.ndarray) -> _Chunk:
+        return _Chunk(self.ns[mask], self.ent[mask], self.ready[mask], self.flagged[mask],
+                      {m: v[mask] for m, v in self.values.items()}, self.cells[mask])
+
+
+class _DriftWindow:
+    """The live points of the last drift ``window`` as running counts: each tick adds its
+    points and takes off those that left the window, so a tick costs its own points, not the
+    window's. The figures equal a recomputation over the window's rows (``Drift``): the
+    ready and flagged counts, and per (entity, metric) with a reference the count of points in
+    each of its bins (a flat array: one cell per bin). Each stored point keeps its raw values
+    and the cell it counts in; a new reference (another model) or another metric list
+    recounts the stored points once."""
+
+    def __init__(self) -> None:
+        self.chunks: list[_Chunk] = []
+        self.names: list[str] = []
+        self.codes: dict[str, int] = {}
+        self.max_ns: int | None = None
+        self.ready = 0
+        self.flagged = 0
+        self.rows = np.zeros(0, dtype=np.int64)  # points per entity code
+        self.model: Any = None
+        self.ref: Any = None
+        self.metrics: tuple[str, ...] = ()
+        self.inputs: dict[str, Any] = {}
+        # per metric: padded interior edges per entity code (+inf past its own), the number
+        # of its edges (-1: no reference), the offset of its first cell, its shares `p`
+        self.edges: list[np.ndarray] = []
+        self.n_edges: list[np.ndarray] = []
+        self.offset: list[np.ndarray] = []
+        self.p: list[list[np.ndarray | None]] = []
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ points in and out
+    def add(self, scores: pd.DataFrame, metrics: Sequence[str]) -> None:
+        ts = pd.DatetimeIndex(scores["timestamp"])
+        ns = ts.as_unit("ns").asi8
+        codes, uniques = pd.factorize(scores["entity"].astype(str))
+        table = np.array([self._code(str(u)) for u in uniques], dtype=np.int64)
+        ent = table[codes] if len(table) else np.zeros(0, dtype=np.int64)
+        if len(self.rows) < len(self.names):
+            self.rows = np.concatenate([self.rows, np.zeros(len(self.names) - len(self.rows),
+                                                            dtype=np.int64)])
+        ready = scores["ready"].to_numpy(dtype=bool)
+        chunk = _Chunk(ns, ent, ready, ready & scores["is_anomaly"].to_numpy(dtype=bool),
+                       {m: scores[f"value_{m}"].to_numpy(dtype=np.float64) for m in metrics},
+                       np.full((len(ns), 0), -1, dtype=np.int64))
+        self.chunks.append(chunk)
+        if len(ns):
+            top = int(ts.max().as_unit("ns").value) if ts.notna().any() else None
+            if top is not None:
+                self.max_ns = top if self.max_ns is None else max(self.max_ns, top)
+        self._count(chunk, +1, new=True)
+
+    def trim(self, window: pd.Timedelta) -> None:
+        """Drop the points at or before the newest time less ``window``."""
+        if self.max_ns is None:
+            return
+        cut = self.max_ns - int(window.value)
+        kept: list[_Chunk] = []
+        for c in self.chunks:
+            if len(c.ns) and int(c.ns.min()) <= cut:
+                gone = c.ns <= cut
+                self._count(c.keep(gone), -1)
+                c = c.keep(~gone)
+            if len(c.ns):
+                kept.append(c)
+        self.chunks = kept
+
+    def _code(self, name: str) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def _count(self, c: _Chunk, sign: int, *, new: bool = False) -> None:
+        self.ready += sign * int(c.ready.sum())
+        self.flagged += sign * int(c.flagged.sum())
+        self.rows += sign * np.bincount(c.ent, minlength=len(self.rows))
+        if new:
+            if self.model is None:
+                return  # no reference yet: `measure` counts every stored point
+            self._grow()
+            c.cells = self._cells(c)
+        cells = c.cells[c.cells >= 0]
+        if len(cells):
+            self.counts += sign * np.bincount(cells, minlength=len(self.counts))
+
+    # ------------------------------------------------------------------ the reference
+    def _rebuild(self, model: AnomalyModel, ref: Any, metrics: tuple[str, ...]) -> None:
+        self.model, self.ref, self.metrics = model, ref, metrics
+        self.inputs = ref.get("inputs") or {}
+        self.edges = [np.zeros((0, PSI_BINS - 1)) for _ in metrics]
+        self.n_edges = [np.zeros(0, dtype=np.int64) for _ in metrics]
+        self.offset = [np.zeros(0, dtype=np.int64) for _ in metrics]
+        self.p = [[] for _ in metrics]
+        self.counts = np.zeros(0, dtype=np.int64)
+        self._grow()
+        for c in self.chunks:
+            c.cells = self._cells(c)
+            cells = c.cells[c.cells >= 0]
+            self.counts += np.bincount(cells, minlength=len(self.counts))
+
+    def _grow(self) -> None:
+        """Reference tables for entity codes seen since they were built."""
+        have = len(self.n_edges[0]) if self.metrics else len(self.names)
+        new = self.names[have:]
+        if not new or not self.metrics:
+            return
+        width = self.edges[0].shape[1]
+        total = len(self.counts)
+        for i, m in enumerate(self.metrics):
+            e = np.full((len(new), width), np.inf)
+            ne = np.full(len(new), -1, dtype=np.int64)
+            off = np.zeros(len(new), dtype=np.int64)
+            for j, name in enumerate(new):
+                r = (self.inputs.get(name) or {}).get(m)
+                if r is None:
+                    self.p[i].append(None)
+                    continue
+                edges = np.asarray(r["edges"], dtype=np.float64)
+                if edges.size > width:  # a reference with more bins than the default
+                    pad = np.full((self.edges[i].shape[0], edges.size - width), np.inf)
+                    self.edges[i] = np.hstack([self.edges[i], pad])
+                    e = np.hstack([e, np.full((len(new), edges.size - width), np.inf)])
+                    width = edges.size
+                    for k in range(len(self.edges)):
+                        if k != i and self.edges[k].shape[1] < width:
+                            self.edges[k] = np.hstack([self.edges[k], np.full(
+                                (self.edges[k].shape[0], width - self.edges[k].shape[1]),
+                                np.inf)])
+                e[j, :edges.size] = edges
+                ne[j] = edges.size
+                off[j] = total
+                p = np.asarray(r["p"], dtype=np.float64)
+                self.p[i].append(p)
+                total += p.size
+            self.edges[i] = np.vstack([self.edges[i], e]) if len(self.edges[i]) else e
+            self.n_edges[i] = np.concatenate([self.n_edges[i], ne])
+            self.offset[i] = np.concatenate([self.offset[i], off])
+        self.counts = np.concatenate([self.counts, np.zeros(total - len(self.counts),
+                                                            dtype=np.int64)])
+
+    def _cells(self, c: _Chunk) -> np.ndarray:
+        """Per point and metric, the cell its value counts in (-1: no reference). The bin is
+        the number of edges at or below the value (``searchsorted(edges, x, "right")``: a NaN
+        lands in the last bin)."""
+        out = np.full((len(c.ns), len(self.metrics)), -1, dtype=np.int64)
+        for i, m in enumerate(self.metrics):
+            ne = self.n_edges[i][c.ent]
+            has = ne >= 0
+            if not has.any():
+                continue
+            x = c.values.get(m)
+            if x is None:
+                x = np.full(len(c.ns), np.nan)
+            with np.errstate(invalid="ignore"):
+                b = (x[:, None] >= self.edges[i][c.ent]).sum(axis=1)
+            b = np.where(np.isnan(x), ne, np.minimum(b, ne))
+            out[:, i] = np.where(has, self.offset[i][c.ent] + b, -1)
+        return out
+
+    # ------------------------------------------------------------------ the figures
+    def measure(self, model: AnomalyModel, metrics: Sequence[str]) -> Drift:
+        from scipy.stats import binom
+
+        ref = reference_of(model)
+        if model is not self.model or ref is not self.ref or tuple(metrics) != self.metrics:
+            self._rebuild(model, ref, tuple(metrics))
+        n, k = self.ready, self.flagged
+        d = Drift(points=n, flagged=k)
+        held = ref.get("held_back") or {}
+        if n and held.get("points"):
+            p0 = (float(held["flagged"]) + 0.5) / (float(held["points"]) + 1.0)
+            d.expected_share = p0
+            d.alert_rate_ratio = (k / n) / p0
+            d.p_value = float(binom.sf(k - 1, n, p0)) if k else 1.0
+        if not self.metrics:
+            return d
+        eligible = self.rows >= 2 * PSI_BINS
+        eligible &= np.any([ne >= 0 for ne in self.n_edges], axis=0)
+        if not eligible.any():
+            return d
+        sums: dict[str, list[float]] = {}
+        for code in self._first_seen(eligible):
+            size = int(self.rows[code])
+            for i, m in enumerate(self.metrics):
+                p = self.p[i][code]
+                if p is None:
+                    continue
+                o = int(self.offset[i][code])
+                counts = self.counts[o:o + p.size]
+                q = (counts + 0.5) / (size + 0.5 * p.size)
+                sums.setdefault(m, []).append(float(np.sum((q - p) * np.log(q / p))))
+        d.psi = {m: round(float(np.mean(v)), 6) for m, v in sums.items()}
+        return d
+
+    def _first_seen(self, wanted: np.ndarray) -> list[int]:
+        """The entity codes in ``wanted``, in the order they first occur in the window's rows
+        (the order a grouping of the rows meets them: it sets the order of the PSI mean)."""
+        left = int(wanted.sum())
+        seen = np.zeros(len(wanted), dtype=bool)
+        out: list[int] = []
+        for c in self.chunks:
+            u, first = np.unique(c.ent, return_index=True)
+            for code in u[np.argsort(first, kind="stable")]:
+                if wanted[code] and not seen[code]:
+                    seen[code] = True
+                    out.append(int(code))
+                    left -= 1
+            if not left:
+                break
+        return out
+
+
 # ---------------------------------------------------------------------------------- judging
 @dataclass(frozen=True)
 class Evaluation:
@@ -366,7 +594,7 @@ class Retrainer:
         self.background = background
         self.drift = Drift()
         self.last_decision: dict[str, Any] | None = None
-        self._recent: pd.DataFrame | None = None
+        self._recent: _DriftWindow | None = None
         self._lock = threading.Lock()  # the recent buffer and drift figures
         self._thread: threading.Thread | None = None
         self._last_train: pd.Timestamp | None = None
@@ -496,47 +724,18 @@ class Retrainer:
         if model is None or not len(scores):
             return
         metrics = [m for m in model.metrics_ if f"value_{m}" in scores.columns]
-        cols = ["timestamp", "entity", "ready", "is_anomaly", *[f"value_{m}" for m in metrics]]
         window = (self.job.retrain.drift.window if self.job.retrain.drift is not None
                   else pd.Timedelta(days=1))
         with self._lock:
-            recent = scores[cols] if self._recent is None else pd.concat(
-                [self._recent, scores[cols]], ignore_index=True)
-            recent = recent[recent["timestamp"] > recent["timestamp"].max() - window]
-            self._recent = recent.reset_index(drop=True)
-            self.drift = self._measure(model, self._recent, metrics)
+            if self._recent is None:
+                self._recent = _DriftWindow()
+            self._recent.add(scores, metrics)
+            self._recent.trim(pd.Timedelta(window))
+            self.drift = self._recent.measure(model, metrics)
             d = self.drift
         m = self._metrics()
         if m is not None:
             m.set_drift(self.job.name, alert_rate_ratio=d.alert_rate_ratio, psi=d.psi)
-
-    def _measure(self, model: AnomalyModel, recent: pd.DataFrame,
-                 metrics: Sequence[str]) -> Drift:
-        from scipy.stats import binom
-
-        ref = reference_of(model)
-        ready = recent["ready"].to_numpy(dtype=bool)
-        n = int(ready.sum())
-        k = int(recent["is_anomaly"].to_numpy(dtype=bool)[ready].sum())
-        d = Drift(points=n, flagged=k)
-        held = ref.get("held_back") or {}
-        if n and held.get("points"):
-            p0 = (float(held["flagged"]) + 0.5) / (float(held["points"]) + 1.0)
-            d.expected_share = p0
-            d.alert_rate_ratio = (k / n) / p0
-            d.p_value = float(binom.sf(k - 1, n, p0)) if k else 1.0
-        inputs = ref.get("inputs") or {}
-        sums: dict[str, list[float]] = {}
-        for entity, g in recent.groupby("entity", sort=False):
-            per = inputs.get(str(entity))
-            if not per or len(g) < 2 * PSI_BINS:
-                continue
-            for m in metrics:
-                if m in per:
-                    x = g[f"value_{m}"].to_numpy(dtype=np.float64)
-                    sums.setdefault(m, []).append(population_stability(per[m], x))
-        d.psi = {m: round(float(np.mean(v)), 6) for m, v in sums.items()}
-        return d
 
     # ------------------------------------------------------------------ triggers
     def _last_trained(self) -> pd.Timestamp | None:
