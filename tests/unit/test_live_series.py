@@ -148,6 +148,14 @@ def test_a_series_bundle_round_trips_and_refuses_tampering(tmp_path, model, sour
     want = model.score(ds)
     assert len(got_csv) == len(want)
     np.testing.assert_allclose(got_csv["anomaly_score"], want["anomaly_score"], rtol=1e-5)
+    # `aws-anomaly evaluate` scores the labelled parts with it and writes the report
+    labelled = tmp_path / "labelled.csv"
+    ds.frame.to_csv(labelled, index=False)
+    assert main(["evaluate", "--data", str(labelled), "--model", str(path), "--report",
+                 str(tmp_path / "r")]) == 0
+    figures = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert figures["test"]["rows"] > 0 and "f1" in figures["test"]
+    assert (tmp_path / "r" / "report.html").stat().st_size > 0
     # a file slipped into the folder is refused
     (path / "detector.skops").write_bytes(b"not mine")
     with pytest.raises(ModelFileError, match="not listed in the manifest"):

@@ -171,7 +171,7 @@ def run_evaluate(model: Path, report: Path, *, data: Path | None, train_path: Pa
     """``aws-anomaly evaluate``: score validation and test and write the report."""
     opts = load_options(**load)
     check_output(report, "--report")
-    m = AnomalyModel.load(model)
+    m = load_model(model)  # any bundle kind: feature model or streaming series model
     meta_split = m.metadata.get("split", {}) or {}
     fractions = tuple(meta_split.get("fractions", (0.70, 0.15, 0.15)))
     if data is None and train_path is None and test_path is not None:
