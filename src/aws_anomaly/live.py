@@ -34,7 +34,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -184,7 +184,6 @@ class LiveState:
         metrics = list(model.metrics_)
         m = len(metrics)
         n_out = int(out.sum())
-        ent = frame["entity"].to_numpy()
         ts = frame["timestamp"].array.asi8  # ns, UTC
         vals = frame[metrics].to_numpy(dtype=np.float64)
         out_pos = np.cumsum(out) - 1
@@ -192,9 +191,6 @@ class LiveState:
         X = np.empty((n_out, probe.width))
         ready = np.zeros(n_out, dtype=bool)
         band = np.full((3, n_out, m), np.nan)
-        n = len(frame)
-        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.empty(0, int)
-        bounds = np.r_[starts, n].tolist()
 
         def feed(sc: StreamScorer, lo: int, hi: int) -> StreamScorer:
             """Feed rows [lo, hi) to ``sc``, keeping the scored ones; a gap the scorer cannot
@@ -211,59 +207,58 @@ class LiveState:
                     band[0, j], band[1, j], band[2, j] = sc.band()
             return sc
 
+        # No scorer, another model, or a gap it cannot fill: a new scorer warmed on the rows
+        # before the first one to score (the look-back), as batch does.
+        self._advance(model, frame, out, ts, feed, lambda e: StreamScorer(model, e),
+                      lambda sc, t: 0 <= sc.gap_steps(t) <= sc.max_gap_steps)
+        score, flag, contrib = model.score_transformed(model.transform(X), ready, "flagged")
+        return _score_frame(frame, out, metrics, score, flag, contrib, ready, band)
+
+    def _advance(self, model: AnomalyModel | SeriesModel, frame: pd.DataFrame,
+                 out: np.ndarray, ts: np.ndarray, feed: Callable[[Any, int, int], Any],
+                 fresh: Callable[[str], Any], resumes: Callable[[Any, int], bool]) -> None:
+        """Walk ``frame`` entity by entity for :meth:`score`: ``feed(scorer, lo, hi)`` takes
+        rows [lo, hi) and returns the scorer to keep; ``fresh(entity)`` makes a new scorer;
+        ``resumes(live, t)`` says whether the live scorer may take the next row at ``t``.
+
+        Rows after the live scorer's last point go to it (when it resumes), else to a fresh
+        scorer fed from the entity's first row (the look-back); rows it has already seen that
+        are to be scored again (display) go to a throw-away fresh scorer warmed on the rows
+        before them, as batch would. Only ticks (under the runner's lock) change the scorers;
+        the lock is taken per entity, so a /v1/score snapshot waits for one entity's points,
+        not the whole tick.
+        """
         with self.lock:
             if self.model is not model:
                 raise RuntimeError("LiveState.score: call use(model) first")
-        # Only ticks (under the runner's lock) change the scorers; the lock here is taken per
-        # entity, so a /v1/score snapshot waits for one entity's points, not the whole tick.
-        for a, b in pairwise(bounds):
+        ent = frame["entity"].to_numpy()
+        n = len(frame)
+        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.empty(0, int)
+        for a, b in pairwise(np.r_[starts, n].tolist()):
             entity = str(ent[a])
             rows_out = np.flatnonzero(out[a:b])
             live = self._scorers.get(entity)
-            last = live.last_ns if live is not None else None
+            if live is not None and live.model is not model:
+                live = None
             first_out = a + int(rows_out[0]) if rows_out.size else b
             begin = a
-            if last is not None:
-                begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
+            if live is not None and live.last_ns is not None:
+                begin = a + int(np.searchsorted(ts[a:b], live.last_ns, side="right"))
                 if first_out < begin:
-                    # Rows the live state has seen that are to be scored again (display):
-                    # a throw-away scorer warmed on the rows before them, as batch would.
-                    feed(StreamScorer(model, entity), a, begin)
+                    feed(fresh(entity), a, begin)
             if begin >= b:
                 continue
-            g = live.gap_steps(int(ts[begin])) if live is not None else -1
-            if live is not None and 0 <= g <= live.max_gap_steps:
+            if live is not None and resumes(live, int(ts[begin])):
                 with self.lock:
-                    sc = feed(live, begin, b)
-                    self._scorers[entity] = sc
+                    self._scorers[entity] = feed(live, begin, b)
                     self._dirty.add(entity)
                     self.counts["continued"] += 1
             elif rows_out.size:
-                # No scorer, another model, or a gap it cannot fill: a new scorer warmed on
-                # the rows before the first one to score (the look-back), as batch does.
-                sc = feed(StreamScorer(model, entity), begin, b)
+                sc = feed(fresh(entity), begin, b)
                 with self.lock:
                     self._scorers[entity] = sc
                     self._dirty.add(entity)
                     self.counts["rebuilt"] += 1
-        score, flag, contrib = model.score_transformed(model.transform(X), ready, "flagged")
-        has = contrib.sum(axis=1) > 0
-        top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
-        fo = frame.loc[out]
-        cols: dict[str, Any] = {
-            "timestamp": fo["timestamp"].reset_index(drop=True),
-            "entity": fo["entity"].reset_index(drop=True),
-            "anomaly_score": score, "is_anomaly": flag,
-            "top_metric": pd.array(top, dtype="str"),
-        }
-        for j, metric in enumerate(metrics):
-            cols[f"contrib_{metric}"] = contrib[:, j]
-        cols["ready"] = ready
-        for j, metric in enumerate(metrics):
-            cols[f"expected_{metric}"] = band[0, :, j]
-            cols[f"lower_{metric}"] = band[1, :, j]
-            cols[f"upper_{metric}"] = band[2, :, j]
-        return pd.DataFrame(cols)
 
     def _score_series(self, model: SeriesModel, frame: pd.DataFrame, out: np.ndarray
                       ) -> pd.DataFrame:
@@ -279,15 +274,11 @@ class LiveState:
         metrics = list(model.metrics_)
         m = len(metrics)
         n_out = int(out.sum())
-        ent = frame["entity"].to_numpy()
         ts = frame["timestamp"].array.asi8  # ns, UTC
         vals = frame[metrics].to_numpy(dtype=np.float64)
         out_pos = np.cumsum(out) - 1
         raw = np.zeros((n_out, m))
         ready = np.zeros(n_out, dtype=bool)
-        n = len(frame)
-        starts = np.flatnonzero(np.r_[True, ent[1:] != ent[:-1]]) if n else np.empty(0, int)
-        bounds = np.r_[starts, n].tolist()
         learn = model.min_history
 
         def feed(st: SeriesStream, lo: int, hi: int) -> SeriesStream:
@@ -301,59 +292,17 @@ class LiveState:
                     ready[j] = was_ready
             return st
 
-        with self.lock:
-            if self.model is not model:
-                raise RuntimeError("LiveState.score: call use(model) first")
-        for a, b in pairwise(bounds):
-            entity = str(ent[a])
-            rows_out = np.flatnonzero(out[a:b])
-            live = self._scorers.get(entity)
-            if not isinstance(live, SeriesStream) or live.model is not model:
-                live = None
-            last = live.last_ns if live is not None else None
-            first_out = a + int(rows_out[0]) if rows_out.size else b
-            begin = a
-            if last is not None:
-                begin = a + int(np.searchsorted(ts[a:b], last, side="right"))
-                if first_out < begin:
-                    feed(model.stream(entity), a, begin)
-            if begin >= b:
-                continue
-            if live is not None:
-                with self.lock:
-                    self._scorers[entity] = feed(live, begin, b)
-                    self._dirty.add(entity)
-                    self.counts["continued"] += 1
-            elif rows_out.size:
-                st = feed(model.stream(entity), begin, b)
-                with self.lock:
-                    self._scorers[entity] = st
-                    self._dirty.add(entity)
-                    self.counts["rebuilt"] += 1
+        # A live stream continues across any gap (the detectors read time).
+        self._advance(model, frame, out, ts, feed, model.stream, lambda st, t: True)
         # As SeriesModel.score: the calibrated largest metric score, each metric's share.
         score = np.where(ready, model.calibrator_.transform(raw.max(axis=1)) if n_out
                          else np.zeros(0), 0.0)
         total = raw.sum(axis=1, keepdims=True)
         contrib = np.divide(raw, total, out=np.zeros_like(raw), where=total > 0)
         contrib[~ready] = 0.0
-        has = contrib.sum(axis=1) > 0
-        top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
-        fo = frame.loc[out]
-        nan = np.full(n_out, np.nan)
-        cols: dict[str, Any] = {
-            "timestamp": fo["timestamp"].reset_index(drop=True),
-            "entity": fo["entity"].reset_index(drop=True),
-            "anomaly_score": score, "is_anomaly": ready & (score >= 1.0),
-            "top_metric": pd.array(top, dtype="str"),
-        }
-        for j, metric in enumerate(metrics):
-            cols[f"contrib_{metric}"] = contrib[:, j]
-        cols["ready"] = ready
-        for metric in metrics:
-            cols[f"expected_{metric}"] = nan
-            cols[f"lower_{metric}"] = nan
-            cols[f"upper_{metric}"] = nan
-        return pd.DataFrame(cols)
+        band = np.full((3, n_out, m), np.nan)  # these detectors give no band
+        return _score_frame(frame, out, metrics, score, ready & (score >= 1.0), contrib, ready,
+                            band)
 
     def recent(self, entity: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The entity's last ``n`` points in the live state: (times in ns, values)."""
@@ -493,3 +442,28 @@ class RecentPoints:
         for m in metrics:
             out[m] = rec[f"value_{m}"].to_numpy()
         return out
+
+
+def _score_frame(frame: pd.DataFrame, out: np.ndarray, metrics: list[str], score: np.ndarray,
+                 flag: np.ndarray, contrib: np.ndarray, ready: np.ndarray, band: np.ndarray
+                 ) -> pd.DataFrame:
+    """The scored rows of ``frame`` (where ``out``) in the columns ``model.score`` returns:
+    score, flag, top metric, per-metric shares, ready, and the band (expected, lower, upper:
+    ``band[0..2]``, rows x metrics)."""
+    has = contrib.sum(axis=1) > 0
+    top = np.where(has, np.asarray(metrics, dtype=object)[contrib.argmax(axis=1)], "")
+    fo = frame.loc[out]
+    cols: dict[str, Any] = {
+        "timestamp": fo["timestamp"].reset_index(drop=True),
+        "entity": fo["entity"].reset_index(drop=True),
+        "anomaly_score": score, "is_anomaly": flag,
+        "top_metric": pd.array(top, dtype="str"),
+    }
+    for j, metric in enumerate(metrics):
+        cols[f"contrib_{metric}"] = contrib[:, j]
+    cols["ready"] = ready
+    for j, metric in enumerate(metrics):
+        cols[f"expected_{metric}"] = band[0, :, j]
+        cols[f"lower_{metric}"] = band[1, :, j]
+        cols[f"upper_{metric}"] = band[2, :, j]
+    return pd.DataFrame(cols)
