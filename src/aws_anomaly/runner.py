@@ -205,7 +205,7 @@ class JobRunner:
 
     @property
     def model_name(self) -> str:
-        return self.job.name
+        return self.jobmodel.model_name
 
     @property
     def model(self) -> AnomalyModel | None:
@@ -271,8 +271,6 @@ class JobRunner:
 
         Thread-safe: the notifiers' delivery threads report here too."""
         return self.health.record_error(stage, exc)
-
-    _error = record_error
 
     # ------------------------------------------------------------------ model (JobModel's)
     def ensure_model(self) -> AnomalyModel:

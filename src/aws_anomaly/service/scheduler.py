@@ -140,7 +140,7 @@ class _JobLoop:
             log.exception("job %s: tick crashed", self.runner.name)
             result = TickResult(self.runner.name, now=_now(), error=f"{type(exc).__name__}: "
                                 f"{exc}", stage="score")
-            self.runner._error("score", exc)
+            self.runner.record_error("score", exc)
         st.last_tick_finished = time.time()
         st.ticks += 1
         st.last_result = result
