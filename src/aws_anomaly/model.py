@@ -258,21 +258,9 @@ class AnomalyModel:
             raise NotFittedError("AnomalyModel is not fitted; call fit() or AnomalyModel.load()")
 
     def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
-        if isinstance(data, Dataset):
-            ds = data
-        elif isinstance(data, pd.DataFrame):
-            metrics = list(self.metrics_) if hasattr(self, "metrics_") else None
-            ds = Dataset.from_frame(data, metrics=metrics, source=where)
-        else:
-            raise DataError(f"{where}: expected a Dataset or a DataFrame, got "
-                            f"{type(data).__name__}")
-        if hasattr(self, "metrics_"):
-            missing = [m for m in self.metrics_ if m not in ds.metrics]
-            if missing:
-                raise DataError(f"{where}: missing metric(s) {missing}; the model was trained on "
-                                f"{list(self.metrics_)}")
-            if tuple(ds.metrics) != tuple(self.metrics_):
-                ds = Dataset(frame=ds.frame, metrics=tuple(self.metrics_), step=ds.step)
+        ds = Dataset.coerce(data, where=where, metrics=getattr(self, "metrics_", None))
+        if hasattr(self, "metrics_") and tuple(ds.metrics) != tuple(self.metrics_):
+            ds = Dataset(frame=ds.frame, metrics=tuple(self.metrics_), step=ds.step)
         return ds
 
     def _features(self, data: Dataset, history: Dataset | None, where: str,

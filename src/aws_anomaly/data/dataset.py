@@ -869,6 +869,36 @@ class Dataset:
         return ds.check(where)
 
     @classmethod
+    def coerce(cls, data: Dataset | pd.DataFrame, *, where: str,
+               metrics: Sequence[str] | None = None) -> Dataset:
+        """A model's input as a dataset: a :class:`Dataset` as it is, a DataFrame loaded with
+        :meth:`from_frame` (for ``metrics`` when given). Raises :class:`DataError` naming
+        ``where`` for anything else, or when one of ``metrics`` (the model's) is missing.
+
+        >>> ts = pd.date_range("2026-01-01", periods=2, freq="1h", tz="UTC")
+        >>> df = pd.DataFrame({"timestamp": ts, "cpu": [1.0, 2.0], "mem": [3.0, 4.0]})
+        >>> Dataset.coerce(df, where="score", metrics=["cpu"]).metrics
+        ('cpu',)
+        >>> Dataset.coerce(Dataset.from_frame(df), where="score", metrics=["disk"])
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        aws_anomaly.errors.DataError: score: missing metric(s) ['disk']; the model was trained ...
+        """
+        if isinstance(data, pd.DataFrame):
+            data = cls.from_frame(data, metrics=None if metrics is None else list(metrics),
+                                  source=where)
+        if not isinstance(data, Dataset):
+            raise DataError(f"{where}: expected a Dataset or a DataFrame, got "
+                            f"{type(data).__name__}")
+        if metrics is not None:
+            missing = [m for m in metrics if m not in data.metrics]
+            if missing:
+                raise DataError(f"{where}: missing metric(s) {missing}; the model was trained "
+                                f"on {list(metrics)}")
+        return data
+
+    @classmethod
     def concat(cls, parts: Sequence[Dataset], *, where: str = "concat") -> Dataset:
         """Stack datasets with the same metrics and step, ordered by (entity, timestamp).
 

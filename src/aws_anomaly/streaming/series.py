@@ -297,19 +297,10 @@ class SeriesModel:
         return tuple(self.metrics_)
 
     def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
-        if isinstance(data, pd.DataFrame):
-            metrics = list(self.metrics_) if hasattr(self, "metrics_") else None
-            data = Dataset.from_frame(data, metrics=metrics, source=where)
-        if not isinstance(data, Dataset):
-            raise DataError(f"{where}: expected a Dataset or a DataFrame, got "
-                            f"{type(data).__name__}")
-        if hasattr(self, "metrics_"):
-            missing = [m for m in self.metrics_ if m not in data.metrics]
-            if missing:
-                raise DataError(f"{where}: missing metric(s) {missing}; the model was trained "
-                                f"on {list(self.metrics_)}")
-            if hasattr(self, "step_") and pd.Timedelta(data.step) != self.step_:
-                raise DataError(f"{where}: step {data.step} is not the model's {self.step_}")
+        data = Dataset.coerce(data, where=where, metrics=getattr(self, "metrics_", None))
+        if (hasattr(self, "metrics_") and hasattr(self, "step_")
+                and pd.Timedelta(data.step) != self.step_):
+            raise DataError(f"{where}: step {data.step} is not the model's {self.step_}")
         return data
 
     def _runs(self, data: Dataset, history: Dataset | None
