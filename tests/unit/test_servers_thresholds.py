@@ -7,8 +7,6 @@ the shipped threshold, is exactly what ``default_model(step).score`` returns.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,12 @@ import pytest
 
 from aws_anomaly.evaluation.servers_bench import load_server, server_metrics
 from aws_anomaly.presets import default_model
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.benchkit import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("servers_thresholds",
-                                                  ROOT / "benchmarks" / "servers_thresholds.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from load_benchmark("servers_thresholds.py", "servers_thresholds")
 
 
 @pytest.fixture(scope="module")

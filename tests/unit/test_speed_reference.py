@@ -8,10 +8,6 @@ band and the explanations of flagged rows. These tests pin that its numbers are 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,18 +17,12 @@ from aws_anomaly.evaluation.split import chronological_split
 from aws_anomaly.features import build_features
 from aws_anomaly.features.persist import with_persist
 from aws_anomaly.model import AnomalyModel
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.benchkit import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("speed_bench", ROOT / "benchmarks" / "speed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from load_benchmark("speed.py", "speed_bench")
 
 
 @pytest.fixture(scope="module")
