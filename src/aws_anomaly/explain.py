@@ -25,7 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["KINDS", "MetricExplanation", "band_deviation", "classify", "sentence"]
+__all__ = ["KINDS", "MetricExplanation", "band_deviation", "band_deviation_one", "classify",
+           "sentence"]
 
 Kind = Literal["spike", "level shift", "drift", "flatline", "unusual combination", "unknown"]
 KINDS: tuple[str, ...] = ("spike", "level shift", "drift", "flatline", "unusual combination",
@@ -54,6 +55,21 @@ def band_deviation(observed: np.ndarray | float, expected: np.ndarray | float,
         dev = (x - y) / half
         dev = np.where(half > 0, dev, np.where(x == y, 0.0, np.sign(x - y) * np.inf))
     return np.where(np.isfinite(y) & np.isfinite(half), dev, np.nan)
+
+
+def band_deviation_one(x: float, y: float, lo: float, hi: float) -> float:
+    """:func:`band_deviation` of one value, in plain floats (numpy's per-call cost is most of
+    a single-point request's explanation); the same number.
+
+    >>> band_deviation_one(14.0, 10.0, 8.0, 12.0), band_deviation_one(9.0, 10.0, 8.0, 12.0)
+    (2.0, -0.5)
+    """
+    half = hi - y if x >= y else y - lo
+    if not (math.isfinite(y) and math.isfinite(half)):
+        return math.nan
+    if half > 0:
+        return (x - y) / half
+    return 0.0 if x == y else math.copysign(math.inf, x - y)
 
 
 def classify(values: Sequence[float] | np.ndarray, expected: float, lower: float,

@@ -292,11 +292,10 @@ def test_a_body_read_past_the_fast_paths_limit_reaches_the_route_whole():
                                              (10.0, float("nan"), 12.0),
                                              (10.0, 8.0, float("inf"))])
 def test_the_fast_paths_deviation_is_band_deviation(x, y, lo, hi):
-    from aws_anomaly.explain import band_deviation
-    from aws_anomaly.service.routes.score import _deviation
+    from aws_anomaly.explain import band_deviation, band_deviation_one
 
     want = float(band_deviation(x, y, lo, hi))
-    got = _deviation(x, y, lo, hi)
+    got = band_deviation_one(x, y, lo, hi)
     assert (np.isnan(want) and np.isnan(got)) or got == want
 
 

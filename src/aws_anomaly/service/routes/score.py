@@ -27,7 +27,7 @@ from pydantic import (
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError, NotFittedError
-from aws_anomaly.explain import band_deviation
+from aws_anomaly.explain import band_deviation, band_deviation_one
 from aws_anomaly.service.deps import AppState, ErrorOut, State
 
 router = APIRouter(prefix="/v1", tags=["score"])
@@ -556,7 +556,7 @@ def _score_streaming(runner: Any, req: ScoreRequest, ts: list[pd.Timestamp], met
             points.append(_point(
                 t.to_pydatetime(), p.anomaly_score, p.ready, threshold, p.top_metric,
                 [p.contributions.get(m, 0.0) for m in metrics],
-                [_deviation(x[j], y[j], lo[j], hi[j]) for j in range(len(metrics))],
+                [band_deviation_one(x[j], y[j], lo[j], hi[j]) for j in range(len(metrics))],
                 y, lo, hi, metrics))
     except DataError as exc:
         raise HTTPException(422, f"timestamps: {exc}") from None
@@ -565,21 +565,6 @@ def _score_streaming(runner: Any, req: ScoreRequest, ts: list[pd.Timestamp], met
 
 
 _isfinite = math.isfinite
-
-
-def _deviation(x: float, y: float, lo: float, hi: float) -> float:
-    """:func:`aws_anomaly.explain.band_deviation` of one value, in plain floats (numpy's
-    per-call cost is most of a single-point request's explanation).
-
-    >>> _deviation(14.0, 10.0, 8.0, 12.0), _deviation(9.0, 10.0, 8.0, 12.0)
-    (2.0, -0.5)
-    """
-    half = hi - y if x >= y else y - lo
-    if not (math.isfinite(y) and math.isfinite(half)):
-        return math.nan
-    if half > 0:
-        return (x - y) / half
-    return 0.0 if x == y else math.copysign(math.inf, x - y)
 
 
 def _json(answer: dict[str, Any]) -> bytes:
