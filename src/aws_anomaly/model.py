@@ -797,10 +797,6 @@ class AnomalyModel:
         self._check_history(data, ready, where)
         return score, flag, contrib, ready, bands  # type: ignore[return-value]
 
-    # the names live.py and tuning.py call (kept while they move to the public ones)
-    _transform = transform
-    _score_matrix = score_transformed
-
     def score(self, data: Dataset | pd.DataFrame, history: Dataset | pd.DataFrame | None = None,
               explain: str = "flagged", *, rows: str = "input") -> pd.DataFrame:
         """Score every row of ``data``.
