@@ -3,6 +3,10 @@ demo job, its wall clock and a sink that records what it got."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -67,3 +71,50 @@ class Recorder:
         """All the scores, sorted by entity and timestamp."""
         return (pd.concat(self.scores).sort_values(["entity", "timestamp"])
                 .reset_index(drop=True))
+
+
+@contextmanager
+def score_continuation(tmp_path: Path, model: Any, source_cfg: Any,
+                       **model_cfg: Any) -> Iterator[SimpleNamespace]:
+    """A service (no scheduler) whose job ``demo`` scores with ``model`` (``model_cfg`` added
+    to the job's ``model`` section); two ticks, then ``POST /v1/score`` of an entity's next
+    point as the job will fetch it, and of that point spiked, which must come back anomalous.
+
+    Yields ``client``, ``runner``, ``clock``, ``entity``, ``nxt`` (the point's time),
+    ``before`` (the entity's live scorer state before the requests) and ``response`` (the
+    first request's)."""
+    from fastapi.testclient import TestClient
+
+    from aws_anomaly.config import Settings
+    from aws_anomaly.service.app import create_app
+    from aws_anomaly.sources.demo import DemoSource
+
+    clock = Clock()
+    s = Settings.model_validate({
+        "service": {"data_dir": str(tmp_path / "data")},
+        "jobs": [{"name": "demo", "lookback": "2h", "interval": "5m",
+                  "model": {"history": "5d", **model_cfg},
+                  "source": source_cfg.model_dump()}]})
+    src = DemoSource(s.jobs[0].source, start=T0, wall_clock=clock)
+    app = create_app(s, sources={"demo": src}, models={"demo": model}, token="t" * 16,
+                     scheduler=False)
+    runner = app.state.aws_anomaly.runners["demo"]
+    with TestClient(app) as client:
+        assert runner.tick().ok
+        clock.steps(30)
+        assert runner.tick().ok
+        entity = runner.live.entities()[0]
+        nxt = T0 + 31 * STEP
+        ahead = Clock()
+        later = DemoSource(s.jobs[0].source, start=T0, wall_clock=ahead)
+        ahead.steps(100)
+        ef = later.fetch(nxt, nxt + STEP, entities=[entity]).entity_frame(entity)
+        body = {"entity": entity, "timestamps": [nxt.isoformat()],
+                "metrics": {m: ef[m].tolist()[:1] for m in model.metrics_}}
+        before = runner.live._scorers[entity].get_state()
+        r = client.post("/v1/score", json=body)
+        assert r.status_code == 200, r.text
+        spiked = {**body, "metrics": {m: [v[0] * 4 + 1] for m, v in body["metrics"].items()}}
+        assert client.post("/v1/score", json=spiked).json()["points"][0]["is_anomaly"]
+        yield SimpleNamespace(client=client, runner=runner, clock=clock, entity=entity,
+                              nxt=nxt, before=before, response=r)

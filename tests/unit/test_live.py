@@ -357,39 +357,15 @@ def test_scorer_state_and_copy_are_exact_and_independent(model, source_cfg):
 # ------------------------------------------------------------------ /v1/score
 def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path, model,
                                                                        source_cfg):
-    clock = Clock()
-    s = Settings.model_validate({
-        "service": {"data_dir": str(tmp_path / "data")},
-        "jobs": [{"name": "demo", "lookback": "2h", "interval": "5m",
-                  "model": {"history": "5d"}, "source": source_cfg.model_dump()}]})
-    src = DemoSource(s.jobs[0].source, start=T0, wall_clock=clock)
-    app = create_app(s, sources={"demo": src}, models={"demo": model}, token="t" * 16,
-                     scheduler=False)
-    runner = app.state.aws_anomaly.runners["demo"]
-    with TestClient(app) as client:
-        assert runner.tick().ok
-        clock.steps(30)
-        assert runner.tick().ok
-        entity = runner.live.entities()[0]
-        nxt = T0 + 31 * STEP
-        ahead = Clock()
-        later = DemoSource(s.jobs[0].source, start=T0, wall_clock=ahead)
-        ahead.steps(100)
-        ef = later.fetch(nxt, nxt + STEP, entities=[entity]).entity_frame(entity)
-        body = {"entity": entity, "timestamps": [nxt.isoformat()],
-                "metrics": {m: ef[m].tolist()[:1] for m in model.metrics_}}
-        before = runner.live._scorers[entity].get_state()
-        r = client.post("/v1/score", json=body)
-        assert r.status_code == 200, r.text
-        spiked = {**body, "metrics": {m: [v[0] * 4 + 1] for m, v in body["metrics"].items()}}
-        assert client.post("/v1/score", json=spiked).json()["points"][0]["is_anomaly"]
+    with jobkit.score_continuation(tmp_path, model, source_cfg) as c:
+        runner, entity, before, r, nxt = c.runner, c.entity, c.before, c.response, c.nxt
         after = runner.live._scorers[entity].get_state()
         assert before[0] == after[0]
         assert before[1].keys() == after[1].keys()
         assert all(np.array_equal(before[1][k], after[1][k], equal_nan=True)
                    for k in before[1])
         # the job's next tick gives that point the same score and band
-        clock.steps(1)
+        c.clock.steps(1)
         assert runner.tick().points == 2
         row = runner.recent(entity).iloc[-1]
         assert row["timestamp"] == nxt

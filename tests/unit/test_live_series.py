@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
-from aws_anomaly.config import JobConfig, Settings
+from aws_anomaly.config import JobConfig
 from aws_anomaly.config.model import MATRIX_DETECTORS, SERIES_DETECTORS
 from aws_anomaly.detectors import DETECTORS
 from aws_anomaly.errors import ConfigError, ModelFileError
@@ -25,7 +24,6 @@ from aws_anomaly.live import LiveState
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.models_io import load_model, warm_rows
 from aws_anomaly.runner import JobRunner
-from aws_anomaly.service.app import create_app
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store
 from aws_anomaly.streaming import series
@@ -265,35 +263,11 @@ def test_a_context_job_trains_scores_restarts_from_its_checkpoint_and_rolls_back
 
 def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path, model,
                                                                        source_cfg):
-    clock = Clock()
-    s = Settings.model_validate({
-        "service": {"data_dir": str(tmp_path / "data")},
-        "jobs": [{"name": "demo", "lookback": "2h", "interval": "5m",
-                  "model": {"history": "5d", "detector": "context"},
-                  "source": source_cfg.model_dump()}]})
-    src = DemoSource(s.jobs[0].source, start=T0, wall_clock=clock)
-    app = create_app(s, sources={"demo": src}, models={"demo": model}, token="t" * 16,
-                     scheduler=False)
-    runner = app.state.aws_anomaly.runners["demo"]
-    with TestClient(app) as client:
-        assert runner.tick().ok
-        clock.steps(30)
-        assert runner.tick().ok
-        entity = runner.live.entities()[0]
-        nxt = T0 + 31 * STEP
-        ahead = Clock()
-        later = DemoSource(s.jobs[0].source, start=T0, wall_clock=ahead)
-        ahead.steps(100)
-        ef = later.fetch(nxt, nxt + STEP, entities=[entity]).entity_frame(entity)
-        body = {"entity": entity, "timestamps": [nxt.isoformat()],
-                "metrics": {m: ef[m].tolist()[:1] for m in model.metrics_}}
-        before = runner.live._scorers[entity].get_state()
-        r = client.post("/v1/score", json=body)
-        assert r.status_code == 200, r.text
-        spiked = {**body, "metrics": {m: [v[0] * 4 + 1] for m, v in body["metrics"].items()}}
-        assert client.post("/v1/score", json=spiked).json()["points"][0]["is_anomaly"]
+    with jobkit.score_continuation(tmp_path, model, source_cfg, detector="context") as c:
+        runner, entity, before, r, nxt = c.runner, c.entity, c.before, c.response, c.nxt
+        client = c.client
         assert runner.live._scorers[entity].get_state() == before
-        clock.steps(1)
+        c.clock.steps(1)
         assert runner.tick().points == 2
         row = runner.recent(entity).iloc[-1]
         assert row["timestamp"] == nxt
