@@ -223,7 +223,8 @@ def _check_05(out: str) -> None:
 
 def _check_06(out: str) -> None:
     assert "manifest.json" in out and "detector.skops" in out
-    assert "loaded model scores equal the original's: True" in out
+    assert "loaded model flags equal the original's: True" in out
+    assert _number(r"max \|score difference\| = (\S+)", out) <= 1e-12
     assert "ModelFileError:" in out
     assert _number(r"stream = batch over \d+ points: max \|difference\| = (\S+)", out) <= 1e-9
     assert re.search(r'aws_anomaly_score\{entity="eks-prod-[a-z0-9-]+",model="ocsvm-notebook"\}',
