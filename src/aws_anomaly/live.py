@@ -22,9 +22,13 @@ contributions) for the dashboard and ``GET /v1/entities``.
 A :class:`~aws_anomaly.streaming.series.SeriesModel` (a job with a streaming detector,
 ``model.detector: context``) is scored the same way with one
 :class:`~aws_anomaly.streaming.series.SeriesStream` per entity (:meth:`LiveState.score`
-dispatches on the model): each new point is fed once, the scores are those of one
-``SeriesModel.score`` pass over the whole series, and its checkpoint is the stream's JSON
-state (``{"kind": "series", ...}``, no arrays) under the same SHA-256 checksum.
+dispatches on the model): each new point is fed once, the scores and the band are those of
+one ``SeriesModel.score`` pass over the whole series, and its checkpoint is the stream's state
+(``{"kind": "series", ...}`` + its arrays: the band's windows, its last points) under the same
+SHA-256 checksum. Gaps between an entity's points: up to ``SeriesStream.max_gap_steps`` missing
+steps are filled as the batch ``Dataset`` fills them; a longer one is crossed while it is no
+longer than the look-back (``SeriesStream.restart_steps``); past that the stream starts afresh
+after the gap, as a feature scorer does past its fill limit.
 """
 
 from __future__ import annotations
@@ -81,10 +85,10 @@ def decode_state(state: Mapping[str, Any], blob: bytes, checksum: str
 
 
 def _scorer_state(sc: StreamScorer | SeriesStream) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A scorer's checkpoint: (JSON state, arrays); a series stream's is JSON only."""
+    """A scorer's checkpoint: (JSON state, arrays)."""
     if isinstance(sc, SeriesStream):
-        return {"kind": "series", "last_ns": sc.last_ns,
-                "stream": json.loads(sc.get_state())}, {}
+        state, arrays = sc.get_state()
+        return {"kind": "series", "last_ns": sc.last_ns, "stream": state}, arrays
     return sc.get_state()
 
 
@@ -98,7 +102,7 @@ def _scorer_from_state(model: AnomalyModel | SeriesModel, state: Mapping[str, An
                         + " state, not one of this model's kind")
     if isinstance(model, SeriesModel):
         try:
-            return SeriesStream.from_state(model, json.dumps(state["stream"]))
+            return SeriesStream.from_state(model, state["stream"], arrays)
         except (KeyError, TypeError, ModelFileError) as exc:
             raise DataError(f"unreadable series stream state: {exc}") from None
     return StreamScorer.from_state(model, state, dict(arrays))
@@ -264,12 +268,13 @@ class LiveState:
                       ) -> pd.DataFrame:
         """:meth:`score` for a :class:`SeriesModel`: one :class:`SeriesStream` per entity.
 
-        An entity's live stream takes the rows after its last point (the detectors keep their
-        state across a gap: they read time). Without one (or after another model) a fresh
-        stream learns the rows before the first one to score (the look-back) and scores the
-        rest, as ``SeriesModel.score(data, history)`` does; rows the live stream has seen
-        that are to be scored again (display) are scored by a throw-away fresh stream warmed
-        on the rows before them. The calibrator runs once on all scored rows.
+        An entity's live stream takes the rows after its last point when they continue it
+        (``SeriesStream.continues``: a gap of at most the look-back; short gaps are filled as
+        in batch). Without one, after another model or past a longer gap, a fresh stream
+        learns the rows before the first one to score (the look-back) and scores the rest, as
+        ``SeriesModel.score(data, history)`` does; rows the live stream has seen that are to
+        be scored again (display) are scored by a throw-away fresh stream warmed on the rows
+        before them. The calibrator runs once on all scored rows.
         """
         metrics = list(model.metrics_)
         m = len(metrics)
@@ -279,28 +284,28 @@ class LiveState:
         out_pos = np.cumsum(out) - 1
         raw = np.zeros((n_out, m))
         ready = np.zeros(n_out, dtype=bool)
-        learn = model.min_history
+        band = np.full((3, n_out, m), np.nan)
 
         def feed(st: SeriesStream, lo: int, hi: int) -> SeriesStream:
-            state = st.state
             for i in range(lo, hi):
-                was_ready = state.n_seen >= learn
-                r = state.update(int(ts[i]), vals[i])
+                if not st.continues(int(ts[i])):  # a gap (a Dataset frame has none)
+                    st = model.stream(st.entity)
+                r, was_ready = st.advance(int(ts[i]), vals[i])
                 if out[i]:
                     j = out_pos[i]
                     raw[j] = r
                     ready[j] = was_ready
+                    band[0, j], band[1, j], band[2, j] = st.band()
             return st
 
-        # A live stream continues across any gap (the detectors read time).
-        self._advance(model, frame, out, ts, feed, model.stream, lambda st, t: True)
+        self._advance(model, frame, out, ts, feed, model.stream,
+                      lambda st, t: st.continues(t))
         # As SeriesModel.score: the calibrated largest metric score, each metric's share.
         score = np.where(ready, model.calibrator_.transform(raw.max(axis=1)) if n_out
                          else np.zeros(0), 0.0)
         total = raw.sum(axis=1, keepdims=True)
         contrib = np.divide(raw, total, out=np.zeros_like(raw), where=total > 0)
         contrib[~ready] = 0.0
-        band = np.full((3, n_out, m), np.nan)  # these detectors give no band
         return _score_frame(frame, out, metrics, score, ready & (score >= 1.0), contrib, ready,
                             band)
 
@@ -308,9 +313,10 @@ class LiveState:
         """The entity's last ``n`` points in the live state: (times in ns, values)."""
         with self.lock:
             sc = self._scorers.get(entity)
-            if sc is None or sc.last_ns is None or self.model is None \
-                    or isinstance(sc, SeriesStream):  # a series stream keeps no values
+            if sc is None or sc.last_ns is None or self.model is None:
                 return None
+            if isinstance(sc, SeriesStream):
+                return sc.recent_values(n)
             vals = sc.recent_values(n)
             step = int(self.model.step_.value)
             ts = sc.last_ns - step * np.arange(len(vals) - 1, -1, -1, dtype=np.int64)

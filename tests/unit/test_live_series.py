@@ -18,6 +18,7 @@ import pytest
 
 from aws_anomaly.config import JobConfig
 from aws_anomaly.config.model import MATRIX_DETECTORS, SERIES_DETECTORS
+from aws_anomaly.data import Dataset
 from aws_anomaly.detectors import DETECTORS
 from aws_anomaly.errors import ConfigError, ModelFileError
 from aws_anomaly.live import LiveState
@@ -81,6 +82,9 @@ def assert_same_scores(live: pd.DataFrame, batch: pd.DataFrame, metrics) -> None
     for m in metrics:
         np.testing.assert_allclose(live[f"contrib_{m}"], batch[f"contrib_{m}"], rtol=1e-12,
                                    atol=1e-12)
+        for k in ("expected", "lower", "upper"):  # the band: the same numbers, defined
+            np.testing.assert_array_equal(live[f"{k}_{m}"], batch[f"{k}_{m}"])
+            assert np.isfinite(live[f"{k}_{m}"]).all()
 
 
 # ------------------------------------------------------------------ config
@@ -266,21 +270,121 @@ def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path
     with jobkit.score_continuation(tmp_path, model, source_cfg, detector="context") as c:
         runner, entity, before, r, nxt = c.runner, c.entity, c.before, c.response, c.nxt
         client = c.client
-        assert runner.live._scorers[entity].get_state() == before
+        after = runner.live._scorers[entity].get_state()
+        assert before[0] == after[0] and before[1].keys() == after[1].keys()
+        assert all(np.array_equal(before[1][k], after[1][k], equal_nan=True) for k in before[1])
         c.clock.steps(1)
         assert runner.tick().points == 2
         row = runner.recent(entity).iloc[-1]
         assert row["timestamp"] == nxt
         p = r.json()["points"][0]
         assert p["anomaly_score"] == pytest.approx(row["anomaly_score"], rel=1e-12, abs=1e-12)
+        # the answer's band is the one the job draws for that point, and its deviation
+        for m in model.metrics_:
+            band = p["expected"][m]
+            assert band is not None and band["lower"] < band["expected"] < band["upper"]
+            assert [band["expected"], band["lower"], band["upper"]] == [
+                row[f"expected_{m}"], row[f"lower_{m}"], row[f"upper_{m}"]]
+            assert p["explanation"]["deviations"][m] == pytest.approx(row[f"dev_{m}"],
+                                                                      abs=1e-3)
         # the status page describes the job's model (its inputs are the metrics)
         st = client.get("/v1/status", headers={"Authorization": "Bearer " + "t" * 16})
         assert st.status_code == 200, st.text
         info = st.json()["jobs"][0]["model_info"]
         assert info["detector"] == "context" and info["features"] == len(model.metrics_)
-        # the dashboard's reads work with a series model (no band: null expected values)
+        # the dashboard's reads work with a series model
         auth = {"Authorization": "Bearer " + "t" * 16}
         for url in ("/readyz", "/metrics", "/v1/entities", f"/v1/entities/{entity}/series",
                     "/v1/anomalies", "/v1/models", "/v1/precision"):
             got = client.get(url, headers=auth)
             assert got.status_code == 200, (url, got.text)
+        # the band: drawn from /series, exported on /metrics
+        series_ = client.get(f"/v1/entities/{entity}/series", headers=auth).json()
+        for m in model.metrics_:
+            y, lo, hi = (np.array(series_[k][m], dtype=float) for k in ("expected", "lower",
+                                                                         "upper"))
+            assert np.isfinite(y).all() and (lo < y).all() and (y < hi).all()
+            assert series_["deviations"][m] and len(y) == len(series_["timestamps"])
+        text = client.get("/metrics", headers=auth).text
+        for name in ("aws_anomaly_expected_value", "aws_anomaly_expected_lower",
+                     "aws_anomaly_expected_upper"):
+            assert f'{name}{{' in text and f'entity="{entity}"' in text
+
+
+# ------------------------------------------------------------------ gaps
+class HoleSource(DemoSource):
+    """The demo source missing one entity's points between two times (a scrape outage): what
+    a real source returns, validated and gap-filled by ``Dataset.from_frame``."""
+
+    hole: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    entity = ""
+
+    def fetch(self, start, end, entities=None):
+        ds = super().fetch(start, end, entities=entities)
+        if self.hole is None:
+            return ds
+        f = ds.frame
+        drop = ((f["entity"] == self.entity) & (f["timestamp"] >= self.hole[0])
+                & (f["timestamp"] <= self.hole[1]))
+        return Dataset.from_frame(f.loc[~drop], metrics=ds.metrics, step=ds.step)
+
+
+def test_a_short_gap_is_filled_a_longer_one_crossed_one_past_the_look_back_restarts(
+        tmp_path, model, source_cfg):
+    """A short gap (<= max_gap_steps) is filled as batch fills it: the live scores are those
+    of one pass over the filled series; a longer gap within the look-back is crossed (the
+    stream continues, ready, with its band); past the look-back the entity's stream starts
+    afresh after the gap, learning again, while the other entity goes on."""
+    job = job_config()
+    clock = Clock()
+    src = HoleSource(job.source, start=T0, wall_clock=clock)
+    runner, _, _, _, rec = make(tmp_path, model, clock=clock, job=job)
+    runner.source = src
+    assert runner.tick().ok
+    clock.steps(2)
+    assert runner.tick().ok
+    entity, other = runner.live.entities()
+    src.entity = entity
+    look = model.min_history
+    # short: 3 missing steps, filled by the stream with the last values
+    src.hole = (T0 + 3 * STEP, T0 + 5 * STEP)
+    clock.steps(4)
+    assert runner.tick().ok
+    assert runner.live.counts == {"rebuilt": 2, "resumed": 0, "continued": 4}
+    live = rec.frame()
+    ahead = Clock()
+    ref = DemoSource(job.source, start=T0, wall_clock=ahead)
+    ahead.steps(100)
+    whole = ref.fetch(T0 - LOOKBACK - STEP * warm_rows(model), T0 + 7 * STEP)
+    f = whole.frame
+    holed = Dataset.from_frame(f.loc[~((f["entity"] == entity)
+                                       & f["timestamp"].between(*src.hole))],
+                               metrics=whole.metrics, step=whole.step)
+    batch = model.score(holed)
+    batch = batch.merge(live[["timestamp", "entity"]], on=["timestamp", "entity"]) \
+        .sort_values(["entity", "timestamp"]).reset_index(drop=True)
+    live = live.sort_values(["entity", "timestamp"]).reset_index(drop=True)
+    assert not (live["entity"].eq(entity) & live["timestamp"].between(*src.hole)).any()
+    assert_same_scores(live, batch, model.metrics_)
+    # longer than the fill limit, within the look-back: crossed, the stream continues
+    src.hole = (T0 + 7 * STEP, T0 + 56 * STEP)
+    clock.steps(52)
+    rec.scores.clear()
+    assert runner.tick().ok
+    assert runner.live.counts["rebuilt"] == 2 and runner.live.counts["continued"] == 6
+    got = rec.frame()
+    after = got[got["entity"] == entity]
+    assert after["timestamp"].min() == T0 + 57 * STEP and after["ready"].all()
+    assert np.isfinite(after[[f"expected_{m}" for m in model.metrics_]].to_numpy()).all()
+    # longer than the look-back: the entity's stream restarts after the gap
+    src.hole = (T0 + 59 * STEP, T0 + (59 + look) * STEP)
+    clock.steps(look + 6)
+    rec.scores.clear()
+    assert runner.tick().ok
+    assert runner.live.counts["rebuilt"] == 3
+    got = rec.frame()
+    after = got[got["entity"] == entity]
+    assert after["timestamp"].min() == T0 + (60 + look) * STEP
+    assert not after["ready"].any()  # learning again after the gap
+    assert runner.live._scorers[entity].n_seen == len(after)
+    assert got[got["entity"] == other]["ready"].all()

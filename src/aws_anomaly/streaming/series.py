@@ -44,7 +44,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -56,8 +55,10 @@ import pandas as pd
 from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
-from aws_anomaly.durations import format_duration, parse_timedelta, parse_timestamp
+from aws_anomaly.durations import format_duration, parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
+from aws_anomaly.explain import LOOKBACK
+from aws_anomaly.features.band import Band, BandSpec, BandState, band_arrays, fit_band
 from aws_anomaly.model import PointScore
 from aws_anomaly.streaming import (
     make_context_ensemble,
@@ -86,6 +87,11 @@ DEFAULT_LEARN = "62h30m"
 MIN_LEARN_POINTS = 20
 
 _STATE_VERSION = 1
+#: Version of a :class:`SeriesStream`'s checkpoint (2: with the band and the recent points).
+_STREAM_VERSION = 2
+#: Points of an entity a stream remembers (values and times, gap-filled steps included): the
+#: context :func:`aws_anomaly.explain.classify` reads to tell a spike from a shift or a drift.
+RECENT_POINTS = LOOKBACK
 
 
 class SeriesSpec:
@@ -247,6 +253,14 @@ class SeriesModel:
         NAB's thresholds land on, 0.45 on every leave-one-category-out fold), a number, or
         None. Training scores of a clean series are small and a tail fitted on them alone
         would page on the training series' own largest wiggle.
+    band
+        The expected value and band per metric (:mod:`aws_anomaly.features.band`, the same
+        band :class:`~aws_anomaly.model.AnomalyModel` gives: it depends on each metric's own
+        history only, never on the detector): ``"auto"`` (:meth:`BandSpec.for_step` of the
+        training step), a :class:`~aws_anomaly.features.band.BandSpec` (or its dict), or None
+        (NaN band columns). It is what the explanations measure a point against
+        (observed vs expected, the deviation in band units, the kind); the score stays the
+        detector's.
 
     Raises
     ------
@@ -257,7 +271,8 @@ class SeriesModel:
     def __init__(self, detector: str = "context", *,
                  calibration: Mapping[str, Any] | None = None,
                  learn: str | pd.Timedelta = DEFAULT_LEARN,
-                 floor: float | str | None = "alarm") -> None:
+                 floor: float | str | None = "alarm",
+                 band: BandSpec | Mapping[str, Any] | str | None = "auto") -> None:
         self.detector = _detector_name(detector)
         self.calibration = dict(calibration or {"method": "pot", "risk": 1e-3})
         Calibrator(**self.calibration)  # fail here, once, on a bad argument
@@ -267,6 +282,14 @@ class SeriesModel:
             raise ConfigError(f"floor must be 'alarm', None or a number in [0, 1], got "
                               f"{floor!r}")
         self.floor = floor
+        if isinstance(band, Mapping):
+            try:
+                band = BandSpec.from_dict(band)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"band: invalid spec {dict(band)!r} ({exc})") from None
+        if not (band is None or band == "auto" or isinstance(band, BandSpec)):
+            raise ConfigError(f"band must be 'auto', None or a BandSpec, got {band!r}")
+        self.band = band
         self.metadata: dict[str, Any] = {}
         #: No estimator parameters (the detectors run with the package's chosen set); kept
         #: for the registry, which records every model's.
@@ -303,10 +326,14 @@ class SeriesModel:
             raise DataError(f"{where}: step {data.step} is not the model's {self.step_}")
         return data
 
-    def _runs(self, data: Dataset, history: Dataset | None
-              ) -> list[tuple[str, pd.DatetimeIndex, np.ndarray, np.ndarray, int]]:
-        """Per entity: (entity, timestamps of ``data``, raw (n, m), ready (n,), look-back)."""
+    def _runs(self, data: Dataset, history: Dataset | None, *, band: bool = False
+              ) -> list[tuple[str, pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per entity: (entity, timestamps of ``data``, raw (n, m), ready (n,), band): the
+        band ``(3, n, m)`` (expected, lower, upper; NaN without one) when ``band``, else
+        empty. Look-back in ``history`` is used when it ends one step before the entity's
+        first row (a contiguous series)."""
         metrics = list(self.metrics_)
+        fitted = getattr(self, "band_", None) if band else None
         hist = dict(history.iter_entities()) if history is not None else {}
         det = self.series_detector_
         out = []
@@ -323,7 +350,11 @@ class SeriesModel:
                 all_ts = ts
             raw = det.score_series(all_ts.asi8, vals)[n_ctx:]
             ready = np.arange(n_ctx, n_ctx + len(ts)) >= det.probationary
-            out.append((str(entity), ts, raw, ready, n_ctx))
+            bands = np.full((3 if band else 0, len(ts), len(metrics)), np.nan)
+            if fitted is not None:
+                for k, arr in enumerate(band_arrays(vals, fitted)):
+                    bands[k] = arr[n_ctx:]
+            out.append((str(entity), ts, raw, ready, bands))
         return out
 
     def alarm_floor(self) -> float | None:
@@ -353,6 +384,9 @@ class SeriesModel:
         train = self._as_dataset(train, "training data")
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
+        spec = BandSpec.for_step(self.step_) if self.band == "auto" else self.band
+        self.band_: Band | None = None if spec is None else fit_band(
+            [train.values(e) for e in train.entities], spec)
         points = max(MIN_LEARN_POINTS, math.ceil(self.learn / self.step_))
         self.series_detector_ = SeriesDetector(self.detector, probationary=points)
         calib = train
@@ -404,7 +438,8 @@ class SeriesModel:
         Columns as :meth:`aws_anomaly.model.AnomalyModel.score`: ``timestamp``, ``entity``,
         ``anomaly_score`` (calibrated: >= 1.0 is anomalous), ``is_anomaly``, ``top_metric``,
         ``contrib_<metric>`` (each metric's share of the per-metric raw scores), ``ready`` and
-        ``expected_``/``lower_``/``upper_<metric>`` (NaN: these detectors give no band).
+        ``expected_``/``lower_``/``upper_<metric>``: the band (``band_``, from each metric's
+        own past; NaN before its window has history, or without a band).
         ``history`` is look-back for entities it continues (ending one step before their first
         row); without it each entity's first :attr:`min_history` rows are the learning period.
         ``explain`` is accepted for the callers of ``AnomalyModel.score`` (``full``,
@@ -417,7 +452,7 @@ class SeriesModel:
         hist = None if history is None else self._as_dataset(history, "history")
         frames = []
         m = len(self.metrics_)
-        for entity, ts, raw, ready, _ in self._runs(data, hist):
+        for entity, ts, raw, ready, band in self._runs(data, hist, band=True):
             row = raw.max(axis=1)
             score = np.where(ready, self.calibrator_.transform(row), 0.0)
             total = raw.sum(axis=1, keepdims=True)
@@ -429,9 +464,9 @@ class SeriesModel:
                     "is_anomaly": ready & (score >= 1.0), "top_metric": top}
             part.update({f"contrib_{self.metrics_[j]}": contrib[:, j] for j in range(m)})
             part["ready"] = ready
-            nan = np.full(len(ts), np.nan)
-            for name in self.metrics_:
-                part.update({f"{k}_{name}": nan for k in ("expected", "lower", "upper")})
+            for j, name in enumerate(self.metrics_):
+                part.update({f"{k}_{name}": band[i, :, j]
+                             for i, k in enumerate(("expected", "lower", "upper"))})
             frames.append(pd.DataFrame(part))
         return pd.concat(frames, ignore_index=True)
 
@@ -455,6 +490,9 @@ class SeriesModel:
                 "learn": format_duration(self.learn.to_pytimedelta()), "floor": self.floor,
                 "metrics": list(self.metrics_), "step": str(self.step_),
                 "probationary": self.series_detector_.probationary,
+                "band_spec": self.band.to_dict() if isinstance(self.band, BandSpec)
+                else self.band,
+                "band": None if self.band_ is None else self.band_.to_dict(),
                 "calibrator": self.calibrator_.to_dict(), "metadata": self.metadata,
                 "training_summary": self.training_summary_}
 
@@ -485,10 +523,13 @@ class SeriesModel:
             raise ModelFileError("not a streaming series model description (kind 'series', "
                                  f"version {_STATE_VERSION})")
         try:
+            # models saved before bands have none
             model = cls(d["detector"], calibration=d["calibration"],
                         learn=d["learn"],
-                        floor=d.get("floor", "alarm"))
+                        floor=d.get("floor", "alarm"), band=d.get("band_spec"))
             model.metrics_ = tuple(d["metrics"])
+            model.band_ = (None if d.get("band") is None
+                           else Band.from_dict(d["band"], len(model.metrics_)))
             model.step_ = pd.Timedelta(d["step"])
             model.series_detector_ = SeriesDetector(model.detector,
                                                     probationary=int(d["probationary"]))
@@ -507,7 +548,29 @@ class SeriesModel:
 
 class SeriesStream:
     """Live scoring of one entity with a :class:`SeriesModel`: the numbers of one ``score``
-    pass over the whole series, one point at a time."""
+    pass over the whole series (scores, shares and band), one point at a time.
+
+    Points come on the model's step grid, each after the last. Gaps (issue 8: what a user
+    expects of a stream that missed points):
+
+    * up to :attr:`max_gap_steps` missing steps (the ``Dataset`` fill limit, as
+      :class:`~aws_anomaly.stream.StreamScorer`) are filled by holding the last values, as a
+      ``Dataset`` (``gap_policy="ffill"``) fills them in batch, so the live numbers stay those
+      of one ``score`` pass over the filled series;
+    * a longer gap, up to :attr:`restart_steps` (the look-back: the learning period), is
+      crossed: the detectors take the next point as it is (they read time: what they learned
+      still describes the series), the band's rows are filled with the held values so its
+      seasons stay aligned with the clock;
+    * a gap longer than the look-back is refused (:class:`DataError`): nothing the stream
+      learned would be in a rebuild's look-back, so the job starts a new stream after it
+      (:mod:`aws_anomaly.live`), which learns again, as a fresh ``score`` would.
+
+    The state (detectors, band, last points) round-trips through :meth:`get_state` /
+    :meth:`from_state` (JSON + numpy arrays, no pickle).
+    """
+
+    #: Missing steps filled with the last values (the ``Dataset`` default ``max_gap_steps``).
+    max_gap_steps = 36
 
     def __init__(self, model: SeriesModel, entity: str,
                  state: SeriesState | None = None) -> None:
@@ -515,18 +578,26 @@ class SeriesStream:
         self.entity = entity
         self.state = state if state is not None else model.series_detector_.start(
             len(model.metrics_))
+        m = len(model.metrics_)
+        band = getattr(model, "band_", None)
+        self._band = None if band is None else BandState(band)
+        nan = np.full(m, np.nan)
+        self._expected: tuple[np.ndarray, np.ndarray, np.ndarray] = (nan, nan, nan)
+        # the last RECENT_POINTS points (times in ns, values), a ring at _n % RECENT_POINTS
+        self._recent_t = np.zeros(RECENT_POINTS, dtype=np.int64)
+        self._recent_v = np.full((RECENT_POINTS, m), np.nan)
+        self._n = 0
+        self._step_ns = int(model.step_.value)
 
+    # ------------------------------------------------------------------ properties
     @property
     def last_ns(self) -> int | None:
         """Time (ns) of the last point fed; None before the first."""
-        if not self.state.detectors:
-            return None
-        last = self.state.detectors[0].last_t_
-        return None if last is None else int(last)
+        return int(self._recent_t[(self._n - 1) % RECENT_POINTS]) if self._n else None
 
     @property
     def n_seen(self) -> int:
-        """Points fed so far."""
+        """Points the detectors were fed (gap-filled steps included)."""
         return self.state.n_seen
 
     @property
@@ -534,48 +605,177 @@ class SeriesStream:
         """True once the learning period is over (the next point is scored)."""
         return self.state.n_seen >= self.model.series_detector_.probationary
 
+    @property
+    def restart_steps(self) -> int:
+        """The longest gap (missing steps) the stream crosses: the look-back (the learning
+        period, :attr:`SeriesModel.min_history`)."""
+        return int(self.model.min_history)
+
+    def band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected value, lower and upper bound per metric at the last point fed (from the
+        points before it; NaN without a band or before its window has history)."""
+        return self._expected
+
+    def recent_values(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``n`` (at most :data:`RECENT_POINTS`) points fed, oldest first: (times in
+        ns, values ``(rows, metrics)``), gap-filled steps included (copies)."""
+        take = min(int(n), self._n, RECENT_POINTS)
+        idx = [(self._n - take + i) % RECENT_POINTS for i in range(take)]
+        return self._recent_t[idx].copy(), self._recent_v[idx].copy()
+
+    def gap_steps(self, ns: int) -> int:
+        """Missing steps between the last point and a point at ``ns`` (0: it continues);
+        -1 when it is not after the last point or off its grid."""
+        last = self.last_ns
+        if last is None:
+            return 0
+        delta = int(ns) - last
+        if delta <= 0 or delta % self._step_ns:
+            return -1
+        return delta // self._step_ns - 1
+
+    def continues(self, ns: int) -> bool:
+        """Whether a point at ``ns`` may be fed (after the last, on its grid, across a gap
+        of at most :attr:`restart_steps`)."""
+        return 0 <= self.gap_steps(ns) <= self.restart_steps
+
+    # ------------------------------------------------------------------ feeding
+    def _remember(self, ns: int, values: np.ndarray) -> None:
+        i = self._n % RECENT_POINTS
+        self._recent_t[i] = ns
+        self._recent_v[i] = values
+        self._n += 1
+
+    def advance(self, ns: int, values: Any) -> tuple[np.ndarray, bool]:
+        """Feed one point (time in ns since the epoch, UTC; values in the model's metric
+        order): ``(raw scores (m,), ready)``, ``ready`` False in the learning period. Gaps
+        as the class says; afterwards :meth:`band` is this point's band. Raises
+        :class:`DataError` (state unchanged) for a wrong number of values, a non-finite one,
+        a point not after the last, off its grid, or after a gap longer than the look-back.
+        """
+        ns = int(ns)
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        m = len(self.model.metrics_)
+        at = pd.Timestamp(ns, tz="UTC")
+        if len(vals) != m:
+            raise DataError(f"entity '{self.entity}': expected {m} values "
+                            f"{list(self.model.metrics_)}, got {len(vals)}")
+        if not np.isfinite(vals).all():
+            raise DataError(f"entity '{self.entity}' at {at}: values must be finite, got "
+                            f"{vals.tolist()}")
+        last = self.last_ns
+        if last is not None:
+            k = self.gap_steps(ns)
+            if k < 0:
+                why = "is not after" if ns <= last else "is off the grid of"
+                raise DataError(f"entity '{self.entity}': timestamp {at} {why} the last one "
+                                f"{pd.Timestamp(last, tz='UTC')} (step {self.model.step_})")
+            if k > self.restart_steps:
+                raise DataError(f"entity '{self.entity}': gap of {k} missing steps before {at}, "
+                                f"longer than the look-back of {self.restart_steps}; start a "
+                                "new stream")
+            held = self._recent_v[(self._n - 1) % RECENT_POINTS].copy()
+            for i in range(1, k + 1):
+                t = last + i * self._step_ns
+                if self._band is not None:
+                    self._band.update(held)
+                if k <= self.max_gap_steps:
+                    self.state.update(t, held)
+                self._remember(t, held)
+        ready = self.ready
+        if self._band is not None:
+            self._expected = self._band.expected()
+            self._band.update(vals)
+        raw = self.state.update(ns, vals)
+        self._remember(ns, vals)
+        return raw, ready
+
     def prime(self, timestamps: Sequence[Any] | pd.DatetimeIndex, values: np.ndarray) -> None:
         """Feed history (not scored)."""
         vals = np.asarray(values, dtype=np.float64)
         for t, v in zip(pd.DatetimeIndex(timestamps).asi8.tolist(), vals, strict=True):
-            self.state.update(t, v)
+            self.advance(t, v)
 
     def update(self, timestamp: Any, values: Any) -> PointScore:
         """Score one point (values in the model's metric order), then learn it."""
-        ready = self.ready
-        raw = self.state.update(timestamp, values)
+        ns = _as_ns(timestamp)
+        raw, ready = self.advance(ns, values)
+        ts = pd.Timestamp(ns, tz="UTC")
         names = self.model.metrics_
-        ts = pd.Timestamp(int(timestamp), tz="UTC") if isinstance(
-            timestamp, (int, np.integer)) and not isinstance(timestamp, bool) else (
-            parse_timestamp(timestamp, where=f"point of entity {self.entity!r}",
-                            error=DataError))
+        y, lo, hi = self._expected
+        band = (dict(zip(names, y.tolist(), strict=True)),
+                dict(zip(names, lo.tolist(), strict=True)),
+                dict(zip(names, hi.tolist(), strict=True)))
         if not ready:
-            return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False)
+            return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
+                              *band)
         score = float(self.model.calibrator_.transform(np.array([raw.max()]))[0])
         total = float(raw.sum())
         contrib = raw / total if total > 0 else np.zeros_like(raw)
         top = names[int(contrib.argmax())] if total > 0 else ""
         return PointScore(ts, self.entity, score, score >= 1.0, top,
-                          dict(zip(names, contrib.tolist(), strict=True)), True)
+                          dict(zip(names, contrib.tolist(), strict=True)), True, *band)
 
+    # ------------------------------------------------------------------ state
     def copy(self) -> SeriesStream:
         """An independent scorer in the same state (sharing the read-only model)."""
-        return SeriesStream(self.model, self.entity, self.state.copy())
+        new = object.__new__(SeriesStream)
+        new.__dict__.update(self.__dict__)
+        new.state = self.state.copy()
+        new._band = None if self._band is None else self._band.copy()
+        new._recent_t = self._recent_t.copy()
+        new._recent_v = self._recent_v.copy()
+        return new
 
-    def get_state(self) -> str:
-        """The scorer's state as a JSON string (checkpoints)."""
-        return json.dumps({"entity": self.entity, "series": self.state.get_state()})
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json_dict, arrays)``: the detectors' JSON state, the band's state and the last
+        points (arrays: the band's windows, the last band, the recent times and values; no
+        NaN in the JSON part); no pickle."""
+        state: dict[str, Any] = {
+            "version": _STREAM_VERSION, "entity": self.entity, "series": self.state.get_state(),
+            "n": int(self._n), "band": None}
+        arrays = {"recent_t": self._recent_t.copy(), "recent_v": self._recent_v.copy(),
+                  "expected": np.vstack(self._expected)}
+        if self._band is not None:
+            state["band"], band_arrays_ = self._band.get_state()
+            arrays.update({f"band.{k}": v for k, v in band_arrays_.items()})
+        return state, arrays
 
     @classmethod
-    def from_state(cls, model: SeriesModel, text: str) -> SeriesStream:
-        """Rebuild a scorer of ``model`` saved with :meth:`get_state`."""
+    def from_state(cls, model: SeriesModel, state: Mapping[str, Any],
+                   arrays: Mapping[str, np.ndarray]) -> SeriesStream:
+        """Rebuild a scorer of ``model`` saved with :meth:`get_state`; :class:`ModelFileError`
+        when the state is another version's, another model's or does not fit."""
         try:
-            d = json.loads(text)
-            state = SeriesState.from_state(d["series"])
-            entity = str(d["entity"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelFileError(f"stream state is not a series scorer's: {exc}") from exc
-        if len(state.detectors) != len(model.metrics_):
-            raise ModelFileError(f"stream state has {len(state.detectors)} metrics, the model "
-                                 f"{len(model.metrics_)}")
-        return cls(model, entity, state)
+            if not isinstance(state, Mapping) or state.get("version") != _STREAM_VERSION:
+                raise ModelFileError(f"not a series stream state of version {_STREAM_VERSION}")
+            series = SeriesState.from_state(state["series"])
+            entity = str(state["entity"])
+            n = state["n"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ModelFileError(f"n must be an integer >= 0, got {n!r}")
+            m = len(model.metrics_)
+            if len(series.detectors) != m:
+                raise ModelFileError(f"it has {len(series.detectors)} metrics, the model {m}")
+            sc = cls(model, entity, series)
+            recent_t = np.asarray(arrays["recent_t"], dtype=np.int64)
+            recent_v = np.asarray(arrays["recent_v"], dtype=np.float64)
+            if recent_t.shape != sc._recent_t.shape or recent_v.shape != sc._recent_v.shape:
+                raise ModelFileError(f"recent points of shape {recent_v.shape}, expected "
+                                     f"{sc._recent_v.shape}")
+            expected = np.array(arrays["expected"], dtype=np.float64)
+            if expected.shape != (3, m):
+                raise ModelFileError(f"the last band has shape {expected.shape}, expected "
+                                     f"{(3, m)}")
+            if (state["band"] is None) != (sc._band is None):
+                raise ModelFileError("the band does not fit the model (" + (
+                    "the model has none" if sc._band is None else "the state has none") + ")")
+            if sc._band is not None:
+                sc._band = BandState.from_state(
+                    sc._band.band, state["band"],
+                    {k[len("band."):]: v for k, v in arrays.items() if k.startswith("band.")})
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ModelFileError(f"stream state is not a series scorer's: {exc}") from None
+        sc._n, sc._recent_t, sc._recent_v = n, recent_t.copy(), recent_v.copy()
+        sc._expected = (expected[0], expected[1], expected[2])
+        return sc
