@@ -11,7 +11,9 @@ side per metric and never states more than they show:
 * ``kind``: what the recent values of the metric look like, from the points up to this one
   only (:func:`classify`): ``spike``, ``level shift``, ``drift``, ``flatline`` or, for a metric
   inside its band, ``unusual combination`` (normal on its own, unusual together with the other
-  metrics: a correlation break).
+  metrics: a correlation break) or, for a model that scores each metric on its own (the
+  streaming series detectors), ``unusual pattern`` (its value is inside the band, the sequence
+  of its recent values is not).
 
 The sentence (:func:`sentence`) is built from these numbers only, so it cannot contradict them.
 """
@@ -28,9 +30,10 @@ import numpy as np
 __all__ = ["KINDS", "MetricExplanation", "band_deviation", "band_deviation_one", "classify",
            "sentence"]
 
-Kind = Literal["spike", "level shift", "drift", "flatline", "unusual combination", "unknown"]
+Kind = Literal["spike", "level shift", "drift", "flatline", "unusual combination",
+               "unusual pattern", "unknown"]
 KINDS: tuple[str, ...] = ("spike", "level shift", "drift", "flatline", "unusual combination",
-                          "unknown")
+                          "unusual pattern", "unknown")
 
 #: Points looked back on to tell a spike from a shift or a drift.
 LOOKBACK = 12
@@ -139,6 +142,8 @@ class MetricExplanation:
         band = f"expected {_num(self.expected)} ({_num(self.lower)} to {_num(self.upper)})"
         if self.kind == "flatline":
             return f"{head}, {band}: flat for the last {FLAT_POINTS} points"
+        if abs(self.deviation) <= 1.0 and self.kind == "unusual pattern":
+            return f"{head}, {band}: inside its band, an unusual pattern of its recent values"
         if abs(self.deviation) <= 1.0:
             return f"{head}, {band}: inside its band, unusual together with the other metrics"
         where = "above" if self.deviation > 0 else "below"

@@ -50,6 +50,7 @@ from aws_anomaly.models_io import warm_rows
 from aws_anomaly.retrain import Retrainer, version_of
 from aws_anomaly.sources.base import Source
 from aws_anomaly.store import ModelRecord, OutboxItem, Store
+from aws_anomaly.streaming.series import SeriesModel
 
 __all__ = ["STAGES", "AlertSink", "AlertStateSink", "EventSink", "JobRunner", "RunnerMetrics",
            "ScoreSink", "Sink", "TickResult", "TrainProgress"]
@@ -513,7 +514,10 @@ class JobRunner:
                   metrics: tuple[str, ...], step: pd.Timedelta) -> pd.DataFrame:
         """Apply per-entity thresholds; add raw values, their deviation from the expected
         value in band units (``dev_``) and, on anomalous rows, the kind of behaviour
-        (``kind_``; see :mod:`aws_anomaly.explain`)."""
+        (``kind_``; see :mod:`aws_anomaly.explain`). A model that scores each metric on its
+        own (:class:`~aws_anomaly.streaming.series.SeriesModel`) never sees the metrics
+        together: a metric inside its band is an ``unusual pattern`` of its own values there,
+        not an ``unusual combination``."""
         thr = self.thresholds()
         base = self.base_threshold
         limit = scores["entity"].map(lambda e: thr.get(e, base)).to_numpy(dtype=np.float64)
@@ -529,6 +533,8 @@ class JobRunner:
             cols[f"value_{m}"] = vals
             cols[f"dev_{m}"] = np.round(np.clip(dev, -1e6, 1e6), 3)
             cols[f"kind_{m}"] = np.full(len(vals), "", dtype=object)
+        inside = ("unusual pattern" if isinstance(self.model, SeriesModel)
+                  else "unusual combination")
         if flag.any():
             # The kind needs each flagged point's recent values: the entity's points before
             # this tick (the live state's) + the fetched rows up to the point.
@@ -545,9 +551,9 @@ class JobRunner:
                     vals = np.vstack([ctx[1][ctx[0] < first], vals])
                 vals = vals[-LOOKBACK:]
                 for j, m in enumerate(metrics):
-                    cols[f"kind_{m}"][i] = classify(
-                        vals[:, j], scores[f"expected_{m}"].iat[i],
-                        scores[f"lower_{m}"].iat[i], scores[f"upper_{m}"].iat[i])
+                    kind = classify(vals[:, j], scores[f"expected_{m}"].iat[i],
+                                    scores[f"lower_{m}"].iat[i], scores[f"upper_{m}"].iat[i])
+                    cols[f"kind_{m}"][i] = inside if kind == "unusual combination" else kind
         # Model scores come in dataset order, the same order as `new.frame`.
         return scores.assign(**cols)
 

@@ -9,6 +9,7 @@ import pytest
 
 from aws_anomaly.explain import (
     FLAT_POINTS,
+    KINDS,
     MetricExplanation,
     band_deviation,
     classify,
@@ -55,3 +56,12 @@ def test_sentence_never_contradicts_the_numbers() -> None:
     assert "np.float64" not in MetricExplanation(
         "x", 1.0, np.float64(2.0), np.float64(1.0), np.float64(0.5), np.float64(1.5), 2.0,
         "spike").text()
+
+
+def test_a_per_metric_models_inside_band_sentence_names_its_own_pattern() -> None:
+    """A metric a per-metric (streaming series) model flags inside its band: the sentence says
+    its own recent values, never the other metrics (that model never saw them together)."""
+    inside = MetricExplanation("mem", 1.0, 0.45, 0.41, 0.30, 0.52, 0.36, "unusual pattern")
+    assert inside.text() == ("mem 0.45, expected 0.41 (0.3 to 0.52): inside its band, an "
+                             "unusual pattern of its recent values")
+    assert "unusual pattern" in KINDS

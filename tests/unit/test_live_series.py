@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from aws_anomaly.live import LiveState
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.models_io import load_model, warm_rows
 from aws_anomaly.runner import JobRunner
+from aws_anomaly.service.routes.anomalies import explain, per_metric_model
 from aws_anomaly.sources.demo import DemoSource
 from aws_anomaly.store import Store
 from aws_anomaly.streaming import series
@@ -181,6 +183,47 @@ def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, mo
     assert runner.live.counts["rebuilt"] == 2
     assert runner.live.counts["continued"] == 2 * len(sizes)
     assert all(isinstance(runner.live._scorers[e], SeriesStream) for e in runner.live.entities())
+    assert_explanations_agree(live, runner, model.metrics_)
+
+
+def assert_explanations_agree(live: pd.DataFrame, runner: JobRunner, metrics) -> None:
+    """The explanation of every flagged point and event says what the numbers say: each
+    metric's deviation is (value - expected) in band half-widths; its kind is a behaviour
+    outside the band when it is outside, and, inside, an unusual pattern of its own values
+    (a per-metric detector never saw the metrics together); each event's sentence names the
+    deviation it stores, on the right side, or "inside its expected band"."""
+    flagged = live[live["is_anomaly"]]
+    assert len(flagged)
+    outside_kinds = {"spike", "level shift", "drift", "flatline"}
+    for m in metrics:
+        x, y = flagged[f"value_{m}"].to_numpy(), flagged[f"expected_{m}"].to_numpy()
+        lo, hi = flagged[f"lower_{m}"].to_numpy(), flagged[f"upper_{m}"].to_numpy()
+        dev = flagged[f"dev_{m}"].to_numpy()
+        half = np.where(x >= y, hi - y, y - lo)
+        np.testing.assert_allclose(dev, np.clip((x - y) / half, -1e6, 1e6), atol=1e-3)
+        kind = flagged[f"kind_{m}"].to_numpy()
+        assert set(kind[np.abs(dev) > 1]) <= outside_kinds
+        assert set(kind[np.abs(dev) <= 1]) <= {"unusual pattern", "flatline"}
+    assert set(flagged["top_metric"]) <= set(metrics)
+    events = runner.store.list_events(job=runner.name, limit=1000).items
+    assert events
+    state = SimpleNamespace(runners={runner.name: runner})
+    assert per_metric_model(state, runner.name)  # type: ignore[arg-type]
+    for ev in events:
+        text = explain(ev, per_metric=True)
+        assert "other metrics" not in text
+        for metric, share in ev.top_metrics[:2]:
+            if share <= 0:
+                continue
+            dev = ev.deviations.get(metric)
+            assert dev is not None, (metric, ev.deviations)
+            if abs(dev) <= 1:
+                assert f"{metric} ({share:.0%} of the anomaly, inside its expected band: an " \
+                       "unusual pattern of its recent values)" in text
+            else:
+                side = "above" if dev > 0 else "below"
+                assert f"{metric} ({share:.0%} of the anomaly, {abs(dev):.1f}x the expected " \
+                       f"band {side})" in text, (text, dev)
 
 
 def test_bad_or_foreign_checkpoints_are_not_resumed(tmp_path, model, source_cfg):

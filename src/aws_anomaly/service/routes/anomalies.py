@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aws_anomaly.errors import DataError
 from aws_anomaly.events import AnomalyEvent
-from aws_anomaly.service.deps import Authorized, ErrorOut, State
+from aws_anomaly.service.deps import AppState, Authorized, ErrorOut, State
+from aws_anomaly.streaming.series import SeriesModel
 
 router = APIRouter(prefix="/v1/anomalies", tags=["anomalies"])
 
@@ -67,9 +68,11 @@ class FeedbackIn(BaseModel):
     note: str = Field("", max_length=2000)
 
 
-def explain(ev: AnomalyEvent) -> str:
+def explain(ev: AnomalyEvent, per_metric: bool = False) -> str:
     """One sentence: which metrics, how far from their expected band (band units, see
-    :func:`aws_anomaly.explain.band_deviation`)."""
+    :func:`aws_anomaly.explain.band_deviation`). ``per_metric``: the job's model scores each
+    metric on its own (a streaming series detector), so a metric inside its band was unusual
+    in its own recent values, never "together with the other metrics"."""
     parts = []
     for metric, share in ev.top_metrics[:2]:
         if share <= 0:
@@ -77,7 +80,9 @@ def explain(ev: AnomalyEvent) -> str:
         dev = ev.deviations.get(metric)
         how = ""
         if dev is not None and abs(dev) <= 1.0:
-            how = ", inside its expected band: unusual together with the other metrics"
+            how = (", inside its expected band: an unusual pattern of its recent values"
+                   if per_metric else
+                   ", inside its expected band: unusual together with the other metrics")
         elif dev is not None:
             how = f", {abs(dev):.1f}x the expected band {'above' if dev > 0 else 'below'}"
         parts.append(f"{metric} ({share:.0%} of the anomaly{how})")
@@ -86,7 +91,13 @@ def explain(ev: AnomalyEvent) -> str:
     return f"{head}; driven by " + " and ".join(parts) if parts else head
 
 
-def to_model(ev: AnomalyEvent, verdict: str | None = None) -> Event:
+def per_metric_model(state: AppState, job: str) -> bool:
+    """Whether the job's model scores each metric on its own (a streaming series model)."""
+    runner = state.runners.get(job)
+    return runner is not None and isinstance(runner.model, SeriesModel)
+
+
+def to_model(ev: AnomalyEvent, verdict: str | None = None, per_metric: bool = False) -> Event:
     return Event(
         event_id=ev.event_id, job=ev.job, entity=ev.entity, model=ev.model,
         start=ev.start.to_pydatetime(), end=ev.end.to_pydatetime(),
@@ -94,7 +105,7 @@ def to_model(ev: AnomalyEvent, verdict: str | None = None) -> Event:
         n_points=ev.n_points, status=ev.status,
         top_metrics=[TopMetric(metric=m, contribution=c, deviation=ev.deviations.get(m))
                      for m, c in ev.top_metrics],
-        explanation=explain(ev), feedback=verdict)
+        explanation=explain(ev, per_metric), feedback=verdict)
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -125,7 +136,8 @@ def list_anomalies(
     except DataError as exc:
         raise HTTPException(422, f"cursor: {exc}") from None
     verdicts = {k: v[0] for k, v in state.store.latest_labels().items()}
-    return EventPage(items=[to_model(ev, verdicts.get(ev.event_id)) for ev in page.items],
+    return EventPage(items=[to_model(ev, verdicts.get(ev.event_id),
+                                     per_metric_model(state, ev.job)) for ev in page.items],
                      next_cursor=page.next_cursor)
 
 
@@ -136,7 +148,7 @@ def get_anomaly(event_id: EventId, state: State) -> EventDetail:
     if ev is None:
         raise HTTPException(404, f"unknown anomaly event {event_id!r}")
     fb = state.store.feedback_for(event_id)
-    base = to_model(ev, fb[-1].label if fb else None)
+    base = to_model(ev, fb[-1].label if fb else None, per_metric_model(state, ev.job))
     return EventDetail(**base.model_dump(), feedback_history=[
         FeedbackOut(id=f.id, label=f.label, note=f.note, created=f.created.to_pydatetime())
         for f in fb])
