@@ -26,6 +26,7 @@ from aws_anomaly.data.generator import generate_demo  # noqa: E402
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError  # noqa: E402
 from aws_anomaly.evaluation.split import Split, chronological_split  # noqa: E402
 from aws_anomaly.model import AnomalyModel  # noqa: E402
+from aws_anomaly.models_io import load_model  # noqa: E402
 from aws_anomaly.scale import (  # noqa: E402
     SchedulerError,
     TaskError,
@@ -37,6 +38,7 @@ from aws_anomaly.scale import (  # noqa: E402
 )
 from aws_anomaly.scale.tasks import naming  # noqa: E402
 from aws_anomaly.sources import make_source  # noqa: E402
+from aws_anomaly.streaming.series import SeriesModel  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +91,25 @@ def test_scores_from_a_bundle_path_and_a_scheduler_address(client, split, tmp_pa
     got = score_dataset(path, split.test, history=split.development,
                         client=client.scheduler.address)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_a_streaming_series_bundle_scores_on_the_cluster_as_in_process(client, split,
+                                                                      tmp_path) -> None:
+    """Any bundle kind: workers load a streaming detector's JSON bundle (checksums verified,
+    through models_io.load_model) or receive the fitted object; the scores, flags, shares and
+    band equal one in-process ``score``."""
+    two = list(split.train.entities[:2])
+    test, dev = split.test.select(two), split.development.select(two)
+    model = SeriesModel("context", learn="12h").fit(split.train.select(two))
+    path = model.save(tmp_path / "context")
+    expected = load_model(path).score(test, history=dev)
+    assert expected["ready"].all() and expected["expected_cluster_pod_ratio"].notna().all()
+    got = score_dataset(path, test, history=dev, client=client, entities_per_task=1)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    got = score_dataset(model, test, history=dev, client=client)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    with pytest.raises(NotFittedError, match="SeriesModel is not fitted"):
+        score_dataset(SeriesModel("context"), split.test, client=client)
 
 
 def test_blas_detector_equal_to_rounding(client, split) -> None:

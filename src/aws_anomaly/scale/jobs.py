@@ -38,6 +38,7 @@ from aws_anomaly.scale.tasks import (
     train_entity,
 )
 from aws_anomaly.sources import to_utc
+from aws_anomaly.streaming.series import SeriesModel
 
 __all__ = ["bundle_folder", "score_dataset", "score_source", "train_per_entity"]
 
@@ -73,6 +74,12 @@ def _ship_model(client: Client, model: ModelRef, entities: Sequence[str]) -> Any
             raise NotFittedError("AnomalyModel is not fitted; call fit() or "
                                  "AnomalyModel.load() before scoring on a cluster")
         return client.scatter(model, broadcast=True, hash=False)
+    if isinstance(model, SeriesModel):
+        if not hasattr(model, "calibrator_"):
+            raise NotFittedError("SeriesModel is not fitted; call fit() or "
+                                 "aws_anomaly.models_io.load_model() before scoring on a "
+                                 "cluster")
+        return client.scatter(model, broadcast=True, hash=False)
     if isinstance(model, Mapping):
         missing = [e for e in entities if e not in model]
         if missing:
@@ -82,8 +89,8 @@ def _ship_model(client: Client, model: ModelRef, entities: Sequence[str]) -> Any
         return {e: os.path.abspath(os.fspath(model[e])) for e in entities}
     if isinstance(model, (str, os.PathLike)):
         return os.path.abspath(os.fspath(model))
-    raise ConfigError(f"model must be a fitted AnomalyModel, a bundle path or a mapping of "
-                      f"entity to bundle path, got {type(model).__name__}")
+    raise ConfigError(f"model must be a fitted AnomalyModel or SeriesModel, a bundle path or "
+                      f"a mapping of entity to bundle path, got {type(model).__name__}")
 
 
 def _run(client: Client, fn: Callable[..., Any], calls: list[tuple[list[str], tuple[Any, ...]]],
@@ -129,8 +136,10 @@ def score_dataset(model: ModelRef, data: Dataset, *, client: ClientLike,
     Parameters
     ----------
     model
-        A fitted :class:`~aws_anomaly.model.AnomalyModel` (sent to every worker once), a bundle
-        path (each worker loads and verifies it once), or a mapping entity -> bundle path (one
+        A fitted :class:`~aws_anomaly.model.AnomalyModel` or streaming
+        :class:`~aws_anomaly.streaming.series.SeriesModel` (sent to every worker once), a
+        bundle path of either kind (each worker loads and verifies it once), or a mapping
+        entity -> bundle path (one
         model per entity, e.g. from :func:`train_per_entity`). Paths must be readable by every
         worker.
     data

@@ -5,10 +5,12 @@ These are plain module-level functions so that Dask sends them by reference (the
 this module) and they can be called in-process as well, which the tests do to check the
 distributed result against the local one.
 
-A model reaches a worker in one of two ways: as an :class:`~aws_anomaly.model.AnomalyModel`
-object scattered once over the cluster's own connections, or as a bundle path the worker loads
-with :meth:`AnomalyModel.load <aws_anomaly.model.AnomalyModel.load>`, which verifies every
-file's sha256. Never as a pickle file. Loaded bundles are cached per worker process, keyed by
+A model reaches a worker in one of two ways: as a fitted model object (an
+:class:`~aws_anomaly.model.AnomalyModel` or a streaming
+:class:`~aws_anomaly.streaming.series.SeriesModel`) scattered once over the cluster's own
+connections, or as a bundle path of either kind the worker loads with
+:func:`aws_anomaly.models_io.load_model`, which verifies every file's sha256. Never as a pickle
+file. Loaded bundles are cached per worker process, keyed by
 the path and the manifest's modification time and size, so a bundle is read once per worker and
 again only when it is rewritten.
 
@@ -35,8 +37,10 @@ from aws_anomaly.bundle import MANIFEST
 from aws_anomaly.data import Dataset
 from aws_anomaly.errors import AwsAnomalyError, ModelFileError, SourceError
 from aws_anomaly.model import AnomalyModel
+from aws_anomaly.models_io import load_model
 from aws_anomaly.scale.client import TaskError
 from aws_anomaly.sources import make_source
+from aws_anomaly.streaming.series import SeriesModel
 
 __all__ = [
     "ModelRef",
@@ -46,16 +50,18 @@ __all__ = [
     "train_entity",
 ]
 
-#: A fitted model, a bundle path, or one bundle path per entity.
-ModelRef = AnomalyModel | str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]]
+#: A fitted model (either kind), a bundle path, or one bundle path per entity.
+ModelRef = (AnomalyModel | SeriesModel | str | os.PathLike[str]
+            | Mapping[str, str | os.PathLike[str]])
 
 _CACHE_SIZE = 32
-_cache: OrderedDict[tuple[str, int, int], AnomalyModel] = OrderedDict()
+_cache: OrderedDict[tuple[str, int, int], AnomalyModel | SeriesModel] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def load_cached(path: str | os.PathLike[str]) -> AnomalyModel:
-    """:meth:`AnomalyModel.load` with a per-process cache (checksums verified on each load).
+def load_cached(path: str | os.PathLike[str]) -> AnomalyModel | SeriesModel:
+    """:func:`~aws_anomaly.models_io.load_model` (a bundle of any kind) with a per-process
+    cache (checksums verified on each load).
 
     The key includes the manifest's modification time and size, so a rewritten bundle is
     loaded again.
@@ -73,7 +79,7 @@ def load_cached(path: str | os.PathLike[str]) -> AnomalyModel:
         if model is not None:
             _cache.move_to_end(key)
             return model
-    model = AnomalyModel.load(p)
+    model = load_model(p)
     with _cache_lock:
         _cache[key] = model
         while len(_cache) > _CACHE_SIZE:
@@ -111,8 +117,8 @@ def naming(entities: str | Sequence[str], doing: str) -> Iterator[None]:
                         entity=ents[0]) from exc
 
 
-def _resolve(model: ModelRef, entity: str) -> AnomalyModel:
-    if isinstance(model, AnomalyModel):
+def _resolve(model: ModelRef, entity: str) -> AnomalyModel | SeriesModel:
+    if isinstance(model, (AnomalyModel, SeriesModel)):
         return model
     if isinstance(model, Mapping):
         return load_cached(model[entity])
