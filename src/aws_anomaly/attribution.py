@@ -50,6 +50,38 @@ def decomposed_shares(parts: np.ndarray, metrics: Sequence[str],
     return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
 
 
+#: ``id(groups)`` -> (groups, metrics, columns, plan) of :func:`_one_row_plan`; a model's
+#: groups are set once (fit / load) and read for every flagged live point.
+_PLANS: dict[int, tuple[Mapping[str, Sequence[int]], tuple[str, ...], int,
+                        tuple[np.ndarray, np.ndarray, np.ndarray] | None]] = {}
+_PLANS_MAX = 64
+
+
+def _one_row_plan(metrics: Sequence[str], groups: Mapping[str, Sequence[int]], n_cols: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where one row's occluded copies differ from the row: ``(flat positions in the
+    (occluded metrics, n_cols) copies, their columns, each copy's metric index)``, or None
+    when no metric has columns. Cached per ``groups`` object (which must not be changed in
+    place afterwards; models replace theirs)."""
+    key = id(groups)
+    hit = _PLANS.get(key)
+    names = tuple(metrics)
+    if hit is not None and hit[0] is groups and hit[1] == names and hit[2] == n_cols:
+        return hit[3]
+    occluded = [(j, list(cols)) for j, metric in enumerate(names)
+                if (cols := groups.get(metric, []))]
+    plan = None
+    if occluded:
+        cols = np.asarray([c for _, cs in occluded for c in cs], dtype=np.intp)
+        cols = np.where(cols < 0, cols + n_cols, cols)  # as Xo[g, cols] reads negative ones
+        copy = np.repeat(np.arange(len(occluded)), [len(cs) for _, cs in occluded])
+        plan = (copy * n_cols + cols, cols, np.asarray([j for j, _ in occluded], dtype=np.intp))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()  # (atomic; a plan costs microseconds to rebuild)
+    _PLANS[key] = (groups, names, n_cols, plan)
+    return plan
+
+
 def occlusion_shares(Xs: np.ndarray, raw: np.ndarray, metrics: Sequence[str],
                      groups: Mapping[str, Sequence[int]], median: np.ndarray,
                      score: Callable[[np.ndarray], np.ndarray],
@@ -58,27 +90,27 @@ def occlusion_shares(Xs: np.ndarray, raw: np.ndarray, metrics: Sequence[str],
     ``raw``; ``score`` maps rows to raw scores (the detector), ``median`` is the training
     median of each column (see the module docstring)."""
     m = len(metrics)
+    if len(Xs) == 1:
+        plan = _one_row_plan(metrics, groups, Xs.shape[1])
+        if plan is not None and block_rows >= len(plan[2]):
+            # One row (a live point): the same detector call on the same occluded copies
+            # and the same arithmetic as below, without the block loop's 3-D copies and with
+            # the copies' positions worked out once per (metrics, groups); a row that
+            # occluding no metric lowers goes the general way below.
+            flat, cols, occ = plan
+            Xo = np.repeat(Xs, len(occ), axis=0)
+            Xo.put(flat, median.take(cols))
+            one = np.zeros(m)
+            one[occ] = raw[0] - score(Xo)
+            np.maximum(one, 0.0, out=one)  # what np.clip(one, 0.0, None) computes
+            total_one = one.sum()
+            if total_one > 0:
+                return (one / total_one)[None, :]
     out = np.zeros((len(Xs), m))
     if len(Xs) == 0:
         return out
     occluded = [(j, cols) for j, metric in enumerate(metrics)
                 if (cols := groups.get(metric, []))]
-    if len(Xs) == 1 and occluded and block_rows >= len(occluded):
-        # One row (a live point): the same detector call on the same occluded copies and the
-        # same arithmetic, without the block loop's 3-D copies; a row that occluding no
-        # metric lowers goes the general way below.
-        Xo = np.repeat(Xs, len(occluded), axis=0)
-        for g, (_, cols) in enumerate(occluded):
-            Xo[g, cols] = median[cols]
-        lowered = score(Xo)
-        one = np.zeros(m)
-        for g, (j, _) in enumerate(occluded):
-            one[j] = raw[0] - lowered[g]
-        one = np.clip(one, 0.0, None)
-        total_one = one.sum()
-        if total_one > 0:
-            out[0] = one / total_one
-            return out
     drops = np.zeros((len(Xs), m))
     block = max(1, block_rows // max(1, len(occluded)))
     for r0 in range(0, len(Xs), block):

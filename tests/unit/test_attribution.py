@@ -99,3 +99,28 @@ def test_one_row_path_equals_the_block_path() -> None:
                                counted)
         np.testing.assert_array_equal(one, whole[i:i + 1])
     assert calls.count(2) == len(Xs) + 1  # one call per row; the fallback row scores again
+
+
+def test_one_row_path_follows_the_metrics_and_groups_it_is_given() -> None:
+    """The one-row path caches where the occluded copies differ per ``groups`` object: a
+    different metric order, column count, groups dict or negative column positions must
+    still give the block path's shares (bit for bit, signs of zeros included)."""
+    rng = np.random.default_rng(2)
+    med = rng.normal(size=4)
+    cases = [
+        (["a", "b", "c"], GROUPS, 3),
+        (["c", "b", "a"], GROUPS, 3),  # same groups object, other metric order
+        (["a", "b", "c"], GROUPS, 4),  # same groups, wider rows
+        (["a", "b"], {"a": [-1, 0], "b": [1]}, 4),  # -1 is column 3, as Xo[:, -1] reads it
+        (["x", "a"], {"a": [2], "x": [0, 1, 3]}, 4),
+    ]
+    for metrics, groups, k in cases:
+        Xs = rng.normal(size=(12, k)) * 3
+        Xs[4] = med[:k]  # occluding lowers nothing: the fallback, which scores again
+        whole = occlusion_shares(Xs, _sq(Xs), metrics, groups, med[:k], _sq, block_rows=1)
+        for i in range(len(Xs)):
+            one = occlusion_shares(Xs[i:i + 1], _sq(Xs[i:i + 1]), metrics, groups, med[:k],
+                                   _sq)
+            np.testing.assert_array_equal(one, whole[i:i + 1])
+            np.testing.assert_array_equal(np.signbit(one), np.signbit(whole[i:i + 1]))
+        assert (whole[:, [j for j, m in enumerate(metrics) if groups.get(m)]] > 0).any()

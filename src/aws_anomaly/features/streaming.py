@@ -24,13 +24,11 @@ from aws_anomaly.features.batch import check_values, plan_for, timestamps_ns
 from aws_anomaly.features.kernels import (
     IDENTITY,
     calendar_one,
-    channels,
     finish_corr,
     finish_lag,
     finish_quantiles,
     finish_ratio,
     finish_window,
-    suffix_scan,
 )
 from aws_anomaly.features.spec import MAX_ABS_VALUE, WINDOW_KINDS, FeatureSpec
 
@@ -102,9 +100,9 @@ class StreamingFeatureBuilder:
         sw = np.asarray(self.plan.sum_windows, dtype=np.int64)
         self._sw = sw
         self._ar = np.arange(len(sw))
-        self._suf_rows = (self._ar * (int(sw.max()) + 1) + 1).tolist()
         self._wmax = int(sw.max())
         self._swl = [int(w) for w in sw]
+        self._slot0 = [i * (self._wmax + 1) for i in range(len(sw))]  # flat row of slot i
         self._cnt_full = sw.astype(np.float64)[:, None]
         self._corr_a = self._ar[:, None] * m + self._pa[None, :]
         self._corr_b = self._ar[:, None] * m + self._pb[None, :]
@@ -113,27 +111,42 @@ class StreamingFeatureBuilder:
         self._qws = spec.active_quantile_windows
         self._cap_rows = spec.history_rows
         self._hist = np.empty((self._cap_rows + max(256, self._cap_rows), m))
+        self._chist = np.empty((len(self._hist), self._nch))  # channels of each _hist row
         self._gather = self._build_gather()
         self.reset()
 
     # -- state --------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget every row seen."""
+        """Forget every row seen.
+
+        State per sum window ``i``: the prefix (sum / min / max) of its current block, which
+        starts at the identity (-0.0, the exact additive identity, so the first row's
+        channels come out unchanged; +inf; -inf), and in ``_gidx[i]`` the flat row (in the
+        suffix slots) of the previous block's suffix that the next row adds. Slot ``i`` holds
+        suffix scans of window ``i``'s blocks, identity from position ``w_i`` on. When several
+        windows end a block on the same row, only the largest one's block is scanned (into its
+        slot) and the others point at its tail: a suffix scan runs from the end, so the last
+        ``w`` positions of a longer block's scan are the very additions of the ``w``-row
+        block's own scan. A window re-points at every end of its own block, before the slot it
+        points into can be rewritten (that window's next end is at least as far away).
+        """
         nu, m, c = len(self._sw), self._m, self._nch
         self._n = 0
         self._nh = 0
         self._last_ns: int | None = None
         self._ref = np.zeros(m)
-        self._pre_sum = np.zeros((nu, c))
+        self._pre_sum = np.full((nu, c), -0.0)
         self._pre_min = np.full((nu, m), np.inf)
         self._pre_max = np.full((nu, m), -np.inf)
         self._suf_sum = np.zeros((nu, self._wmax + 1, c))
         self._suf_min = np.full((nu, self._wmax + 1, m), np.inf)
         self._suf_max = np.full((nu, self._wmax + 1, m), -np.inf)
-        # flat views (same memory) for one-call gathers in update()
+        # flat views (same memory) for one-call gathers in push()
         self._suf_sum_flat = self._suf_sum.reshape(-1, c)
         self._suf_min_flat = self._suf_min.reshape(-1, m)
         self._suf_max_flat = self._suf_max.reshape(-1, m)
+        self._gidx = np.asarray(self._slot0, dtype=np.intp) + 1
+        self._next_end = min(self._swl) - 1  # the next row that ends some window's block
 
     @property
     def n_seen(self) -> int:
@@ -168,7 +181,8 @@ class StreamingFeatureBuilder:
         return gather
 
     def _append(self, rows: np.ndarray) -> None:
-        """Append raw rows to the history ring, keeping at least ``history_rows``."""
+        """Append raw rows to the history ring, keeping at least ``history_rows`` (the
+        channel ring ``_chist`` moves with it; the caller fills the new rows' channels)."""
         k = len(rows)
         cap = len(self._hist)
         if k >= self._cap_rows:
@@ -178,40 +192,80 @@ class StreamingFeatureBuilder:
         if self._nh + k > cap:
             keep = self._cap_rows - k
             self._hist[:keep] = self._hist[self._nh - keep: self._nh]
+            self._chist[:keep] = self._chist[self._nh - keep: self._nh]
             self._nh = keep
         self._hist[self._nh: self._nh + k] = rows
         self._nh += k
 
-    def _block_channels(self, rows: np.ndarray) -> np.ndarray:
-        """Summed channels of raw rows ``(r, m)`` as ``(channels, r)``."""
-        return channels(rows.T - self._ref[:, None], self._pa, self._pb, self._products)
+    def _fill_channels(self, start: int, stop: int) -> None:
+        """``_chist[start:stop]`` = the summed channels of ``_hist[start:stop]``, row-major
+        (as :func:`~aws_anomaly.features.kernels.channels`: centred values, their squares,
+        pair products)."""
+        m = self._m
+        ch = self._chist[start:stop]
+        xc = ch[:, :m]
+        np.subtract(self._hist[start:stop], self._ref, out=xc)
+        np.multiply(xc, xc, out=ch[:, m:2 * m])
+        if self._nch > 2 * m:
+            np.multiply(xc[:, self._pa], xc[:, self._pb], out=ch[:, 2 * m:])
 
-    def _set_suffix(self, i: int, rows: np.ndarray) -> None:
-        """Suffix scans of a completed block (the previous block for the coming rows)."""
-        w = len(rows)
-        self._suf_sum[i, :w] = suffix_scan(self._block_channels(rows), np.add).T
-        self._suf_min[i, :w] = suffix_scan(rows.T, np.minimum).T
-        self._suf_max[i, :w] = suffix_scan(rows.T, np.maximum).T
+    def _scan_suffix(self, i: int, stop: int) -> None:
+        """Suffix scans (sum of channels, min, max) of window ``i``'s block that ends at
+        ``_hist`` row ``stop`` into slot ``i``: the same sequential additions as
+        :func:`~aws_anomaly.features.kernels.suffix_scan` in batch, written straight into the
+        slot (reversed views)."""
+        w = self._swl[i]
+        rev = slice(w - 1, None, -1)
+        np.add.accumulate(self._chist[stop - w: stop][::-1], axis=0, out=self._suf_sum[i, rev])
+        hist = self._hist[stop - w: stop][::-1]
+        np.minimum.accumulate(hist, axis=0, out=self._suf_min[i, rev])
+        np.maximum.accumulate(hist, axis=0, out=self._suf_max[i, rev])
+
+    def _end_blocks(self, t: int) -> None:
+        """Row ``t`` (just pushed) ends a block of one or more windows: scan the largest
+        such block once, point each ending window at its tail, restart their prefixes."""
+        swl = self._swl
+        ends = [i for i, w in enumerate(swl) if (t + 1) % w == 0]
+        big = ends[-1]  # windows are sorted: the largest block ending here
+        self._scan_suffix(big, self._nh)
+        wb, g = swl[big], self._gidx
+        for i in ends:
+            g[i] = self._slot0[big] + wb - swl[i] + 1
+        # nested windows (the default 12 | 36 | 144 | 288) end together as a leading run
+        sel = slice(0, big + 1) if len(ends) == big + 1 else ends
+        self._pre_sum[sel] = -0.0
+        self._pre_min[sel] = np.inf
+        self._pre_max[sel] = -np.inf
+        self._next_end = min((t + 1) // w * w + w for w in swl) - 1
 
     def _rebuild(self) -> None:
         """Recompute the block prefixes and suffixes from the raw history (after warm/load)."""
         t = self._n - 1
-        hist = self._hist[: self._nh]
-        base = self._n - self._nh  # absolute index of hist[0]
-        for i, w in enumerate(self._sw.tolist()):
+        nh = self._nh
+        self._fill_channels(0, nh)
+        base = self._n - nh  # absolute index of hist[0]
+        for i, w in enumerate(self._swl):
             j = t % w
             bs = t - j
-            cur = hist[bs - base: t + 1 - base]
-            self._pre_sum[i] = np.add.accumulate(self._block_channels(cur), axis=-1)[:, -1]
-            self._pre_min[i] = cur.min(axis=0)
-            self._pre_max[i] = cur.max(axis=0)
             self._suf_sum[i] = IDENTITY[np.add]
             self._suf_min[i] = IDENTITY[np.minimum]
             self._suf_max[i] = IDENTITY[np.maximum]
-            if j == w - 1:
-                self._set_suffix(i, cur)
-            elif bs >= w:
-                self._set_suffix(i, hist[bs - w - base: bs - base])
+            if j == w - 1:  # the block is complete: the next row starts a new one
+                self._pre_sum[i] = -0.0
+                self._pre_min[i] = np.inf
+                self._pre_max[i] = -np.inf
+                self._scan_suffix(i, nh)
+                self._gidx[i] = self._slot0[i] + 1
+                continue
+            cur = slice(bs - base, t + 1 - base)
+            # the prefix: the same sequential additions as one push per row
+            self._pre_sum[i] = np.add.accumulate(self._chist[cur], axis=0)[-1]
+            self._pre_min[i] = self._hist[cur].min(axis=0)
+            self._pre_max[i] = self._hist[cur].max(axis=0)
+            if bs >= w:
+                self._scan_suffix(i, bs - base)
+            self._gidx[i] = self._slot0[i] + j + 2
+        self._next_end = min((t + 1) // w * w + w for w in self._swl) - 1
 
     # -- public API ---------------------------------------------------------------------------
     def update(self, timestamp: Any, values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -258,26 +312,27 @@ class StreamingFeatureBuilder:
         self._n = t + 1
         self._last_ns = ns
 
+        # This row's channels, straight into the channel ring (read again when a block ends).
+        m = self._m
+        ch = self._chist[self._nh - 1]
+        xc = ch[:m]
+        np.subtract(x, self._ref, out=xc)
+        np.multiply(xc, xc, out=ch[m:2 * m])
+        if self._nch > 2 * m:
+            np.multiply(xc.take(self._pa), xc.take(self._pb), out=ch[2 * m:])
         # Block prefixes: the same sequential additions as np.add.accumulate in batch.
-        js = [t % w for w in self._swl]
-        ch = channels(x - self._ref, self._pa, self._pb, self._products)
         self._pre_sum += ch
         np.minimum(self._pre_min, x, out=self._pre_min)
         np.maximum(self._pre_max, x, out=self._pre_max)
-        for i, j in enumerate(js):
-            if j == 0:
-                self._pre_sum[i] = ch
-                self._pre_min[i] = x
-                self._pre_max[i] = x
-        # flat row of each window's previous-block suffix at position j + 1
-        rows = [r + j for r, j in zip(self._suf_rows, js, strict=True)]
-        sums = self._pre_sum + self._suf_sum_flat.take(rows, axis=0)
-        mins = np.minimum(self._pre_min, self._suf_min_flat.take(rows, axis=0))
-        maxs = np.maximum(self._pre_max, self._suf_max_flat.take(rows, axis=0))
+        # plus each window's previous-block suffix at the next position (see reset)
+        g = self._gidx
+        sums = self._pre_sum + self._suf_sum_flat.take(g, axis=0)
+        mins = np.minimum(self._pre_min, self._suf_min_flat.take(g, axis=0))
+        maxs = np.maximum(self._pre_max, self._suf_max_flat.take(g, axis=0))
         out = self._finish(t, ns, x, sums, mins, maxs, out)
-        for i, (j, w) in enumerate(zip(js, self._swl, strict=True)):
-            if j == w - 1:
-                self._set_suffix(i, self._hist[self._nh - w: self._nh])
+        g += 1
+        if t == self._next_end:
+            self._end_blocks(t)
         return out
 
     def _finish(self, t: int, ns: int, x: np.ndarray, sums: np.ndarray, mins: np.ndarray,
@@ -338,8 +393,8 @@ class StreamingFeatureBuilder:
         """An independent builder in the same state (shares the read-only plan and spec)."""
         new = object.__new__(StreamingFeatureBuilder)
         new.__dict__.update(self.__dict__)
-        for name in ("_hist", "_ref", "_pre_sum", "_pre_min", "_pre_max", "_suf_sum",
-                     "_suf_min", "_suf_max"):
+        for name in ("_hist", "_chist", "_ref", "_pre_sum", "_pre_min", "_pre_max", "_suf_sum",
+                     "_suf_min", "_suf_max", "_gidx"):
             setattr(new, name, getattr(self, name).copy())
         # the flat views must view the copies
         new._suf_sum_flat = new._suf_sum.reshape(-1, self._nch)
