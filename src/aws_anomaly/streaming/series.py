@@ -656,16 +656,17 @@ class SeriesStream:
         ns = int(ns)
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         m = len(self.model.metrics_)
-        at = pd.Timestamp(ns, tz="UTC")
         if len(vals) != m:
             raise DataError(f"entity '{self.entity}': expected {m} values "
                             f"{list(self.model.metrics_)}, got {len(vals)}")
         if not np.isfinite(vals).all():
-            raise DataError(f"entity '{self.entity}' at {at}: values must be finite, got "
+            raise DataError(f"entity '{self.entity}' at {pd.Timestamp(ns, tz='UTC')}: values "
+                            f"must be finite, got "
                             f"{vals.tolist()}")
         last = self.last_ns
         if last is not None:
             k = self.gap_steps(ns)
+            at = pd.Timestamp(ns, tz="UTC") if k < 0 or k > self.restart_steps else None
             if k < 0:
                 why = "is not after" if ns <= last else "is off the grid of"
                 raise DataError(f"entity '{self.entity}': timestamp {at} {why} the last one "
