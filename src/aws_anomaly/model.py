@@ -742,12 +742,14 @@ class AnomalyModel:
         """The batch fast path of :meth:`score`: ``(anomaly_score, is_anomaly, contributions,
         ready, (expected, lower, upper))`` of every row of ``data``, in order.
 
-        Entity by entity, chunk by chunk of ``chunk_rows`` rows: the spec's features are
-        built feature-major into one reused buffer
-        (:func:`~aws_anomaly.features.batch.iter_feature_columns`), the persistence columns
-        are filled in place below them with the filter state carried across chunks, only the
-        model's columns are taken, logged, transposed and scaled into a second reused buffer,
-        and the detector scores that chunk. Memory is a few chunks, whatever the length; no
+        Entity by entity, chunk by chunk of ``chunk_rows`` rows: the spec's features the
+        model reads (its columns and the persistence sources) are built feature-major into
+        one reused buffer (:func:`~aws_anomaly.features.batch.iter_feature_columns`), the
+        persistence columns are filled in place below them with the filter state carried
+        across chunks, only the model's columns are taken, logged and scaled feature-major
+        and transposed once into a second reused buffer
+        (:meth:`~aws_anomaly.scaling.Scaler.transform_columns`), and the detector scores that
+        chunk. Memory is a few chunks, whatever the length; no
         ``(rows x features)`` matrix is made. The numbers are those of the whole-series path
         (:meth:`_features` + :meth:`score_transformed`), bit for bit.
         """
@@ -766,6 +768,9 @@ class AnomalyModel:
         scaled = np.empty((chunk_rows, len(cols)))
         picked = np.empty((len(cols), chunk_rows))
         metrics = list(self.metrics_)
+        # only the spec's columns the model reads (directly or as a persistence source) are
+        # built: families no model column comes from (rolling min / max, ratios) are skipped
+        read = sorted({int(c) for c in cols if c < k} | {int(t.src) for t in terms})
         o = 0  # output row of the entity's first scored row
         for entity, vals, ts, n_ctx in track(
                 self._entity_series(data, history),
@@ -779,16 +784,19 @@ class AnomalyModel:
                     dst[o:o + n_out] = arr[n_ctx:]
             persist = PersistFilter(terms, k)
             for c0, c1, chunk in iter_feature_columns(vals, ts, metrics, self.spec,
-                                                      chunk_rows=chunk_rows, extra=len(terms)):
+                                                      chunk_rows=chunk_rows, extra=len(terms),
+                                                      columns=read):
                 persist.fill_columns(chunk)
                 r0 = max(c0, n_ctx)
                 if r0 >= c1:
                     continue
                 rows = c1 - r0
-                fm = np.take(chunk[:, r0 - c0:], cols, axis=0, out=picked[:, :rows])
+                # mode="clip": with ``out``, the default mode buffers the whole copy
+                fm = np.take(chunk[:, r0 - c0:], cols, axis=0, out=picked[:, :rows],
+                             mode="clip")
                 if logc.size:
                     fm[logc] = np.log(np.maximum(fm[logc], 0.0) + floor)
-                Xs = self.scaler_.transform(fm.T, out=scaled[:rows])
+                Xs = self.scaler_.transform_columns(fm, out=scaled[:rows])
                 ok = np.arange(r0 + 1, c1 + 1) >= self.spec.min_history
                 sl = slice(o + r0 - n_ctx, o + c1 - n_ctx)
                 score[sl], flag[sl], contrib[sl] = self.score_transformed(Xs, ok, explain)

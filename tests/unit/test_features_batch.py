@@ -9,7 +9,9 @@ import pytest
 from aws_anomaly.errors import DataError
 from aws_anomaly.features import FeatureSpec, build_features, iter_features
 from aws_anomaly.features import batch as batch_mod
+from aws_anomaly.features.batch import iter_feature_columns, plan_for
 from aws_anomaly.features.kernels import block_reduce
+from aws_anomaly.features.spec import FeaturePlan
 
 METRICS = ["cluster_cpu_request_ratio", "cluster_mem_request_ratio", "cluster_pod_ratio"]
 SPEC = FeatureSpec(windows=(5, 12), lags=(1, 3), quantile_windows=(7,), seasonal_period=24,
@@ -224,3 +226,62 @@ def test_iter_features_validates_before_the_first_chunk() -> None:
     with pytest.raises(DataError, match="chunk_rows"):
         iter_features(x, ts, METRICS, chunk_rows=0)
     assert list(iter_features(np.empty((0, 3)), pd.DatetimeIndex([], tz="UTC"), METRICS)) == []
+
+
+def _families(plan: FeaturePlan) -> list[np.ndarray]:
+    """Each family's column positions (one array per family, windows and lags apart)."""
+    fams = [plan.idx_value, plan.idx_ratio, plan.idx_calendar]
+    fams += [row for kind in plan.idx_window.values() for row in kind]
+    fams += [*plan.idx_corr, *plan.idx_diff, *plan.idx_roc, *plan.idx_season]
+    fams += [plan.idx_quant[q, r] for q in range(len(plan.idx_quant)) for r in range(4)]
+    return [f[f >= 0] for f in fams if (f >= 0).any()]
+
+
+def test_iter_feature_columns_writes_the_columns_asked_for_bit_identical() -> None:
+    x, ts = _series(1000, seed=4)
+    whole = build_features(x, ts, METRICS, SPEC).values
+    plan = plan_for(METRICS, SPEC)
+    k = plan.n_features
+    rng = np.random.default_rng(0)
+    subsets = _families(plan) + [np.sort(rng.choice(k, size=s, replace=False))
+                                 for s in (1, 3, 10, k // 2, k - 1)]
+    assert sum(len(f) for f in _families(plan)) == k  # every column in one family
+    for cols in subsets:
+        got = np.full((k, len(x)), np.nan)
+        for c0, c1, block in iter_feature_columns(x, ts, METRICS, SPEC, chunk_rows=97,
+                                                  extra=2, columns=cols):
+            assert block.shape == (k + 2, c1 - c0)
+            got[cols, c0:c1] = block[cols]
+        np.testing.assert_array_equal(got[cols], whole[:, cols].T)
+
+
+def test_iter_feature_columns_skips_the_families_not_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    x, ts = _series(500, seed=5)
+    plan = plan_for(METRICS, SPEC)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a family nobody asked for was computed")
+
+    for name in ("sparse_levels", "sparse_window", "finish_ratio", "calendar",
+                 "finish_quantiles", "finish_corr"):
+        monkeypatch.setattr(batch_mod, name, refuse)
+    cols = np.r_[plan.idx_window["std"].ravel(), plan.idx_diff.ravel(), plan.idx_season.ravel()]
+    cols = cols[cols >= 0]
+    n = sum(c1 - c0 for c0, c1, _ in iter_feature_columns(x, ts, METRICS, SPEC, chunk_rows=128,
+                                                           columns=cols))
+    assert n == 500
+    with pytest.raises(AssertionError, match="nobody asked"):  # the refusal is live
+        list(iter_feature_columns(x, ts, METRICS, SPEC, columns=plan.idx_calendar))
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ([0, 10_000], "feature position 10000 is outside 0..69"),
+    ([-1], "feature position -1 is outside"),
+    ([[0, 1]], "list of feature positions"),
+    (["a"], "list of feature positions"),
+])
+def test_iter_feature_columns_refuses_bad_columns(columns: object, message: str) -> None:
+    x, ts = _series(10)
+    with pytest.raises(DataError, match=message):
+        iter_feature_columns(x, ts, METRICS, SPEC, columns=columns)  # type: ignore[arg-type]

@@ -299,13 +299,24 @@ def band_arrays(values: np.ndarray, band: Band) -> tuple[np.ndarray, np.ndarray,
     yhat, sig = np.full((n, m), np.nan), np.full((n, m), np.nan)
     for j in range(m):
         x = values[:, j]
-        yp, lp = _baseline(x, 0, band.spec)
-        y, s = yp, np.fmax(lp, band.sigma_plain[j])
-        if band.period[j]:
+        if not band.period[j]:
+            yp, lp = _baseline(x, 0, band.spec)
+            y, s = yp, np.fmax(lp, band.sigma_plain[j])
+        else:
             ys, ls = _baseline(x, band.period[j], band.spec)
             use = np.isfinite(ys) & np.isfinite(ls)
+            # The plain (season-less) forecast is read only where the seasonal one is not
+            # defined yet (its first period and two windows): it is computed on the rows up to
+            # the last such one. Row t of a baseline uses rows < t only, so those rows get the
+            # numbers of the whole series; the half of the rolling medians the seasonal rows
+            # never read is not computed.
+            miss = np.flatnonzero(~use)
+            cut = int(miss[-1]) + 1 if miss.size else 0
+            yp, lp = np.full(n, np.nan), np.full(n, np.nan)
+            if cut:
+                yp[:cut], lp[:cut] = _baseline(x[:cut], 0, band.spec)
             y = np.where(use, ys, yp)
-            s = np.where(use, np.fmax(ls, band.sigma[j]), s)
+            s = np.where(use, np.fmax(ls, band.sigma[j]), np.fmax(lp, band.sigma_plain[j]))
         yhat[:, j], sig[:, j] = y, np.where(np.isfinite(y), s, np.nan)
     w = band.spec.width
     return yhat, yhat - w * sig, yhat + w * sig

@@ -37,6 +37,7 @@ __all__ = [
     "iter_features",
     "plan_for",
     "timestamps_ns",
+    "transpose_into",
 ]
 
 #: Rows per chunk: temporaries stay in cache, the output is written once.
@@ -204,7 +205,7 @@ def build_features(values: np.ndarray, timestamps: pd.DatetimeIndex, metrics: Se
                     _fill_chunk(vals.T[:, c0:c1], xt, ns, ref, c0, c1, plan)
                 else:  # build column-wise in cache, then one transposing copy
                     _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
-                    _transpose_into(vals[c0:c1], dst[:, : c1 - c0])
+                    transpose_into(vals[c0:c1], dst[:, : c1 - c0])
 
         threads = _threads(len(bounds))
         parts = [bounds[i::threads] for i in range(threads)]
@@ -269,13 +270,14 @@ def _iter_chunks(plan: FeaturePlan, x: np.ndarray, ns: np.ndarray, chunk_rows: i
         c1 = min(n, c0 + chunk_rows)
         _fill_chunk(dst[:, : c1 - c0], xt, ns, ref, c0, c1, plan)
         out = block[: c1 - c0] if block is not None else np.empty((c1 - c0, k))
-        _transpose_into(out, dst[:, : c1 - c0])
+        transpose_into(out, dst[:, : c1 - c0])
         yield c0, c1, out
 
 
 def iter_feature_columns(values: np.ndarray, timestamps: pd.DatetimeIndex,
                          metrics: Sequence[str], spec: FeatureSpec | None = None, *,
-                         chunk_rows: int = CHUNK_ROWS, extra: int = 0
+                         chunk_rows: int = CHUNK_ROWS, extra: int = 0,
+                         columns: Sequence[int] | np.ndarray | None = None
                          ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Like :func:`iter_features` with ``reuse=True``, feature-major: yield ``(start, stop,
     cols)`` with ``cols`` of shape ``(k + extra, stop - start)``, row ``i`` the feature ``i``
@@ -284,6 +286,12 @@ def iter_feature_columns(values: np.ndarray, timestamps: pd.DatetimeIndex,
     One buffer is refilled for every chunk (copy what you keep); its last ``extra`` rows are
     left for the caller (the persistence columns of :mod:`.persist`). No transposing copy is
     made: a caller that needs a few of the columns row-major transposes only those.
+
+    ``columns`` (feature positions, ``0 <= i < k``) names the rows the caller reads; only
+    those are written (the families no named column comes from, e.g. rolling min / max or
+    cross ratios a model does not use, are not computed) and the other rows hold whatever
+    the buffer held. ``None`` (the default) writes every row. The rows written are the same
+    bits either way.
 
     >>> import numpy as np, pandas as pd
     >>> ts = pd.date_range("2026-03-01", periods=1000, freq="5min", tz="UTC")
@@ -296,11 +304,27 @@ def iter_feature_columns(values: np.ndarray, timestamps: pd.DatetimeIndex,
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     _, plan, x, ns = _prepare(values, timestamps, metrics, spec)
-    return _iter_columns(plan, x, ns, chunk_rows, int(extra))
+    need = None if columns is None else _column_mask(columns, plan.n_features)
+    return _iter_columns(plan, x, ns, chunk_rows, int(extra), need)
+
+
+def _column_mask(columns: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    """``(k,)`` bool, True at ``columns``; :class:`DataError` for a position outside 0..k-1."""
+    idx = np.asarray(columns)
+    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+        raise DataError(f"columns must be a list of feature positions, got {columns!r}")
+    bad = idx[(idx < 0) | (idx >= k)]
+    if bad.size:
+        raise DataError(f"columns: feature position {int(bad[0])} is outside 0..{k - 1} "
+                        f"({k} features)")
+    need = np.zeros(k, dtype=bool)
+    need[idx] = True
+    return need
 
 
 def _iter_columns(plan: FeaturePlan, x: np.ndarray, ns: np.ndarray, chunk_rows: int,
-                  extra: int) -> Iterator[tuple[int, int, np.ndarray]]:
+                  extra: int, need: np.ndarray | None = None
+                  ) -> Iterator[tuple[int, int, np.ndarray]]:
     n, k = len(ns), plan.n_features
     if n == 0:
         return
@@ -309,7 +333,7 @@ def _iter_columns(plan: FeaturePlan, x: np.ndarray, ns: np.ndarray, chunk_rows: 
     dst = np.empty((k + extra, chunk_rows))
     for c0 in range(0, n, chunk_rows):
         c1 = min(n, c0 + chunk_rows)
-        _fill_chunk(dst[:k, : c1 - c0], xt, ns, ref, c0, c1, plan)
+        _fill_chunk(dst[:k, : c1 - c0], xt, ns, ref, c0, c1, plan, need)
         yield c0, c1, dst[:, : c1 - c0]
 
 
@@ -324,8 +348,9 @@ def _threads(n_chunks: int) -> int:
 
 
 def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray, c0: int,
-                c1: int, plan: FeaturePlan) -> None:
-    """Write the features of rows ``c0:c1`` into ``dst`` (``(k, c1 - c0)``)."""
+                c1: int, plan: FeaturePlan, need: np.ndarray | None = None) -> None:
+    """Write the features of rows ``c0:c1`` into ``dst`` (``(k, c1 - c0)``); with ``need``
+    (``(k,)`` bool) only the rows it marks, computing only the families they come from."""
     spec = plan.spec
     m = len(plan.metrics)
     sw = plan.sum_windows
@@ -335,7 +360,16 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
     pb = np.asarray([b for _, b in plan.pairs], dtype=np.intp)
     x = xt[:, c0:c1]
     t = np.arange(c0, c1)
-    _put(dst, plan.idx_value, x)
+
+    def wanted(*idx: np.ndarray) -> bool:
+        if need is None:
+            return True
+        return any(bool(need[i[i >= 0]].any()) for i in idx)
+
+    def put(cols: np.ndarray, block: np.ndarray, at: slice | int = slice(None)) -> None:
+        _put(dst, cols, block, need, at)
+
+    put(plan.idx_value, x)
 
     e0 = min(_block_start(c0, w) for w in sw)
     ch: np.ndarray | None = None
@@ -345,64 +379,74 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
     wmax = spec.windows[-1]
     m0 = max(0, c0 - wmax + 1)
     top = wmax.bit_length() - 1
-    lmin = sparse_levels(xt[:, m0:c1], top, np.minimum)
-    lmax = sparse_levels(xt[:, m0:c1], top, np.maximum)
+    lmin = sparse_levels(xt[:, m0:c1], top, np.minimum) if wanted(iw["min"]) else None
+    lmax = sparse_levels(xt[:, m0:c1], top, np.maximum) if wanted(iw["max"]) else None
     for wi, w in enumerate(sw):
-        s = _block_start(c0, w)
-        if (c1 - s) // w >= BLOCK_SUMS_MIN_BLOCKS:
-            sums = block_sums(xt, s, c1, w, ref, pa, pb, w in cross)[:, c0 - s:]
-        else:  # few blocks: per-block accumulation is cheaper than many short vector steps
-            if ch is None:
-                ch = channels(xt[:, e0:c1] - ref[:, None], pa, pb, products=bool(cross))
-            nch = ch.shape[0] if w in cross else 2 * m
-            sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
-        cnt = np.minimum(t + 1, w).astype(np.float64)
-        mean, std, z, d, spread = finish_window(x, sums[:m], sums[m:2 * m], cnt, ref[:, None],
-                                                spec.scale_floor)
+        stats = w in wins and wanted(iw["mean"][wi], iw["std"][wi], iw["z"][wi])
+        corr = w in cross and wanted(plan.idx_corr[wi])
+        if stats or corr:
+            s = _block_start(c0, w)
+            if (c1 - s) // w >= BLOCK_SUMS_MIN_BLOCKS:
+                sums = block_sums(xt, s, c1, w, ref, pa, pb, corr)[:, c0 - s:]
+            else:  # few blocks: per-block accumulation is cheaper than many short vector steps
+                if ch is None:
+                    ch = channels(xt[:, e0:c1] - ref[:, None], pa, pb, products=bool(cross))
+                nch = ch.shape[0] if corr else 2 * m
+                sums = block_reduce(ch[:nch, s - e0:], w, np.add)[:, c0 - s:]
+            cnt = np.minimum(t + 1, w).astype(np.float64)
+            mean, std, z, d, spread = finish_window(x, sums[:m], sums[m:2 * m], cnt,
+                                                    ref[:, None], spec.scale_floor)
+            if stats:
+                put(iw["mean"][wi], mean)
+                put(iw["std"][wi], std)
+                put(iw["z"][wi], z)
+            if corr:
+                put(plan.idx_corr[wi], finish_corr(sums[2 * m:], d[pa], d[pb], std[pa],
+                                                   std[pb], spread[pa], spread[pb], cnt))
         if w in wins:
-            _put(dst, iw["mean"][wi], mean)
-            _put(dst, iw["std"][wi], std)
-            _put(dst, iw["z"][wi], z)
-            _put(dst, iw["min"][wi], sparse_window(lmin, w, c0 - m0, np.minimum))
-            _put(dst, iw["max"][wi], sparse_window(lmax, w, c0 - m0, np.maximum))
-        if w in cross:
-            _put(dst, plan.idx_corr[wi], finish_corr(sums[2 * m:], d[pa], d[pb], std[pa],
-                                                     std[pb], spread[pa], spread[pb], cnt))
+            if lmin is not None and wanted(iw["min"][wi]):
+                put(iw["min"][wi], sparse_window(lmin, w, c0 - m0, np.minimum))
+            if lmax is not None and wanted(iw["max"][wi]):
+                put(iw["max"][wi], sparse_window(lmax, w, c0 - m0, np.maximum))
 
     for qi, w in enumerate(spec.active_quantile_windows):
         cols = plan.idx_quant[qi]  # (4, m)
+        if not wanted(cols):
+            continue
         # Warm-up rows (fewer than w rows seen): one sort per row, with its own count.
         for i in range(c0, min(c1, w - 1)):
             q, rz = finish_quantiles(np.sort(xt[:, : i + 1], axis=-1), i + 1, xt[:, i],
                                      spec.scale_floor)
             for r in range(3):
-                dst[cols[r], i - c0] = q[:, r]
-            dst[cols[3], i - c0] = rz
+                put(cols[r], q[:, r], i - c0)
+            put(cols[3], rz, i - c0)
         r0 = max(c0, w - 1)
         if r0 < c1:
             srt = np.sort(sliding_window_view(xt[:, r0 - w + 1:c1], w, axis=1), axis=-1)
             q, rz = finish_quantiles(srt, w, xt[:, r0:c1], spec.scale_floor)
             for r in range(3):
-                dst[cols[r], r0 - c0:] = q[..., r]
-            dst[cols[3], r0 - c0:] = rz
+                put(cols[r], q[..., r], slice(r0 - c0, None))
+            put(cols[3], rz, slice(r0 - c0, None))
 
     for li, lag in enumerate(spec.lags):
-        diff, roc = finish_lag(x, _lagged(xt, c0, c1, lag), spec.ratio_floor)
-        _put(dst, plan.idx_diff[li], diff)
-        _put(dst, plan.idx_roc[li], roc)
+        if wanted(plan.idx_diff[li], plan.idx_roc[li]):
+            diff, roc = finish_lag(x, _lagged(xt, c0, c1, lag), spec.ratio_floor)
+            put(plan.idx_diff[li], diff)
+            put(plan.idx_roc[li], roc)
     for si, lag in enumerate(spec.seasonal_lags):
-        _put(dst, plan.idx_season[si], x - _lagged(xt, c0, c1, lag))
-    if len(plan.pairs):
-        _put(dst, plan.idx_ratio, finish_ratio(x[pa], x[pb], spec.ratio_floor))
-    if len(plan.idx_calendar):
-        _put(dst, plan.idx_calendar, calendar(ns[c0:c1]))
+        if wanted(plan.idx_season[si]):
+            put(plan.idx_season[si], x - _lagged(xt, c0, c1, lag))
+    if len(plan.pairs) and wanted(plan.idx_ratio):
+        put(plan.idx_ratio, finish_ratio(x[pa], x[pb], spec.ratio_floor))
+    if len(plan.idx_calendar) and wanted(plan.idx_calendar):
+        put(plan.idx_calendar, calendar(ns[c0:c1]))
 
 
-#: Output rows per tile of :func:`_transpose_into`.
+#: Output rows per tile of :func:`transpose_into`.
 TRANSPOSE_TILE_ROWS = 1024
 
 
-def _transpose_into(out: np.ndarray, src: np.ndarray) -> None:
+def transpose_into(out: np.ndarray, src: np.ndarray) -> None:
     """``out[...] = src.T`` in tiles of 1024 rows x 16 columns.
 
     Bands of 16 columns keep each band's source rows in cache while the output rows are
@@ -419,10 +463,13 @@ def _transpose_into(out: np.ndarray, src: np.ndarray) -> None:
             o[:, c0:c0 + 16] = s[c0:c0 + 16].T
 
 
-def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray) -> None:
-    """``dst[cols] = block`` row by row (plain copies beat fancy assignment here)."""
+def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray, need: np.ndarray | None = None,
+         at: slice | int = slice(None)) -> None:
+    """``dst[cols, at] = block`` row by row (plain copies beat fancy assignment here); with
+    ``need``, only the rows it marks."""
     for j, c in enumerate(cols.tolist()):
-        dst[c] = block[j]
+        if need is None or need[c]:
+            dst[c, at] = block[j]
 
 
 def _lagged(xt: np.ndarray, c0: int, c1: int, lag: int) -> np.ndarray:
