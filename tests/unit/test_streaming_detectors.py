@@ -17,6 +17,7 @@ from aws_anomaly.streaming import (
     EnsembleDetector,
     ForecastLikelihoodDetector,
     LikelihoodDetector,
+    SeasonalNoveltyDetector,
     StreamingDetector,
 )
 
@@ -39,6 +40,7 @@ FACTORIES = {
     **NAB_DETECTORS,
     "forecast_min": lambda: ForecastLikelihoodDetector(combine="min", season="1D"),
     "context_raw": lambda: ContextNoveltyDetector(),
+    "seasonal_raw": lambda: SeasonalNoveltyDetector(min_days=1, sustain="0s"),
 }
 
 

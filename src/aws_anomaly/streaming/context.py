@@ -30,7 +30,29 @@ import pandas as pd
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 
-__all__ = ["ContextNoveltyDetector"]
+__all__ = ["ContextNoveltyDetector", "octave_level"]
+
+
+def octave_level(x: float, lo: float, step: float, n_levels: int, shift: float = 0.0) -> int:
+    """The coarse level of ``x``: ``n_levels`` bins of width ``step`` from ``lo`` (the grid
+    moved by ``shift`` of a level); beyond that range, levels widen in octaves of its width.
+
+    A value just outside the range differs from one far outside it (excess in ``[0, 1)``,
+    ``[1, 3)``, ``[3, 7)``... range widths), but the number of outside levels stays small
+    however wild the value.
+
+    >>> [octave_level(v, 0.0, 1.0, 4) for v in (-9.0, -0.5, 0.5, 3.5, 4.5, 9.0, 100.0)]
+    [-2, -1, 0, 3, 4, 5, 8]
+    """
+    lv = math.floor((x - lo) / step + shift)
+    if 0 <= lv < n_levels:
+        return lv
+    width = step * n_levels
+    if lv >= n_levels:
+        octave = math.floor(math.log2(1.0 + max(0.0, x - lo - width) / width))
+        return n_levels + min(octave, 30)
+    octave = math.floor(math.log2(1.0 + max(0.0, lo - x) / width))
+    return -1 - min(octave, 30)
 
 
 class ContextNoveltyDetector(StreamingDetector):
@@ -130,19 +152,7 @@ class ContextNoveltyDetector(StreamingDetector):
                                            else 1)
 
     def _level(self, x: float, shift: float = 0.0) -> int:
-        lv = math.floor((x - self.lo_) / self.step_ + shift)
-        n = self.n_levels
-        if 0 <= lv < n:
-            return lv
-        # Beyond the range, levels grow in octaves of the range width (excess in [0, 1), [1, 3),
-        # [3, 7)... widths): a value far outside differs from one just outside, but the number
-        # of outside levels stays small however wild the value.
-        width = self.step_ * n
-        if lv >= n:
-            octave = math.floor(math.log2(1.0 + max(0.0, x - self.lo_ - width) / width))
-            return n + min(octave, 30)
-        octave = math.floor(math.log2(1.0 + max(0.0, self.lo_ - x) / width))
-        return -1 - min(octave, 30)
+        return octave_level(x, self.lo_, self.step_, self.n_levels, shift)
 
     def _novelty(self, x: float) -> float:
         g = self.n_grids
