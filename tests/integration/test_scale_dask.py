@@ -99,14 +99,14 @@ def test_a_streaming_series_bundle_scores_on_the_cluster_as_in_process(client, s
     through models_io.load_model) or receive the fitted object; the scores, flags, shares and
     band equal one in-process ``score``."""
     two = list(split.train.entities[:2])
-    test, dev = split.test.select(two), split.development.select(two)
-    model = SeriesModel("context", learn="12h").fit(split.train.select(two))
+    test, val = split.test.select(two), split.validation.select(two)
+    model = SeriesModel("context", learn="6h").fit(split.train.select(two))
     path = model.save(tmp_path / "context")
-    expected = load_model(path).score(test, history=dev)
+    expected = load_model(path).score(test, history=val)
     assert expected["ready"].all() and expected["expected_cluster_pod_ratio"].notna().all()
-    got = score_dataset(path, test, history=dev, client=client, entities_per_task=1)
+    got = score_dataset(path, test, history=val, client=client, entities_per_task=1)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    got = score_dataset(model, test, history=dev, client=client)
+    got = score_dataset(model, test, history=val, client=client)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     with pytest.raises(NotFittedError, match="SeriesModel is not fitted"):
         score_dataset(SeriesModel("context"), split.test, client=client)

@@ -84,7 +84,7 @@ def test_batch_equals_stream_with_a_checkpoint(n: int, m: int, probationary: int
     np.testing.assert_array_equal(np.vstack(first + rest), batch)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     n=st.integers(70, 240),
     m=st.integers(1, 3),
@@ -223,12 +223,13 @@ def test_model_stream_equals_score_and_survives_a_checkpoint(demo) -> None:
                        .to_numpy()[model.band_.spec.window:]).all()
     lo, hi = (batch[f"{k}_cluster_cpu_request_ratio"].to_numpy()[100:] for k in ("lower", "upper"))
     assert (lo < hi).all()
-    # a model without a band gives NaN band columns, and the same scores
-    plain = SeriesModel("context", learn="1D", band=None).fit(
-        one.slice_time(None, t0 + pd.Timedelta(days=2)))
-    nob = plain.score(one)
+    # a model without a band (as bundles written before bands): NaN band columns, the same
+    # scores (on the first day and a half: scores are causal)
+    plain = SeriesModel.from_dict({**model.to_dict(), "band": None, "band_spec": None})
+    nob = plain.score(one.slice_time(None, t0 + pd.Timedelta(hours=36)))
     assert plain.band_ is None and nob.filter(like="expected_").isna().all().all()
-    np.testing.assert_array_equal(nob["anomaly_score"], batch["anomaly_score"])
+    np.testing.assert_array_equal(nob["anomaly_score"], batch["anomaly_score"][:len(nob)])
+    assert nob["ready"].any()
     # a checkpoint of one kind of model does not load into the other
     state, arrays = got_stream_state = stream.get_state()
     with pytest.raises(ModelFileError, match="the band does not fit the model"):
