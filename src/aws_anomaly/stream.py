@@ -230,9 +230,10 @@ class StreamScorer:
         if c is None:  # not flagged: no explanation
             return PointScore(ts, self.entity, score, flag, "", dict.fromkeys(names, 0.0),
                               True, *band)
-        top = names[int(c.argmax())] if c.sum() > 0 else ""
+        cl = c.tolist()  # (a positive sum has no NaN: the first largest is c.argmax())
+        top = names[cl.index(max(cl))] if c.sum() > 0 else ""
         return PointScore(ts, self.entity, score, flag, top,
-                          dict(zip(names, c.tolist(), strict=True)), True, *band)
+                          dict(zip(names, cl, strict=True)), True, *band)
 
     # ------------------------------------------------------------------ state
     def copy(self) -> StreamScorer:

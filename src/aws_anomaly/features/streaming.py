@@ -308,7 +308,12 @@ class StreamingFeatureBuilder:
         t = self._n
         if t == 0:
             self._ref = x.copy()
-        self._append(x[None, :])
+        nh = self._nh
+        if nh == len(self._hist):
+            self._append(x[None, :])  # compacts the rings
+        else:
+            self._hist[nh] = x
+            self._nh = nh + 1
         self._n = t + 1
         self._last_ns = ns
 
@@ -359,7 +364,8 @@ class StreamingFeatureBuilder:
                   finish_ratio(x.take(pa), x.take(pb), spec.ratio_floor), diff, roc, season]
         for w in self._qws:
             c = min(t + 1, w)
-            srt = np.sort(hist[self._nh - c: self._nh].T, axis=-1)
+            srt = hist[self._nh - c: self._nh].T.copy(order="K")  # what np.sort does
+            srt.sort(axis=-1)
             q, rz = finish_quantiles(srt, c, x, spec.scale_floor)
             pieces.extend((q.T, rz))
         if spec.include_calendar:
