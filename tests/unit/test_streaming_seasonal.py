@@ -111,3 +111,28 @@ def test_the_nab_detector_has_the_seasonal_member() -> None:
     det = NAB_DETECTORS[BEST_DETECTOR]()
     seasonal = [m for m in det.members if isinstance(m, SeasonalNoveltyDetector)]
     assert len(seasonal) == 1 and seasonal[0].season == "1D"
+
+
+@pytest.mark.nab
+def test_the_nab_detector_finds_a_missing_daily_phase_only_with_the_seasonal_member(
+    nab_root,
+) -> None:
+    """art_daily_nojump: one day's high phase never starts (ordinary values, wrong time)."""
+    from aws_anomaly.evaluation.nab import load_corpus
+    from aws_anomaly.streaming import EnsembleDetector
+
+    f = load_corpus(nab_root, ["artificialWithAnomaly"])[
+        "artificialWithAnomaly/art_daily_nojump.csv"]
+    (lo, hi), p = f.windows[0], f.probationary
+    full = NAB_DETECTORS[BEST_DETECTOR]()
+    s = full.run(f.timestamps, f.values, p)
+    hits = np.flatnonzero(s[p:] >= 0.45) + p
+    assert hits.size and all(lo <= i <= hi for i in hits), "one alarm, inside the window"
+    keep = [i for i, m in enumerate(full.members) if not isinstance(m, SeasonalNoveltyDetector)]
+    without = NAB_DETECTORS[BEST_DETECTOR]()
+    without = EnsembleDetector(
+        members=[without.members[i] for i in keep], weights=[without.weights[i] for i in keep],
+        rest_level=without.rest_level, rest_period=without.rest_period,
+        rest_factor=without.rest_factor, spatial_tolerance=without.spatial_tolerance,
+        rest_time=without.rest_time)
+    assert without.run(f.timestamps, f.values, p)[lo:hi + 1].max() < 0.2
