@@ -844,8 +844,13 @@ class AnomalyModel:
         hist = self._as_dataset(history, "history") if history is not None else None
         score, flag, contrib, ready, (yhat, lower, upper) = self._score_series(
             ds, hist, explain, "scoring data")
+        import pyarrow as pa
+
         has = contrib.sum(axis=1) > 0
-        top = np.where(has, np.asarray(self.metrics_, dtype=object)[contrib.argmax(axis=1)], "")
+        # the names taken by position in Arrow (a row's name is one of m + 1 strings): the
+        # same strings as an object array of one Python str per row, at half the cost
+        pick = np.where(has, contrib.argmax(axis=1) + 1, 0)
+        top = pa.array(["", *self.metrics_], type=pa.string()).take(pa.array(pick))
         # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
         # goes through Python objects and costs more than the scoring itself.
         cols: dict[str, Any] = {

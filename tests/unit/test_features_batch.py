@@ -10,7 +10,7 @@ from aws_anomaly.errors import DataError
 from aws_anomaly.features import FeatureSpec, build_features, iter_features
 from aws_anomaly.features import batch as batch_mod
 from aws_anomaly.features.batch import iter_feature_columns, plan_for
-from aws_anomaly.features.kernels import block_reduce
+from aws_anomaly.features.kernels import block_reduce, sort_columns, sorting_network
 from aws_anomaly.features.spec import FeaturePlan
 
 METRICS = ["cluster_cpu_request_ratio", "cluster_mem_request_ratio", "cluster_pod_ratio"]
@@ -285,3 +285,33 @@ def test_iter_feature_columns_refuses_bad_columns(columns: object, message: str)
     x, ts = _series(10)
     with pytest.raises(DataError, match=message):
         iter_feature_columns(x, ts, METRICS, SPEC, columns=columns)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 12, 13, 16, 17])
+def test_sorting_network_sorts_every_input(n: int) -> None:
+    rng = np.random.default_rng(n)
+    cols = [rng.integers(0, 3, size=400).astype(float) for _ in range(n)]  # many ties
+    got = np.array(sort_columns(cols))
+    np.testing.assert_array_equal(got, np.sort(np.array(cols), axis=0))
+    assert all(0 <= i < j < n for i, j in sorting_network(n))
+
+
+def test_quantiles_by_network_are_the_sorted_windows_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, ts = _series(700, seed=6)
+    x[:, 1] = np.round(x[:, 1], 2)  # ties inside windows
+    spec = FeatureSpec(windows=(5,), lags=(1,), quantile_windows=(4, 12, 16),
+                       seasonal_period=24, cross_windows=())
+    calls: list[int] = []
+
+    def counted(cols: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(cols))
+        return sort_columns(cols)
+
+    monkeypatch.setattr(batch_mod, "sort_columns", counted)
+    net = build_features(x, ts, METRICS, spec).values
+    assert set(calls) == {4, 12, 16}
+    monkeypatch.setattr(batch_mod, "NETWORK_MAX_WINDOW", 0)  # every window sorted instead
+    calls.clear()
+    srt = build_features(x, ts, METRICS, spec).values
+    assert not calls
+    np.testing.assert_array_equal(net, srt)

@@ -9,6 +9,7 @@ it replaces: every feature of every row, the row-major scaler, both baselines on
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aws_anomaly.data.generator import generate_demo
@@ -38,6 +39,11 @@ def test_score_equals_every_feature_of_every_row_then_scored(feature_set: str) -
     np.testing.assert_array_equal(out["is_anomaly"].to_numpy(), want_flag)
     got_contrib = out[[f"contrib_{m}" for m in model.metrics_]].to_numpy()
     np.testing.assert_array_equal(got_contrib, want_contrib)
+    # the top metric (taken by position in Arrow) is the plain object-array construction
+    top = np.where(want_contrib.sum(axis=1) > 0,
+                   np.asarray(model.metrics_, dtype=object)[want_contrib.argmax(axis=1)], "")
+    pd.testing.assert_series_equal(out["top_metric"],
+                                   pd.Series(pd.array(top, dtype="str"), name="top_metric"))
 
 
 def _band_every_row(values: np.ndarray, band: Band) -> tuple[np.ndarray, ...]:

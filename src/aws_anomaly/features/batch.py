@@ -21,9 +21,12 @@ from aws_anomaly.features.kernels import (
     channels,
     finish_corr,
     finish_lag,
+    finish_order_stats,
     finish_quantiles,
     finish_ratio,
     finish_window,
+    quantile_ranks,
+    sort_columns,
     sparse_levels,
     sparse_window,
 )
@@ -46,6 +49,9 @@ CHUNK_ROWS = 16_384
 MAX_THREADS = 2
 #: Use the block-vectorised rolling sums once a chunk holds this many blocks of a window.
 BLOCK_SUMS_MIN_BLOCKS = 64
+#: Rolling quantiles over windows up to this many rows take a sorting network of element-wise
+#: min / max over the window's shifted columns (exact); longer ones sort each window.
+NETWORK_MAX_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -421,9 +427,17 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
                 put(cols[r], q[:, r], i - c0)
             put(cols[3], rz, i - c0)
         r0 = max(c0, w - 1)
-        if r0 < c1:
+        if r0 < c1 and w <= NETWORK_MAX_WINDOW:
+            # the window's values as w shifted columns, put in order element-wise
+            srt = sort_columns([xt[:, r0 - w + 1 + i: c1 - w + 1 + i] for i in range(w)])
+            lo, hi = quantile_ranks(w)
+            q, rz = finish_order_stats(np.stack([srt[i] for i in lo], axis=-1),
+                                       np.stack([srt[i] for i in hi], axis=-1), w,
+                                       xt[:, r0:c1], spec.scale_floor)
+        elif r0 < c1:
             srt = np.sort(sliding_window_view(xt[:, r0 - w + 1:c1], w, axis=1), axis=-1)
             q, rz = finish_quantiles(srt, w, xt[:, r0:c1], spec.scale_floor)
+        if r0 < c1:
             for r in range(3):
                 put(cols[r], q[..., r], slice(r0 - c0, None))
             put(cols[3], rz, slice(r0 - c0, None))
@@ -446,8 +460,11 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
 TRANSPOSE_TILE_ROWS = 1024
 
 
-def transpose_into(out: np.ndarray, src: np.ndarray) -> None:
-    """``out[...] = src.T`` in tiles of 1024 rows x 16 columns.
+def transpose_into(out: np.ndarray, src: np.ndarray, tile_rows: int = TRANSPOSE_TILE_ROWS,
+                   band: int = 16) -> None:
+    """``out[...] = src.T`` in tiles of ``tile_rows`` rows x ``band`` columns (default 1024 x
+    16, for a freshly allocated output; a reused, already mapped one copies faster in taller
+    and narrower tiles, e.g. 4096 x 8).
 
     Bands of 16 columns keep each band's source rows in cache while the output rows are
     written; cutting the bands into 1024-row tiles keeps the output pages of a tile (~900 KB
@@ -456,11 +473,11 @@ def transpose_into(out: np.ndarray, src: np.ndarray) -> None:
     result (page faults on first touch) that made the copy about a third of the build.
     """
     k, n = src.shape
-    for r0 in range(0, n, TRANSPOSE_TILE_ROWS):
-        r1 = min(n, r0 + TRANSPOSE_TILE_ROWS)
+    for r0 in range(0, n, tile_rows):
+        r1 = min(n, r0 + tile_rows)
         o, s = out[r0:r1], src[:, r0:r1]
-        for c0 in range(0, k, 16):
-            o[:, c0:c0 + 16] = s[c0:c0 + 16].T
+        for c0 in range(0, k, band):
+            o[:, c0:c0 + band] = s[c0:c0 + band].T
 
 
 def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray, need: np.ndarray | None = None,
