@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"what": f"pipeline chunked {name}", "rows": n, "seconds": dt,
                      "rows_per_s": n / dt, "identical_to_pipeline": same, **extra})
         print(f"pipeline chunked {name}: {n / dt:,.0f} rows/s (identical: {same})", flush=True)
-        dt, s = _timed(lambda m=model: m.score(ds))
+        dt, s = _timed(lambda m=model: m.score(ds), repeat=args.repeat)
         rows.append({"what": f"AnomalyModel.score {name}", "rows": len(s), "seconds": dt,
                      "rows_per_s": len(s) / dt})
         print(f"AnomalyModel.score {name}: {len(s) / dt:,.0f} rows/s", flush=True)

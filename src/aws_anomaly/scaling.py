@@ -105,7 +105,7 @@ class Scaler:
                 np.clip(cols, -bound[:, None], bound[:, None], out=cols)
             else:
                 np.clip(cols, -self.clip, self.clip, out=cols)
-        transpose_into(out, cols, tile_rows=4096, band=8)  # ~1.6x the default tiles here
+        transpose_into(out, cols)
         return out
 
 

@@ -460,11 +460,8 @@ def _fill_chunk(dst: np.ndarray, xt: np.ndarray, ns: np.ndarray, ref: np.ndarray
 TRANSPOSE_TILE_ROWS = 1024
 
 
-def transpose_into(out: np.ndarray, src: np.ndarray, tile_rows: int = TRANSPOSE_TILE_ROWS,
-                   band: int = 16) -> None:
-    """``out[...] = src.T`` in tiles of ``tile_rows`` rows x ``band`` columns (default 1024 x
-    16, for a freshly allocated output; a reused, already mapped one copies faster in taller
-    and narrower tiles, e.g. 4096 x 8).
+def transpose_into(out: np.ndarray, src: np.ndarray) -> None:
+    """``out[...] = src.T`` in tiles of 1024 rows x 16 columns.
 
     Bands of 16 columns keep each band's source rows in cache while the output rows are
     written; cutting the bands into 1024-row tiles keeps the output pages of a tile (~900 KB
@@ -473,11 +470,11 @@ def transpose_into(out: np.ndarray, src: np.ndarray, tile_rows: int = TRANSPOSE_
     result (page faults on first touch) that made the copy about a third of the build.
     """
     k, n = src.shape
-    for r0 in range(0, n, tile_rows):
-        r1 = min(n, r0 + tile_rows)
+    for r0 in range(0, n, TRANSPOSE_TILE_ROWS):
+        r1 = min(n, r0 + TRANSPOSE_TILE_ROWS)
         o, s = out[r0:r1], src[:, r0:r1]
-        for c0 in range(0, k, band):
-            o[:, c0:c0 + band] = s[c0:c0 + band].T
+        for c0 in range(0, k, 16):
+            o[:, c0:c0 + 16] = s[c0:c0 + 16].T
 
 
 def _put(dst: np.ndarray, cols: np.ndarray, block: np.ndarray, need: np.ndarray | None = None,
