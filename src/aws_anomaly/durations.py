@@ -20,7 +20,8 @@ so an error says which option is wrong::
     e.g. 30s, 5m, 1h30m, 2d12h
 
 :func:`parse_duration` gives a :class:`datetime.timedelta` (config), :func:`parse_timedelta` a
-nanosecond :class:`pandas.Timedelta` (data grids), :func:`parse_seconds` whole seconds
+nanosecond :class:`pandas.Timedelta` (data grids), :func:`parse_nanoseconds` an integer
+(detectors' time horizons), :func:`parse_seconds` whole seconds
 (Prometheus rules); :func:`parse_timestamp` one UTC timestamp (its error class is the caller's:
 ``ConfigError`` for an option, ``DataError`` for data, ``SourceError`` for a source),
 :func:`parse_timestamps` a column of them (``datetime64[ns, UTC]``, ``DataError`` naming the row)
@@ -48,6 +49,7 @@ __all__ = [
     "format_duration",
     "format_timestamp",
     "parse_duration",
+    "parse_nanoseconds",
     "parse_seconds",
     "parse_timedelta",
     "parse_timestamp",
@@ -141,6 +143,25 @@ def parse_duration(value: Any, *, where: str = "duration") -> timedelta:
     (datetime.timedelta(days=2, seconds=43200), datetime.timedelta(seconds=90))
     """
     return timedelta(microseconds=_positive(value, where) // 1000)
+
+
+def parse_nanoseconds(value: Any, *, where: str = "duration", allow_zero: bool = False) -> int:
+    """A positive duration (``>= 0`` with ``allow_zero``) in integer nanoseconds: what the
+    streaming detectors compare with their records' timestamps.
+
+    >>> parse_nanoseconds("36h"), parse_nanoseconds("0s", allow_zero=True)
+    (129600000000000, 0)
+    >>> parse_nanoseconds("0s", where="sustain")
+    Traceback (most recent call last):
+    ...
+    aws_anomaly.errors.ConfigError: sustain must be positive, got '0s'
+    """
+    if allow_zero:
+        ns = _nanoseconds(value, where)
+        if ns < 0:
+            raise ConfigError(f"{where or 'duration'} must be >= 0, got {_plain(value)!r}")
+        return ns
+    return _positive(value, where)
 
 
 def parse_seconds(value: Any, *, where: str = "duration") -> int:
