@@ -258,3 +258,31 @@ def test_all_factories_build_fresh_streaming_detectors() -> None:
     assert BEST_DETECTOR in NAB_DETECTORS
     a, b = NAB_DETECTORS[BEST_DETECTOR](), NAB_DETECTORS[BEST_DETECTOR]()
     assert isinstance(a, StreamingDetector) and a is not b
+
+
+def _hold_detector(rest_hold: str | None) -> EnsembleDetector:
+    return EnsembleDetector(members=[ContextNoveltyDetector(max_order=1)], rest_level=0.5,
+                            rest_period=0, rest_factor=0.0, rest_time="1h",
+                            rest_hold=rest_hold, spatial_tolerance=0.05)
+
+
+def test_rest_hold_keeps_resting_while_the_anomaly_lasts() -> None:
+    t = _times(480)
+    x = np.full(480, 5.0)
+    x[300:320] = 50.0 * 2.0 ** np.arange(20)  # 100 minutes of ever-new values: score 1 each
+    x[400] = 1e30  # a second, separate anomaly long after the first one ended
+    plain = _hold_detector(None).run(t, x, 100)
+    assert plain[300] == 1.0 and plain[312] == 1.0  # the rest ran out mid-anomaly: two alarms
+    held = _hold_detector("30min").run(t, x, 100)
+    assert held[300] == 1.0
+    # The anomaly's last high record is 319; the rest lasts 30 minutes (6 records) beyond it.
+    assert held[301:326].max() == 0.0
+    assert held[400] == 1.0  # the rest did end: the next anomaly alarms
+    # Checkpointed mid-rest and resumed: the same scores (the hold is part of the state).
+    det = _hold_detector("30min")
+    first = det.run(t[:310], x[:310], 100)
+    det = EnsembleDetector.from_state(json.loads(json.dumps(det.get_state())))
+    rest = np.array([det.update(ti, xi) for ti, xi in zip(t[310:], x[310:], strict=True)])
+    np.testing.assert_array_equal(np.concatenate([first, rest]), held)
+    with pytest.raises(ConfigError, match="rest_hold"):
+        _hold_detector("a while")

@@ -6,7 +6,10 @@ The members' scores are combined (max, or a weighted mean), then shaped for alar
   for the next ``rest_period`` records (and/or ``rest_time`` of time) its output is multiplied
   by ``rest_factor``. One anomaly
   then gives one alarm instead of a burst (NAB counts only the first detection in a window and
-  charges for the ones after it; an operator's pager does the same).
+  charges for the ones after it; an operator's pager does the same). With ``rest_hold`` the rest
+  also lasts until the combined score has stayed below ``rest_level`` for that long: an anomaly
+  still under way when the rest ends does not alarm a second time (CAD OSE's rest runs from
+  its last high raw score in the same way).
 * **spatial novelty** — optionally, a value beyond the running min/max by more than
   ``spatial_tolerance`` of the range scores ``spatial_score`` (Numenta's "spatial anomaly").
 """
@@ -23,6 +26,17 @@ from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 
 __all__ = ["EnsembleDetector"]
+
+
+def _duration_ns(value: str, name: str) -> int:
+    """A duration option in int nanoseconds; a clear error naming the option otherwise."""
+    try:
+        ns = int(pd.Timedelta(value).value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a duration like '12h', got {value!r}") from exc
+    if ns < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    return ns
 
 
 class EnsembleDetector(StreamingDetector):
@@ -43,6 +57,11 @@ class EnsembleDetector(StreamingDetector):
         earlier than the alarm's plus ``rest_time`` are damped too (on top of ``rest_period``
         records; set ``rest_period=0`` for a rest in time only). A rest in time means the same
         on any sampling step: 150 records are 12.5 hours at 5 minutes but 6 days at 1 hour.
+    rest_hold
+        A duration (``"6h"``): while resting, every record whose combined score (before the
+        damping) reaches ``rest_level`` extends the rest to its timestamp plus ``rest_hold``, so
+        the rest ends only once the score has stayed below the alarm level that long. ``None``
+        (the default): the rest ends when ``rest_period`` / ``rest_time`` run out.
     spatial_tolerance, spatial_score
         Spatial novelty: ``None`` turns it off.
     quiet_factor
@@ -67,7 +86,7 @@ class EnsembleDetector(StreamingDetector):
 
     _params: ClassVar[tuple[str, ...]] = (
         "members", "weights", "combine", "rest_level", "rest_period", "rest_factor",
-        "spatial_tolerance", "spatial_score", "quiet_factor", "rest_time",
+        "spatial_tolerance", "spatial_score", "quiet_factor", "rest_time", "rest_hold",
     )
 
     def __init__(
@@ -83,6 +102,7 @@ class EnsembleDetector(StreamingDetector):
         spatial_score: float = 1.0,
         quiet_factor: float = 1.0,
         rest_time: str | None = None,
+        rest_hold: str | None = None,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         members = list(members)
@@ -115,17 +135,9 @@ class EnsembleDetector(StreamingDetector):
         self.spatial_score = spatial_score
         self.quiet_factor = quiet_factor
         self.rest_time = rest_time
-        if rest_time is None:
-            self._rest_ns = None
-        else:
-            try:
-                ns = int(pd.Timedelta(rest_time).value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"rest_time must be a duration like '12h', got {rest_time!r}"
-                                  ) from exc
-            if ns < 0:
-                raise ConfigError(f"rest_time must be >= 0, got {rest_time!r}")
-            self._rest_ns = ns
+        self.rest_hold = rest_hold
+        self._rest_ns = None if rest_time is None else _duration_ns(rest_time, "rest_time")
+        self._hold_ns = None if rest_hold is None else _duration_ns(rest_hold, "rest_hold")
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
@@ -134,6 +146,7 @@ class EnsembleDetector(StreamingDetector):
         self.count_ = 0
         self.rest_until_ = -1
         self.rest_until_t_: int | None = None
+        self.hold_until_t_: int | None = None
         self.lo_ = math.inf
         self.hi_ = -math.inf
 
@@ -163,7 +176,11 @@ class EnsembleDetector(StreamingDetector):
         resting = n <= self.rest_until_
         if self.rest_until_t_ is not None:
             resting = resting or t_ns < self.rest_until_t_
+        if self.hold_until_t_ is not None:
+            resting = resting or t_ns < self.hold_until_t_
         if resting:
+            if self._hold_ns is not None and s >= self.rest_level:
+                self.hold_until_t_ = t_ns + self._hold_ns
             s *= self.rest_factor
         elif s >= self.rest_level:
             if n >= self.probationary:
