@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -665,7 +665,13 @@ class AnomalyModel:
         return np.asarray(self.detector_.score_samples(self._blind_constants(Xs)),
                           dtype=np.float64)
 
-    def _contributions(self, Xs: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    def _raw_prepared(self, Xs: np.ndarray) -> np.ndarray:
+        """:meth:`_raw` of rows this model transformed itself (no re-validation)."""
+        return np.asarray(self.detector_.score_prepared(self._blind_constants(Xs)),
+                          dtype=np.float64)
+
+    def _contributions(self, Xs: np.ndarray, raw: np.ndarray,
+                       raw_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         """Shares (n, n_metrics) of the scaled rows ``Xs`` with raw scores ``raw``
         (:mod:`aws_anomaly.attribution`): the detector's own decomposition of its score where
         it has one (kNN: exact shares at the cost of one scoring pass), else occlusion."""
@@ -675,8 +681,8 @@ class AnomalyModel:
                 return np.zeros((0, len(self.metrics_)))
             return decomposed_shares(explain(self._blind_constants(Xs)), self.metrics_,
                                      self.groups_)
-        return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_, self._raw,
-                                _OCCLUSION_ROWS)
+        return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_,
+                                raw_fn or self._raw, _OCCLUSION_ROWS)
 
     def score_transformed(self, X: np.ndarray, ready: np.ndarray,
                           explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -720,7 +726,7 @@ class AnomalyModel:
         :meth:`transform_row`) with ``explain="flagged"``, as ``(anomaly_score, is_anomaly,
         contributions or None when they are all zero)``: the same numbers, without the batch
         path's masks and index arrays (the live path scores one point at a time)."""
-        raw = self._raw(X)
+        raw = self._raw_prepared(X)
         score = self.calibrator_.transform_one(float(raw[0]))
         if getattr(self, "constant_", None):
             z = self._constant_breaks(X)
@@ -732,7 +738,7 @@ class AnomalyModel:
                 share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
                 return score, True, share[0]
         if score >= 1.0:
-            return score, True, self._contributions(X, raw)[0]
+            return score, True, self._contributions(X, raw, self._raw_prepared)[0]
         return score, False, None
 
     def _score_series(self, data: Dataset, history: Dataset | None, explain: str, where: str,

@@ -167,6 +167,20 @@ def test_skops_round_trip_gives_identical_scores(name: str, data, fitted, tmp_pa
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_score_prepared_gives_score_samples_numbers(name: str, data, fitted) -> None:
+    """The live path's unvalidated call scores exactly as the checked one, a row at a time
+    and in a block, and any per-model cache it builds is never saved."""
+    det = fitted[name]
+    X = np.ascontiguousarray(np.vstack([data["held_out"][:20], data["spike"]]))
+    want = det.score_samples(X)
+    np.testing.assert_array_equal(det.score_prepared(X), want)
+    rows = np.concatenate([det.score_prepared(X[i:i + 1]) for i in range(len(X))])
+    np.testing.assert_array_equal(rows, np.concatenate(
+        [det.score_samples(X[i:i + 1]) for i in range(len(X))]))
+    assert not {"_rbf_cache", "_view_cache"} & set(det.__getstate__())
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_deterministic_with_fixed_random_state(name: str, data, fitted) -> None:
     again = _new(name).fit(data["train"])
     np.testing.assert_array_equal(again.score_samples(data["held_out"]),

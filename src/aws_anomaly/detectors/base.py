@@ -316,6 +316,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """Raw anomaly score per row: **higher = more anomalous**. Shape (n_samples,)."""
         return self._checked_scores(X, "score_samples")
 
+    def score_prepared(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`score_samples` of rows the caller made itself and vouches for: a float64
+        ``(n, n_features_in_)`` array of finite values from a fitted detector, such as the
+        rows a fitted model's own transform gives (the live path, one row a call). Nothing is
+        validated here, which is most of a one-row call's cost; anything else goes through
+        :meth:`score_samples`."""
+        return self._score(X)
+
     def decision_function(self, X: Any) -> np.ndarray:
         """``offset_ - score_samples(X)``: negative for rows predicted anomalous."""
         scores = self._checked_scores(X, "decision_function")

@@ -48,12 +48,23 @@ from aws_anomaly.detectors.base import (
 )
 from aws_anomaly.errors import ConfigError
 
-__all__ = ["OneClassSVMDetector", "rbf_expansion"]
+__all__ = ["OneClassSVMDetector", "rbf_constants", "rbf_expansion"]
+
+
+def rbf_constants(support_vectors: np.ndarray, gamma: float,
+                  sv_sq_norms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(2 * gamma * sv, gamma * ||sv||^2 as a column)``: the support vectors scaled once,
+    so each chunk of :func:`rbf_expansion` needs one product and two broadcasts."""
+    if sv_sq_norms is None:
+        sv_sq_norms = np.einsum("ij,ij->i", support_vectors, support_vectors)
+    return (np.ascontiguousarray((2.0 * gamma) * support_vectors),
+            (gamma * sv_sq_norms)[:, None])
 
 
 def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndarray,
                   gamma: float, *, sv_sq_norms: np.ndarray | None = None, n_jobs: int | None = 1,
-                  chunk_rows: int = CHUNK_ROWS, check_finite: bool = False) -> np.ndarray:
+                  chunk_rows: int = CHUNK_ROWS, check_finite: bool = False,
+                  scaled: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``sum_j dual_coef[j] * exp(-gamma * ||x_i - sv_j||^2)`` for every row ``x_i`` of ``X``.
 
     Computed in chunks of rows with one BLAS product each (``sv @ chunk.T``: the short side
@@ -64,7 +75,9 @@ def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndar
     With ``check_finite``, a chunk holding NaN/inf raises
     :class:`~aws_anomaly.detectors.base.NonFiniteInputError`: the row norms are computed anyway
     and are non-finite exactly then (overflow is told apart), so the detector needs no separate
-    pass over X to validate it. ``n_jobs`` threads share the chunks
+    pass over X to validate it. ``scaled`` is ``rbf_constants(support_vectors, gamma,
+    sv_sq_norms)`` made once by the caller (what a one-row call would otherwise spend most of
+    its time on). ``n_jobs`` threads share the chunks
     (:func:`~aws_anomaly.detectors.base.map_chunks`): numpy's float64 ``exp`` is single-threaded
     and costs about as much as the product, so this is where the second core pays.
 
@@ -74,11 +87,8 @@ def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndar
     >>> rbf_expansion(np.array([[0.0, 0.0]]), sv, np.array([1.0, 1.0]), 1.0).round(6)
     array([1.367879])
     """
-    if sv_sq_norms is None:
-        sv_sq_norms = np.einsum("ij,ij->i", support_vectors, support_vectors)
-    # Scaled by 2*gamma once, so each chunk needs one product and two broadcasts.
-    sv2 = np.ascontiguousarray((2.0 * gamma) * support_vectors)
-    g_sv = (gamma * sv_sq_norms)[:, None]
+    sv2, g_sv = rbf_constants(support_vectors, gamma, sv_sq_norms) if scaled is None \
+        else scaled
 
     def chunk(xc: np.ndarray) -> np.ndarray:
         gx = gamma * np.einsum("ij,ij->i", xc, xc)
@@ -209,9 +219,20 @@ class OneClassSVMDetector(SklearnAdapter):
 
     def _normality(self, X: np.ndarray) -> np.ndarray:
         # libsvm's score_samples: decision_function + rho = the kernel expansion itself.
+        # The scaled support vectors are made once per fitted (or loaded) model, not per call:
+        # the same arrays, so the same numbers.
+        cache = self.__dict__.get("_rbf_cache")
+        if cache is None or cache[0] is not self.support_vectors_:
+            cache = (self.support_vectors_,
+                     rbf_constants(self.support_vectors_, self.gamma_, self.sv_sq_norms_))
+            self._rbf_cache = cache
         return rbf_expansion(X, self.support_vectors_, self.dual_coef_, self.gamma_,
-                             sv_sq_norms=self.sv_sq_norms_, n_jobs=self.n_jobs,
-                             check_finite=True)
+                             n_jobs=self.n_jobs, check_finite=True, scaled=cache[1])
+
+    def __getstate__(self) -> dict:  # type: ignore[type-arg]
+        state = super().__getstate__()
+        state.pop("_rbf_cache", None)  # derived from the fitted arrays; never saved
+        return state
 
     _finite_checked_in_score = True  # rbf_expansion(check_finite=True) detects NaN/inf
 
