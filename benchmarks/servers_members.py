@@ -1,0 +1,390 @@
+"""Candidate members for the default model's score, measured on the real servers (issue 8).
+
+The default model (``default_model(step)``, docs/model.md) scores a row by the mean of two
+nearest-neighbour distances: the *level* view (each metric's value and 15 min / 1 h
+volatility, L) and the *stationary* view (z-scores, differences, seasonal terms, S), each an
+RMS deviation per standardised column. This script measures what other members, mixed into
+that mean, do to the ranking (best F1) and to the model's own label-free threshold (POT at
+risk 1e-3 on the calibration holdout's scores of the same mix), without refitting per rule:
+
+* ``pmL`` / ``pmS``: a **per-metric** novelty: for each metric (not constant in training) the
+  nearest-neighbour distance of its own level-view (or stationary-view) columns to the
+  reference rows, combined across metrics by the max or the mean of the top k (an anomaly on
+  one or two of 38 metrics is diluted in the RMS over every column);
+* ``val`` / ``vol``: the level view split into its value columns and its volatility columns,
+  measured apart;
+* ``W``: a **short-window** (subsequence) member: the nearest-neighbour distance of the last
+  15 min (or 5, 30 min) of standardised raw values, as a piecewise mean of 5 segments (a
+  matrix-profile style shape match);
+* ``P``: the PCA reconstruction residual of the value columns (99 % of the variance);
+* ``self-level``: the mixed score less a slowly updated robust level of the server's own
+  recent scores (or divided by it), so a lasting drift of the normal score does not page;
+* ``oof +-6h``: the threshold fit on out-of-fold scores of every training row (each row
+  against the training rows more than 6 h away from it) instead of the last 15 %, with the
+  reference refit on every training row.
+
+Each server's dump (``dump_server``) holds the shipped model's scaled features of the
+reference rows (the first 85 % of ``train.parquet``), the holdout (the last 15 %) and the test
+rows, its raw and per-view scores (``vv`` / ``vt``: L and S), the raw metric values and the
+labels; members are computed from it. ``pmS`` and ``W`` measure against a seeded subsample
+of 8,000 reference rows (every row on the 5-minute servers) to bound the study's cost.
+Metrics are the bench's
+(:func:`aws_anomaly.evaluation.servers_bench.server_metrics`).
+
+Usage::
+
+    nice .venv/bin/python benchmarks/servers_members.py --data ../shared/data/servers \\
+        --dump out/bench-members          # fits the servers not dumped yet (~6 min), then ~10 min
+
+Results: docs/model.md ("Measured 2026-12-01 night (H3)").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aws_anomaly.calibration import pot_threshold
+from aws_anomaly.evaluation.servers_bench import discover_servers, load_server, server_metrics
+
+# The thresholds study's map to ``anomaly_score`` and per-view scores, shared, not copied.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers_thresholds import MAX_FPR, _view_scores, calibrated
+
+Dump = dict[str, np.ndarray]
+#: Reference rows the brute-force members (per-metric stationary, windows) measure against.
+STUDY_REF_ROWS = 8000
+_BLOCK = 1024
+
+
+# --------------------------------------------------------------------------------- dumping
+def dump_server(key: str, folder: Path, out: Path) -> Path:
+    """Fit ``default_model(step)`` on one server and write what the members need."""
+    from threadpoolctl import threadpool_limits
+
+    from aws_anomaly.model import _tail_split
+    from aws_anomaly.presets import default_model
+
+    data = load_server(key, folder)
+    with threadpool_limits(1):
+        model = default_model(data.train.step).fit(data.train)
+        parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
+        if parts is None:
+            raise SystemExit(f"error: {key}: too short for the default model's holdout")
+        fit_part, holdout = parts
+        Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
+        Xt, ready_t, _ = model._features(data.test, data.train, "test")
+        zt = model._constant_breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
+        Xv, Xt = model._blind_constants(Xv[ready_v]), model._blind_constants(Xt)
+        det = model.detector_
+        if len(det.reference_) >= det.max_train_rows:
+            raise SystemExit(f"error: {key}: the reference set may be a subsample; the "
+                             "members need every fit row in time order")
+        column_metric = np.full(len(model.columns_), -1, dtype=np.int64)
+        for i, metric in enumerate(model.metrics_):
+            column_metric[model.groups_.get(metric, [])] = i
+        names = np.asarray(model.feature_names_)
+        values = np.vstack([data.train.values(data.train.entities[0]),
+                            data.test.values(data.test.entities[0])])
+        arrays = {
+            "ref": det.reference_.astype(np.float32), "xv": Xv.astype(np.float32),
+            "xt": Xt.astype(np.float32), "readyt": ready_t, "zt": zt, "y": data.labels,
+            "rawv": model._raw(Xv), "rawt": model._raw(Xt),
+            "vv": _view_scores(model, Xv), "vt": _view_scores(model, Xt),
+            "thr": np.float64(model.calibrator_.threshold_),
+            "center": np.float64(model.calibrator_.center_),
+            "lv": np.asarray(det.views_[0]), "sv": np.asarray(det.views_[1]),
+            "column_metric": column_metric,
+            "is_value": np.char.endswith(names.astype(str), "__value"),
+            "constant": np.asarray(sorted(model.constant_), dtype=np.int64),
+            "values": values, "n_train": np.int64(len(data.train.frame)),
+            "step_s": np.float64(data.train.step.total_seconds()),
+        }
+    path = out / f"{key.replace('/', '__')}.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def load_dumps(folder: Path) -> dict[str, Dump]:
+    dumps = {}
+    for f in sorted(folder.glob("*__*.npz")):
+        with np.load(f) as z:
+            dumps[f.stem.replace("__", "/", 1)] = {k: z[k] for k in z.files}
+    if not dumps:
+        raise SystemExit(f"error: {folder}: no dumped servers (*.npz); run without --no-fit")
+    return dumps
+
+
+# ------------------------------------------------------------------------------ distances
+def nearest(ref: np.ndarray, x: np.ndarray, exclude: int | None = None) -> np.ndarray:
+    """Euclidean distance of each row of ``x`` to its nearest row of ``ref``, divided by the
+    square root of the column count (an RMS deviation per column). ``exclude``: ``x`` is
+    ``ref`` itself and rows less than ``exclude`` rows apart are not neighbours."""
+    ref = np.ascontiguousarray(ref)
+    ref_m2, ref_sq = -2.0 * ref, np.einsum("ij,ij->i", ref, ref)
+    out = np.empty(len(x))
+    cols = np.arange(len(ref))[None, :]
+    for s in range(0, len(x), _BLOCK):
+        xb = np.ascontiguousarray(x[s:s + _BLOCK])
+        d2 = xb @ ref_m2.T
+        d2 += ref_sq
+        if exclude is not None:
+            rows = np.arange(s, s + len(xb))[:, None]
+            d2[np.abs(cols - rows) < exclude] = np.inf
+        out[s:s + _BLOCK] = np.maximum(d2.min(axis=1) + np.einsum("ij,ij->i", xb, xb), 0.0)
+    return np.sqrt(out) / math.sqrt(ref.shape[1])
+
+
+def _subsample(n: int) -> np.ndarray:
+    if n <= STUDY_REF_ROWS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, STUDY_REF_ROWS, replace=False))
+
+
+def metric_columns(d: Dump, view: str) -> list[np.ndarray]:
+    """Per metric not constant in training, its columns (positions) in one view."""
+    cols = d[view]
+    owner = d["column_metric"][cols]
+    const = set(d["constant"].tolist())
+    return [cols[owner == i] for i in np.unique(owner) if i >= 0 and i not in const]
+
+
+def per_metric(d: Dump, view: str) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, test) per-metric nearest distances in ``view`` (``lv`` or ``sv``): arrays
+    (rows, metrics)."""
+    ref = d["ref"] if view == "lv" else d["ref"][_subsample(len(d["ref"]))]
+    parts = [(nearest(ref[:, c], d["xv"][:, c]), nearest(ref[:, c], d["xt"][:, c]))
+             for c in metric_columns(d, view)]
+    return np.stack([p[0] for p in parts], 1), np.stack([p[1] for p in parts], 1)
+
+
+def top_k(p: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the ``k`` largest per-metric distances of each row."""
+    k = min(k, p.shape[1])
+    return -np.mean(np.partition(-p, k - 1, axis=1)[:, :k], axis=1)
+
+
+def level_split(d: Dump) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(holdout, test) distances of the level view's value columns, then of its volatility
+    columns (constants left out)."""
+    const = set(d["constant"].tolist())
+    lv = np.asarray([j for j in d["lv"] if d["column_metric"][j] not in const])
+    val, vol = lv[d["is_value"][lv]], lv[~d["is_value"][lv]]
+    return (nearest(d["ref"][:, val], d["xv"][:, val]), nearest(d["ref"][:, val], d["xt"][:, val]),
+            nearest(d["ref"][:, vol], d["xv"][:, vol]), nearest(d["ref"][:, vol], d["xt"][:, vol]))
+
+
+def windows(values: np.ndarray, rows: int, segments: int) -> np.ndarray:
+    """Causal piecewise means: row t holds the means of ``segments`` equal parts of rows
+    ``t - rows + 1 .. t`` (rows before the first repeat it), metric by metric.
+
+    >>> windows(np.arange(6.0)[:, None], 4, 2)[3:].tolist()
+    [[0.5, 2.5], [1.5, 3.5], [2.5, 4.5]]
+    """
+    n, m = values.shape
+    pad = np.vstack([np.repeat(values[:1], rows - 1, axis=0), values])
+    csum = np.vstack([np.zeros((1, m)), np.cumsum(pad, axis=0)])
+    edges = np.linspace(0, rows, segments + 1).round().astype(int)
+    t = np.arange(n)
+    return np.hstack([(csum[t + b] - csum[t + a]) / (b - a)
+                      for a, b in itertools.pairwise(edges)])
+
+
+def window_member(d: Dump, horizon: str, segments: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, test) nearest distance of the last ``horizon`` of standardised raw values
+    (mean / standard deviation of the fit rows, the deviation floored at 0.1 x the median
+    one; constants left out) to the reference rows' windows."""
+    const = set(d["constant"].tolist())
+    vals = d["values"][:, [i for i in range(d["values"].shape[1]) if i not in const]]
+    n_train = int(d["n_train"])
+    n_fit = n_train - len(d["xv"])
+    mu, sd = vals[:n_fit].mean(0), vals[:n_fit].std(0)
+    sd = np.maximum(sd, 0.1 * np.median(sd[sd > 0]) if (sd > 0).any() else 1.0)
+    rows = max(1, round(pd.Timedelta(horizon).total_seconds() / float(d["step_s"])))
+    win = windows((vals - mu) / sd, rows, min(segments, rows)).astype(np.float32)
+    ref = win[n_fit - len(d["ref"]):n_fit]
+    ref = ref[_subsample(len(ref))]
+    return nearest(ref, win[n_fit:n_train]), nearest(ref, win[n_train:])
+
+
+def pca_residual(d: Dump, variance: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, test) RMS residual of the value columns off the reference rows' principal
+    components holding ``variance`` of the variance."""
+    const = set(d["constant"].tolist())
+    lv = np.asarray([j for j in d["lv"] if d["column_metric"][j] not in const])
+    val = lv[d["is_value"][lv]]
+    ref = d["ref"][:, val].astype(np.float64)
+    mu = ref.mean(0)
+    _, s, vt = np.linalg.svd(ref - mu, full_matrices=False)
+    share = np.cumsum(s ** 2) / np.sum(s ** 2)
+    comp = vt[:int(np.searchsorted(share, variance) + 1)]
+
+    def res(x: np.ndarray) -> np.ndarray:
+        z = x[:, val].astype(np.float64) - mu
+        return np.sqrt(np.mean((z - (z @ comp.T) @ comp) ** 2, axis=1))
+    return res(d["xv"]), res(d["xt"])
+
+
+def out_of_fold(d: Dump, hours: float) -> tuple[np.ndarray, np.ndarray]:
+    """(every training row's mean-of-views distance to the training rows more than ``hours``
+    away, the test rows' distance to every training row): the reference refit on all rows."""
+    X = np.vstack([d["ref"], d["xv"]])
+    gap = round(hours * 3600 / float(d["step_s"]))
+    train, test = np.zeros(len(X)), np.zeros(len(d["xt"]))
+    for view in ("lv", "sv"):
+        cols = d[view]
+        train += nearest(X[:, cols], X[:, cols], exclude=gap) / 2
+        test += nearest(X[:, cols], d["xt"][:, cols]) / 2
+    return train, test
+
+
+def self_level(holdout: np.ndarray, test: np.ndarray, thr: float, window: str, q: float,
+               step_s: float, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores less (``diff``) or divided by (``ratio``) the ``q`` quantile of the scores of
+    the last ``window`` before each row that stayed under ``thr``, plus the holdout's own
+    ``q`` quantile (causal; the holdout precedes the test)."""
+    rows = max(2, round(pd.Timedelta(window).total_seconds() / step_s))
+    c = np.r_[holdout, test]
+    s = pd.Series(np.where(c < thr, c, np.nan)).shift(1)
+    base = float(np.quantile(holdout, q))
+    level = s.rolling(rows, min_periods=min(rows, 288)).quantile(q).to_numpy()
+    level = np.where(np.isnan(level), base, level)
+    out = c - level + base if mode == "diff" else c * base / np.maximum(level, 1e-9)
+    return out[:len(holdout)], out[len(holdout):]
+
+
+# ------------------------------------------------------------------------------ measuring
+Members = dict[str, tuple[np.ndarray, np.ndarray]]
+Variant = Callable[[Members], tuple[np.ndarray, np.ndarray]]
+
+
+def members_of(d: Dump) -> Members:
+    """Every member's (holdout, test) scores for one server."""
+    m: Members = {"L": (d["vv"][:, 0], d["vt"][:, 0]), "S": (d["vv"][:, 1], d["vt"][:, 1])}
+    m["pmL"] = per_metric(d, "lv")
+    m["pmS"] = per_metric(d, "sv")
+    a, b, c, e = level_split(d)
+    m["val"], m["vol"] = (a, b), (c, e)
+    for horizon in ("5min", "15min", "30min"):
+        m[f"W{horizon}"] = window_member(d, horizon)
+    m["P"] = pca_residual(d)
+    return m
+
+
+def mix(*terms: str, k: int = 3) -> Variant:
+    """The mean of the named members; ``pmL`` / ``pmS`` enter as their top-``k`` mean."""
+    def f(m: Members) -> tuple[np.ndarray, np.ndarray]:
+        parts = [(top_k(m[t][0], k), top_k(m[t][1], k)) if t.startswith("pm") else m[t]
+                 for t in terms]
+        return (np.mean([p[0] for p in parts], 0), np.mean([p[1] for p in parts], 0))
+    return f
+
+
+def max_level(other: str, k: int = 3) -> Variant:
+    """(max(L, top-k of ``other``) + S) / 2: the member replaces the level view where larger."""
+    def f(m: Members) -> tuple[np.ndarray, np.ndarray]:
+        o = m[other] if not other.startswith("pm") else tuple(top_k(x, k) for x in m[other])
+        return tuple((np.maximum(m["L"][i], o[i]) + m["S"][i]) / 2 for i in (0, 1))
+    return f
+
+
+VARIANTS: dict[str, Variant] = {
+    "shipped: (L + S) / 2": mix("L", "S"),
+    **{f"(L + S + top{k} pmL) / 3": mix("L", "S", "pmL", k=k) for k in (1, 3, 5)},
+    **{f"(max(L, top{k} pmL) + S) / 2": max_level("pmL", k) for k in (1, 3, 5)},
+    **{f"(L + top{k} pmS) / 2": mix("L", "pmS", k=k) for k in (1, 3)},
+    **{f"(L + S + top{k} pmL + top{k} pmS) / 4": mix("L", "S", "pmL", "pmS", k=k)
+       for k in (1, 3)},
+    "(val + vol + S) / 3": mix("val", "vol", "S"),
+    "(L + S + vol) / 3": mix("L", "S", "vol"),
+    **{f"(L + S + W{h}) / 3": mix("L", "S", f"W{h}") for h in ("5min", "15min", "30min")},
+    **{f"(W{h} + S) / 2": mix(f"W{h}", "S") for h in ("5min", "15min", "30min")},
+    "(max(L, W15min) + S) / 2": max_level("W15min"),
+    "(L + S + P) / 3": mix("L", "S", "P"),
+    **{f"(L + S + W{h} + P) / 4": mix("L", "S", f"W{h}", "P") for h in ("15min", "30min")},
+}
+
+
+def evaluate(d: Dump, holdout: np.ndarray, test: np.ndarray, c: float = 1.0,
+             risk: float = 1e-3) -> dict[str, float]:
+    """The bench's metrics of ``test`` scores flagged at ``c`` x the POT threshold (risk
+    ``risk``, level 0.98) of the ``holdout`` scores, with the model's constant-metric rule."""
+    thr = pot_threshold(holdout, risk, 0.98)[0]
+    s = calibrated(d, test, thr, float(np.median(holdout))) / c
+    return server_metrics(d["y"], s, s >= 1.0, pd.Timedelta(seconds=float(d["step_s"])))
+
+
+def summary(per: dict[str, dict[str, float]]) -> str:
+    best = np.array([m["best_f1"] for m in per.values()])
+    f1 = np.array([m["f1"] for m in per.values()])
+    fpr = np.array([m["fpr"] for m in per.values()])
+    evp = np.array([m["event_precision"] for m in per.values()])
+    return (f"| {best.mean():.3f} | {f1.mean():.3f} | {fpr.mean():.4f} | {fpr.max():.3f} | "
+            f"{int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/servers")
+    parser.add_argument("--dump", default="out/bench-members", help="folder of the dumps")
+    parser.add_argument("--servers", action="append", help="glob on dataset/server")
+    parser.add_argument("--no-fit", action="store_true", help="use the dumps as they are")
+    parser.add_argument("--per-server", action="store_true",
+                        help="best F1 / F1 / FPR per server")
+    args = parser.parse_args()
+    folder = Path(args.dump)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not args.no_fit:
+        for key, path in discover_servers(args.data, args.servers):
+            if not (folder / f"{key.replace('/', '__')}.npz").exists():
+                t0 = time.perf_counter()
+                dump_server(key, path, folder)
+                print(f"dumped {key} in {time.perf_counter() - t0:.0f} s", flush=True)
+    dumps = load_dumps(folder)
+    from threadpoolctl import threadpool_limits
+
+    members, oof = {}, {}
+    with threadpool_limits(1):
+        for key, d in dumps.items():
+            t0 = time.perf_counter()
+            members[key] = members_of(d)
+            oof[key] = out_of_fold(d, 6.0)
+            print(f"members of {key} in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for name, variant in VARIANTS.items():
+        rows[name] = {k: evaluate(d, *variant(members[k])) for k, d in dumps.items()}
+    for window in ("1D", "3D"):
+        for mode in ("diff", "ratio"):
+            rows[f"shipped, self-level {mode} over {window} (q0.25 of unflagged)"] = {
+                k: evaluate(d, *self_level(d["rawv"], d["rawt"], float(d["thr"]), window, 0.25,
+                                           float(d["step_s"]), mode))
+                for k, d in dumps.items()}
+    for c in (1.0, 0.8):
+        rows[f"all-rows reference, threshold on out-of-fold +-6h scores, flag at {c}"] = {
+            k: evaluate(d, *oof[k], c=c) for k, d in dumps.items()}
+    print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
+    print("| variant | best F1 | own F1 | mean FPR | max FPR | servers FPR > 0.02 | event P |")
+    print("|---|---|---|---|---|---|---|")
+    for name, per in rows.items():
+        print(f"| {name} {summary(per)}")
+    if args.per_server:
+        keys = list(dumps)
+        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
+        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
+        print("|---|" + "---|" * len(keys))
+        for name, per in rows.items():
+            print(f"| {name} | " + " | ".join(
+                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
+                for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
