@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import pandas as pd
 
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
+from aws_anomaly.durations import parse_timedelta
 from aws_anomaly.evaluation.metrics import evaluate_flags
 from aws_anomaly.evaluation.servers_bench import (
     best_f1,
@@ -54,7 +56,12 @@ from aws_anomaly.evaluation.servers_bench import (
 )
 from aws_anomaly.model import DEFAULT_RISK
 from aws_anomaly.presets import default_model
-from aws_anomaly.streaming.series import SeriesModel
+from aws_anomaly.streaming.series import (
+    DEFAULT_LEARN,
+    MIN_LEARN_POINTS,
+    SeriesDetector,
+    SeriesModel,
+)
 
 #: Issue 8's ceiling on the false-positive rate at the own threshold, per server.
 MAX_FPR = 0.02
@@ -115,7 +122,8 @@ def score_context(case: Case) -> Scores:
     t0 = time.perf_counter()
     model = SeriesModel("context").fit(case.train, case.validation)
     t1 = time.perf_counter()
-    out = model.score(Dataset.concat([case.test_history, case.test]), explain="none")
+    look_back = case.test_history.subset(labels=False, where="look-back")
+    out = model.score(Dataset.concat([look_back, case.test]), explain="none")
     hold, test = out.iloc[_rows(out, case.hold)], out.iloc[_rows(out, case.test)]
     return Scores(hold["anomaly_score"].to_numpy(np.float64),
                   test["anomaly_score"].to_numpy(np.float64),
@@ -221,26 +229,71 @@ def servers_tables(rows: dict[str, dict[str, dict[str, float]]], per_server: boo
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------- context: metrics combined
+#: How the per-metric raw scores of ``context`` become one row score (the shipped: ``max``).
+AGGREGATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "max (shipped)": lambda r: r.max(axis=1),
+    "mean of the top 3": lambda r: -np.mean(np.partition(-r, min(2, r.shape[1] - 1),
+                                                         axis=1)[:, :3], axis=1),
+    "mean": lambda r: r.mean(axis=1),
+}
+
+
+def context_raw(key: str, folder: Path, cache: Path) -> tuple[np.ndarray, int, int]:
+    """(raw ``(rows, metrics)`` scores of ``SeriesModel("context")``'s detectors over
+    the training rows then the test rows, first test row, learning points): one pass,
+    cached."""
+    path = cache / f"{key.replace('/', '__')}__context_raw.npz"
+    if not path.exists():
+        from threadpoolctl import threadpool_limits
+
+        data = load_server(key, folder)
+        # SeriesModel's learning period and detectors (SeriesModel.fit), without its calibrator
+        learn = max(MIN_LEARN_POINTS, math.ceil(parse_timedelta(DEFAULT_LEARN)
+                                                / data.train.step))
+        both = Dataset.concat([data.train, data.test])
+        with threadpool_limits(1):
+            raw = SeriesDetector("context", probationary=learn).score_series(
+                pd.DatetimeIndex(both.frame["timestamp"]).asi8, both.values(both.entities[0]))
+        np.savez(path, raw=raw.astype(np.float32), n_train=len(data.train), learn=learn)
+    with np.load(path) as z:
+        return z["raw"], int(z["n_train"]), int(z["learn"])
+
+
+def run_aggregations(root: str | Path, cache: Path, patterns: list[str] | None = None
+                     ) -> dict[str, dict[str, float]]:
+    """aggregation -> server -> best F1 on the test rows (the ranking's ceiling)."""
+    out: dict[str, dict[str, float]] = {}
+    for key, folder in discover_servers(root, patterns):
+        raw, n_train, _ = context_raw(key, folder, cache)
+        y = load_server(key, folder).labels
+        for name, agg in AGGREGATIONS.items():
+            out.setdefault(name, {})[key] = best_f1(y, agg(raw[n_train:]))["best_f1"]
+    return out
+
+
 # ---------------------------------------------------------------------------------- demo
-def run_demo(folder: Path, cache: Path, say: Callable[[str], Any] = print
-             ) -> dict[str, dict[str, float]]:
+def run_demo(folder: Path, cache: Path, say: Callable[[str], Any] = print, *,
+             labels: bool = False) -> dict[str, dict[str, float]]:
     """rule -> metrics on the test split (70/15/15 per entity, chronological) of a generated
     demo: both models fit on the training part and calibrated on the validation part, labels
-    dropped before fitting."""
+    dropped before fitting (``labels``: kept, as ``benchmarks/demo_types.py`` fits: the
+    default then leaves labelled rows out of its reference and its POT tail)."""
     from aws_anomaly.evaluation.split import chronological_split
     from aws_anomaly.workflows import load_data
 
     ds, events = load_data(folder)
     split = chronological_split(ds, (0.70, 0.15, 0.15))
-    train = split.train.subset(labels=False, where="demo train")
-    val = split.validation.subset(labels=False, where="demo validation")
+    train = split.train.subset(labels=labels, where="demo train")
+    val = split.validation.subset(labels=labels, where="demo validation")
     test = split.test.subset(labels=False, where="demo test")
     per = int(split.train.frame.groupby("entity").size().min())
     case = Case(train, val, val, train, test, Dataset.concat([train, val]),
                 history_span=split.train.step * per)
     scores = {}
     for member in MEMBERS:
-        scores[member] = cached(cache / f"demo__{folder.name}__{member}.npz", member,
+        tag = "labelled" if labels else "unlabelled"
+        scores[member] = cached(cache / f"demo__{folder.name}__{tag}__{member}.npz", member,
                                 lambda: case)
         say(f"demo {member}: fit {scores[member].fit_s:.0f} s, score "
             f"{scores[member].score_s:.0f} s")
@@ -272,7 +325,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo", type=Path, help="folder written by aws-anomaly generate")
     parser.add_argument("--cache", type=Path, default=Path("out/h6n"),
                         help="folder of the cached member scores")
+    parser.add_argument("--demo-labels", action="store_true",
+                        help="fit the demo's models with the train/validation labels")
     parser.add_argument("--per-server", action="store_true")
+    parser.add_argument("--aggregations", action="store_true",
+                        help="also the best F1 of context's per-metric scores combined by "
+                             "other rules than the max (one more detector pass per server)")
     args = parser.parse_args(argv)
     if not args.data and not args.demo:
         parser.error("give --data, --demo or both")
@@ -281,9 +339,18 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_servers(args.data, args.cache, args.servers)
         print(f"\n{len(next(iter(rows.values())))} servers\n")
         print(servers_tables(rows, args.per_server))
+    if args.data and args.aggregations:
+        agg = run_aggregations(args.data, args.cache, args.servers)
+        keys = list(next(iter(agg.values())))
+        print("\ncontext's per-metric raw scores combined: best F1 (mean; per server)\n")
+        print("| rule | mean | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
+        print("|---|---|" + "---|" * len(keys))
+        for name, per in agg.items():
+            print(f"| {name} | {np.mean(list(per.values())):.3f} | "
+                  + " | ".join(f"{per[k]:.3f}" for k in keys) + " |")
     if args.demo:
         print(f"\ndemo {args.demo} (test split)\n")
-        print(demo_table(run_demo(args.demo, args.cache)))
+        print(demo_table(run_demo(args.demo, args.cache, labels=args.demo_labels)))
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -113,3 +113,15 @@ def test_bad_folder_is_one_clear_error(bench, tmp_path):
 
     with pytest.raises(DataError, match="no server folders"):
         bench.run_servers(tmp_path, tmp_path / "cache", say=lambda _: None)
+
+
+def test_the_max_aggregation_is_the_context_members_ranking(bench, root, run):
+    cache, rows = run
+    agg = bench.run_aggregations(root, cache)
+    raw, n_train, learn = bench.context_raw(KEY, root / "toy" / "srv-1", cache)
+    assert learn == 750 and raw.shape == (5 * 288, 3) and n_train == 4 * 288
+    # the calibrated score is a monotone map of the raw max: the same best F1
+    assert agg["max (shipped)"][KEY] == pytest.approx(rows["context alone"][KEY]["best_f1"])
+    r = raw[n_train:]
+    np.testing.assert_allclose(bench.AGGREGATIONS["mean of the top 3"](r), r.mean(axis=1),
+                               rtol=1e-5)  # three metrics: the top 3 are all (float32)
