@@ -13,7 +13,10 @@ test}.parquet``) and, with ``--demo``, on the test split of a generated demo:
 * label-free combinations of the two calibrated scores (both are 1.0 at their own threshold):
   ``max`` (a point either flags), ``mean``, ``min`` (a point both flag), and ``max`` / ``mean``
   with a fresh POT threshold (risk 1e-3, the default's) fitted on the combined scores of the
-  holdout rows (the default's calibration holdout; on the demo the validation split).
+  holdout rows (the default's calibration holdout; on the demo the validation split); the
+  max and the sum of each member's tail rank among its own holdout scores (``-log`` of the
+  exceedance share, distribution-free), POT re-fit the same way; and ``default + 0.25 x
+  context`` (a sensitivity row: a light weight on the streaming member).
 
 Each model is fit once on the training rows **without labels** and scores the test rows
 causally with the training rows as look-back; its scores are cached in ``--cache`` (one
@@ -156,6 +159,19 @@ def _refit(hold: np.ndarray, test: np.ndarray) -> np.ndarray:
     return Calibrator(method="pot", risk=DEFAULT_RISK).fit(hold).transform(test)
 
 
+def tail_rank(hold: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``-log`` of each score's exceedance probability among the ``hold`` scores (with one
+    added to both counts): a member's scores on a common, distribution-free scale (every
+    score above the largest holdout score ties at the top).
+
+    >>> tail_rank(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.5, 9.0])).round(3).tolist()
+    [0.0, 0.693, 1.386]
+    """
+    h = np.sort(hold)
+    above = len(h) - np.searchsorted(h, x, side="left")
+    return np.log((len(h) + 1) / (above + 1))
+
+
 def combinations(d: Scores, c: Scores) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every rule's (test score, test flags) from the default's and context's scores."""
     mx, mn = np.maximum(d.test, c.test), (d.test + c.test) / 2
@@ -170,6 +186,15 @@ def combinations(d: Scores, c: Scores) -> dict[str, tuple[np.ndarray, np.ndarray
                              ("mean", (d.hold + c.hold) / 2, mn)):
         s = _refit(hold, test)
         out[f"{name}, POT re-fit on the holdout"] = (s, s >= 1.0)
+    # each member's tail rank among its own holdout scores (in-sample on the holdout itself)
+    rd, rc = tail_rank(d.hold, d.test), tail_rank(c.hold, c.test)
+    hd, hc = tail_rank(d.hold, d.hold), tail_rank(c.hold, c.hold)
+    for name, hold, test in (("max", np.maximum(hd, hc), np.maximum(rd, rc)),
+                             ("sum", hd + hc, rd + rc)):
+        s = _refit(hold, test)
+        out[f"{name} of holdout tail ranks, POT re-fit"] = (s, s >= 1.0)
+    w = d.test + 0.25 * c.test
+    out["default + 0.25 x context (sensitivity)"] = (w, w >= 1.0)
     return out
 
 

@@ -95,6 +95,10 @@ def test_rules_are_the_combinations_they_name(bench, run):
     np.testing.assert_array_equal(rules["max (either flags)"][1], either | both)
     np.testing.assert_array_equal(rules["min (both flag)"][1], either & both)
     np.testing.assert_allclose(rules["mean"][0], (d.test + c.test) / 2)
+    # a non-negative second member only adds flags to the default's
+    assert (rules["default + 0.25 x context (sensitivity)"][1] >= either).all()
+    assert bench.tail_rank(d.hold, np.array([np.inf]))[0] == pytest.approx(
+        np.log(len(d.hold) + 1))
     # a re-fitted threshold is a monotone map of the same score: the ranking (best F1) holds
     for name in ("max", "mean"):
         refit = rules[f"{name}, POT re-fit on the holdout"][0]
