@@ -82,6 +82,12 @@ class StreamingDetector(ABC):
     def _step(self, t_ns: int, x: float) -> float:
         """Score the record, then learn it; return a score in [0, 1]."""
 
+    def _step_member(self, t_ns: int, x: float, resting: bool) -> float:
+        """``_step`` as a member of an ensemble that says whether it is resting after an alarm
+        (records seen while resting belong to an anomaly already reported). Default: ``_step``.
+        """
+        return self._step(t_ns, x)
+
     # -- public API ------------------------------------------------------------------------------
     def reset(self, probationary: int | None = None) -> StreamingDetector:
         """Forget everything learned; optionally set a new probationary length."""

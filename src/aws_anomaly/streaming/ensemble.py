@@ -10,6 +10,10 @@ The members' scores are combined (max, or a weighted mean), then shaped for alar
   also lasts until the combined score has stayed below ``rest_level`` for that long: an anomaly
   still under way when the rest ends does not alarm a second time (CAD OSE's rest runs from
   its last high raw score in the same way).
+* **alarm floor** — optionally, a record that raises an alarm scores at least ``alarm_floor``,
+  so every alarm clears one threshold: the best threshold on one set of series is then the
+  best on another (without it, alarms just above ``rest_level`` start a rest but fall below a
+  threshold tuned a hair higher elsewhere, and the detector goes silent uncounted).
 * **spatial novelty** — optionally, a value beyond the running min/max by more than
   ``spatial_tolerance`` of the range scores ``spatial_score`` (Numenta's "spatial anomaly").
 """
@@ -64,6 +68,9 @@ class EnsembleDetector(StreamingDetector):
         (the default): the rest ends when ``rest_period`` / ``rest_time`` run out.
     spatial_tolerance, spatial_score
         Spatial novelty: ``None`` turns it off.
+    alarm_floor
+        An alarm record's output is raised to at least this (``None``: left as it is). Must be
+        >= ``rest_level``.
     quiet_factor
         Scores below ``rest_level`` (outside rest periods) are multiplied by this: a gap between
         "alarm" and "not alarm" makes the best threshold the same on any set of series.
@@ -87,6 +94,7 @@ class EnsembleDetector(StreamingDetector):
     _params: ClassVar[tuple[str, ...]] = (
         "members", "weights", "combine", "rest_level", "rest_period", "rest_factor",
         "spatial_tolerance", "spatial_score", "quiet_factor", "rest_time", "rest_hold",
+        "alarm_floor",
     )
 
     def __init__(
@@ -103,6 +111,7 @@ class EnsembleDetector(StreamingDetector):
         quiet_factor: float = 1.0,
         rest_time: str | None = None,
         rest_hold: str | None = None,
+        alarm_floor: float | None = None,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         members = list(members)
@@ -136,6 +145,10 @@ class EnsembleDetector(StreamingDetector):
         self.quiet_factor = quiet_factor
         self.rest_time = rest_time
         self.rest_hold = rest_hold
+        if alarm_floor is not None and not rest_level <= alarm_floor <= 1:
+            raise ConfigError(f"alarm_floor must be in [rest_level, 1] = [{rest_level}, 1] or "
+                              f"None, got {alarm_floor}")
+        self.alarm_floor = alarm_floor
         self._rest_ns = None if rest_time is None else _duration_ns(rest_time, "rest_time")
         self._hold_ns = None if rest_hold is None else _duration_ns(rest_hold, "rest_hold")
         super().__init__(probationary=probationary)
@@ -153,15 +166,21 @@ class EnsembleDetector(StreamingDetector):
     def _step(self, t_ns: int, x: float) -> float:
         n = self.count_
         self.count_ = n + 1
+        # Whether this record falls in a rest is known before the members score it.
+        resting = n <= self.rest_until_
+        if self.rest_until_t_ is not None:
+            resting = resting or t_ns < self.rest_until_t_
+        if self.hold_until_t_ is not None:
+            resting = resting or t_ns < self.hold_until_t_
         if self.combine == "max":
             s = 0.0
             for m, w in zip(self.members, self.weights, strict=True):
-                v = w * m._step(t_ns, x)
+                v = w * m._step_member(t_ns, x, resting)
                 if v > s:
                     s = v
         else:
-            s = sum(w * m._step(t_ns, x) for m, w in zip(self.members, self.weights,
-                                                          strict=True)) / sum(self.weights)
+            s = sum(w * m._step_member(t_ns, x, resting)
+                    for m, w in zip(self.members, self.weights, strict=True)) / sum(self.weights)
         tol = self.spatial_tolerance
         if tol is not None:
             lo, hi = self.lo_, self.hi_
@@ -173,11 +192,6 @@ class EnsembleDetector(StreamingDetector):
                 self.lo_ = x
             if x > hi:
                 self.hi_ = x
-        resting = n <= self.rest_until_
-        if self.rest_until_t_ is not None:
-            resting = resting or t_ns < self.rest_until_t_
-        if self.hold_until_t_ is not None:
-            resting = resting or t_ns < self.hold_until_t_
         if resting:
             if self._hold_ns is not None and s >= self.rest_level:
                 self.hold_until_t_ = t_ns + self._hold_ns
@@ -187,6 +201,8 @@ class EnsembleDetector(StreamingDetector):
                 self.rest_until_ = n + self.rest_period
                 if self._rest_ns is not None:
                     self.rest_until_t_ = t_ns + self._rest_ns
+                if self.alarm_floor is not None and s < self.alarm_floor:
+                    s = self.alarm_floor
         else:
             s *= self.quiet_factor
         return s if s < 1.0 else 1.0

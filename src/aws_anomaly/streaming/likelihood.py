@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import (
@@ -197,6 +198,13 @@ class LikelihoodDetector(StreamingDetector):
         warm-up).
     trim
         Passed to :class:`AnomalyLikelihood`.
+    record_time
+        A duration (``"3D"``) or None. When set, the likelihood of the *first* averaging window
+        counts only while its short-term mean of raw scores is at least the highest such mean
+        of the last ``record_time`` (a record for the series), leaving out the records seen
+        while an enclosing ensemble rested after an alarm (they belong to an anomaly already
+        reported). A series whose raw scores often burst this high (news-driven volumes, say)
+        then needs a burst bigger than its recent ones; a quiet series is unaffected.
     probationary
         See :class:`StreamingDetector`; passed on to the member.
 
@@ -212,7 +220,7 @@ class LikelihoodDetector(StreamingDetector):
     """
 
     _params: ClassVar[tuple[str, ...]] = ("member", "avg_windows", "history", "min_std",
-                                          "skip_fraction", "trim")
+                                          "skip_fraction", "trim", "record_time")
 
     def __init__(
         self,
@@ -223,6 +231,7 @@ class LikelihoodDetector(StreamingDetector):
         min_std: float = 0.02,
         skip_fraction: float = 0.5,
         trim: float = 0.0,
+        record_time: str | None = None,
         probationary: int = DEFAULT_PROBATIONARY,
     ) -> None:
         if not 0 <= skip_fraction < 1:
@@ -239,6 +248,17 @@ class LikelihoodDetector(StreamingDetector):
         self.min_std = min_std
         self.skip_fraction = skip_fraction
         self.trim = trim
+        self.record_time = record_time
+        self._record_ns: int | None = None
+        if record_time is not None:
+            try:
+                ns = int(pd.Timedelta(record_time).value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"record_time must be a duration like '3D', got "
+                                  f"{record_time!r}") from exc
+            if ns <= 0:
+                raise ConfigError(f"record_time must be > 0, got {record_time!r}")
+            self._record_ns = ns
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:
@@ -251,7 +271,26 @@ class LikelihoodDetector(StreamingDetector):
             )
             for w in self.avg_windows
         ]
+        # (time, short-term mean) pairs of the last record_time, means decreasing: the first
+        # is the record to beat.
+        self.record_: deque[list[float]] = deque()
 
     def _step(self, t_ns: int, x: float) -> float:
+        return self._step_member(t_ns, x, False)
+
+    def _step_member(self, t_ns: int, x: float, resting: bool) -> float:
         raw = self.member._step(t_ns, x)
-        return max([lik.update(raw) for lik in self.liks_])
+        scores = [lik.update(raw) for lik in self.liks_]
+        if self._record_ns is not None:
+            recent = self.liks_[0].recent_
+            mean = sum(recent) / len(recent)
+            rec = self.record_
+            while rec and rec[0][0] < t_ns - self._record_ns:
+                rec.popleft()
+            if rec and mean < rec[0][1]:
+                scores[0] = 0.0
+            if not resting:
+                while rec and rec[-1][1] <= mean:
+                    rec.pop()
+                rec.append([t_ns, mean])
+        return max(scores)
