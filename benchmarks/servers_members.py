@@ -3,9 +3,13 @@
 The default model (``default_model(step)``, docs/model.md) scores a row by the mean of two
 nearest-neighbour distances: the *level* view (each metric's value and 15 min / 1 h
 volatility, L) and the *stationary* view (z-scores, differences, seasonal terms, S), each an
-RMS deviation per standardised column. This script measures what other members, mixed into
-that mean, do to the ranking (best F1) and to the model's own label-free threshold (POT at
-risk 1e-3 on the calibration holdout's scores of the same mix), without refitting per rule:
+RMS deviation per standardised column. The detector adds a volatility-excess term (X = 0.25 V,
+V the mean positive part of the level view's standardised volatility columns; kept after this
+study). This script measures what other members, mixed into the mean of the two views, do to
+the ranking (best F1) and to the model's own label-free threshold (POT at risk 1e-3 on the
+calibration holdout's scores of the same mix), without refitting per rule:
+
+* ``V``: the volatility excess, added with a weight (0.25 is the shipped ``X``);
 
 * ``pmL`` / ``pmS``: a **per-metric** novelty: for each metric (not constant in training) the
   nearest-neighbour distance of its own level-view (or stationary-view) columns to the
@@ -57,7 +61,7 @@ from aws_anomaly.evaluation.servers_bench import discover_servers, load_server, 
 
 # The thresholds study's map to ``anomaly_score`` and per-view scores, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_thresholds import MAX_FPR, _view_scores, calibrated
+from servers_thresholds import MAX_FPR, _view_scores, calibrated, excess_term
 
 Dump = dict[str, np.ndarray]
 #: Reference rows the brute-force members (per-metric stationary, windows) measure against.
@@ -266,9 +270,19 @@ Members = dict[str, tuple[np.ndarray, np.ndarray]]
 Variant = Callable[[Members], tuple[np.ndarray, np.ndarray]]
 
 
+def volatility_excess(d: Dump) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, test) mean over the level view's volatility columns of ``max(0, x)`` (the
+    columns of constant metrics, blinded to 0, included): the default's excess term before
+    its weight."""
+    vol = d["lv"][~d["is_value"][d["lv"]]]
+    return tuple(np.maximum(x[:, vol].astype(np.float64), 0.0).mean(axis=1)
+                 for x in (d["xv"], d["xt"]))
+
+
 def members_of(d: Dump) -> Members:
     """Every member's (holdout, test) scores for one server."""
-    m: Members = {"L": (d["vv"][:, 0], d["vt"][:, 0]), "S": (d["vv"][:, 1], d["vt"][:, 1])}
+    m: Members = {"L": (d["vv"][:, 0], d["vt"][:, 0]), "S": (d["vv"][:, 1], d["vt"][:, 1]),
+                  "X": excess_term(d), "V": volatility_excess(d)}
     m["pmL"] = per_metric(d, "lv")
     m["pmS"] = per_metric(d, "sv")
     a, b, c, e = level_split(d)
@@ -296,8 +310,18 @@ def max_level(other: str, k: int = 3) -> Variant:
     return f
 
 
+def plus(base: Variant, member: str, weight: float = 1.0) -> Variant:
+    """``base`` plus ``weight`` x ``member``."""
+    def f(m: Members) -> tuple[np.ndarray, np.ndarray]:
+        b = base(m)
+        return b[0] + weight * m[member][0], b[1] + weight * m[member][1]
+    return f
+
+
 VARIANTS: dict[str, Variant] = {
-    "shipped: (L + S) / 2": mix("L", "S"),
+    "shipped: (L + S) / 2 + excess": plus(mix("L", "S"), "X"),
+    "(L + S) / 2: the default before the excess term": mix("L", "S"),
+    **{f"(L + S) / 2 + {w:g} V": plus(mix("L", "S"), "V", w) for w in (0.125, 0.25, 0.5)},
     **{f"(L + S + top{k} pmL) / 3": mix("L", "S", "pmL", k=k) for k in (1, 3, 5)},
     **{f"(max(L, top{k} pmL) + S) / 2": max_level("pmL", k) for k in (1, 3, 5)},
     **{f"(L + top{k} pmS) / 2": mix("L", "pmS", k=k) for k in (1, 3)},

@@ -5,9 +5,10 @@ run, which takes minutes a server on a loaded machine. A threshold rule only nee
 so this script fits the shipped ``default_model(step)`` once per server, **dumps** its raw
 scores, and then evaluates any number of rules on them in seconds:
 
-* ``rawv``: the raw kNN scores of the calibration holdout (the last 15 % of ``train.parquet``,
+* ``rawv``: the raw scores of the calibration holdout (the last 15 % of ``train.parquet``,
   scored against a reference set fit on the first 85 %: exactly what the model's POT
-  threshold is fit on), in time order; ``vv``: the same per view (level, stationary);
+  threshold is fit on), in time order; ``vv``: each view's distance (level, stationary);
+  the raw score is their mean plus the detector's volatility-excess term (``excess_term``);
 * ``rawt`` / ``vt``: the raw scores of ``test.parquet`` (causal, the training rows as
   look-back); ``readyt``; ``zt``: the largest move of a metric constant in training, in
   tolerance units (>= 1 flags the point whatever the detector says, as the model does);
@@ -154,6 +155,7 @@ def rebaseline_level(delay: str, admit: float, c: float) -> Rule:
         n, width = len(x), math.sqrt(x.shape[1])
         lag = max(1, round(pd.Timedelta(delay).total_seconds() / float(d["step_s"])))
         level0, stat = d["vt"][:, 0], d["vt"][:, 1]
+        excess = excess_term(d)[1]
         thr, center = float(d["thr"]), float(d["center"])
         sq = np.einsum("ij,ij->i", x, x)
         admitted = np.zeros(n, dtype=bool)
@@ -169,10 +171,17 @@ def rebaseline_level(delay: str, admit: float, c: float) -> Rule:
                 near = np.sqrt(np.maximum(d2.min(axis=1), 0.0)) / width
                 level[s0:s1] = np.minimum(level0[s0:s1], near)
             part = {k: d[k][a:b] for k in ("zt", "readyt")}
-            out[a:b] = calibrated(part, (level[a:b] + stat[a:b]) / 2.0, thr, center) / c
+            out[a:b] = calibrated(part, (level[a:b] + stat[a:b]) / 2.0 + excess[a:b], thr,
+                                  center) / c
             admitted[a:b] = d["readyt"][a:b] & (out[a:b] < admit)
         return out
     return rule
+
+
+def excess_term(d: Dump) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, test) of the part of the raw score that is not the mean of the two views'
+    distances: the kNN detector's volatility-excess term (0 in dumps of models without it)."""
+    return d["rawv"] - d["vv"].mean(axis=1), d["rawt"] - d["vt"].mean(axis=1)
 
 
 def scale(c: float) -> Rule:
@@ -245,7 +254,8 @@ def smoothed(window: str, kind: str, risk: float) -> Rule:
 
 def views(name: str, combine: Callable[[np.ndarray], np.ndarray], risk: float = 1e-3) -> Rule:
     def rule(d: Dump) -> np.ndarray:
-        v, t = combine(d["vv"]), combine(d["vt"])
+        ev, et = excess_term(d)
+        v, t = combine(d["vv"]) + ev, combine(d["vt"]) + et
         return calibrated(d, t, pot_threshold(v, risk, 0.98)[0], float(np.median(v)))
     rule.__name__ = name
     return rule

@@ -487,6 +487,11 @@ class AnomalyModel:
         params = dict(self.detector_params)
         if self.views_ is not None and "views" in DETECTORS[self.detector]().get_params():
             params.setdefault("views", [list(v) for v in self.views_])
+            if params.get("excess_weight"):
+                # kNN's excess term (default_model): the level view's volatility columns
+                values = {int(c) for c in self.feature_plan().idx_value}
+                params.setdefault("excess", [j for j in self.views_[0]
+                                             if int(self.columns_[j]) not in values])
         if "groups" in DETECTORS[self.detector]().get_params():  # lstm_ae: a step per metric
             params.setdefault("groups", [list(v) for v in self.groups_.values() if v])
         seeded = "random_state" in DETECTORS[self.detector]().get_params()

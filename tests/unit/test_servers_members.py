@@ -61,8 +61,9 @@ def test_the_shipped_mix_is_the_models_own_score(bench, server, dumped):
     model = default_model(data.train.step).fit(data.train)
     out = model.score(data.test, history=data.train, explain="none")
     d = dumped
-    members = {"L": (d["vv"][:, 0], d["vt"][:, 0]), "S": (d["vv"][:, 1], d["vt"][:, 1])}
-    holdout, test = bench.VARIANTS["shipped: (L + S) / 2"](members)
+    members = {"L": (d["vv"][:, 0], d["vt"][:, 0]), "S": (d["vv"][:, 1], d["vt"][:, 1]),
+               "X": bench.excess_term(d), "V": bench.volatility_excess(d)}
+    holdout, test = bench.VARIANTS["shipped: (L + S) / 2 + excess"](members)
     np.testing.assert_allclose(holdout, d["rawv"], rtol=1e-12)
     np.testing.assert_allclose(test, d["rawt"], rtol=1e-12)
     assert bench.pot_threshold(holdout, 1e-3, 0.98)[0] == pytest.approx(float(d["thr"]),
@@ -71,6 +72,11 @@ def test_the_shipped_mix_is_the_models_own_score(bench, server, dumped):
     flags = out["is_anomaly"].to_numpy()
     assert got["f1"] == pytest.approx(bench.server_metrics(d["y"], out["anomaly_score"],
                                                            flags, data.train.step)["f1"])
+    # the model's excess term is 0.25 x the volatility excess the study computes
+    assert (members["X"][1] > 0).any()
+    np.testing.assert_allclose(members["X"][1], 0.25 * members["V"][1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bench.VARIANTS["(L + S) / 2 + 0.25 V"](members)[1], test,
+                               rtol=1e-5, atol=1e-6)
     # the dump's features give the model's own distances (float32 storage: 1e-5)
     np.testing.assert_allclose(bench.nearest(d["ref"][:, d["lv"]], d["xt"][:, d["lv"]]),
                                d["vt"][:, 0], rtol=1e-4, atol=1e-5)
