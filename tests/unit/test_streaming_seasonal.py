@@ -92,9 +92,9 @@ def test_hourly_series_use_the_same_durations() -> None:
     ("kwargs", "match"),
     [
         ({"slot": "7h"}, "slot '7h' must divide season '1D'"),
-        ({"slot": "often"}, "slot must be a duration"),
-        ({"sustain": "-1h"}, "sustain must be >= 0"),
-        ({"season": "0s"}, "season must be > 0"),
+        ({"slot": "often"}, "slot 'often' is not a duration"),
+        ({"sustain": "-1h"}, "sustain '-1h' is not a duration"),
+        ({"season": "0s"}, "season must be positive"),
         ({"tolerance": -1}, "tolerance must be an int >= 0"),
         ({"min_days": 0}, "min_days must be an int >= 1"),
         ({"n_levels": 1}, "n_levels must be an int >= 2"),

@@ -25,8 +25,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-import pandas as pd
-
+from aws_anomaly.durations import parse_nanoseconds
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 
@@ -129,14 +128,7 @@ class ContextNoveltyDetector(StreamingDetector):
         self.relearn_time = relearn_time
         self._relearn_ns: int | None = None
         if relearn_time is not None:
-            try:
-                ns = int(pd.Timedelta(relearn_time).value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"relearn_time must be a duration like '2D', got "
-                                  f"{relearn_time!r}") from exc
-            if ns <= 0:
-                raise ConfigError(f"relearn_time must be > 0, got {relearn_time!r}")
-            self._relearn_ns = ns
+            self._relearn_ns = parse_nanoseconds(relearn_time, where="relearn_time")
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:

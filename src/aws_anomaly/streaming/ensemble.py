@@ -24,23 +24,11 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
-import pandas as pd
-
+from aws_anomaly.durations import parse_nanoseconds
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 
 __all__ = ["EnsembleDetector"]
-
-
-def _duration_ns(value: str, name: str) -> int:
-    """A duration option in int nanoseconds; a clear error naming the option otherwise."""
-    try:
-        ns = int(pd.Timedelta(value).value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a duration like '12h', got {value!r}") from exc
-    if ns < 0:
-        raise ConfigError(f"{name} must be >= 0, got {value!r}")
-    return ns
 
 
 class EnsembleDetector(StreamingDetector):
@@ -149,8 +137,10 @@ class EnsembleDetector(StreamingDetector):
             raise ConfigError(f"alarm_floor must be in [rest_level, 1] = [{rest_level}, 1] or "
                               f"None, got {alarm_floor}")
         self.alarm_floor = alarm_floor
-        self._rest_ns = None if rest_time is None else _duration_ns(rest_time, "rest_time")
-        self._hold_ns = None if rest_hold is None else _duration_ns(rest_hold, "rest_hold")
+        self._rest_ns = None if rest_time is None else \
+            parse_nanoseconds(rest_time, where="rest_time", allow_zero=True)
+        self._hold_ns = None if rest_hold is None else \
+            parse_nanoseconds(rest_hold, where="rest_hold", allow_zero=True)
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:

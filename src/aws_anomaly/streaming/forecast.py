@@ -18,9 +18,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-import numpy as np
-import pandas as pd
-
+from aws_anomaly.durations import parse_nanoseconds
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 from aws_anomaly.streaming.likelihood import AnomalyLikelihood
@@ -97,12 +95,7 @@ class ForecastLikelihoodDetector(StreamingDetector):
             raise ConfigError(f"combine must be 'max' or 'min', got {combine!r}")
         self.season_ns_ = None
         if season is not None:
-            try:
-                self.season_ns_ = int(np.timedelta64(pd.Timedelta(season)).astype("timedelta64[ns]")
-                                      .astype(np.int64))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"season must be a duration like '1D' or None, got {season!r}"
-                                  ) from exc
+            self.season_ns_ = parse_nanoseconds(season, where="season")
             if self.season_ns_ <= 0:
                 raise ConfigError(f"season must be a positive duration, got {season!r}")
         self.season = season

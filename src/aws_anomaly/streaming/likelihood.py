@@ -15,8 +15,8 @@ from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
+from aws_anomaly.durations import parse_nanoseconds
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import (
     DEFAULT_PROBATIONARY,
@@ -251,14 +251,7 @@ class LikelihoodDetector(StreamingDetector):
         self.record_time = record_time
         self._record_ns: int | None = None
         if record_time is not None:
-            try:
-                ns = int(pd.Timedelta(record_time).value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"record_time must be a duration like '3D', got "
-                                  f"{record_time!r}") from exc
-            if ns <= 0:
-                raise ConfigError(f"record_time must be > 0, got {record_time!r}")
-            self._record_ns = ns
+            self._record_ns = parse_nanoseconds(record_time, where="record_time")
         super().__init__(probationary=probationary)
 
     def _reset(self) -> None:

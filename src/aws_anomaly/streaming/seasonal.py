@@ -26,23 +26,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import pandas as pd
-
+from aws_anomaly.durations import parse_nanoseconds
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.streaming.base import DEFAULT_PROBATIONARY, StreamingDetector
 from aws_anomaly.streaming.context import octave_level
 
 __all__ = ["SeasonalNoveltyDetector"]
-
-
-def _duration_ns(value: str, name: str, *, positive: bool = True) -> int:
-    try:
-        ns = int(pd.Timedelta(value).value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a duration like '1h', got {value!r}") from exc
-    if ns < 0 or (positive and ns == 0):
-        raise ConfigError(f"{name} must be {'>' if positive else '>='} 0, got {value!r}")
-    return ns
 
 
 class SeasonalNoveltyDetector(StreamingDetector):
@@ -112,14 +101,14 @@ class SeasonalNoveltyDetector(StreamingDetector):
             raise ConfigError(f"min_days must be an int >= 1, got {min_days!r}")
         if not 0 < range_fraction <= 1:
             raise ConfigError(f"range_fraction must be in (0, 1], got {range_fraction}")
-        season_ns = _duration_ns(season, "season")
-        slot_ns = _duration_ns(slot, "slot")
+        season_ns = parse_nanoseconds(season, where="season")
+        slot_ns = parse_nanoseconds(slot, where="slot")
         if season_ns % slot_ns:
             raise ConfigError(f"slot {slot!r} must divide season {season!r} evenly")
         self._season_ns = season_ns
         self._slot_ns = slot_ns
         self._n_slots = season_ns // slot_ns
-        self._sustain_ns = _duration_ns(sustain, "sustain", positive=False)
+        self._sustain_ns = parse_nanoseconds(sustain, where="sustain", allow_zero=True)
         self.n_levels = n_levels
         self.n_grids = n_grids
         self.season = season
