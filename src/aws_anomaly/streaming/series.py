@@ -249,8 +249,9 @@ class SeriesModel:
         least :data:`MIN_LEARN_POINTS`).
     floor
         The lowest raw threshold: ``"alarm"`` (default) the detector's own alarm level (its
-        ``rest_level``, 0.45 for ``context``: where it starts an alarm and its rest; the level
-        NAB's thresholds land on, 0.45 on every leave-one-category-out fold), a number, or
+        ``rest_level``, 0.45 for ``context``: where it starts an alarm and its rest; its alarms
+        score at least 0.6, where NAB's thresholds land on every leave-one-category-out fold),
+        a number, or
         None. Training scores of a clean series are small and a tail fitted on them alone
         would page on the training series' own largest wiggle.
     band
