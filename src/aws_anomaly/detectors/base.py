@@ -35,8 +35,8 @@ from threadpoolctl import ThreadpoolController
 
 from aws_anomaly.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["BaseDetector", "DetectorNotFittedError", "SklearnAdapter", "check_feature_matrix",
-           "seed_from"]
+__all__ = ["BaseDetector", "DetectorNotFittedError", "SklearnAdapter", "blas_one_thread",
+           "check_feature_matrix", "seed_from"]
 
 # Detectors score in row chunks of this many rows: large enough that BLAS and numpy run at full
 # speed, small enough that the temporaries stay in cache and memory stays flat on 1e6+ rows.
@@ -195,8 +195,13 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
 _BLAS: list[ThreadpoolController] = []
 
 
-def _blas_one_thread() -> Any:
+def blas_one_thread() -> Any:
     """Context manager limiting BLAS to one thread, from a controller made once.
+
+    Used where our own code already spreads work over the cores (chunks on a thread pool)
+    or calls BLAS on chunks too small for its threads to pay: OpenBLAS's threads spin
+    after each product, and on a loaded machine a 16k-row product took 28 ms with two
+    threads against 1.4 ms with one (docs/performance.md, H2).
 
     ``threadpool_limits(...)`` scans every loaded shared library on each call (~4 ms here,
     a third of the time of scoring a 16k-row chunk); the controller's ``limit`` reuses the
@@ -237,7 +242,7 @@ def map_chunks(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
         for start in starts:
             run(start)
     else:
-        with _blas_one_thread(), ThreadPoolExecutor(workers) as pool:
+        with blas_one_thread(), ThreadPoolExecutor(workers) as pool:
             for _ in pool.map(run, starts):
                 pass  # re-raises the first error from a worker
     return out
