@@ -206,9 +206,12 @@ async def drive(base: str, body: dict, concurrency: int, total: int) -> dict:
             "p99_ms": round(float(np.percentile(a, 99)), 2)}
 
 
-def bench_tick(entities: int = 1000) -> dict:
+def bench_tick(entities: int = 1000, model_kind: str = "default") -> dict:
+    """One steady tick of ``entities`` clusters; ``model_kind`` ``"default"`` is what a job
+    trains when it names no detector (``default_model``: kNN on two views), ``"ocsvm"`` the
+    classic ``AnomalyModel()`` (the model the issue's "before" tick figure used)."""
     from aws_anomaly.config import JobConfig
-    from aws_anomaly.model import AnomalyModel
+    from aws_anomaly.model import AnomalyModel, default_model
     from aws_anomaly.runner import JobRunner
     from aws_anomaly.sources.demo import DemoSource
     from aws_anomaly.store import Store
@@ -225,7 +228,8 @@ def bench_tick(entities: int = 1000) -> dict:
     print(f"demo source with {entities} entities generated in {gen_s:.1f} s", flush=True)
     train = src.fetch(t0 - pd.Timedelta(days=2), t0, entities=list(src.fetch(
         t0 - pd.Timedelta("10min"), t0).entities[:3]))
-    model = AnomalyModel(calibration={"method": "target_fpr", "target_fpr": 0.01}).fit(train)
+    model = (default_model(train.step) if model_kind == "default" else
+             AnomalyModel(calibration={"method": "target_fpr", "target_fpr": 0.01})).fit(train)
     with tempfile.TemporaryDirectory() as d:
         runner = JobRunner(job, src, model, [], Store(f"sqlite:///{d}/s.db"))
         t = time.perf_counter()
@@ -239,7 +243,8 @@ def bench_tick(entities: int = 1000) -> dict:
                 raise SystemExit(f"tick failed: {res.error}")
             times.append((res.total_s, res.fetch_s, res.score_s, res.points))
     total, fetch, score, points = (float(np.median([x[i] for x in times])) for i in range(4))
-    return {"entities": entities, "metrics": 3, "points_per_tick": int(points),
+    return {"entities": entities, "metrics": 3, "model": model_kind,
+            "points_per_tick": int(points),
             "tick_s": round(total, 3), "fetch_s": round(fetch, 3), "score_s": round(score, 3),
             "other_s": round(total - fetch - score, 3),
             "load_avg": [round(x, 2) for x in os.getloadavg()],
@@ -293,6 +298,9 @@ def main() -> None:
     ap.add_argument("--tick-entities", type=int, default=1000)
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw",
                     help="the HTTP client driving the service (see the module docstring)")
+    ap.add_argument("--tick-model", choices=("default", "ocsvm"), default="default",
+                    help="the tick's model: a job's default (kNN, default_model) or the "
+                         "classic One-Class SVM AnomalyModel()")
     ap.add_argument("--only", choices=("api", "tick"), default=None,
                     help="run one part: the HTTP API or the scheduler tick")
     args = ap.parse_args()
@@ -337,8 +345,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     if args.only != "api":
-        results["scheduler_tick"] = t = bench_tick(args.tick_entities)
-        print(f"\nscheduler tick: {t['entities']} entities x {t['metrics']} metrics, "
+        results["scheduler_tick"] = t = bench_tick(args.tick_entities, args.tick_model)
+        print(f"\nscheduler tick ({t['model']} model): {t['entities']} entities x "
+              f"{t['metrics']} metrics, "
               f"{t['points_per_tick']} new points: {t['tick_s']} s (fetch {t['fetch_s']} s, "
               f"features+score {t['score_s']} s, rest {t['other_s']} s); first tick "
               f"{t['first_tick_s']} s for {t['first_tick_points']} points")
