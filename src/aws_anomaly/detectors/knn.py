@@ -294,6 +294,9 @@ class KNNDetector(BaseDetector):
         from everything seen in training"). With several views, each view's differences are
         divided by its column count (as its distance is by the square root) and summed over
         the views a column belongs to.
+
+        With the excess term on, the parts are the score itself split over the columns
+        (:meth:`_explain_score`): each row's parts sum to its score.
         """
         arr = self._validate(X, method="explain_samples", reset=False)
         if self._excess_term(arr[:0]) is not None:
