@@ -280,7 +280,7 @@ def context_raw(key: str, folder: Path, cache: Path) -> tuple[np.ndarray, int, i
         with threadpool_limits(1):
             raw = SeriesDetector("context", probationary=learn).score_series(
                 pd.DatetimeIndex(both.frame["timestamp"]).asi8, both.values(both.entities[0]))
-        np.savez(path, raw=raw.astype(np.float32), n_train=len(data.train), learn=learn)
+        np.savez(path, raw=raw, n_train=len(data.train), learn=learn)
     with np.load(path) as z:
         return z["raw"], int(z["n_train"]), int(z["learn"])
 

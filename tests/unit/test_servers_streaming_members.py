@@ -127,5 +127,6 @@ def test_the_max_aggregation_is_the_context_members_ranking(bench, root, run):
     # the calibrated score is a monotone map of the raw max: the same best F1
     assert agg["max (shipped)"][KEY] == pytest.approx(rows["context alone"][KEY]["best_f1"])
     r = raw[n_train:]
+    # three metrics: the top 3 are all of them
     np.testing.assert_allclose(bench.AGGREGATIONS["mean of the top 3"](r), r.mean(axis=1),
-                               rtol=1e-5)  # three metrics: the top 3 are all (float32)
+                               rtol=1e-12)
