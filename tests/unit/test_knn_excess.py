@@ -79,7 +79,7 @@ def _servers(n: int, seed: int) -> pd.DataFrame:
                          "disk": np.zeros(n)})
 
 
-def test_default_model_adds_the_level_views_volatility_excess():
+def test_default_model_takes_the_level_views_volatility_excess_on_request():
     frame = _servers(4 * 288 + 200, 2)
     # the last 200 rows: every metric turns noisier together (a volatility surge)
     frame.loc[4 * 288 + 100:, ["cpu", "mem"]] += np.random.default_rng(3).normal(0, 0.1,
@@ -87,7 +87,8 @@ def test_default_model_adds_the_level_views_volatility_excess():
     data = Dataset.from_frame(frame)
     train = data.subset(rows=slice(0, 4 * 288))
     test = data.subset(rows=slice(4 * 288, None))
-    model = default_model(data.step).fit(train)
+    assert default_model(data.step).detector_params == {}  # off by default (docs/model.md)
+    model = default_model(data.step, detector_params={"excess_weight": EXCESS_WEIGHT}).fit(train)
     det = model.detector_
     assert model.detector_params == {"excess_weight": EXCESS_WEIGHT}
     names = [model.feature_names_[j] for j in det.excess_]
