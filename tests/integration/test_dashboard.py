@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -25,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from .amkit import free_port
+from .servekit import serving_until_anomalies
 
 pytestmark = pytest.mark.integration
 
@@ -60,38 +56,10 @@ def _need_chromium() -> None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
     _need_chromium()
-    tmp = tmp_path_factory.mktemp("dashboard")
     OUT.mkdir(parents=True, exist_ok=True)
-    cfg = tmp / "service.yaml"
-    cfg.write_text(CONFIG.format(data=tmp / "data"))
-    port = free_port()
-    log = (OUT / "service.log").open("wb")
-    env = {**os.environ, "AWS_ANOMALY__SERVICE__TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "aws_anomaly", "serve", "--config", str(cfg),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"service exited ({proc.returncode}); see {log.name}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200 and httpx.get(
-                        f"{base}/v1/anomalies", timeout=2).json()["items"]:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("service not ready with anomalies in time")
-            time.sleep(0.25)
+    with serving_until_anomalies(CONFIG, tmp_path_factory.mktemp("dashboard"), OUT / "service.log",
+                                 TOKEN) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
