@@ -57,11 +57,18 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly.calibration import pot_threshold
-from aws_anomaly.evaluation.servers_bench import discover_servers, load_server, server_metrics
+from aws_anomaly.evaluation.servers_bench import discover_servers, server_metrics
 
 # The thresholds study's map to ``anomaly_score`` and per-view scores, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_thresholds import MAX_FPR, _view_scores, calibrated, excess_term
+from servers_thresholds import (
+    MAX_FPR,
+    _view_scores,
+    calibrated,
+    excess_term,
+    fit_for_dump,
+    load_dumps,
+)
 
 Dump = dict[str, np.ndarray]
 #: Reference rows the brute-force members (per-metric stationary, windows) measure against.
@@ -74,20 +81,9 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
     """Fit ``default_model(step)`` on one server and write what the members need."""
     from threadpoolctl import threadpool_limits
 
-    from aws_anomaly.model import _tail_split
-    from aws_anomaly.presets import default_model
-
-    data = load_server(key, folder)
     with threadpool_limits(1):
-        model = default_model(data.train.step).fit(data.train)
-        parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
-        if parts is None:
-            raise SystemExit(f"error: {key}: too short for the default model's holdout")
-        fit_part, holdout = parts
-        Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
-        Xt, ready_t, _ = model._features(data.test, data.train, "test")
-        zt = model._constant_breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
-        Xv, Xt = model._blind_constants(Xv[ready_v]), model._blind_constants(Xt)
+        data, model, Xv, Xt, ready_t, zt = fit_for_dump(key, folder)
+        Xv, Xt = model._blind_constants(Xv), model._blind_constants(Xt)
         det = model.detector_
         if len(det.reference_) >= det.max_train_rows:
             raise SystemExit(f"error: {key}: the reference set may be a subsample; the "
@@ -115,16 +111,6 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
     path = out / f"{key.replace('/', '__')}.npz"
     np.savez(path, **arrays)
     return path
-
-
-def load_dumps(folder: Path) -> dict[str, Dump]:
-    dumps = {}
-    for f in sorted(folder.glob("*__*.npz")):
-        with np.load(f) as z:
-            dumps[f.stem.replace("__", "/", 1)] = {k: z[k] for k in z.files}
-    if not dumps:
-        raise SystemExit(f"error: {folder}: no dumped servers (*.npz); run without --no-fit")
-    return dumps
 
 
 # ------------------------------------------------------------------------------ distances

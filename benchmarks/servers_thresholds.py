@@ -41,7 +41,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -71,26 +71,37 @@ def _view_scores(model: AnomalyModel, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def fit_for_dump(key: str, folder: Path) -> tuple[Any, Any, np.ndarray, np.ndarray,
+                                                  np.ndarray, np.ndarray]:
+    """What every dump of a server starts from: ``(data, model, Xv, Xt, ready_t, zt)``, the
+    server, ``default_model(step)`` fit on its training rows, the features of the
+    calibration holdout's ready rows (the last part of ``train.parquet``, with the rows
+    before it as look-back), the test rows' features and readiness, and per test row the
+    largest move of a metric constant in training (tolerance units). Call it with BLAS
+    limited to one thread."""
+    from aws_anomaly.model import _tail_split
+    from aws_anomaly.presets import default_model
+
+    data = load_server(key, folder)
+    model = default_model(data.train.step).fit(data.train)
+    parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
+    if parts is None:
+        raise SystemExit(f"error: {key}: too short for the default model's holdout")
+    fit_part, holdout = parts
+    Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
+    Xt, ready_t, _ = model._features(data.test, data.train, "test")
+    zt = model._constant_breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
+    return data, model, Xv[ready_v], Xt, ready_t, zt
+
+
 def dump_server(key: str, folder: Path, out: Path) -> Path:
     """Fit ``default_model(step)`` on one server and write its scores (module docstring)."""
     from threadpoolctl import threadpool_limits
 
     from aws_anomaly.detectors import make_detector
-    from aws_anomaly.model import _tail_split
-    from aws_anomaly.presets import default_model
 
-    data = load_server(key, folder)
     with threadpool_limits(1):
-        model = default_model(data.train.step).fit(data.train)
-        parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
-        if parts is None:
-            raise SystemExit(f"error: {key}: too short for the default model's holdout")
-        fit_part, holdout = parts
-        Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
-        Xv = Xv[ready_v]
-        Xt, ready_t, _ = model._features(data.test, data.train, "test")
-        zt = (model._constant_breaks(Xt).max(axis=1) if model.constant_
-              else np.zeros(len(Xt)))
+        data, model, Xv, Xt, ready_t, zt = fit_for_dump(key, folder)
         # The variant "reference refit on all training rows": the same detector parameters,
         # every ready training row (the holdout included) as the reference.
         Xa, ready_a, _ = model._features(data.train, None, "training data")
