@@ -183,14 +183,14 @@ class LiveState:
         columns, rows in ``frame`` order), with one transform + detector + calibrator call.
         A :class:`SeriesModel` is scored by :meth:`_score_series`.
         """
-        if isinstance(model, SeriesModel):
-            return self._score_series(model, frame, out)
         metrics = list(model.metrics_)
         m = len(metrics)
         n_out = int(out.sum())
         ts = frame["timestamp"].array.asi8  # ns, UTC
         vals = frame[metrics].to_numpy(dtype=np.float64)
-        out_pos = np.cumsum(out) - 1
+        out_pos = np.cumsum(out) - 1  # row of frame -> row of the scored rows
+        if isinstance(model, SeriesModel):
+            return self._score_series(model, frame, out, ts, vals, out_pos)
         probe = StreamScorer(model, "")
         X = np.empty((n_out, probe.width))
         ready = np.zeros(n_out, dtype=bool)
@@ -264,9 +264,11 @@ class LiveState:
                     self._dirty.add(entity)
                     self.counts["rebuilt"] += 1
 
-    def _score_series(self, model: SeriesModel, frame: pd.DataFrame, out: np.ndarray
-                      ) -> pd.DataFrame:
-        """:meth:`score` for a :class:`SeriesModel`: one :class:`SeriesStream` per entity.
+    def _score_series(self, model: SeriesModel, frame: pd.DataFrame, out: np.ndarray,
+                      ts: np.ndarray, vals: np.ndarray, out_pos: np.ndarray) -> pd.DataFrame:
+        """:meth:`score` for a :class:`SeriesModel` (``ts``, ``vals``, ``out_pos``: the
+        frame's times in ns, its metric values and each row's place among the scored rows, as
+        :meth:`score` read them): one :class:`SeriesStream` per entity.
 
         An entity's live stream takes the rows after its last point when they continue it
         (``SeriesStream.continues``: a gap of at most the look-back; short gaps are filled as
@@ -279,9 +281,6 @@ class LiveState:
         metrics = list(model.metrics_)
         m = len(metrics)
         n_out = int(out.sum())
-        ts = frame["timestamp"].array.asi8  # ns, UTC
-        vals = frame[metrics].to_numpy(dtype=np.float64)
-        out_pos = np.cumsum(out) - 1
         raw = np.zeros((n_out, m))
         ready = np.zeros(n_out, dtype=bool)
         band = np.full((3, n_out, m), np.nan)
