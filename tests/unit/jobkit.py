@@ -73,6 +73,40 @@ class Recorder:
                 .reset_index(drop=True))
 
 
+def make_runner(tmp_path: Path, model: Any, job: JobConfig, *, store_path: Path | None = None,
+                clock: Clock | None = None, src_cls: type | None = None, **kw: Any
+                ) -> tuple[Any, Any, Clock, Any, Recorder]:
+    """A ``JobRunner`` of ``job`` with ``model`` on its demo source (``src_cls``, default
+    ``DemoSource``) moved by ``clock``, a SQLite store (``store_path``, default under
+    ``tmp_path``) and a :class:`Recorder`; ``kw`` go to the runner. Returns ``(runner,
+    source, clock, store, recorder)``."""
+    from aws_anomaly.runner import JobRunner
+    from aws_anomaly.sources.demo import DemoSource
+    from aws_anomaly.store import Store
+
+    clock = clock or Clock()
+    src = (src_cls or DemoSource)(job.source, start=T0, wall_clock=clock)
+    st = Store(f"sqlite:///{store_path or tmp_path / 'store.db'}")
+    rec = Recorder()
+    runner = JobRunner(job, src, model, [rec], st, **kw)
+    return runner, src, clock, st, rec
+
+
+#: Tick sizes (in steps) of the live == batch tests: one step, several, a day and more.
+TICK_SIZES = (1, 3, 1, 17, 2, 60, 1, 5, 144, 7, 1, 190)
+
+
+def tick_through(runner: Any, clock: Clock, sizes: tuple[int, ...] = TICK_SIZES
+                 ) -> pd.Timestamp:
+    """Move ``clock`` by each of ``sizes`` steps, ticking ``runner`` after each (every tick
+    must succeed); returns the time of the last step."""
+    for k in sizes:
+        clock.steps(k)
+        res = runner.tick()
+        assert res.ok, res.error
+    return T0 + STEP * sum(sizes)
+
+
 @contextmanager
 def score_continuation(tmp_path: Path, model: Any, source_cfg: Any,
                        **model_cfg: Any) -> Iterator[SimpleNamespace]:

@@ -21,12 +21,11 @@ from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError
 from aws_anomaly.live import LiveState, decode_state, encode_state
 from aws_anomaly.model import AnomalyModel, StreamScorer
-from aws_anomaly.runner import JobRunner
 from aws_anomaly.service.app import create_app
 from aws_anomaly.sources.demo import DemoSource
-from aws_anomaly.store import Store, StreamCheckpoint
+from aws_anomaly.store import StreamCheckpoint
 from tests.unit import jobkit
-from tests.unit.jobkit import STEP, T0, Clock, Recorder
+from tests.unit.jobkit import STEP, T0, TICK_SIZES, make_runner, tick_through
 from tests.unit.test_store import postgres_url, store  # noqa: F401  (fixtures)
 
 LOOKBACK = pd.Timedelta("2h")
@@ -54,15 +53,8 @@ def model(source_cfg) -> AnomalyModel:
     return m
 
 
-def make(tmp_path: Path, model: AnomalyModel, *, store_path: Path | None = None,
-         clock: Clock | None = None, src_cls: type = DemoSource, **kw):
-    clock = clock or Clock()
-    job = job_config()
-    src = src_cls(job.source, start=T0, wall_clock=clock)
-    st = Store(f"sqlite:///{store_path or tmp_path / 'store.db'}")
-    rec = Recorder()
-    runner = JobRunner(job, src, model, [rec], st, **kw)
-    return runner, src, clock, st, rec
+def make(tmp_path: Path, model: AnomalyModel, **kw):
+    return make_runner(tmp_path, model, job_config(), **kw)
 
 
 def one_pass(model: AnomalyModel, src: DemoSource, end: pd.Timestamp) -> pd.DataFrame:
@@ -94,19 +86,14 @@ def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, mo
     assert runner.tick().ok
     # A day and a half in ticks of varying size: the band's seasons (up to 4 days back) and
     # the persistence EWMAs remember longer than any tick's look-back.
-    sizes = [1, 3, 1, 17, 2, 60, 1, 5, 144, 7, 1, 190]
-    for k in sizes:
-        clock.steps(k)
-        res = runner.tick()
-        assert res.ok, res.error
-    end = T0 + STEP * sum(sizes)
+    end = tick_through(runner, clock)
     live, batch = rec.frame(), one_pass(model, src, end)
     assert live["timestamp"].max() == end
     assert_same_scores(live, batch, model.metrics_)
     assert live["ready"].all() and live["is_anomaly"].any()
     # one rebuild per entity (the first tick), continued ever after
     assert runner.live.counts["rebuilt"] == 2
-    assert runner.live.counts["continued"] == 2 * len(sizes)
+    assert runner.live.counts["continued"] == 2 * len(TICK_SIZES)
 
 
 def test_a_tick_fetches_only_the_new_points_once_scorers_are_live(tmp_path, model):

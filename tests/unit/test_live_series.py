@@ -28,11 +28,10 @@ from aws_anomaly.models_io import load_model, warm_rows
 from aws_anomaly.runner import JobRunner
 from aws_anomaly.service.routes.anomalies import explain, per_metric_model
 from aws_anomaly.sources.demo import DemoSource
-from aws_anomaly.store import Store
 from aws_anomaly.streaming import series
 from aws_anomaly.streaming.series import SeriesModel, SeriesStream
 from tests.unit import jobkit
-from tests.unit.jobkit import STEP, T0, Clock, Recorder
+from tests.unit.jobkit import STEP, T0, Clock
 
 LOOKBACK = pd.Timedelta("2h")
 
@@ -52,15 +51,8 @@ def model(source_cfg) -> SeriesModel:
     return SeriesModel("context").fit(src.fetch(T0 - pd.Timedelta(days=5), T0))
 
 
-def make(tmp_path: Path, model: SeriesModel | None, *, store_path: Path | None = None,
-         clock: Clock | None = None, job: JobConfig | None = None, **kw):
-    clock = clock or Clock()
-    job = job or job_config()
-    src = DemoSource(job.source, start=T0, wall_clock=clock)
-    st = Store(f"sqlite:///{store_path or tmp_path / 'store.db'}")
-    rec = Recorder()
-    runner = JobRunner(job, src, model, [rec], st, **kw)
-    return runner, src, clock, st, rec
+def make(tmp_path: Path, model: SeriesModel | None, *, job: JobConfig | None = None, **kw):
+    return jobkit.make_runner(tmp_path, model, job or job_config(), **kw)
 
 
 def one_pass(model: SeriesModel, src: DemoSource, end: pd.Timestamp) -> pd.DataFrame:
@@ -170,18 +162,13 @@ def test_a_series_bundle_round_trips_and_refuses_tampering(tmp_path, model, sour
 def test_tick_by_tick_equals_one_pass_batch_whatever_the_tick_sizes(tmp_path, model):
     runner, src, clock, _, rec = make(tmp_path, model)
     assert runner.tick().ok
-    sizes = [1, 3, 1, 17, 2, 60, 1, 5, 144, 7, 1, 190]
-    for k in sizes:
-        clock.steps(k)
-        res = runner.tick()
-        assert res.ok, res.error
-    end = T0 + STEP * sum(sizes)
+    end = jobkit.tick_through(runner, clock)
     live, batch = rec.frame(), one_pass(model, src, end)
     assert live["timestamp"].max() == end
     assert_same_scores(live, batch, model.metrics_)
     assert live["ready"].all() and live["is_anomaly"].any()
     assert runner.live.counts["rebuilt"] == 2
-    assert runner.live.counts["continued"] == 2 * len(sizes)
+    assert runner.live.counts["continued"] == 2 * len(jobkit.TICK_SIZES)
     assert all(isinstance(runner.live._scorers[e], SeriesStream) for e in runner.live.entities())
     assert_explanations_agree(live, runner, model.metrics_)
 
