@@ -16,7 +16,7 @@ import pytest
 
 from aws_anomaly.evaluation.servers_bench import load_server
 from aws_anomaly.presets import default_model
-from tests.unit.benchkit import load_benchmark
+from tests.unit.benchkit import load_benchmark, toy_server
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +30,14 @@ def server(tmp_path_factory) -> Path:
     three and a metric constant in training."""
     rng = np.random.default_rng(5)
     n_train, n_test = 4 * 288, 288
-    n = n_train + n_test
-    t = np.arange(n)
-    ts = pd.date_range("2026-01-05", periods=n, freq="5min", tz="UTC")
-    daily = np.sin(2 * np.pi * t / 288)
-    frame = pd.DataFrame({"timestamp": ts, "entity": "srv",
-                          "m00": 0.5 + 0.2 * daily + rng.normal(0, 0.02, n),
-                          "m01": 0.3 + 0.1 * daily + rng.normal(0, 0.02, n),
-                          "m02": 0.4 - 0.1 * daily + rng.normal(0, 0.02, n),
-                          "m03": np.zeros(n)})
-    y = np.zeros(n, dtype=np.int8)
-    frame.loc[n_train + 100:n_train + 105, "m01"] += 0.5
-    y[n_train + 100:n_train + 106] = 1
-    folder = tmp_path_factory.mktemp("servers") / "toy" / "srv-1"
-    folder.mkdir(parents=True)
-    frame.iloc[:n_train].to_parquet(folder / "train.parquet")
-    frame.iloc[n_train:].assign(is_anomaly=y[n_train:]).to_parquet(folder / "test.parquet")
-    return folder
+
+    def spike(frame: pd.DataFrame, y: np.ndarray) -> None:
+        frame.loc[n_train + 100:n_train + 105, "m01"] += 0.5
+        y[n_train + 100:n_train + 106] = 1
+
+    return toy_server(tmp_path_factory.mktemp("servers"), rng, n_train, n_test, spike,
+                      m02=lambda daily: 0.4 - 0.1 * daily + rng.normal(0, 0.02, len(daily)),
+                      m03=np.zeros_like)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from aws_anomaly.evaluation.servers_bench import load_server
 from aws_anomaly.presets import default_model
 from aws_anomaly.streaming.series import SeriesModel
-from tests.unit.benchkit import load_benchmark
+from tests.unit.benchkit import load_benchmark, toy_server
 
 KEY = "toy/srv-1"
 
@@ -33,22 +33,13 @@ def root(tmp_path_factory) -> Path:
     metric of three and a metric constant throughout."""
     rng = np.random.default_rng(5)
     n_train, n_test = 4 * 288, 288
-    n = n_train + n_test
-    daily = np.sin(2 * np.pi * np.arange(n) / 288)
-    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=n, freq="5min",
-                                                     tz="UTC"),
-                          "entity": "srv",
-                          "m00": 0.5 + 0.2 * daily + rng.normal(0, 0.02, n),
-                          "m01": 0.3 + 0.1 * daily + rng.normal(0, 0.02, n),
-                          "m02": np.zeros(n)})
-    y = np.zeros(n, dtype=np.int8)
-    frame.loc[n_train + 100:n_train + 105, "m01"] += 0.5
-    y[n_train + 100:n_train + 106] = 1
+
+    def jump(frame: pd.DataFrame, y: np.ndarray) -> None:
+        frame.loc[n_train + 100:n_train + 105, "m01"] += 0.5
+        y[n_train + 100:n_train + 106] = 1
+
     top = tmp_path_factory.mktemp("servers")
-    folder = top / "toy" / "srv-1"
-    folder.mkdir(parents=True)
-    frame.iloc[:n_train].to_parquet(folder / "train.parquet")
-    frame.iloc[n_train:].assign(is_anomaly=y[n_train:]).to_parquet(folder / "test.parquet")
+    toy_server(top, rng, n_train, n_test, jump, m02=np.zeros_like)
     return top
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from aws_anomaly.evaluation.servers_bench import load_server, server_metrics
 from aws_anomaly.presets import default_model
-from tests.unit.benchkit import load_benchmark
+from tests.unit.benchkit import load_benchmark, toy_server
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +29,16 @@ def server(tmp_path_factory) -> Path:
     shift and a metric constant in training that moves."""
     rng = np.random.default_rng(3)
     n_train, n_test = 4 * 288, 288
-    n = n_train + n_test
-    t = np.arange(n)
-    ts = pd.date_range("2026-01-05", periods=n, freq="5min", tz="UTC")
-    daily = np.sin(2 * np.pi * t / 288)
-    frame = pd.DataFrame({"timestamp": ts, "entity": "srv",
-                          "m00": 0.5 + 0.2 * daily + rng.normal(0, 0.02, n),
-                          "m01": 0.3 + 0.1 * daily + rng.normal(0, 0.02, n),
-                          "m02": np.zeros(n)})
-    y = np.zeros(n, dtype=np.int8)
-    for start, stop, col, delta in ((n_train + 60, n_train + 63, "m00", 0.6),
-                                    (n_train + 150, n_train + 190, "m01", 0.25),
-                                    (n_train + 240, n_train + 244, "m02", 0.1)):
-        frame.loc[start:stop - 1, col] += delta
-        y[start:stop] = 1
-    folder = tmp_path_factory.mktemp("servers") / "toy" / "srv-1"
-    folder.mkdir(parents=True)
-    frame.iloc[:n_train].to_parquet(folder / "train.parquet")
-    test = frame.iloc[n_train:].assign(is_anomaly=y[n_train:])
-    test.to_parquet(folder / "test.parquet")
-    return folder
+
+    def anomalies(frame: pd.DataFrame, y: np.ndarray) -> None:
+        for start, stop, col, delta in ((n_train + 60, n_train + 63, "m00", 0.6),
+                                        (n_train + 150, n_train + 190, "m01", 0.25),
+                                        (n_train + 240, n_train + 244, "m02", 0.1)):
+            frame.loc[start:stop - 1, col] += delta
+            y[start:stop] = 1
+
+    return toy_server(tmp_path_factory.mktemp("servers"), rng, n_train, n_test, anomalies,
+                      m02=np.zeros_like)
 
 
 def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, tmp_path):
