@@ -95,9 +95,7 @@ class ForecastLikelihoodDetector(StreamingDetector):
             raise ConfigError(f"combine must be 'max' or 'min', got {combine!r}")
         self.season_ns_ = None
         if season is not None:
-            self.season_ns_ = parse_nanoseconds(season, where="season")
-            if self.season_ns_ <= 0:
-                raise ConfigError(f"season must be a positive duration, got {season!r}")
+            self.season_ns_ = parse_nanoseconds(season, where="season")  # > 0 or ConfigError
         self.season = season
         self.combine = combine
         self.alphas = alphas
