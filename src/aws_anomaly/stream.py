@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.data.dataset import stream_admit
+from aws_anomaly.data.dataset import FILL_STEPS, grid_gap_steps, stream_admit
 from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.features import StreamingFeatureBuilder
 from aws_anomaly.features.band import BandState
@@ -67,7 +67,7 @@ class StreamScorer:
     scores all their rows in one detector call (:mod:`aws_anomaly.live`).
     """
 
-    max_gap_steps = 36
+    max_gap_steps = FILL_STEPS
 
     def __init__(self, model: AnomalyModel, entity: str, *, timestamps: str = "error",
                  duplicates: str = "error") -> None:
@@ -146,12 +146,7 @@ class StreamScorer:
     def gap_steps(self, ns: int) -> int:
         """Missing steps between the last point and a point at ``ns`` (0: it continues);
         -1 when it is not after the last point or off its grid."""
-        if self._last_ns is None:
-            return 0
-        delta = ns - self._last_ns
-        if delta <= 0 or delta % self._step_ns:
-            return -1
-        return delta // self._step_ns - 1
+        return grid_gap_steps(self._last_ns, ns, self._step_ns)
 
     def advance(self, ns: int, values: np.ndarray) -> np.ndarray:
         """Feed one point (time in ns since the epoch, UTC; ``values`` (metrics,) float64)

@@ -64,6 +64,7 @@ __all__ = [
     "CONSTANT_POLICIES",
     "DEFAULT_ENTITY",
     "DUPLICATE_POLICIES",
+    "FILL_STEPS",
     "LABEL_COLUMNS",
     "TIMESTAMP_POLICIES",
     "ConstantPolicy",
@@ -76,6 +77,7 @@ __all__ = [
     "constant_summary",
     "format_step",
     "format_timestamp",
+    "grid_gap_steps",
     "parse_timestamps",
     "stream_admit",
 ]
@@ -97,6 +99,9 @@ AUTO_RESAMPLE_MAX_PERCENT = 1
 TIMESTAMP_POLICIES: tuple[str, ...] = ("error", "sort", "clamp", "drop")
 DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "mean", "error")
 CONSTANT_POLICIES: tuple[str, ...] = ("keep", "drop", "error")
+#: Missing grid steps filled by holding the last values (``max_gap_steps``' default); the
+#: live streams fill the same, so live scores stay those of one pass over the filled series.
+FILL_STEPS = 36
 
 
 _fmt = format_timestamp
@@ -243,6 +248,22 @@ def _n(k: int) -> str:
 
 def _them(k: int) -> str:
     return "it" if k == 1 else "them"
+
+
+def grid_gap_steps(last_ns: int | None, ns: int, step_ns: int) -> int:
+    """Missing steps between a stream's last point (``last_ns``, None before the first) and
+    a point at ``ns`` on its grid of ``step_ns`` (all in ns): 0 when it continues, -1 when
+    it is not after the last point or off the grid.
+
+    >>> grid_gap_steps(0, 300, 300), grid_gap_steps(0, 1200, 300), grid_gap_steps(0, 450, 300)
+    (0, 3, -1)
+    """
+    if last_ns is None:
+        return 0
+    delta = int(ns) - last_ns
+    if delta <= 0 or delta % step_ns:
+        return -1
+    return delta // step_ns - 1
 
 
 def stream_admit(last: pd.Timestamp | None, ts: pd.Timestamp, *,
@@ -561,7 +582,7 @@ class Dataset:
         metrics: Sequence[str] | None = None,
         step: str | pd.Timedelta | None = None,
         gap_policy: GapPolicy = "ffill",
-        max_gap_steps: int | None = 36,
+        max_gap_steps: int | None = FILL_STEPS,
         resample: ResamplePolicy = "auto",
         timestamps: TimestampPolicy = "error",
         duplicates: DuplicatePolicy = "first",

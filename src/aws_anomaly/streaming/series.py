@@ -55,6 +55,7 @@ import pandas as pd
 from aws_anomaly import bundle
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
+from aws_anomaly.data.dataset import FILL_STEPS, grid_gap_steps
 from aws_anomaly.durations import format_duration, parse_timedelta
 from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from aws_anomaly.explain import LOOKBACK
@@ -571,7 +572,7 @@ class SeriesStream:
     """
 
     #: Missing steps filled with the last values (the ``Dataset`` default ``max_gap_steps``).
-    max_gap_steps = 36
+    max_gap_steps = FILL_STEPS
 
     def __init__(self, model: SeriesModel, entity: str,
                  state: SeriesState | None = None) -> None:
@@ -627,13 +628,7 @@ class SeriesStream:
     def gap_steps(self, ns: int) -> int:
         """Missing steps between the last point and a point at ``ns`` (0: it continues);
         -1 when it is not after the last point or off its grid."""
-        last = self.last_ns
-        if last is None:
-            return 0
-        delta = int(ns) - last
-        if delta <= 0 or delta % self._step_ns:
-            return -1
-        return delta // self._step_ns - 1
+        return grid_gap_steps(self.last_ns, ns, self._step_ns)
 
     def continues(self, ns: int) -> bool:
         """Whether a point at ``ns`` may be fed (after the last, on its grid, across a gap
