@@ -331,6 +331,14 @@ class AnomalyModel:
             self._plan_cache = cached
         return cached[1]
 
+    def read_features(self) -> list[int]:
+        """The spec's feature positions the fitted model reads, directly or as the source of
+        a persistence column: batch scoring and the live scorer build only the families these
+        come from (rolling min / max, ratios... that no column reads are skipped)."""
+        k = self.feature_plan().n_features
+        return sorted({int(c) for c in self.columns_ if c < k}
+                      | {int(t.src) for t in self.persist_terms()})
+
     def _check_history(self, data: Dataset, ready: np.ndarray, where: str) -> None:
         if ready.any():
             return
@@ -781,7 +789,7 @@ class AnomalyModel:
         metrics = list(self.metrics_)
         # only the spec's columns the model reads (directly or as a persistence source) are
         # built: families no model column comes from (rolling min / max, ratios) are skipped
-        read = sorted({int(c) for c in cols if c < k} | {int(t.src) for t in terms})
+        read = self.read_features()
         o = 0  # output row of the entity's first scored row
         for entity, vals, ts, n_ctx in track(
                 self._entity_series(data, history),

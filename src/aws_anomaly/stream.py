@@ -75,7 +75,9 @@ class StreamScorer:
         self.entity = entity
         self.timestamps = timestamps
         self.duplicates = duplicates
-        self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_))
+        # only the families the model reads are computed (the other positions are NaN)
+        self._builder = StreamingFeatureBuilder(model.spec, list(model.metrics_),
+                                                model.read_features())
         self._persist = PersistState(model.persist_terms())
         self._last_ns: int | None = None
         self._last_values: np.ndarray | None = None
@@ -150,7 +152,8 @@ class StreamScorer:
 
     def advance(self, ns: int, values: np.ndarray) -> np.ndarray:
         """Feed one point (time in ns since the epoch, UTC; ``values`` (metrics,) float64)
-        and return its feature row (``width`` values, before the model's transform).
+        and return its feature row (``width`` values, before the model's transform; the
+        spec's features the model does not read are NaN: they are not computed).
 
         Missing steps before it are filled with the last values; afterwards :meth:`band` is
         the band of this point. Raises :class:`DataError` (state unchanged) for a point with
@@ -292,7 +295,7 @@ class StreamScorer:
                 raise DataError("its step or persistence columns are not the model's")
             scorer._builder = StreamingFeatureBuilder.from_state(
                 fs, {k[len("features."):]: v for k, v in arrays.items()
-                     if k.startswith("features.")})
+                     if k.startswith("features.")}, scorer._builder.columns)
             last = state["last_ns"]
             if (last is None) != ("last_values" not in arrays) or \
                     (last is not None and not isinstance(last, int)):

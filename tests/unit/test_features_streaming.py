@@ -215,3 +215,44 @@ def test_streaming_is_bit_identical_to_batch_when_blocks_end_together_or_apart()
         for b in (sb, again, twin):
             np.testing.assert_array_equal(_stream(b, x[k:k + 40], ts[k:k + 40]),
                                           batch[k:k + 40])
+
+
+_ALWAYS = ("__value", "__mean_", "__std_", "__z_", "__diff_", "__roc_")
+_FAMILIES = {"std": _ALWAYS, "minmax": ("__min_", "__max_"), "corr": ("__corr_",),
+             "ratio": ("__per__",), "quant": ("__p10_", "__median_", "__p90_", "__robust_z_"),
+             "season": ("__season_diff_",), "time": ("time__",)}
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_builder_for_some_columns_gives_them_bit_for_bit_and_nan_elsewhere(family: str) -> None:
+    """A caller that reads a few columns (the live scorer: its model's) gets exactly the
+    full builder's numbers there, through block ends, a state round trip and a copy; the
+    families it does not read are not computed (NaN)."""
+    spec = FeatureSpec(windows=(4, 6, 10), lags=(1, 5), quantile_windows=(4,),
+                       seasonal_period=6, cross_windows=(6, 15))
+    names = ["a", "b", "c"]
+    full = StreamingFeatureBuilder(spec, names)
+
+    def of(fam: tuple[str, ...]) -> list[int]:
+        return [i for i, nm in enumerate(full.names) if any(f in nm for f in fam)]
+
+    cols = of(_FAMILIES[family])[:4]
+    assert len(cols) >= 3
+    part = StreamingFeatureBuilder(spec, names, cols)
+    assert part.columns == tuple(sorted(cols))
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.standard_normal((200, 3)), axis=0) + 5
+    ts = pd.date_range("2026-01-01", periods=200, freq="5min", tz="UTC")
+    want = _stream(full, x, ts)
+    got = _stream(part, x[:97], ts[:97])
+    again = StreamingFeatureBuilder.from_state(*part.get_state(), columns=cols)
+    got = np.vstack([got, _stream(again.copy(), x[97:], ts[97:])])
+    np.testing.assert_array_equal(got[:, cols], want[:, cols])
+    # every other family is skipped wholesale; the value, window statistics and lags are
+    # always built (cheap, and what the other families are made from)
+    built = set(of(_FAMILIES[family])) | set(of(_ALWAYS))
+    skipped = [i for i in range(len(full.names)) if i not in built]
+    assert skipped and np.isnan(got[:, skipped]).all()
+    assert not np.isnan(got[spec.min_history:][:, sorted(built)]).any()
+    with pytest.raises(DataError, match="outside"):
+        StreamingFeatureBuilder(spec, names, [len(full.names)])

@@ -310,12 +310,14 @@ def iter_feature_columns(values: np.ndarray, timestamps: pd.DatetimeIndex,
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     _, plan, x, ns = _prepare(values, timestamps, metrics, spec)
-    need = None if columns is None else _column_mask(columns, plan.n_features)
+    need = None if columns is None else column_mask(columns, plan.n_features)
     return _iter_columns(plan, x, ns, chunk_rows, int(extra), need)
 
 
-def _column_mask(columns: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
-    """``(k,)`` bool, True at ``columns``; :class:`DataError` for a position outside 0..k-1."""
+def column_mask(columns: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    """``(k,)`` bool, True at ``columns`` (feature positions a caller reads; the batch and
+    streaming builders compute only the families those come from); :class:`DataError` for a
+    position outside 0..k-1."""
     idx = np.asarray(columns)
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
         raise DataError(f"columns must be a list of feature positions, got {columns!r}")

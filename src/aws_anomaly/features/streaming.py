@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly.errors import DataError
-from aws_anomaly.features.batch import check_values, plan_for, timestamps_ns
+from aws_anomaly.features.batch import check_values, column_mask, plan_for, timestamps_ns
 from aws_anomaly.features.kernels import (
     IDENTITY,
     calendar_one,
@@ -66,6 +66,10 @@ class StreamingFeatureBuilder:
         The feature spec (default ``FeatureSpec()``).
     metrics
         Metric names, in the order of the values passed to :meth:`update`.
+    columns
+        Feature positions the caller reads (None: all). Families none of them comes from
+        (rolling min / max, correlations, ratios, quantiles, seasonal differences, calendar)
+        are not computed, as the batch builder's ``columns``; their positions hold NaN.
 
     Examples
     --------
@@ -83,7 +87,7 @@ class StreamingFeatureBuilder:
     """
 
     def __init__(self, spec: FeatureSpec | None = None,
-                 metrics: Sequence[str] = ()) -> None:
+                 metrics: Sequence[str] = (), columns: Sequence[int] | None = None) -> None:
         spec = FeatureSpec() if spec is None else spec
         if not isinstance(spec, FeatureSpec):
             raise DataError(f"spec must be a FeatureSpec, got {type(spec).__name__}")
@@ -93,9 +97,25 @@ class StreamingFeatureBuilder:
         self.names = self.plan.names
         m = len(self.metrics)
         self._m = m
-        self._pa = np.asarray([a for a, _ in self.plan.pairs], dtype=np.intp)
-        self._pb = np.asarray([b for _, b in self.plan.pairs], dtype=np.intp)
-        self._products = bool(spec.active_cross_windows)
+        p = self.plan
+        need = None if columns is None else column_mask(columns, p.n_features)
+        #: the feature positions a caller reads (None: all); the others are NaN in the rows
+        self.columns = None if need is None else tuple(int(i) for i in np.flatnonzero(need))
+
+        def wanted(*idx: np.ndarray) -> bool:
+            return need is None or any(bool(need[i[i >= 0]].any()) for i in idx)
+
+        # families no read column comes from are not computed (as in batch): rolling min /
+        # max (and their prefix / suffix state), cross-metric correlations (and the pair
+        # products in the channels), ratios, quantiles, seasonal differences, calendar
+        self._minmax = wanted(p.idx_window["min"], p.idx_window["max"])
+        self._ratio = wanted(p.idx_ratio)
+        self._quant = wanted(p.idx_quant)
+        self._season = wanted(p.idx_season)
+        self._calendar = spec.include_calendar and wanted(p.idx_calendar)
+        self._pa = np.asarray([a for a, _ in p.pairs], dtype=np.intp)
+        self._pb = np.asarray([b for _, b in p.pairs], dtype=np.intp)
+        self._products = bool(spec.active_cross_windows) and wanted(p.idx_corr)
         self._nch = 2 * m + (len(self._pa) if self._products else 0)
         sw = np.asarray(self.plan.sum_windows, dtype=np.int64)
         self._sw = sw
@@ -107,7 +127,14 @@ class StreamingFeatureBuilder:
         self._corr_a = self._ar[:, None] * m + self._pa[None, :]
         self._corr_b = self._ar[:, None] * m + self._pb[None, :]
         self._lags = np.asarray(spec.lags, dtype=np.int64)
-        self._all_lags_l = [*spec.lags, *spec.seasonal_lags]
+        self._all_lags_l = [*spec.lags, *(spec.seasonal_lags if self._season else ())]
+        nu, npair = len(sw), len(self._pa)
+        # what a family that is not computed puts in its place (read by nobody)
+        self._nan = {"minmax": np.full(nu * m, np.nan), "corr": np.full(nu * npair, np.nan),
+                     "ratio": np.full(npair, np.nan),
+                     "season": np.full(len(spec.seasonal_lags) * m, np.nan),
+                     "quant": (np.full(3 * m, np.nan), np.full(m, np.nan)),
+                     "calendar": np.full(4, np.nan)}
         self._qws = spec.active_quantile_windows
         self._cap_rows = spec.history_rows
         self._hist = np.empty((self._cap_rows + max(256, self._cap_rows), m))
@@ -217,6 +244,8 @@ class StreamingFeatureBuilder:
         w = self._swl[i]
         rev = slice(w - 1, None, -1)
         np.add.accumulate(self._chist[stop - w: stop][::-1], axis=0, out=self._suf_sum[i, rev])
+        if not self._minmax:
+            return
         hist = self._hist[stop - w: stop][::-1]
         np.minimum.accumulate(hist, axis=0, out=self._suf_min[i, rev])
         np.maximum.accumulate(hist, axis=0, out=self._suf_max[i, rev])
@@ -325,15 +354,18 @@ class StreamingFeatureBuilder:
         np.multiply(xc, xc, out=ch[m:2 * m])
         if self._nch > 2 * m:
             np.multiply(xc.take(self._pa), xc.take(self._pb), out=ch[2 * m:])
-        # Block prefixes: the same sequential additions as np.add.accumulate in batch.
+        # Block prefixes: the same sequential additions as np.add.accumulate in batch,
+        # plus each window's previous-block suffix at the next position (see reset).
         self._pre_sum += ch
-        np.minimum(self._pre_min, x, out=self._pre_min)
-        np.maximum(self._pre_max, x, out=self._pre_max)
-        # plus each window's previous-block suffix at the next position (see reset)
         g = self._gidx
         sums = self._pre_sum + self._suf_sum_flat.take(g, axis=0)
-        mins = np.minimum(self._pre_min, self._suf_min_flat.take(g, axis=0))
-        maxs = np.maximum(self._pre_max, self._suf_max_flat.take(g, axis=0))
+        if self._minmax:
+            np.minimum(self._pre_min, x, out=self._pre_min)
+            np.maximum(self._pre_max, x, out=self._pre_max)
+            mins = np.minimum(self._pre_min, self._suf_min_flat.take(g, axis=0))
+            maxs = np.maximum(self._pre_max, self._suf_max_flat.take(g, axis=0))
+        else:
+            mins = maxs = self._nan["minmax"]
         out = self._finish(t, ns, x, sums, mins, maxs, out)
         g += 1
         if t == self._next_end:
@@ -354,22 +386,26 @@ class StreamingFeatureBuilder:
             corr = finish_corr(sums[:, 2 * m:], d.take(ia), d.take(ib), std.take(ia),
                                std.take(ib), spread.take(ia), spread.take(ib), cnt)
         else:
-            corr = np.empty(0)
+            corr = self._nan["corr"]
         hist, base = self._hist, self._n - self._nh
         lagged = hist.take([max(t - lag, 0) - base for lag in self._all_lags_l], axis=0)
         nl = len(self._lags)
         diff, roc = finish_lag(x, lagged[:nl], spec.ratio_floor)
-        season = x - lagged[nl:]
+        nan = self._nan
         pieces = [x, mean, std, mins, maxs, z, corr,
-                  finish_ratio(x.take(pa), x.take(pb), spec.ratio_floor), diff, roc, season]
+                  finish_ratio(x.take(pa), x.take(pb), spec.ratio_floor) if self._ratio
+                  else nan["ratio"], diff, roc, x - lagged[nl:] if self._season else nan["season"]]
         for w in self._qws:
+            if not self._quant:
+                pieces.extend(nan["quant"])
+                continue
             c = min(t + 1, w)
             srt = hist[self._nh - c: self._nh].T.copy(order="K")  # what np.sort does
             srt.sort(axis=-1)
             q, rz = finish_quantiles(srt, c, x, spec.scale_floor)
             pieces.extend((q.T, rz))
         if spec.include_calendar:
-            pieces.append(calendar_one(ns))
+            pieces.append(calendar_one(ns) if self._calendar else nan["calendar"])
         return np.concatenate(pieces, axis=None).take(self._gather, out=out)
 
     def warm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> None:
@@ -423,9 +459,10 @@ class StreamingFeatureBuilder:
         return state, {"history": self._hist[self._nh - keep: self._nh].copy()}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
-                   ) -> StreamingFeatureBuilder:
-        """Rebuild a builder saved with :meth:`get_state`.
+    def from_state(cls, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                   columns: Sequence[int] | None = None) -> StreamingFeatureBuilder:
+        """Rebuild a builder saved with :meth:`get_state` (``columns`` as in the constructor:
+        what the caller reads; the state is the raw history, whatever was computed from it).
 
         Raises
         ------
@@ -439,7 +476,7 @@ class StreamingFeatureBuilder:
         if state["version"] != _STATE_VERSION:
             raise DataError(f"streaming feature state version {state['version']!r} is not "
                             f"supported (expected {_STATE_VERSION})")
-        sb = cls(FeatureSpec.from_dict(state["spec"]), state["metrics"])
+        sb = cls(FeatureSpec.from_dict(state["spec"]), state["metrics"], columns)
         n = state["n_seen"]
         hist = np.asarray(arrays.get("history", np.empty((0, sb._m))), dtype=np.float64)
         if not isinstance(n, int) or n < 0 or hist.ndim != 2 or hist.shape[1] != sb._m or \
