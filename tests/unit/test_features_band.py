@@ -166,3 +166,25 @@ def test_model_without_band() -> None:
     assert s["expected_cpu"].isna().all()
     with pytest.raises(ConfigError, match="band must be"):
         default_model("5min", band="weekly")
+
+
+def test_band_state_restored_while_its_window_still_holds_gaps_continues_exactly() -> None:
+    """The state is saved in the first window (NaN rows) and in the first season (NaN
+    de-seasonalised values) and restored: the rest of the stream equals the uninterrupted one
+    and batch."""
+    x = _series(days=3)
+    band = fit_band([x], SPEC)
+    batch = band_arrays(x, band)
+    for cut in (5, SPEC.window - 1, SPEC.window + 1, DAY + 3, DAY + SPEC.window + 2):
+        st = BandState(band)
+        for row in x[:cut]:
+            st.expected()
+            st.update(row)
+        again = BandState.from_state(band, *st.get_state())
+        out = []
+        for row in x[cut:]:
+            out.append(again.expected())
+            again.update(row)
+        for i in range(3):
+            s = np.array([o[i] for o in out])
+            np.testing.assert_array_equal(s, batch[i][cut:])

@@ -327,78 +327,93 @@ class BandState:
     """The band of one entity, one row at a time: :meth:`expected` (before the row),
     then :meth:`update` with the row. Same numbers as :func:`band_arrays`.
 
-    The medians are taken with ``np.partition`` / ``np.sort`` on the window directly (the
-    values ``np.median`` would pick, added and halved the same way), without
-    ``np.median``'s per-call overhead: this runs once per live point.
+    The window medians are one ``np.partition`` of the window (the values ``np.median`` would
+    pick, added and halved the same way), without ``np.median``'s per-call overhead; the
+    seasonal medians and the per-metric arithmetic run on plain floats (the same operations,
+    so the same numbers). This runs once per live point, where numpy's per-call cost on a
+    handful of values is most of the time.
     """
 
     def __init__(self, band: Band) -> None:
         self.band = band
         spec = band.spec
         m = len(band.period)
+        self._m = m
         self._n = 0
         self._w = int(spec.window)
         half = self._w // 2
-        # positions np.median reads (the middle one or two) and the maximum (NaN check)
+        # the positions np.median reads (the middle one or two)
         self._kth = (half,) if self._w % 2 else (half - 1, half)
-        self._kth_all = sorted({*self._kth, self._w - 1})
         # One window of (plain value, its forecast error, de-seasonalised value, its forecast
         # error) per metric, so one partition gives the four medians of a step.
         self._buf = np.full((spec.window, 4, m), np.nan)
+        # the window may hold a NaN (its first rows, the first season's) until this row
+        self._clean_from = self._w
         self._seasons: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._season_cols: dict[int, list[int] | None] = {}  # None: every metric
         for p in sorted({p for p in band.period if p}):
             cols = np.asarray([j for j, q in enumerate(band.period) if q == p], dtype=np.int64)
             self._seasons[p] = (cols, np.full((p * spec.n_periods, len(cols)), np.nan))
-        self._sig_plain = np.asarray(band.sigma_plain, dtype=np.float64)
-        self._sig = np.asarray(band.sigma, dtype=np.float64)
+            self._season_cols[p] = None if len(cols) == m else [int(j) for j in cols]
         self._season_flags = [bool(p) for p in band.period]
         self._sig_list = [float(v) for v in band.sigma]
         self._sig_plain_list = [float(v) for v in band.sigma_plain]
-        self._fc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._fc: tuple[list[float], list[float], list[float], list[float], list[float]] | \
+            None = None
         self._out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _window_median(self) -> np.ndarray:
         """``np.median(self._buf, axis=0)``: NaN where the window holds a NaN."""
-        part = np.partition(self._buf, self._kth_all, axis=0)
+        part = np.partition(self._buf, self._kth, axis=0)
         if len(self._kth) == 1:
-            med = part[self._kth[0]].copy()
+            med = part[self._kth[0]]
         else:
             med = part[self._kth[0]] + part[self._kth[1]]
             med /= 2.0
-        nan = np.isnan(part[self._w - 1])  # NaN sorts last
-        if nan.any():
-            med[nan] = np.nan
+        if self._n < self._clean_from:
+            med[np.isnan(self._buf).any(axis=0)] = np.nan
         return med
 
-    def _forecast(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(plain yhat, plain local scale, season, seasonal yhat, seasonal local scale)."""
+    def _forecast(self) -> tuple[list[float], list[float], list[float], list[float],
+                                 list[float]]:
+        """(plain yhat, plain local scale, season, seasonal yhat, seasonal local scale), per
+        metric, as plain floats."""
         if self._fc is None:
-            med = self._window_median()
-            s = np.zeros(len(self._sig))
+            med = self._window_median().tolist()
+            s = [0.0] * self._m
             k = self.band.spec.n_periods
             n = self._n
-            for p, (cols, ring) in self._seasons.items():
+            for p, (_, ring) in self._seasons.items():
+                cols = self._season_cols[p]
                 # ring row (t % (k p)) holds x[t]; the lags x[n - j p], j = 1..k, that exist
                 c = min(k, n // p)
                 if not c:
-                    s[cols] = np.nan
-                    continue
-                srt = np.sort(ring.take([(n - j * p) % (k * p) for j in range(1, c + 1)],
-                                        axis=0), axis=0)
-                h = c // 2
-                s[cols] = srt[h] if c % 2 else (srt[h - 1] + srt[h]) / 2.0
-            self._fc = (med[0], MAD_SCALE * med[1], s, s + med[2], MAD_SCALE * med[3])
+                    meds = [math.nan] * ring.shape[1]
+                else:
+                    h = c // 2
+                    lags = ring.take([(n - j * p) % (k * p) for j in range(1, c + 1)],
+                                     axis=0).T.tolist()
+                    meds = []
+                    for v in lags:
+                        v.sort()
+                        meds.append(v[h] if c % 2 else (v[h - 1] + v[h]) / 2.0)
+                if cols is None:
+                    s = meds
+                else:
+                    for j, v in zip(cols, meds, strict=True):
+                        s[j] = v
+            self._fc = (med[0], [MAD_SCALE * v for v in med[1]], s,
+                        [a + b for a, b in zip(s, med[2], strict=True)],
+                        [MAD_SCALE * v for v in med[3]])
         return self._fc
 
     def expected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(yhat, lower, upper) of the next row, per metric (NaN without history)."""
         if self._out is None:
-            # Per metric in plain floats (a handful of metrics: cheaper than ~12 numpy calls
-            # on 3-element arrays); the same operations as band_arrays, so the same numbers:
-            # the seasonal forecast where it and its scale exist, else the plain one; the
-            # scale at least its training floor (np.fmax: a NaN local scale gives the floor).
-            fc = self._forecast()
-            yp, lp, ys, ls = fc[0].tolist(), fc[1].tolist(), fc[3].tolist(), fc[4].tolist()
+            # the same operations as band_arrays, so the same numbers: the seasonal forecast
+            # where it and its scale exist, else the plain one; the scale at least its
+            # training floor (np.fmax: a NaN local scale gives the floor)
+            yp, lp, _, ys, ls = self._forecast()
             w = self.band.spec.width
             ys_out, lo_out, hi_out = [], [], []
             for j, season in enumerate(self._season_flags):
@@ -421,16 +436,18 @@ class BandState:
     def update(self, values: np.ndarray) -> None:
         """Add the row ``values`` (per metric)."""
         x = np.asarray(values, dtype=np.float64)
+        xs = x.tolist()
         yp, _, s, ys, _ = self._forecast()
         # metrics without a season: de-seasonalised = value (its errors are never used)
-        row = self._buf[self._n % self._w]
-        row[0] = x
-        row[1] = np.abs(x - yp)
-        row[2] = x - s
-        row[3] = np.abs(x - ys)
+        self._buf[self._n % self._w] = (
+            xs, [abs(a - b) for a, b in zip(xs, yp, strict=True)],
+            [a - b for a, b in zip(xs, s, strict=True)],
+            [abs(a - b) for a, b in zip(xs, ys, strict=True)])
+        if any(v != v for v in (*xs, *yp, *ys)):  # a NaN in this row (s NaN: ys NaN)
+            self._clean_from = max(self._clean_from, self._n + self._w + 1)
         k = self.band.spec.n_periods
         for p, (cols, ring) in self._seasons.items():
-            ring[self._n % (k * p)] = x.take(cols)
+            ring[self._n % (k * p)] = x if self._season_cols[p] is None else x.take(cols)
         self._n += 1
         self._fc = self._out = None
 
@@ -472,6 +489,8 @@ class BandState:
                                   f"expected {shape}")
         bs._n = n
         bs._buf = np.array(arrays["window"], dtype=np.float64)
+        # a NaN row may have been written at any of the last window's steps
+        bs._clean_from = n + bs._w + 1 if np.isnan(bs._buf).any() else 0
         bs._seasons = {p: (cols, np.array(arrays[f"season_{p}"], dtype=np.float64))
                        for p, (cols, _) in bs._seasons.items()}
         return bs
