@@ -73,16 +73,26 @@ class Scaler:
         if self.clip is not None:
             # A single feature far out (a rate of change over a near-zero level) must not
             # swamp every other: beyond ``clip`` robust sigmas it counts as "very far", no more.
-            if self.unclipped:
-                bound = getattr(self, "_bound", None)
-                if bound is None or bound.shape[0] != Z.shape[1]:
-                    bound = np.full(Z.shape[1], float(self.clip))
-                    bound[list(self.unclipped)] = np.inf
-                    self._bound = bound
-                np.clip(Z, -bound, bound, out=Z)
-            else:
-                np.clip(Z, -self.clip, self.clip, out=Z)
+            # (maximum then minimum: np.clip's numbers without its wrapper's per-call cost,
+            # which the live path pays on every point)
+            lo, hi = self._bounds(Z.shape[1])
+            np.maximum(Z, lo, out=Z)
+            np.minimum(Z, hi, out=Z)
         return Z
+
+    def _bounds(self, n: int) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """(lower, upper) clip bounds of ``n`` columns (``unclipped`` ones: +-inf), cached."""
+        cached = self.__dict__.get("_bound_cache")
+        if cached is None or cached[0] != (n, self.clip, self.unclipped):
+            if self.unclipped:
+                hi = np.full(n, float(self.clip))  # type: ignore[arg-type]
+                hi[list(self.unclipped)] = np.inf
+                bounds: tuple[np.ndarray | float, np.ndarray | float] = (-hi, hi)
+            else:
+                bounds = (-float(self.clip), float(self.clip))  # type: ignore[arg-type]
+            cached = ((n, self.clip, self.unclipped), bounds)
+            self._bound_cache = cached
+        return cached[1]
 
     def transform_columns(self, cols: np.ndarray, out: np.ndarray) -> np.ndarray:
         """:meth:`transform` of ``cols.T`` for a feature-major block ``cols`` (``(features,
@@ -99,12 +109,11 @@ class Scaler:
         np.subtract(cols, self.center_[:, None], out=cols)
         cols /= self.scale_[:, None]
         if self.clip is not None:
+            lo, hi = self._bounds(cols.shape[0])
             if self.unclipped:
-                bound = np.full(cols.shape[0], float(self.clip))
-                bound[list(self.unclipped)] = np.inf
-                np.clip(cols, -bound[:, None], bound[:, None], out=cols)
-            else:
-                np.clip(cols, -self.clip, self.clip, out=cols)
+                lo, hi = lo[:, None], hi[:, None]  # type: ignore[index]
+            np.maximum(cols, lo, out=cols)
+            np.minimum(cols, hi, out=cols)
         transpose_into(out, cols)
         return out
 
