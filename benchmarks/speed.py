@@ -490,14 +490,16 @@ def _latency(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int,
 
 def _latency_replay(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int,
                     points: int, replays: int = 5) -> dict[str, float]:
-    """Per point, the best of ``replays`` independent copies of the scorer fed the same
-    point in turn: what a point costs without the pauses other processes cause on a shared
-    machine (a point that is slow in every copy, a flagged one, stays slow)."""
-    copies = [scorer.copy() for _ in range(replays)]
+    """Per point, the best of ``replays`` passes over the points, each pass with its own copy
+    of the primed scorer: what a point costs without the pauses other processes cause on a
+    shared machine (a point that is slow in every pass, a flagged one, stays slow). The passes
+    run one after the other, so a burst of load that slows a stretch of points in one pass
+    does not slow the same points in the others (replaying each point back to back did)."""
+    pts = [(index[start + i], vals[start + i]) for i in range(points)]
     times = np.empty((replays, points))
-    for i in range(points):
-        ts, v = index[start + i], vals[start + i]
-        for r, c in enumerate(copies):
+    for r in range(replays):
+        c = scorer.copy()
+        for i, (ts, v) in enumerate(pts):
             t1 = time.perf_counter()
             c.update(ts, v)
             times[r, i] = time.perf_counter() - t1
