@@ -3,7 +3,7 @@
 The default model scores a row by the mean of two nearest-neighbour distances, the *level*
 view (L) and the *stationary* view (S) (docs/model.md). Both compare one row of features with
 single training rows; neither sees whether the metrics *move together as they used to*. This
-study measures two members of another kind, each mixed with the dumped L and S of
+study measures members of other kinds, each mixed with the dumped L and S of
 ``benchmarks/servers_members.py`` (its dumps: no refit of the default), with the same
 threshold rule (POT at risk 1e-3 on the calibration holdout's scores of the same mix) and the
 bench's metrics:
@@ -17,23 +17,37 @@ bench's metrics:
   measured on the last 20 %; then refit on all of them), floored at 0.1 x the median spread,
   clipped at +-10 (as the stationary view), and the metrics are combined by their RMS (``rms``)
   or the mean of the 3 largest absolute residuals (``top3``); optionally the RMS over the last
-  ``smooth`` of rows (a causal window; a stream keeps the last rows). Causal: row ``t`` uses
-  rows ``<= t`` only; a stream's state is the last ``lags`` rows.
-* ``O``: the **One-Class SVM** of ``AnomalyModel()`` (the bench's ``aws_model``: 109
-  stationary features per metric, robust-scaled), fit on the same fit rows; its raw score on
-  the holdout and the test rows, shifted by its holdout median and scaled so that its holdout
+  ``smooth`` of rows (a causal window; a stream keeps the last rows); ``maha``: the RMS of
+  the residuals decorrelated by their held-out correlation (shrunk 0.1 towards the
+  identity); ``over q``: only the smoothed ``F``'s excess over its own ``q`` quantile on the
+  fit rows. Causal: row ``t`` uses rows ``<= t`` only; a stream's state is the last ``lags``
+  rows.
+* ``N``: a **nowcast** residual, ``F`` with each metric also explained by the *other*
+  metrics at ``t`` (its own value at ``t`` left out): a move that all metrics make together
+  leaves little residual, a metric that leaves its relation to the others a large one.
+* ``O``: the **One-Class SVM** of ``AnomalyModel()`` (the bench's ``aws_model``: the classic
+  stationary features, robust-scaled), fit on the same fit rows; its raw score on the
+  holdout and the test rows, shifted by its holdout median and scaled so that its holdout
   median-to-99th-percentile range equals that of the member it joins or replaces (``(L + S) /
-  2``, or ``S``), so no weight is fitted.
+  2``, or ``S``), so its weight means the same on every server.
 
-Mixes: ``(L + S + w F) / (2 + w)``, ``(L + F) / 2``, ``(S + F) / 2``; ``(L + S + O) / 3``,
-``(L + O) / 2``. Leave-one-server-out: for each held-out server, the ``F`` setting (horizon,
-combination, smoothing, weight) with the best mean best F1 on the other nine, measured on it.
+Mixes: ``(L + S + w F) / (2 + w)`` (and ``N``, ``O`` alike), ``(L + F) / 2``, ``(S + F) / 2``,
+``(L + O) / 2``, ``(L + S) / 2 + w F[over q]``. Leave-one-server-out: for each held-out server,
+the setting (horizon, combination, smoothing, weight) with the best mean best F1 on the other
+nine, measured on it; for ``O``, the per-server difference from the default too.
+
+``demo``: the same members on the synthetic EKS demo (seeds 0, 7, 42, 1234: what ``make run``
+serves), the default fit on train + validation as ``train`` does (labelled rows left out of
+the fit, the POT threshold fit on the holdout's normal points; ``F`` / ``N`` leave the
+labelled rows out of their fit too), scored on the test split: best F1 and F1 at the mix's own
+threshold. Its first row reproduces ``default_model``'s own score and threshold (checked at
+each seed).
 
 Usage::
 
     nice .venv/bin/python benchmarks/servers_dynamics.py servers --dump out/bench-members2 \\
         --cache out/h9 --per-server        # O: ~5 s-1 min a server (cached), F: seconds
-    nice .venv/bin/python benchmarks/servers_dynamics.py demo --seeds 0 7 42 1234
+    nice .venv/bin/python benchmarks/servers_dynamics.py demo --seeds 0 7 42 1234   # ~25 s
 
 Results: docs/model.md ("Measured 2026-12-02 (H9)").
 """
@@ -89,13 +103,33 @@ def ridge(X: np.ndarray, Y: np.ndarray, penalty: float = RIDGE) -> tuple[np.ndar
     return coef, my - mx @ coef
 
 
+def ridge_others(X: np.ndarray, Y: np.ndarray, own: Sequence[int],
+                 penalty: float = RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ridge` of each column ``j`` of ``Y`` on every column of ``X`` but ``own[j]``
+    (its coefficient is 0): a metric explained without its own value at ``t``."""
+    mx, my = X.mean(axis=0), Y.mean(axis=0)
+    Xc = X - mx
+    gram = Xc.T @ Xc
+    gram[np.diag_indices_from(gram)] += penalty * len(X)
+    rhs = Xc.T @ (Y - my)
+    coef = np.zeros((X.shape[1], Y.shape[1]))
+    for j, col in enumerate(own):
+        idx = np.delete(np.arange(X.shape[1]), col)
+        coef[idx, j] = np.linalg.solve(gram[np.ix_(idx, idx)], rhs[idx, j])
+    return coef, my - mx @ coef
+
+
 class Forecast:
     """The lagged forecast of the standardised metrics, fit on the rows ``first:stop`` of each
     segment ``(values, first, stop)`` (one entity's series; ``first`` >= ``lags``: the rows
     before are look-back only), pooled over the segments."""
 
     def __init__(self, segments: Sequence[tuple[np.ndarray, int, int]], lags: int,
-                 penalty: float = RIDGE, skip: Sequence[np.ndarray] | None = None) -> None:
+                 penalty: float = RIDGE, skip: Sequence[np.ndarray] | None = None,
+                 others: bool = False) -> None:
+        # ``others``: each metric is also explained by the *other* metrics at ``t`` (a
+        # "nowcast": a move that every metric makes together leaves no residual, a metric
+        # that leaves its relation to the others does)
         # ``skip``: per segment, rows (boolean over its series) left out of the fit, as the
         # model leaves labelled anomalies out of its training rows
         keep_rows = [np.ones(b - a, dtype=bool) if skip is None else ~skip[i][a:b]
@@ -108,14 +142,21 @@ class Forecast:
             raise SystemExit("error: every metric is constant over the fit rows")
         self.sd = sd[self.keep]
         self.mu = self.mu[self.keep]
-        self.lags = lags
-        parts = []   # per segment: (lagged inputs, targets, where its held-out rows start)
+        self.lags, self.others = lags, others
+        m = int(self.keep.sum())
+
+        def fit(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if others:
+                return ridge_others(X, Y, [m * lags + j for j in range(m)], penalty)
+            return ridge(X, Y, penalty)
+
+        parts = []   # per segment: (inputs, targets, where its held-out rows start)
         for (v, a, b), k in zip(segments, keep_rows, strict=True):
             z = self._z(v[:b])
-            X, z = lagged(z, lags)[a:b][k], z[a:b][k]
+            X, z = self._inputs(z)[a:b][k], z[a:b][k]
             parts.append((X, z, int(0.8 * len(z))))
-        coef, icpt = ridge(np.vstack([X[:c] for X, _, c in parts]),
-                           np.vstack([z[:c] for _, z, c in parts]), penalty)
+        coef, icpt = fit(np.vstack([X[:c] for X, _, c in parts]),
+                         np.vstack([z[:c] for _, z, c in parts]))
         held = np.vstack([z[c:] - (X[c:] @ coef + icpt) for X, z, c in parts])
         spread = np.sqrt(np.mean(held ** 2, axis=0))
         self.spread = np.maximum(spread, max(SPREAD_FLOOR * float(np.median(spread)), 1e-6))
@@ -126,18 +167,21 @@ class Forecast:
         np.fill_diagonal(corr, 1.0)
         vals, vecs = np.linalg.eigh((1.0 - SHRINK) * corr + SHRINK * np.eye(len(corr)))
         self.whiten = vecs @ np.diag(np.maximum(vals, SHRINK) ** -0.5) @ vecs.T
-        self.coef, self.icpt = ridge(np.vstack([X for X, _, _ in parts]),
-                                     np.vstack([z for _, z, _ in parts]), penalty)
+        self.coef, self.icpt = fit(np.vstack([X for X, _, _ in parts]),
+                                   np.vstack([z for _, z, _ in parts]))
 
     def _z(self, values: np.ndarray) -> np.ndarray:
         return (values[:, self.keep] - self.mu) / self.sd
+
+    def _inputs(self, z: np.ndarray) -> np.ndarray:
+        return np.hstack([lagged(z, self.lags), z]) if self.others else lagged(z, self.lags)
 
     def residuals(self, values: np.ndarray, whiten: bool = False) -> np.ndarray:
         """(rows, kept metrics) scaled residuals of every row of ``values`` (the series from
         its first row, so every row's look-back is the rows before it), clipped at +-CLIP;
         ``whiten``: decorrelated by the held-out residuals' (shrunk) correlation first."""
         z = self._z(values)
-        r = (z - (lagged(z, self.lags) @ self.coef + self.icpt)) / self.spread
+        r = (z - (self._inputs(z) @ self.coef + self.icpt)) / self.spread
         if whiten:
             r = r @ self.whiten
         return np.clip(r, -CLIP, CLIP)
@@ -168,9 +212,10 @@ def rows_of(horizon: str, step_s: float) -> int:
 
 def forecast_member(d: Dump, horizon: str, how: str, smooth: str | None,
                     penalty: float = RIDGE, cache: dict | None = None,
-                    tail: float | None = None) -> Pair:
+                    tail: float | None = None, others: bool = False) -> Pair:
     """(holdout, test) of ``F`` for one server (module docstring); ``tail``: only its excess
-    over its own ``tail`` quantile on the fit rows."""
+    over its own ``tail`` quantile on the fit rows; ``others``: ``N``, the nowcast (each
+    metric also explained by the other metrics at ``t``)."""
     step_s = float(d["step_s"])
     lags = rows_of(horizon, step_s)
     n_train, n_hold = int(d["n_train"]), len(d["xv"])
@@ -178,12 +223,13 @@ def forecast_member(d: Dump, horizon: str, how: str, smooth: str | None,
     cache = {} if cache is None else cache
     const = set(d["constant"].tolist())
     vals = d["values"][:, [i for i in range(d["values"].shape[1]) if i not in const]]
-    if (horizon, penalty) not in cache:
+    if (horizon, penalty, others) not in cache:
         first = n_fit - len(d["ref"])          # the reference's first row: warm-up before it
-        cache[horizon, penalty] = Forecast([(vals, max(first, lags), n_fit)], lags, penalty)
-    key = (horizon, penalty, how == "maha")
+        cache[horizon, penalty, others] = Forecast([(vals, max(first, lags), n_fit)], lags,
+                                                   penalty, others=others)
+    key = (horizon, penalty, others, how == "maha")
     if key not in cache:
-        cache[key] = cache[horizon, penalty].residuals(vals, whiten=how == "maha")
+        cache[key] = cache[horizon, penalty, others].residuals(vals, whiten=how == "maha")
     r = cache[key]
     f = combine(r, how)
     if smooth:
@@ -261,8 +307,13 @@ F_TAILS = [("5min", "rms", "15min", q) for q in (0.99, 0.999)]
 TAIL_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
-def f_name(h: str, how: str, s: str | None, tail: float | None = None) -> str:
-    return (f"F[{h},{how}{',smooth ' + s if s else ''}"
+#: Nowcast settings (``N``: each metric from all metrics' lags and the others at ``t``).
+N_SETTINGS = [(h, "rms", s) for h in ("5min", "15min") for s in (None, "15min", "1h")]
+
+
+def f_name(h: str, how: str, s: str | None, tail: float | None = None,
+           member: str = "F") -> str:
+    return (f"{member}[{h},{how}{',smooth ' + s if s else ''}"
             f"{f',over q{tail:g}' if tail is not None else ''}]")
 
 
@@ -271,6 +322,11 @@ def build_variants(ocsvm: bool) -> dict[str, Variant]:
     variants: dict[str, Variant] = {"(L + S) / 2: the default": weighted([("L", 1), ("S", 1)])}
     for h, how, s in F_SETTINGS:
         name = f_name(h, how, s)
+        for w in WEIGHTS:
+            variants[f"(L + S + {w:g} {name}) / {2 + w:g}"] = weighted([("L", 1), ("S", 1),
+                                                                        (name, w)])
+    for h, how, s in N_SETTINGS:
+        name = f_name(h, how, s, member="N")
         for w in WEIGHTS:
             variants[f"(L + S + {w:g} {name}) / {2 + w:g}"] = weighted([("L", 1), ("S", 1),
                                                                         (name, w)])
@@ -322,6 +378,9 @@ def servers(args: argparse.Namespace) -> None:
                 m[f_name(h, how, s)] = forecast_member(d, h, how, s, cache=fc)
             for h, how, s, q in F_TAILS:
                 m[f_name(h, how, s, q)] = forecast_member(d, h, how, s, cache=fc, tail=q)
+            for h, how, s in N_SETTINGS:
+                m[f_name(h, how, s, member="N")] = forecast_member(d, h, how, s, cache=fc,
+                                                                   others=True)
             m["F[15min,rms] ridge 1e-3"] = forecast_member(d, "15min", "rms", None, 1e-3)
             m["F[15min,rms] ridge 1e-1"] = forecast_member(d, "15min", "rms", None, 1e-1)
             base = (m["L"][0] + m["S"][0]) / 2
@@ -344,6 +403,8 @@ def servers(args: argparse.Namespace) -> None:
     small = [n for n in full if "maha" not in n and "1h" not in n and "+ 0.25 F" not in n]
     grids = {"(L + S + w F) / (2 + w), small grid": small,
              "(L + S + w F) / (2 + w), full grid": full}
+    grids["(L + S + w N) / (2 + w)"] = [n for n in rows if n.startswith("(L + S + ")
+                                        and "N[" in n]
     if not args.no_ocsvm:
         grids["(L + S + w O) / (2 + w)"] = [n for n in rows if "O matched to (L + S) / 2" in n]
     print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
@@ -391,6 +452,12 @@ DEMO_VARIANTS = (
     "(L + S) / 2 + 2 F[5min,rms,smooth 15min,over q0.99]",
     "(L + S) / 2 + 2 F[5min,rms,smooth 15min,over q0.999]",
     "(L + S) / 2 + 4 F[5min,rms,smooth 15min,over q0.999]",
+    "(L + S + 0.25 N[5min,rms,smooth 15min]) / 2.25",
+    "(L + S + 0.5 N[5min,rms,smooth 15min]) / 2.5",
+    "(L + S + 1 N[5min,rms,smooth 15min]) / 3",
+    "(L + S + 2 N[5min,rms,smooth 15min]) / 4",
+    "(L + S + 0.25 N[5min,rms,smooth 1h]) / 2.25",
+    "(L + S + 1 N[15min,rms,smooth 1h]) / 3",
     "(L + S + 0.5 O) / 2.5, O matched to (L + S) / 2",
     "(L + S + 1 O) / 3, O matched to (L + S) / 2",
     "(L + S + 2 O) / 4, O matched to (L + S) / 2",
@@ -436,18 +503,19 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
                 for e in hist.entities]
     first = model.spec.min_history
     step_s = ds.step.total_seconds()
-    for h, s in (("5min", "15min"), ("15min", "15min"), ("5min", "1h")):
+    for member, h, s in (("F", "5min", "15min"), ("F", "15min", "15min"), ("F", "5min", "1h"),
+                         ("N", "5min", "15min"), ("N", "5min", "1h"), ("N", "15min", "1h")):
         lags = rows_of(h, step_s)
         fc = Forecast([(v, max(first, lags), n_fit) for v, n_fit, _ in series.values()], lags,
-                      skip=labelled)
+                      skip=labelled, others=member == "N")
         fs = [smooth_rms(combine(fc.residuals(v), "rms"), rows_of(s, step_s))
               for v, _, _ in series.values()]
         fit_rows = np.concatenate([f[first:n_fit][~skip[first:n_fit]] for f, (_, n_fit, _), skip
                                    in zip(fs, series.values(), labelled, strict=True)])
-        for q in (None, 0.99, 0.999):
+        for q in (None, 0.99, 0.999) if member == "F" else (None,):
             low = 0.0 if q is None else float(np.quantile(fit_rows, q))
             part = [np.maximum(f - low, 0.0) if q is not None else f for f in fs]
-            m[f_name(h, "rms", s, q)] = (
+            m[f_name(h, "rms", s, q, member)] = (
                 np.concatenate([f[n_fit:n_hist] for f, (_, n_fit, n_hist)
                                 in zip(part, series.values(), strict=True)]),
                 np.concatenate([f[n_hist:] for f, (_, _, n_hist)

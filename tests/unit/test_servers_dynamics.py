@@ -79,7 +79,8 @@ def test_the_member_is_causal_and_fit_on_the_fit_rows_only(bench) -> None:
     bench.forecast_member(_dump(moved, 1700, 2000, 100), "5min", "rms", None, cache=cache)
     ref: dict = {}
     bench.forecast_member(d, "5min", "rms", None, cache=ref)
-    np.testing.assert_array_equal(cache["5min", bench.RIDGE].coef, ref["5min", bench.RIDGE].coef)
+    key = ("5min", bench.RIDGE, False)
+    np.testing.assert_array_equal(cache[key].coef, ref[key].coef)
     # only the excess over the fit rows' quantile: 0 on most fit-like rows
     hold_t, _ = bench.forecast_member(d, "5min", "rms", "15min", tail=0.99)
     assert np.mean(hold_t == 0.0) > 0.9
@@ -125,3 +126,27 @@ def test_the_demo_harness_scores_the_default_as_the_model_flags_it(bench) -> Non
         h, t = variants[name](m)
         assert (len(h), len(t)) == (len(hold), len(test)), name
         assert np.isfinite(h).all() and np.isfinite(t).all(), name
+
+
+def test_the_nowcast_leaves_a_common_move_and_sees_one_metric_leave_it(bench) -> None:
+    rng = np.random.default_rng(4)
+    n = 6000
+    common = np.zeros(n)                                    # every metric moves with it
+    for t in range(1, n):
+        common[t] = 0.9 * common[t - 1] + rng.normal(0, 1.0)
+    values = common[:, None] * np.array([1.0, 0.5, 2.0]) + rng.normal(0, 0.2, (n, 3))
+    jump = values.copy()
+    jump[5000:, :] += np.array([1.0, 0.5, 2.0]) * 8.0      # all three jump together
+    alone = values.copy()
+    alone[5000:, 2] += 16.0                                 # only the third one jumps
+    for others, common_ok in ((True, True), (False, False)):
+        fc = bench.Forecast([(values, 5, 4000)], lags=1, others=others)
+        at = slice(5000, 5001)
+        r_jump = bench.combine(fc.residuals(jump)[at], "rms")[0]
+        r_alone = bench.combine(fc.residuals(alone)[at], "rms")[0]
+        assert r_alone > 3.0, others
+        # the lagged forecast flags both; the nowcast only the metric that left the others
+        assert bool(r_jump < 0.25 * r_alone) is common_ok, (others, r_jump, r_alone)
+    fc = bench.Forecast([(values, 5, 4000)], lags=1, others=True)
+    own = [fc.lags * 3 + j for j in range(3)]
+    assert all(fc.coef[c, j] == 0.0 for j, c in enumerate(own))
