@@ -47,7 +47,7 @@ Usage::
 
     nice .venv/bin/python benchmarks/servers_dynamics.py servers --dump out/bench-members2 \\
         --cache out/h9 --per-server        # O: ~5 s-1 min a server (cached), F: seconds
-    nice .venv/bin/python benchmarks/servers_dynamics.py demo --seeds 0 7 42 1234   # ~25 s
+    nice .venv/bin/python benchmarks/servers_dynamics.py demo --seeds 0 7 42 1234 --kinds
 
 Results: docs/model.md ("Measured 2026-12-02 (H9)").
 """
@@ -526,6 +526,7 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
     o = (ocsvm._raw(Ov[ready_o]), ocsvm._raw(Ot))
     m["O~LS"] = matched(o, (m["L"][0] + m["S"][0]) / 2)
     y = sp.test.frame["is_anomaly"].to_numpy().astype(bool)
+    cal["kinds"] = sp.test.frame["anomaly_type"].to_numpy().astype(str)
     for name, (a, b) in m.items():
         if len(a) != len(Xv) or len(b) != len(Xt):
             raise SystemExit(f"error: seed {seed}: member {name} has {len(a)}/{len(b)} rows, "
@@ -551,6 +552,23 @@ def demo_f1(cal: Dump, hold: np.ndarray, test: np.ndarray, y: np.ndarray) -> tup
     return best, 0.0 if tp == 0 else 2 * tp / (flag.sum() + y.sum())
 
 
+#: The mixes whose recall per anomaly kind ``demo --kinds`` prints.
+KIND_VARIANTS = (
+    "(L + S) / 2: the default",
+    "(L + S + 0.5 F[5min,rms,smooth 15min]) / 2.5",
+    "(L + S + 0.5 N[5min,rms,smooth 15min]) / 2.5",
+    "(L + S + 1 O) / 3, O matched to (L + S) / 2",
+)
+
+
+def kind_recall(test: np.ndarray, y: np.ndarray, kinds: np.ndarray,
+                fpr: float = 0.01) -> dict[str, float]:
+    """Per anomaly kind, the share of its test points at or above the score that flags
+    ``fpr`` of the normal test points (a threshold-free view of what a mix ranks high)."""
+    thr = float(np.quantile(test[~y], 1.0 - fpr))
+    return {k: float(np.mean(test[kinds == k] >= thr)) for k in sorted(set(kinds[y]))}
+
+
 def demo(args: argparse.Namespace) -> None:
     """The demo table: best F1 / own F1 of each mix per seed and their means."""
     from threadpoolctl import threadpool_limits
@@ -559,6 +577,7 @@ def demo(args: argparse.Namespace) -> None:
 
     variants = build_variants(ocsvm=True)
     results: dict[str, list[tuple[float, float]]] = {}
+    kinds: dict[str, dict[str, list[float]]] = {}
     with threadpool_limits(1):
         for seed in args.seeds:
             t0 = time.perf_counter()
@@ -570,6 +589,9 @@ def demo(args: argparse.Namespace) -> None:
                                        cal["thr"], rtol=1e-9)
             for name in DEMO_VARIANTS:
                 results.setdefault(name, []).append(demo_f1(cal, *variants[name](m), y))
+            for name in KIND_VARIANTS if args.kinds else ():
+                for k, r in kind_recall(variants[name](m)[1], y, cal["kinds"]).items():
+                    kinds.setdefault(k, {}).setdefault(name, []).append(r)
             print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\ndemo seeds {', '.join(map(str, args.seeds))}: best F1 / own F1 per seed, then "
           "the mean\n")
@@ -580,6 +602,15 @@ def demo(args: argparse.Namespace) -> None:
         cells = " | ".join(f"{b:.3f} / {o:.3f}" for b, o in per)
         print(f"| {name} | {cells} | {np.mean([b for b, _ in per]):.3f} | "
               f"{np.mean([o for _, o in per]):.3f} |")
+    if kinds:
+        print("\nRecall per anomaly kind at the score flagging 1 % of the normal test points, "
+              "mean over the seeds where the kind occurs (seeds)\n")
+        print("| kind | " + " | ".join(KIND_VARIANTS) + " |")
+        print("|---|" + "---|" * len(KIND_VARIANTS))
+        for k, per_mix in sorted(kinds.items()):
+            n = len(next(iter(per_mix.values())))
+            print(f"| {k} ({n}) | " + " | ".join(f"{np.mean(per_mix[v]):.2f}"
+                                                  for v in KIND_VARIANTS) + " |")
 
 
 def main() -> None:
@@ -594,6 +625,8 @@ def main() -> None:
     s.add_argument("--per-server", action="store_true", help="best F1 / F1 / FPR per server")
     d = sub.add_parser("demo", help="on the synthetic EKS demo")
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 7, 42, 1234])
+    d.add_argument("--kinds", action="store_true",
+                   help="recall per anomaly kind at 1 %% of the normal points flagged")
     args = parser.parse_args()
     (servers if args.bench == "servers" else demo)(args)
 

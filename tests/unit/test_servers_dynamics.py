@@ -150,3 +150,11 @@ def test_the_nowcast_leaves_a_common_move_and_sees_one_metric_leave_it(bench) ->
     fc = bench.Forecast([(values, 5, 4000)], lags=1, others=True)
     own = [fc.lags * 3 + j for j in range(3)]
     assert all(fc.coef[c, j] == 0.0 for j, c in enumerate(own))
+
+
+def test_kind_recall_is_the_share_above_the_normal_quantile(bench) -> None:
+    test = np.r_[np.arange(100.0), 200.0, 200.0, 50.0, 0.0]
+    y = np.r_[np.zeros(100, dtype=bool), True, True, True, True]
+    kinds = np.array([""] * 100 + ["spike", "spike", "flatline", "flatline"])
+    got = bench.kind_recall(test, y, kinds, fpr=0.01)
+    assert got == {"flatline": 0.0, "spike": 1.0}
