@@ -738,7 +738,17 @@ class AnomalyModel:
         """:meth:`score_transformed` of one ready row ``X`` (``(1, columns)``, from
         :meth:`transform_row`) with ``explain="flagged"``, as ``(anomaly_score, is_anomaly,
         contributions or None when they are all zero)``: the same numbers, without the batch
-        path's masks and index arrays (the live path scores one point at a time)."""
+        path's masks and index arrays (the live path scores one point at a time).
+
+        A detector whose one-row score is a large BLAS product (``blas_bound``: kNN) runs
+        with BLAS on one thread: with the other cores busy, a BLAS thread that waits for one
+        cost the default model 7.8 ms a point instead of 0.3 ms."""
+        if getattr(self.detector_, "blas_bound", False):
+            with blas_one_thread():
+                return self._score_row(X)
+        return self._score_row(X)
+
+    def _score_row(self, X: np.ndarray) -> tuple[float, bool, np.ndarray | None]:
         raw = self._raw_prepared(X)
         score = self.calibrator_.transform_one(float(raw[0]))
         if getattr(self, "constant_", None):

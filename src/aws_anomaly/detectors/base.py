@@ -192,24 +192,49 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return max(1, cpus + 1 + n_jobs) if n_jobs < 0 else int(n_jobs)
 
 
-_BLAS: list[ThreadpoolController] = []
+_BLAS: list[list[Any]] = []
+
+
+class _OneBlasThread:
+    """Context manager: BLAS libraries on one thread inside, their previous counts after."""
+
+    __slots__ = ("_prev",)
+
+    def __enter__(self) -> None:
+        libs = _blas_libraries()
+        self._prev = [lib.get_num_threads() for lib in libs]
+        for lib, n in zip(libs, self._prev, strict=True):
+            if n != 1:
+                lib.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        for lib, n in zip(_blas_libraries(), self._prev, strict=True):
+            if n is not None and n != 1:
+                lib.set_num_threads(n)
+
+
+def _blas_libraries() -> list[Any]:
+    """The BLAS libraries loaded in the process (threadpoolctl's controllers), found once."""
+    if not _BLAS:
+        _BLAS.append([lib for lib in ThreadpoolController().lib_controllers
+                      if lib.user_api == "blas"])
+    return _BLAS[0]
 
 
 def blas_one_thread() -> Any:
-    """Context manager limiting BLAS to one thread, from a controller made once.
+    """Context manager limiting BLAS to one thread (the previous counts come back after).
 
     Used where our own code already spreads work over the cores (chunks on a thread pool)
-    or calls BLAS on chunks too small for its threads to pay: OpenBLAS's threads spin
-    after each product, and on a loaded machine a 16k-row product took 28 ms with two
-    threads against 1.4 ms with one (docs/performance.md, H2).
+    or calls BLAS on products too small for its threads to pay (a live point): OpenBLAS's
+    threads spin after each product, and on a loaded machine a 16k-row product took 28 ms
+    with two threads against 1.4 ms with one (docs/performance.md, H2); one live point of the
+    default kNN model took 7.8 ms (p50) instead of 0.3 ms with the other core busy.
 
-    ``threadpool_limits(...)`` scans every loaded shared library on each call (~4 ms here,
-    a third of the time of scoring a 16k-row chunk); the controller's ``limit`` reuses the
-    scan (~20 us). Made on first use, after numpy (and its BLAS) is loaded.
+    ``threadpool_limits(...)`` scans every loaded shared library on each call (~4 ms here);
+    the libraries are found once (after numpy and its BLAS are loaded) and each use is a
+    few C calls (~10 us of CPU with OpenBLAS: worth it only around a large product).
     """
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    return _OneBlasThread()
 
 
 def map_chunks(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, *,
@@ -260,6 +285,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # True when ``_score`` detects NaN/inf on its own, as a by-product of its arithmetic, and
     # raises NonFiniteInputError: score-time validation then skips the separate pass over X.
     _finite_checked_in_score: bool = False
+    #: True when scoring even one row is a large BLAS product (against a reference set): the
+    #: live path then runs it with BLAS on one thread (:func:`blas_one_thread`), whose own
+    #: cost (~10 us) a detector with small products would only pay for nothing.
+    blas_bound: bool = False
 
     # -- hooks ------------------------------------------------------------------------------
     def _check_params(self) -> None:

@@ -107,6 +107,7 @@ class KNNDetector(BaseDetector):
     """
 
     _finite_checked_in_score = False
+    blas_bound = True  # one row: a product with up to max_train_rows reference rows
 
     def __init__(self, *, n_neighbors: int = 1, max_train_rows: int = 20000,
                  views: Sequence[Sequence[int]] | None = None,

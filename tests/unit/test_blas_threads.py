@@ -1,0 +1,42 @@
+"""``blas_one_thread``: BLAS on one thread inside, the caller's thread counts after (the live
+path uses it on every point, so it must restore whatever limit the caller set)."""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
+from aws_anomaly.detectors.base import blas_one_thread
+
+
+def _blas_threads() -> list[int]:
+    return [lib.num_threads for lib in ThreadpoolController().lib_controllers
+            if lib.user_api == "blas"]
+
+
+def test_one_thread_inside_and_the_callers_counts_after() -> None:
+    np.ones((2, 2)) @ np.ones((2, 2))  # BLAS loaded
+    assert _blas_threads()
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        with blas_one_thread():
+            assert set(_blas_threads()) == {1}
+            with blas_one_thread():  # nested: still one, and the outer one restores
+                assert set(_blas_threads()) == {1}
+            assert set(_blas_threads()) == {1}
+        assert _blas_threads() == before
+    with threadpool_limits(1, user_api="blas"):
+        with blas_one_thread():
+            pass
+        assert set(_blas_threads()) == {1}  # a caller's own limit is kept
+
+
+def test_restored_when_the_body_raises() -> None:
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        try:
+            with blas_one_thread():
+                raise ValueError("boom")
+        except ValueError:
+            pass
+        assert _blas_threads() == before
