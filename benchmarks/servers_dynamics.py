@@ -273,12 +273,19 @@ def ocsvm_scores(key: str, data_root: str, cache: Path, n_hold: int, n_test: int
     return hold, test
 
 
-def matched(member: Pair, to: np.ndarray) -> Pair:
+def matched(member: Pair, to: np.ndarray, top: str = "q99") -> Pair:
     """``member`` shifted by its holdout median and scaled so that its holdout median-to-q99
-    range is that of ``to`` (a holdout score), plus ``to``'s holdout median."""
+    range is that of ``to`` (a holdout score), plus ``to``'s holdout median; ``top="pot"``:
+    the median-to-POT-threshold range (risk 1e-3), i.e. ``member``'s calibrated score put on
+    the scale of ``to``'s."""
+    from aws_anomaly.calibration import pot_threshold
+
+    def upper(x: np.ndarray) -> float:
+        return pot_threshold(x, 1e-3, 0.98)[0] if top == "pot" else float(np.quantile(x, 0.99))
+
     h, t = member
-    mh, rh = np.median(h), np.quantile(h, 0.99) - np.median(h)
-    mt, rt = np.median(to), np.quantile(to, 0.99) - np.median(to)
+    mh, rh = np.median(h), upper(h) - np.median(h)
+    mt, rt = np.median(to), upper(to) - np.median(to)
     a = rt / max(rh, 1e-12)
     return mt + a * (h - mh), mt + a * (t - mh)
 
@@ -347,6 +354,9 @@ def build_variants(ocsvm: bool) -> dict[str, Variant]:
         for w in (0.5, 1.0, 2.0):
             variants[f"(L + S + {w:g} O) / {2 + w:g}, O matched to (L + S) / 2"] = weighted(
                 [("L", 1), ("S", 1), ("O~LS", w)])
+        for w in (0.5, 1.0):
+            variants[f"(L + S + {w:g} O) / {2 + w:g}, O calibrated like (L + S) / 2"] = (
+                weighted([("L", 1), ("S", 1), ("O~LS pot", w)]))
         for h, how, s in (("5min", "rms", "15min"), ("5min", "maha", "15min"),
                           ("15min", "maha", "15min")):
             name = f_name(h, how, s)
@@ -387,6 +397,7 @@ def servers(args: argparse.Namespace) -> None:
             if not args.no_ocsvm:
                 o = ocsvm_scores(key, args.data, cache, len(d["xv"]), len(d["xt"]))
                 m["O~LS"], m["O~S"] = matched(o, base), matched(o, m["S"][0])
+                m["O~LS pot"] = matched(o, base, "pot")
             members[key] = m
             f = m[f_name("15min", "rms", None)][0]
             print(f"members of {key} in {time.perf_counter() - t0:.0f} s (holdout medians: "
@@ -461,6 +472,8 @@ DEMO_VARIANTS = (
     "(L + S + 0.5 O) / 2.5, O matched to (L + S) / 2",
     "(L + S + 1 O) / 3, O matched to (L + S) / 2",
     "(L + S + 2 O) / 4, O matched to (L + S) / 2",
+    "(L + S + 0.5 O) / 2.5, O calibrated like (L + S) / 2",
+    "(L + S + 1 O) / 3, O calibrated like (L + S) / 2",
     "(L + S + O + 0.5 F[5min,rms,smooth 15min]) / 3.5",
 )
 
@@ -525,6 +538,7 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
     Ot, _, _ = ocsvm._features(sp.test, hist, "test")
     o = (ocsvm._raw(Ov[ready_o]), ocsvm._raw(Ot))
     m["O~LS"] = matched(o, (m["L"][0] + m["S"][0]) / 2)
+    m["O~LS pot"] = matched(o, (m["L"][0] + m["S"][0]) / 2, "pot")
     y = sp.test.frame["is_anomaly"].to_numpy().astype(bool)
     cal["kinds"] = sp.test.frame["anomaly_type"].to_numpy().astype(str)
     for name, (a, b) in m.items():
