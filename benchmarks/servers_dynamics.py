@@ -418,6 +418,8 @@ def servers(args: argparse.Namespace) -> None:
                                         and "N[" in n]
     if not args.no_ocsvm:
         grids["(L + S + w O) / (2 + w)"] = [n for n in rows if "O matched to (L + S) / 2" in n]
+        grids["(L + S + w O calibrated) / (2 + w)"] = [n for n in rows
+                                                        if "O calibrated like" in n]
     print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
     base = rows["(L + S) / 2: the default"]
     for label, grid in grids.items():
@@ -428,7 +430,8 @@ def servers(args: argparse.Namespace) -> None:
         print(f"chosen leave-one-server-out ({label}): " + "; ".join(
             f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
     # how far each O row's gain is from the servers' spread: the paired difference in best F1
-    for name in grids.get("(L + S + w O) / (2 + w)", []):
+    for name in [*grids.get("(L + S + w O) / (2 + w)", []),
+                 *grids.get("(L + S + w O calibrated) / (2 + w)", [])]:
         diff = np.array([rows[name][k]["best_f1"] - base[k]["best_f1"] for k in dumps])
         print(f"best F1 of {name} less the default's, per server: mean {diff.mean():+.4f}, "
               f"standard error {diff.std(ddof=1) / np.sqrt(len(diff)):.4f}, "
