@@ -511,7 +511,8 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
     # the holdout's labels: with labels, the model's POT fit takes the normal points only
     cal = {"zt": zt, "readyt": ready_t, "rawv": model._raw(Xv), "rawt": model._raw(Xt),
            "yv": holdout.frame["is_anomaly"].to_numpy()[ready_v].astype(bool),
-           "thr": np.float64(model.calibrator_.threshold_)}
+           "thr": np.float64(model.calibrator_.threshold_),
+           "risk": np.float64(model.calibration_used_["risk"])}
     # F: one forecast pooled over the entities, each entity's series its own look-back
     series = {e: (np.vstack([hist.values(e), sp.test.values(e)]), len(fit_part.values(e)),
                   len(hist.values(e))) for e in hist.entities}
@@ -560,7 +561,7 @@ def demo_f1(cal: Dump, hold: np.ndarray, test: np.ndarray, y: np.ndarray) -> tup
     from aws_anomaly.calibration import pot_threshold
 
     normal = hold[~cal["yv"]]
-    thr = pot_threshold(normal, 1e-3, 0.98)[0]
+    thr = pot_threshold(normal, float(cal["risk"]), 0.98)[0]
     score = calibrated(cal, test, thr, float(np.median(normal)))
     p, r, _ = precision_recall_curve(y, score)
     best = float(np.nanmax(2 * p * r / np.maximum(p + r, 1e-12)))
@@ -602,8 +603,8 @@ def demo(args: argparse.Namespace) -> None:
             # the default's mix is the model's own raw score
             hold, test = variants[DEMO_VARIANTS[0]](m)
             np.testing.assert_allclose(test, cal["rawt"], rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose(pot_threshold(hold[~cal["yv"]], 1e-3, 0.98)[0],
-                                       cal["thr"], rtol=1e-9)
+            np.testing.assert_allclose(pot_threshold(hold[~cal["yv"]], float(cal["risk"]),
+                                                     0.98)[0], cal["thr"], rtol=1e-9)
             for name in DEMO_VARIANTS:
                 results.setdefault(name, []).append(demo_f1(cal, *variants[name](m), y))
             for name in KIND_VARIANTS if args.kinds else ():

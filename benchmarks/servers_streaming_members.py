@@ -12,10 +12,10 @@ test}.parquet``) and, with ``--demo``, on the test split of a generated demo:
   detector's alarm level as floor), its calibrated ``anomaly_score``;
 * label-free combinations of the two calibrated scores (both are 1.0 at their own threshold):
   ``max`` (a point either flags), ``mean``, ``min`` (a point both flag), and ``max`` / ``mean``
-  with a fresh POT threshold (risk 1e-3, the default's) fitted on the combined scores of the
-  holdout rows (the default's calibration holdout; on the demo the validation split); the
-  max and the sum of each member's tail rank among its own holdout scores (``-log`` of the
-  exceedance share, distribution-free), POT re-fit the same way; and ``default + 0.25 x
+  with a fresh POT threshold (risk 1e-3, the default's until 2026-12-02) fitted on the combined
+  scores of the holdout rows (the default's calibration holdout; on the demo the validation
+  split); the max and the sum of each member's tail rank among its own holdout scores (``-log``
+  of the exceedance share, distribution-free), POT re-fit the same way; and ``default + 0.25 x
   context`` (a sensitivity row: a light weight on the streaming member).
 
 Each model is fit once on the training rows **without labels** and scores the test rows

@@ -273,7 +273,9 @@ def views(name: str, combine: Callable[[np.ndarray], np.ndarray], risk: float = 
 
 
 RULES: dict[str, Rule] = {
-    "shipped: POT risk 1e-3 level 0.98": shipped,
+    # the dump's own threshold: POT level 0.98 at the risk of its time (1e-3 for every step
+    # until 2026-12-02; since then pot_risk of the step: 5e-3 at the ASD servers' 5 minutes)
+    "shipped: the model's own POT threshold": shipped,
     **{f"flag at anomaly_score >= {c}": scale(c) for c in (0.6, 0.7, 0.8, 0.9, 1.1, 1.2)},
     **{f"POT risk {r:g} level {lv}": pot(r, lv)
        for r in (1e-3, 2e-3, 3e-3, 5e-3) for lv in (0.95, 0.99)},

@@ -312,7 +312,7 @@ class JobModel:
             calibration["target_fpr"] = thr.target_fpr
         elif method == "contamination":
             calibration["contamination"] = thr.contamination
-        elif method == "pot":
+        elif method == "pot" and thr.risk is not None:
             calibration["risk"] = thr.risk
         if streaming:
             return SeriesModel(self.job.model.detector, calibration=calibration)

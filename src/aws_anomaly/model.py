@@ -73,7 +73,7 @@ from aws_anomaly.features.spec import FeaturePlan
 from aws_anomaly.progress import stage, track
 from aws_anomaly.scaling import CONSTANT_TOLERANCE, Scaler, fit_log_floor, prepare
 from aws_anomaly.stream import PointScore, StreamScorer
-from aws_anomaly.threshold import DEFAULT_RISK, parse_threshold
+from aws_anomaly.threshold import DEFAULT_RISK, parse_threshold, pot_risk
 
 __all__ = [
     "AUTO_MAX_FPR",
@@ -528,6 +528,9 @@ class AnomalyModel:
         if method.get("method") == "auto":
             method = ({"method": "best_f1"} if y is not None and y.any()
                       else {"method": "target_fpr", "target_fpr": 0.01})
+        if method.get("method") == "pot" and "risk" not in method:
+            # a risk stated in time: the same normal points a day above it at any step
+            method["risk"] = pot_risk(self.step_)
         if method.get("method") == "best_f1" and (y is None or not np.any(y)):
             raise ConfigError(
                 "threshold best-f1 needs labelled anomalies in the validation data, and "

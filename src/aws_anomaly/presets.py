@@ -13,7 +13,7 @@ import pandas as pd
 
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.features import FeatureSpec
-from aws_anomaly.model import DEFAULT_RISK, AnomalyModel
+from aws_anomaly.model import AnomalyModel
 
 __all__ = ["DEFAULT_WINDOWS", "EXCESS_WEIGHT", "MIN_SEASONAL_HISTORY", "default_model"]
 
@@ -58,8 +58,10 @@ def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | Non
     a day of warm-up before the first usable row) and so are windows longer than a quarter of
     it, so a few hours of fine-grained data still train. No calendar terms and no cross-metric
     ratios (their count grows with the square of the metric count). The threshold is a
-    peaks-over-threshold fit of the score tail at risk :data:`DEFAULT_RISK` on held-out
-    history. Metrics constant over training must stay constant. docs/model.md gives the
+    peaks-over-threshold fit of the score tail on held-out history, at the risk
+    :func:`~aws_anomaly.threshold.pot_risk` gives the data's step (the same 1.44 normal points
+    a day above it at any step: risk 1e-3 at one minute, 5e-3 at five). Metrics constant
+    over training must stay constant. docs/model.md gives the
     measurements behind each choice.
 
     >>> m = default_model("5min")
@@ -98,7 +100,7 @@ def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | Non
         "detector": "knn", "spec": spec, "feature_set": "hybrid", "scaler": "robust",
         "log_std": True, "clip": 10.0, "persist": persist,
         "persist_baseline": None if short else max(day, persist[-1] + 1),
-        "calibration": {"method": "pot", "risk": DEFAULT_RISK}, "calibration_holdout": 0.15,
+        "calibration": {"method": "pot"}, "calibration_holdout": 0.15,
     }
     params.update(overrides)
     return AnomalyModel(**params)

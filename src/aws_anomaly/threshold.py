@@ -9,12 +9,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from aws_anomaly.errors import ConfigError
 
-__all__ = ["DEFAULT_RISK", "parse_threshold"]
+__all__ = ["DEFAULT_RISK", "MAX_POT_RISK", "POT_RISK_PER_MINUTE", "parse_threshold",
+           "pot_risk"]
 
-#: Tail probability of the label-free ``pot`` threshold: about one point in a thousand.
+#: Tail probability of a ``pot`` threshold when no step is known: one point in a thousand
+#: (what :func:`pot_risk` gives one-minute data).
 DEFAULT_RISK = 1e-3
+#: The label-free ``pot`` threshold's risk per minute of data: its budget of normal points
+#: above it is stated in time (1.44 an entity and day), so one-minute and five-minute data
+#: page as often; 1e-3 at one minute is the rate the threshold was chosen at on the real
+#: servers.
+POT_RISK_PER_MINUTE = 1e-3
+#: Ceiling on the per-point risk of coarse data (at most 1 % of the points: hourly data would
+#: otherwise flag 6 %).
+MAX_POT_RISK = 0.01
+
+
+def pot_risk(step: pd.Timedelta | str) -> float:
+    """The ``pot`` risk for data at ``step``: :data:`POT_RISK_PER_MINUTE` per minute of step
+    (1.44 normal points a day above the threshold), at most :data:`MAX_POT_RISK`.
+
+    >>> pot_risk("1min"), pot_risk("5min"), pot_risk("1h")
+    (0.001, 0.005, 0.01)
+    """
+    step = pd.Timedelta(step)
+    if step <= pd.Timedelta(0):
+        raise ConfigError(f"pot risk: the step must be positive, got {step}")
+    return min(MAX_POT_RISK, POT_RISK_PER_MINUTE * (step / pd.Timedelta("1min")))
 
 
 def parse_threshold(text: str) -> dict[str, Any]:
@@ -22,8 +47,8 @@ def parse_threshold(text: str) -> dict[str, Any]:
 
     ``best-f1`` (needs labels), ``fpr:0.01`` (target false-positive rate on normal-looking
     validation data), ``share:0.05`` (expected anomaly share), ``pot`` or ``pot:1e-4`` (the
-    score exceeded with that probability, from an extreme-value fit of the score tail; default
-    risk 1e-3) or ``auto`` (best F1 when the
+    score exceeded with that probability, from an extreme-value fit of the score tail; without a
+    value the model takes :func:`pot_risk` of its data's step) or ``auto`` (best F1 when the
     validation data has labels, falling back to ``fpr:0.02`` when that threshold flags more than
     2% of the normal validation points; ``fpr:0.01`` without labels).
 
@@ -33,6 +58,8 @@ def parse_threshold(text: str) -> dict[str, Any]:
     {'method': 'contamination', 'contamination': 0.05}
     >>> parse_threshold("pot:1e-4")
     {'method': 'pot', 'risk': 0.0001}
+    >>> parse_threshold("pot")
+    {'method': 'pot'}
     """
     t = text.strip().lower().replace("_", "-")
     if t in ("best-f1", "bestf1", "f1"):
@@ -40,7 +67,7 @@ def parse_threshold(text: str) -> dict[str, Any]:
     if t == "auto":
         return {"method": "auto"}
     if t == "pot":
-        return {"method": "pot", "risk": DEFAULT_RISK}
+        return {"method": "pot"}  # the risk follows the data's step (pot_risk), at fit
     if t.startswith("pot:"):
         try:
             risk = float(t[4:])

@@ -16,6 +16,7 @@ import pytest
 
 from aws_anomaly.evaluation.servers_bench import load_server
 from aws_anomaly.presets import default_model
+from aws_anomaly.threshold import pot_risk
 from tests.unit.benchkit import load_benchmark, toy_server
 
 
@@ -57,8 +58,8 @@ def test_the_shipped_mix_is_the_models_own_score(bench, server, dumped):
     holdout, test = bench.VARIANTS["shipped: (L + S) / 2 + excess"](members)
     np.testing.assert_allclose(holdout, d["rawv"], rtol=1e-12)
     np.testing.assert_allclose(test, d["rawt"], rtol=1e-12)
-    assert bench.pot_threshold(holdout, 1e-3, 0.98)[0] == pytest.approx(float(d["thr"]),
-                                                                        rel=1e-12)
+    assert bench.pot_threshold(holdout, pot_risk(data.train.step), 0.98)[0] == pytest.approx(
+        float(d["thr"]), rel=1e-12)
     got = bench.evaluate(d, holdout, test)
     flags = out["is_anomaly"].to_numpy()
     assert got["f1"] == pytest.approx(bench.server_metrics(d["y"], out["anomaly_score"],

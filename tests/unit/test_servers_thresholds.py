@@ -15,6 +15,7 @@ import pytest
 
 from aws_anomaly.evaluation.servers_bench import load_server, server_metrics
 from aws_anomaly.presets import default_model
+from aws_anomaly.threshold import pot_risk
 from tests.unit.benchkit import load_benchmark, toy_server
 
 
@@ -54,7 +55,9 @@ def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, 
     d = dumps["toy/srv-1"]
     assert float(d["thr"]) == model.calibrator_.threshold_
     # the holdout scores are the ones the shipped POT threshold was fit on
-    assert bench.pot_threshold(d["rawv"], 1e-3, 0.98)[0] == pytest.approx(float(d["thr"]),
+    risk = model.calibration_used_["risk"]
+    assert risk == pot_risk(model.step_)
+    assert bench.pot_threshold(d["rawv"], risk, 0.98)[0] == pytest.approx(float(d["thr"]),
                                                                            rel=1e-12)
     got = bench.shipped(d)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

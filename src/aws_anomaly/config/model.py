@@ -25,13 +25,16 @@ class ThresholdConfig(_Model):
 
     ``auto`` (the default): ``pot`` at ``risk`` for the ``default`` detector, ``target_fpr``
     for the others. ``pot`` fits the tail of the held-out scores (peaks over threshold) and
-    needs no labels; ``best_f1`` needs labelled validation data.
+    needs no labels; ``best_f1`` needs labelled validation data. ``risk`` unset: the model's
+    step decides (:func:`aws_anomaly.threshold.pot_risk`: 1.44 normal points a day above the
+    threshold, risk 1e-3 at one-minute data, 5e-3 at five-minute data; the streaming
+    detectors keep 1e-3).
     """
 
     method: Literal["auto", "pot", "best_f1", "target_fpr", "contamination"] = "auto"
     target_fpr: float = Field(0.01, gt=0, lt=1)
     contamination: float = Field(0.05, gt=0, le=0.5)
-    risk: float = Field(1e-3, gt=0, le=0.1)
+    risk: float | None = Field(None, gt=0, le=0.1)
 
 
 class ModelConfig(_Model):
