@@ -229,7 +229,13 @@ def threshold_text(model: AnomalyModel) -> str:
                 "of the validation points above it)")
     elif method == "pot":
         rule = (f"pot:{used.get('risk')} (an extreme-value fit of the score tail: a normal "
-                f"point exceeds it with probability {used.get('risk')})")
+                f"point exceeds it with probability {used.get('risk')}")
+        step = getattr(model, "step_", None)
+        if step is not None and used.get("risk") is not None:
+            per_day = float(used["risk"]) * (pd.Timedelta("1D") / pd.Timedelta(step))
+            rule += (f", about {per_day:.3g} points a day per entity at the "
+                     f"{format_step(pd.Timedelta(step))} step")
+        rule += ")"
     elif method == "contamination":
         rule = (f"share:{used.get('contamination')} (the top "
                 f"{100 * float(used['contamination']):g} % of validation scores)")

@@ -171,7 +171,9 @@ def test_train_without_labels_picks_a_default_and_says_what_it_expects(
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "detector: default, the label-free default model" in out
-    assert "threshold: pot:0.001 (an extreme-value fit of the score tail" in out
+    # the risk is stated in time: 1.44 normal points a day, 5e-3 at this 5-minute step
+    assert "threshold: pot:0.005 (an extreme-value fit of the score tail" in out
+    assert "about 1.44 points a day per entity at the 5min step" in out
     assert re.search(r"raw \w+ score [0-9.]+", out)
     m = re.search(r"expected on the training history: ([0-9.]+) % of points flagged, "
                   r"([0-9.]+) alerts per day per entity \(the validation and held-out test "
