@@ -65,7 +65,7 @@ import pandas as pd
 
 # The members study's dumps, threshold rule and summary, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, summary
+from servers_members import evaluate, load_dumps, print_tables
 
 Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -437,19 +437,7 @@ def servers(args: argparse.Namespace) -> None:
               f"standard error {diff.std(ddof=1) / np.sqrt(len(diff)):.4f}, "
               f"{int((diff > 0).sum())} of {len(diff)} servers up")
     print()
-    print("| variant | best F1 | own F1 | mean FPR | max FPR | servers FPR > 0.02 | event P |")
-    print("|---|---|---|---|---|---|---|")
-    for name, per in rows.items():
-        print(f"| {name} {summary(per)}")
-    if args.per_server:
-        keys = list(dumps)
-        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
-        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
-        print("|---|" + "---|" * len(keys))
-        for name, per in rows.items():
-            print(f"| {name} | " + " | ".join(
-                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
-                for k in keys) + " |")
+    print_tables(rows, list(dumps), args.per_server)
 
 
 

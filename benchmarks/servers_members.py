@@ -345,6 +345,35 @@ def summary(per: dict[str, dict[str, float]]) -> str:
             f"{int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
 
 
+def print_tables(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
+                 per_server: bool) -> None:
+    """The variants' means (:func:`summary`) and, with ``per_server``, each server's best F1 /
+    F1 / FPR at the own flag."""
+    print("| variant | best F1 | own F1 | mean FPR | max FPR | servers FPR > 0.02 | event P |")
+    print("|---|---|---|---|---|---|---|")
+    for name, per in rows.items():
+        print(f"| {name} {summary(per)}")
+    if per_server:
+        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
+        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
+        print("|---|" + "---|" * len(keys))
+        for name, per in rows.items():
+            print(f"| {name} | " + " | ".join(
+                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
+                for k in keys) + " |")
+
+
+def best_and_own_f1(y: np.ndarray, score: np.ndarray, flag: np.ndarray) -> tuple[float, float]:
+    """(best point F1 over every threshold on ``score``, F1 of ``flag``) against labels ``y``:
+    the demo studies' two figures."""
+    from sklearn.metrics import precision_recall_curve
+
+    p, r, _ = precision_recall_curve(y, score)
+    best = float(np.nanmax(2 * p * r / np.maximum(p + r, 1e-12)))
+    tp = float((y & flag).sum())
+    return best, 0.0 if tp == 0 else 2 * tp / (flag.sum() + y.sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/servers")
@@ -395,19 +424,7 @@ def main() -> None:
     print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
     print("excess weight chosen leave-one-server-out: " + ", ".join(
         f"{k.split('/')[-1]} {w:.3g}" for k, w in chosen.items()) + "\n")
-    print("| variant | best F1 | own F1 | mean FPR | max FPR | servers FPR > 0.02 | event P |")
-    print("|---|---|---|---|---|---|---|")
-    for name, per in rows.items():
-        print(f"| {name} {summary(per)}")
-    if args.per_server:
-        keys = list(dumps)
-        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
-        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
-        print("|---|" + "---|" * len(keys))
-        for name, per in rows.items():
-            print(f"| {name} | " + " | ".join(
-                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
-                for k in keys) + " |")
+    print_tables(rows, list(dumps), args.per_server)
 
 
 if __name__ == "__main__":

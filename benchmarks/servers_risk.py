@@ -28,6 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from servers_members import best_and_own_f1
 from servers_thresholds import calibrated, load_dumps
 
 from aws_anomaly.calibration import pot_threshold
@@ -93,7 +94,6 @@ def servers(folder: Path) -> None:
 
 
 def demo(seeds: list[int]) -> None:
-    from sklearn.metrics import precision_recall_curve
     from threadpoolctl import threadpool_limits
 
     from aws_anomaly.data import generate_demo
@@ -113,10 +113,7 @@ def demo(seeds: list[int]) -> None:
                 m = default_model(ds.step, calibration={"method": "pot", "risk": risk}).fit(hist)
                 s = m.score(sp.test, history=hist, explain="none")
                 sc, fl = s["anomaly_score"].to_numpy(), s["is_anomaly"].to_numpy()
-                p, r, _ = precision_recall_curve(y, sc)
-                best = float(np.nanmax(2 * p * r / np.maximum(p + r, 1e-12)))
-                tp = float((y & fl).sum())
-                f1 = 0.0 if tp == 0 else 2 * tp / (fl.sum() + y.sum())
+                best, f1 = best_and_own_f1(y, sc, fl)
                 fpr = float((fl & ~y).sum() / max((~y).sum(), 1))
                 er = float(np.mean([fl[a:b].any() for a, b in runs]))
                 print(f"| {seed} | {risk:.4g} | {f1:.3f} | {fpr:.4f} | {er:.2f} | {best:.3f} |",

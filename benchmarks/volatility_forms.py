@@ -217,7 +217,7 @@ def forms_in_detector(current: dict[str, str], per_metric: int) -> Iterator[None
 
 
 def demo(seeds: list[int]) -> None:
-    from sklearn.metrics import precision_recall_curve
+    from servers_members import best_and_own_f1
     from threadpoolctl import threadpool_limits
 
     from aws_anomaly.data import generate_demo
@@ -236,12 +236,8 @@ def demo(seeds: list[int]) -> None:
                 current["form"] = name
                 m = default_model(ds.step, detector_params={"excess_weight": w}).fit(hist)
                 s = m.score(sp.test, history=hist, explain="none")
-                score, flag = s["anomaly_score"].to_numpy(), s["is_anomaly"].to_numpy()
-                p, r, _ = precision_recall_curve(y, score)
-                best = float(np.nanmax(2 * p * r / np.maximum(p + r, 1e-12)))
-                tp = float((y & flag).sum())
-                own = 0.0 if tp == 0 else 2 * tp / (flag.sum() + y.sum())
-                results.setdefault(label(name, w), []).append((best, own))
+                results.setdefault(label(name, w), []).append(best_and_own_f1(
+                    y, s["anomaly_score"].to_numpy(), s["is_anomaly"].to_numpy()))
             print(f"measured seed {seed}: mean cross-metric volatility correlation r = "
                   f"{current.get('r')}", flush=True)
     print(f"\ndemo seeds {', '.join(map(str, seeds))}: best F1 / own F1 per seed, then the mean\n")
