@@ -1,5 +1,5 @@
 """What the job tests share (test_runner, test_live, test_retrain, test_scheduler_retrain): a
-demo job, its wall clock and a sink that records what it got."""
+demo job, its wall clock, a sink that records what it got, and a source with a hole."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from aws_anomaly.config import JobConfig
+from aws_anomaly.data import Dataset
+from aws_anomaly.sources.demo import DemoSource
 
 T0 = pd.Timestamp("2026-03-01T00:00Z")
 STEP = pd.Timedelta("5min")
@@ -152,3 +154,21 @@ def score_continuation(tmp_path: Path, model: Any, source_cfg: Any,
         assert client.post("/v1/score", json=spiked).json()["points"][0]["is_anomaly"]
         yield SimpleNamespace(client=client, runner=runner, clock=clock, entity=entity,
                               nxt=nxt, before=before, response=r)
+
+
+class HoleSource(DemoSource):
+    """The demo source missing one entity's points between two times (a scrape outage): what
+    a real source returns, validated and gap-filled by ``Dataset.from_frame`` (up to its fill
+    limit; a longer hole stays missing)."""
+
+    hole: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    entity = ""
+
+    def fetch(self, start: Any, end: Any, entities: Any = None) -> Dataset:
+        ds = super().fetch(start, end, entities=entities)
+        if self.hole is None:
+            return ds
+        f = ds.frame
+        drop = ((f["entity"] == self.entity) & (f["timestamp"] >= self.hole[0])
+                & (f["timestamp"] <= self.hole[1]))
+        return Dataset.from_frame(f.loc[~drop], metrics=ds.metrics, step=ds.step)

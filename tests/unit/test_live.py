@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aws_anomaly.config import JobConfig, Settings
-from aws_anomaly.data import Dataset
 from aws_anomaly.errors import DataError
 from aws_anomaly.live import LiveState, decode_state, encode_state
 from aws_anomaly.model import AnomalyModel, StreamScorer
@@ -271,25 +270,8 @@ def test_a_model_swap_rebuilds_every_scorer(tmp_path, model, source_cfg):
     assert_same_scores(new, batch, other.metrics_)
 
 
-class HoleSource(DemoSource):
-    """The demo with no data for one entity over a range (longer than the scorer fills)."""
-
-    hole: tuple[pd.Timestamp, pd.Timestamp] | None = None
-    entity = ""
-
-    def fetch(self, start, end, entities=None):
-        ds = super().fetch(start, end, entities=entities)
-        if self.hole is None:
-            return ds
-        f = ds.frame
-        drop = ((f["entity"] == self.entity) & (f["timestamp"] >= self.hole[0])
-                & (f["timestamp"] <= self.hole[1]))
-        return Dataset(frame=f.loc[~drop].reset_index(drop=True), metrics=ds.metrics,
-                       step=ds.step)
-
-
 def test_a_gap_longer_than_the_fill_limit_rebuilds_that_entity(tmp_path, model):
-    runner, src, clock, _, rec = make(tmp_path, model, src_cls=HoleSource)
+    runner, src, clock, _, rec = make(tmp_path, model, src_cls=jobkit.HoleSource)
     assert runner.tick().ok
     clock.steps(2)
     assert runner.tick().ok

@@ -342,23 +342,6 @@ def test_score_continuation_is_the_next_live_score_and_leaves_the_state(tmp_path
 
 
 # ------------------------------------------------------------------ gaps
-class HoleSource(DemoSource):
-    """The demo source missing one entity's points between two times (a scrape outage): what
-    a real source returns, validated and gap-filled by ``Dataset.from_frame``."""
-
-    hole: tuple[pd.Timestamp, pd.Timestamp] | None = None
-    entity = ""
-
-    def fetch(self, start, end, entities=None):
-        ds = super().fetch(start, end, entities=entities)
-        if self.hole is None:
-            return ds
-        f = ds.frame
-        drop = ((f["entity"] == self.entity) & (f["timestamp"] >= self.hole[0])
-                & (f["timestamp"] <= self.hole[1]))
-        return Dataset.from_frame(f.loc[~drop], metrics=ds.metrics, step=ds.step)
-
-
 def test_a_short_gap_is_filled_a_longer_one_crossed_one_past_the_look_back_restarts(
         tmp_path, model, source_cfg):
     """A short gap (<= max_gap_steps) is filled as batch fills it: the live scores are those
@@ -367,7 +350,7 @@ def test_a_short_gap_is_filled_a_longer_one_crossed_one_past_the_look_back_resta
     afresh after the gap, learning again, while the other entity goes on."""
     job = job_config()
     clock = Clock()
-    src = HoleSource(job.source, start=T0, wall_clock=clock)
+    src = jobkit.HoleSource(job.source, start=T0, wall_clock=clock)
     runner, _, _, _, rec = make(tmp_path, model, clock=clock, job=job)
     runner.source = src
     assert runner.tick().ok
