@@ -349,12 +349,12 @@ class BandState:
         self._buf = np.full((spec.window, 4, m), np.nan)
         # the window may hold a NaN (its first rows, the first season's) until this row
         self._clean_from = self._w
-        self._seasons: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._season_cols: dict[int, list[int] | None] = {}  # None: every metric
+        # per period: its metrics (None: every metric) and the ring of their past values
+        self._seasons: dict[int, tuple[list[int] | None, np.ndarray]] = {}
         for p in sorted({p for p in band.period if p}):
-            cols = np.asarray([j for j, q in enumerate(band.period) if q == p], dtype=np.int64)
-            self._seasons[p] = (cols, np.full((p * spec.n_periods, len(cols)), np.nan))
-            self._season_cols[p] = None if len(cols) == m else [int(j) for j in cols]
+            cols = [j for j, q in enumerate(band.period) if q == p]
+            self._seasons[p] = (None if len(cols) == m else cols,
+                                np.full((p * spec.n_periods, len(cols)), np.nan))
         self._season_flags = [bool(p) for p in band.period]
         self._sig_list = [float(v) for v in band.sigma]
         self._sig_plain_list = [float(v) for v in band.sigma_plain]
@@ -383,8 +383,7 @@ class BandState:
             s = [0.0] * self._m
             k = self.band.spec.n_periods
             n = self._n
-            for p, (_, ring) in self._seasons.items():
-                cols = self._season_cols[p]
+            for p, (cols, ring) in self._seasons.items():
                 # ring row (t % (k p)) holds x[t]; the lags x[n - j p], j = 1..k, that exist
                 c = min(k, n // p)
                 if not c:
@@ -447,7 +446,7 @@ class BandState:
             self._clean_from = max(self._clean_from, self._n + self._w + 1)
         k = self.band.spec.n_periods
         for p, (cols, ring) in self._seasons.items():
-            ring[self._n % (k * p)] = x if self._season_cols[p] is None else x.take(cols)
+            ring[self._n % (k * p)] = x if cols is None else x.take(cols)
         self._n += 1
         self._fc = self._out = None
 
