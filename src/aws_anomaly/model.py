@@ -38,7 +38,6 @@ import copy
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -744,19 +743,13 @@ class AnomalyModel:
         contributions or None when they are all zero)``: the same numbers, without the batch
         path's masks and index arrays (the live path scores one point at a time).
 
-        Runs inside :meth:`live_blas`."""
-        with self.live_blas():
-            return self._score_row(X)
-
-    def live_blas(self) -> AbstractContextManager[Any]:
-        """Where the live path scores a point or a tick's rows: BLAS on one thread when the
-        detector's score is a large BLAS product even for one row (``blas_bound``: kNN), as
-        batch scoring does per chunk; with the other cores busy, a BLAS thread that waits for
-        one cost the default model 7.8 ms a point instead of 0.3 ms. Nothing for the others
-        (their products are too small for BLAS to thread, and the limit costs ~10 us)."""
+        A detector whose one-row score is a large BLAS product (``blas_bound``: kNN) runs
+        with BLAS on one thread: with the other cores busy, a BLAS thread that waits for one
+        cost the default model 7.8 ms a point instead of 0.3 ms."""
         if getattr(self.detector_, "blas_bound", False):
-            return blas_one_thread()
-        return nullcontext()
+            with blas_one_thread():
+                return self._score_row(X)
+        return self._score_row(X)
 
     def _score_row(self, X: np.ndarray) -> tuple[float, bool, np.ndarray | None]:
         raw = self._raw_prepared(X)
