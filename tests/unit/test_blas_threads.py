@@ -40,3 +40,18 @@ def test_restored_when_the_body_raises() -> None:
         except ValueError:
             pass
         assert _blas_threads() == before
+
+
+def test_a_blas_library_loaded_after_the_first_use_is_limited_too(monkeypatch) -> None:
+    """The libraries are looked for again after an import: one that an import brings later
+    (scipy's or torch's own BLAS) is limited as well."""
+    from aws_anomaly.detectors import base
+
+    with blas_one_thread():  # the libraries of now are found
+        pass
+    seen = base._blas_libraries()
+    monkeypatch.setitem(__import__("sys").modules, "a_module_imported_later", object())
+    again = base._blas_libraries()  # an import happened: looked for again
+    assert again is not seen and [lib.filepath for lib in again] == [
+        lib.filepath for lib in seen]
+    assert base._blas_libraries() is again  # no import since: the same look

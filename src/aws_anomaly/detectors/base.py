@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -192,33 +194,53 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return max(1, cpus + 1 + n_jobs) if n_jobs < 0 else int(n_jobs)
 
 
-_BLAS: list[list[Any]] = []
+#: (how many modules were imported when the BLAS libraries were last looked for, them)
+_BLAS: list[tuple[int, list[Any]]] = []
 
 
 class _OneBlasThread:
-    """Context manager: BLAS libraries on one thread inside, their previous counts after."""
+    """Context manager: BLAS libraries on one thread inside, their previous counts after.
 
-    __slots__ = ("_prev",)
+    The thread count is the process's, and the service scores in several threads at once
+    (requests, the scheduler's tick, a retrain): the first thread in records the counts and
+    sets one thread, the last one out restores them, so one thread leaving never lifts the
+    limit under another that is still inside."""
+
+    __slots__ = ()
+    _lock = threading.Lock()
+    _inside = 0
+    _saved: ClassVar[list[tuple[Any, int]]] = []
 
     def __enter__(self) -> None:
-        libs = _blas_libraries()
-        self._prev = [lib.get_num_threads() for lib in libs]
-        for lib, n in zip(libs, self._prev, strict=True):
-            if n != 1:
-                lib.set_num_threads(1)
+        cls = _OneBlasThread
+        with cls._lock:
+            if cls._inside == 0:
+                cls._saved = [(lib, lib.get_num_threads()) for lib in _blas_libraries()]
+                for lib, n in cls._saved:
+                    if n != 1:
+                        lib.set_num_threads(1)
+            cls._inside += 1
 
     def __exit__(self, *exc: object) -> None:
-        for lib, n in zip(_blas_libraries(), self._prev, strict=True):
-            if n is not None and n != 1:
-                lib.set_num_threads(n)
+        cls = _OneBlasThread
+        with cls._lock:
+            cls._inside -= 1
+            if cls._inside == 0:
+                for lib, n in cls._saved:
+                    if n is not None and n != 1:
+                        lib.set_num_threads(n)
+                cls._saved = []
 
 
 def _blas_libraries() -> list[Any]:
-    """The BLAS libraries loaded in the process (threadpoolctl's controllers), found once."""
-    if not _BLAS:
-        _BLAS.append([lib for lib in ThreadpoolController().lib_controllers
-                      if lib.user_api == "blas"])
-    return _BLAS[0]
+    """The BLAS libraries loaded in the process (threadpoolctl's controllers). Looked for
+    again only after an import (a new extension module, e.g. scipy or torch, may bring its
+    own BLAS); the live path imports nothing, so it reuses the last look."""
+    n = len(sys.modules)
+    if not _BLAS or _BLAS[0][0] != n:
+        _BLAS[:] = [(n, [lib for lib in ThreadpoolController().lib_controllers
+                         if lib.user_api == "blas"])]
+    return _BLAS[0][1]
 
 
 def blas_one_thread() -> Any:
@@ -231,7 +253,7 @@ def blas_one_thread() -> Any:
     default kNN model took 7.8 ms (p50) instead of 0.3 ms with the other core busy.
 
     ``threadpool_limits(...)`` scans every loaded shared library on each call (~4 ms here);
-    the libraries are found once (after numpy and its BLAS are loaded) and each use is a
+    the libraries are looked for again only after an import, and each use is a
     few C calls (~10 us of CPU with OpenBLAS: worth it only around a large product).
     """
     return _OneBlasThread()
