@@ -29,6 +29,11 @@ was seen in training. Measured on the real servers: docs/model.md.
 **Cost.** Distances are computed with BLAS in row chunks (``|x|^2 + |t|^2 - 2 x.t``): exact up
 to rounding, O(rows x reference rows x features). ``max_train_rows`` caps the reference set
 with a seeded uniform subsample, so scoring cost is bounded whatever the history length.
+A call of a few rows (the live path scores one point a call) with one neighbour reads the
+reference set once in float32, feature-major (half the bytes of the float64 rows, in the
+layout a one-row product streams best), keeps the reference rows whose float32 distance is
+within a proven rounding bound of the smallest, and computes those few in float64 as the batch
+path does: the same nearest distance, for about a third of the time a point.
 
 Examples
 --------
@@ -65,6 +70,16 @@ __all__ = ["KNNDetector"]
 
 #: Rows per distance block: (block x reference) float64 stays around 40 MB at 20k references.
 _BLOCK = 256
+
+#: Calls of at most this many rows (the live path: one row) find the nearest reference row
+#: with a float32 first pass and an exact float64 check (:meth:`KNNDetector._nearest_sq_few`).
+_FEW = 4
+
+#: Unit roundoff of float32.
+_U32 = 2.0 ** -24
+
+#: Largest ``2 |x| max|t| + max|t|^2`` the float32 first pass takes (float32 ends at 3.4e38).
+_F32_SAFE = 1e36
 
 
 class KNNDetector(BaseDetector):
@@ -211,6 +226,7 @@ class KNNDetector(BaseDetector):
     def __getstate__(self) -> dict:  # type: ignore[type-arg]
         state = super().__getstate__()
         state.pop("_view_cache", None)  # derived from reference_; rebuilt on first use
+        state.pop("_tmax", None)
         return state
 
     def _sq_distances(self, xc: np.ndarray, view: int, start: int | None) -> np.ndarray:
@@ -237,10 +253,7 @@ class KNNDetector(BaseDetector):
         the clamp at 0 come after the minimum (rounding is monotone, so the minimum of the
         rounded sums is the rounded sum of the minimum)."""
         v = self.views_[view]
-        cache = self.__dict__.setdefault("_view_cache", {})
-        ref_m2 = cache.get(("-2", view))
-        if ref_m2 is None:
-            ref_m2 = cache[("-2", view)] = np.ascontiguousarray(-2.0 * self._view_reference(view))
+        ref_m2 = self._reference_m2(view)
         x = xc[:, v] if len(v) < xc.shape[1] else xc
         d2 = x @ ref_m2.T
         d2 += self.reference_sq_[view]
@@ -250,6 +263,81 @@ class KNNDetector(BaseDetector):
         nearest = d2.min(axis=1)
         nearest += np.einsum("ij,ij->i", x, x)
         return np.maximum(nearest, 0.0, out=nearest)
+
+    def _reference_m2(self, view: int) -> np.ndarray:
+        """The view's reference rows times -2, contiguous (cached like
+        :meth:`_view_reference`)."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        ref_m2 = cache.get(("-2", view))
+        if ref_m2 is None:
+            ref_m2 = cache[("-2", view)] = np.ascontiguousarray(-2.0 * self._view_reference(view))
+        return ref_m2
+
+    def _few_reference(self, view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(float32 feature-major reference, its float32 squared norms, the float64 reference
+        times -2, the rounding factor ``2 (d + 4) u`` of :meth:`_nearest_sq_few`) of a view,
+        made on first use and kept (not saved: derived from ``reference_``)."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        few = cache.get(("f32", view))
+        if few is None:
+            few = cache[("f32", view)] = (
+                np.ascontiguousarray(self._view_reference(view).T, dtype=np.float32),
+                self.reference_sq_[view].astype(np.float32), self._reference_m2(view),
+                2.0 * (len(self.views_[view]) + 4) * _U32)
+        return few
+
+    def _nearest_sq_few(self, x: np.ndarray, view: int) -> float:
+        """:meth:`_nearest_sq` (no leave-one-out) of one row ``x`` (the view's columns), for
+        a fraction of its cost.
+
+        A float32 first pass estimates ``e_i = |t_i|^2 - 2 x.t_i`` for every reference row
+        ``t_i`` from a feature-major float32 copy of the view's reference (half the bytes, in
+        the layout a one-row product streams best). Rounding (of ``x`` and ``t`` to float32,
+        of the products, of any summation order of ``d`` terms, of ``|t|^2`` and of the last
+        addition) moves an estimate by at most ``E = (d + 4) u (2 |x| T + T^2)`` (``u`` =
+        2^-24, ``T`` the largest ``|t_i|``), so the rows whose estimate is within ``2 E`` of
+        the smallest hold every row whose exact ``e_i`` is the smallest; the bound used is
+        twice that. Those candidates (a few rows in practice) are computed in float64 as
+        :meth:`_nearest_sq` computes every row, so the result is its nearest distance, up to
+        the last bits of the float64 products (a one-row product may sum in another order
+        than a block's)."""
+        ref_t32, sq32, ref_m2, rel = self._few_reference(view)
+        sq = self.reference_sq_[view]
+        tmax = self.__dict__.setdefault("_tmax", {}).get(view)
+        if tmax is None:
+            tmax = self._tmax[view] = float(np.sqrt(sq.max()))
+        x2 = float(x @ x)
+        size = 2.0 * math.sqrt(x2) * tmax + tmax * tmax
+        if not size < _F32_SAFE:  # float32 would overflow (or x is not finite): float64
+            row = np.zeros((1, self.reference_.shape[1]))
+            row[0, self.views_[view]] = x
+            return float(self._nearest_sq(row, view, None)[0])
+        est = (x * -2.0).astype(np.float32) @ ref_t32
+        est += sq32
+        cand = (est <= float(est.min()) + 2.0 * rel * size).nonzero()[0]
+        d2 = ref_m2.take(cand, axis=0) @ x
+        d2 += sq.take(cand)
+        return max(float(d2.min()) + x2, 0.0)
+
+    def _scores_few(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`_block` (one neighbour, no leave-one-out) of a few rows, with the nearest
+        distances of :meth:`_nearest_sq_few` and the per-row arithmetic on plain floats (the
+        same operations in the same order, so the same numbers)."""
+        views = self.views_
+        whole = X.shape[1]
+        scaled = bool(self.views)
+        out = np.empty(len(X))
+        for r in range(len(X)):
+            total = 0.0
+            for view, cols in enumerate(views):
+                x = X[r, cols] if len(cols) < whole else X[r]
+                part = math.sqrt(self._nearest_sq_few(x, view))
+                total += part / math.sqrt(len(cols)) if scaled else part
+            out[r] = total / len(views)
+        extra = self._excess_term(X)
+        if extra is not None:
+            out += extra
+        return out
 
     def _block(self, xc: np.ndarray, k: int, start: int | None) -> np.ndarray:
         n_ref = len(self.reference_)
@@ -270,6 +358,8 @@ class KNNDetector(BaseDetector):
     def _scores(self, X: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
         n_ref = len(self.reference_)
         k = max(1, min(k, n_ref - (1 if leave_one_out else 0)))
+        if k == 1 and n_ref > 1 and not leave_one_out and len(X) <= _FEW:
+            return self._scores_few(X)
         if leave_one_out:
             out = np.empty(len(X))
             for s in range(0, len(X), _BLOCK):

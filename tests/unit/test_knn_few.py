@@ -1,0 +1,62 @@
+"""The nearest-neighbour detector's few-row path (a float32 first pass, then the candidates in
+float64) gives the batch path's distances: the live path scores one row a call with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aws_anomaly.detectors.knn import _FEW, KNNDetector
+
+
+def _one_by_one(det: KNNDetector, X: np.ndarray) -> np.ndarray:
+    return np.array([det.score_samples(X[i:i + 1])[0] for i in range(len(X))])
+
+
+@pytest.mark.parametrize("views", [None, [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]])
+def test_one_row_calls_give_the_batch_scores(views) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 10))
+    det = KNNDetector(views=views, excess=[0, 1] if views else None,
+                      excess_weight=0.25 if views else 0.0).fit(X[:400])
+    batch = det.score_samples(X[400:])  # 200 rows: the blocked float64 path
+    assert len(X[400:]) > _FEW
+    np.testing.assert_allclose(_one_by_one(det, X[400:]), batch, rtol=1e-12)
+    if views is None:  # a training row is at distance 0 from its own copy
+        assert det.score_samples(X[:1])[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_near_ties_far_from_the_origin_still_find_the_nearest_row() -> None:
+    # float32 cannot tell these reference rows apart (norms ~ 4,500, spacing ~ 1e-3), so the
+    # first pass keeps many candidates and the float64 check must still pick the nearest
+    rng = np.random.default_rng(1)
+    ref = 1000.0 + 1e-3 * rng.standard_normal((500, 20))
+    det = KNNDetector().fit(ref)
+    queries = 1000.0 + 1e-3 * rng.standard_normal((30, 20))
+    # the float64 expansion |x|^2 + |t|^2 - 2 x.t is exact to ~ d 2^-52 (|x|^2 + |t|^2) on
+    # either path; a wrong nearest row would be off by ~1e-6 (the rows' spacing squared)
+    tol = 4 * 20 * 2.0 ** -52 * 2 * 20 * 1000.0 ** 2
+    for q in queries:
+        exact = ((ref - q) ** 2).sum(axis=1).min()
+        few = det.score_samples(q[None, :])[0] ** 2
+        batch = det.score_samples(np.vstack([q] * (_FEW + 1)))[0] ** 2
+        assert abs(few - exact) <= tol and abs(batch - exact) <= tol
+
+
+def test_values_beyond_float32_fall_back_to_float64() -> None:
+    rng = np.random.default_rng(2)
+    det = KNNDetector().fit(rng.standard_normal((100, 3)))
+    row = np.array([[1e39, 0.0, 0.0]])
+    got = det.score_samples(row)[0]
+    assert np.isfinite(got)
+    assert got == pytest.approx(det.score_samples(np.vstack([row] * (_FEW + 1)))[0], rel=1e-12)
+    assert got == pytest.approx(1e39, rel=1e-9)
+
+
+def test_the_float32_copies_are_not_saved() -> None:
+    rng = np.random.default_rng(3)
+    det = KNNDetector().fit(rng.standard_normal((50, 4)))
+    det.score_samples(rng.standard_normal((1, 4)))
+    assert "_view_cache" in det.__dict__
+    state = det.__getstate__()
+    assert "_view_cache" not in state and "_tmax" not in state
