@@ -26,6 +26,7 @@ centroids, whose variance is smaller), as scikit-learn defines it.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
@@ -89,6 +90,18 @@ def rbf_expansion(X: np.ndarray, support_vectors: np.ndarray, dual_coef: np.ndar
     """
     sv2, g_sv = rbf_constants(support_vectors, gamma, sv_sq_norms) if scaled is None \
         else scaled
+    if X.shape[0] == 1:
+        # one row (the live path): the same operations on 1-d arrays, so the same number,
+        # without the chunking and 2-d broadcasts that are most of a one-row call's cost
+        x = X[0]
+        gx1 = gamma * float(np.einsum("i,i->", x, x))
+        if check_finite and not math.isfinite(gx1) and not np.isfinite(x).all():
+            raise NonFiniteInputError
+        k1 = sv2 @ x
+        k1 -= gx1
+        k1 -= g_sv[:, 0]
+        np.exp(k1, out=k1)
+        return np.array([dual_coef @ k1])
 
     def chunk(xc: np.ndarray) -> np.ndarray:
         gx = gamma * np.einsum("ij,ij->i", xc, xc)
