@@ -241,7 +241,7 @@ def excess(member: Pair, fit: np.ndarray, q: float) -> Pair:
 # ------------------------------------------------------------------------------ the mixes
 Variant = Callable[[dict[str, Pair]], Pair]
 DEFAULT = "(L + S) / 2: the default"
-WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+WEIGHTS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 
 
 def weighted(terms: Sequence[tuple[str, float]], total: float | None = None) -> Variant:
