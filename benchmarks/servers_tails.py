@@ -316,7 +316,7 @@ def servers(args: argparse.Namespace) -> None:
             for name, v in variants.items()}
     print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
     for label, pick in FAMILIES.items():
-        grid = [n for n in rows if pick(n)]
+        grid = [n for n in variants if pick(n)]     # single settings, never a chosen row
         chosen = {held: max(grid, key=lambda n, held=held: np.mean(
             [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in dumps}
         rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {

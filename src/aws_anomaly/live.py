@@ -219,7 +219,8 @@ class LiveState:
         # BLAS on one thread, as batch scoring does per chunk: a tick's or a request's rows
         # are small products, and a BLAS thread waiting for a busy core costs milliseconds
         with blas_one_thread():
-            score, flag, contrib = model.score_transformed(model.transform(X), ready, "flagged")
+            score, flag, contrib = model.score_transformed(
+                model.transform(X), ready, "flagged", frame["entity"].to_numpy()[out])
         return _score_frame(frame, out, metrics, score, flag, contrib, ready, band)
 
     def _advance(self, model: AnomalyModel | SeriesModel, frame: pd.DataFrame,

@@ -97,8 +97,13 @@ SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metr
 
 #: What :meth:`AnomalyModel._fit_on` sets; every other fitted attribute (``*_``) and cache
 #: (``_*``) is preprocessing state that :meth:`AnomalyModel._adopt` hands over.
-_DETECTOR_STATE = frozenset({"detector_", "calibrator_", "calibration_used_",
-                             "training_summary_"})
+_DETECTOR_STATE = frozenset({"detector_", "calibrator_", "entity_calibrators_",
+                             "calibration_used_", "training_summary_"})
+
+#: An entity gets its own POT threshold (``entity_thresholds``) when its normal holdout rows
+#: expect at least this many points above it (rows x risk): fewer, and the tail of one
+#: entity's scores is too thin to place a threshold; it keeps the pooled one.
+ENTITY_MIN_EXCEEDANCES = 4.0
 
 
 @dataclass
@@ -108,6 +113,7 @@ class _FitInputs:
     Xs: np.ndarray  # the detector's training rows, scaled
     Xv: np.ndarray | None  # the ready validation rows, scaled (None: no validation data)
     y: np.ndarray | None  # their labels
+    entities: np.ndarray | None  # their entities
     state: dict[str, Any]  # the preprocessing attributes, for _adopt
     summary: dict[str, Any]  # training row counts for training_summary_
 
@@ -182,6 +188,14 @@ class AnomalyModel:
         the value one period earlier), added as features ``{m}__season_diff_{P}__ewm_{s}``.
         A level shift or a slow leak keeps these away from zero for its whole duration, where
         rolling z-scores fade as their windows absorb it. Causal; empty: none.
+    entity_thresholds
+        With a POT threshold and several entities: each entity whose held-out (validation)
+        rows are enough (:data:`ENTITY_MIN_EXCEEDANCES`) gets its own calibrator, the same
+        rule fit on its own scores, so every entity is held to the same risk (normal points
+        a day above its threshold) instead of the noisiest entities taking the pooled
+        threshold's whole budget. Entities without enough rows, and entities not seen in
+        training, use the pooled calibrator. ``anomaly_score >= 1`` keeps its meaning: at or
+        beyond the entity's threshold. Other threshold rules are pooled.
     """
 
     def __init__(self, detector: str = "ocsvm", detector_params: Mapping[str, Any] | None = None,
@@ -193,7 +207,8 @@ class AnomalyModel:
                  log_std_floor: str = "typical",
                  calibration_holdout: float | None = None,
                  max_fit_rows: int | None = MAX_FIT_ROWS,
-                 band: BandSpec | Mapping[str, Any] | str | None = "auto") -> None:
+                 band: BandSpec | Mapping[str, Any] | str | None = "auto",
+                 entity_thresholds: bool = True) -> None:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
         self.detector = detector
@@ -250,6 +265,10 @@ class AnomalyModel:
             raise ConfigError(f"max_fit_rows must be None or an integer >= 10, got "
                               f"{max_fit_rows!r}")
         self.max_fit_rows = None if max_fit_rows is None else int(max_fit_rows)
+        if not isinstance(entity_thresholds, bool):
+            raise ConfigError(f"entity_thresholds must be true or false, got "
+                              f"{entity_thresholds!r}")
+        self.entity_thresholds = entity_thresholds
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -442,17 +461,18 @@ class AnomalyModel:
         Xs = self._blind_constants(self.scaler_.transform(X))
         del X
         self.median_ = np.median(Xs, axis=0)
-        Xv = y = None
+        Xv = y = entities = None
         if validation is not None:
             val = self._as_dataset(validation, "validation data")
             Xv, ready_v, _ = self._features(val, train, "validation data")
             self._check_history(val, ready_v, "validation data")
             Xv = Xv[ready_v]
             y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
+            entities = val.frame["entity"].to_numpy()[ready_v]
         state = {k: v for k, v in vars(self).items()
                  if (k.endswith("_") or k.startswith("_")) and k not in _DETECTOR_STATE}
         return _FitInputs(
-            Xs=Xs, Xv=Xv, y=y, state=state,
+            Xs=Xs, Xv=Xv, y=y, entities=entities, state=state,
             summary={"train_rows": len(train), "train_rows_used": n_use,
                      "train_rows_usable": n_usable, "max_fit_rows": self.max_fit_rows,
                      "train_rows_excluded_labelled": n_excluded,
@@ -552,6 +572,7 @@ class AnomalyModel:
                 method = {"method": "target_fpr", "target_fpr": AUTO_MAX_FPR}
                 self.calibrator_ = Calibrator(**method).fit(raw, y)
         self.calibration_used_ = method
+        self.entity_calibrators_ = self._fit_entity_calibrators(method, raw, y, inputs.entities)
         self.training_summary_ = {
             "train_rows": inputs.summary["train_rows"],
             "train_rows_used": inputs.summary["train_rows_used"],
@@ -562,7 +583,48 @@ class AnomalyModel:
             "calibration_rows": len(raw), "entities": inputs.summary["entities"],
             "step": str(self.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
             "constant_metrics": [self.metrics_[j] for j in self.constant_],
+            "entity_thresholds": sorted(self.entity_calibrators_),
         }
+
+    def _fit_entity_calibrators(self, method: Mapping[str, Any], raw: np.ndarray,
+                                y: np.ndarray | None, entities: np.ndarray | None
+                                ) -> dict[str, Calibrator]:
+        """Per-entity calibrators (``entity_thresholds``): the pooled rule fit on each
+        entity's own held-out scores, for the entities with enough normal rows."""
+        if not self.entity_thresholds or method.get("method") != "pot" or entities is None:
+            return {}
+        names = pd.unique(entities)
+        if len(names) < 2:  # one entity: its own threshold is the pooled one
+            return {}
+        normal = np.ones(len(raw), dtype=bool) if y is None else ~np.asarray(y, dtype=bool)
+        risk = float(method["risk"])
+        out = {}
+        for name in names:
+            rows = entities == name
+            if (rows & normal).sum() * risk >= ENTITY_MIN_EXCEEDANCES:
+                out[str(name)] = Calibrator(**method).fit(
+                    raw[rows], None if y is None else y[rows])
+        return out
+
+    def calibrator_for(self, entity: str | None) -> Calibrator:
+        """The calibrator of ``entity``'s scores: its own (``entity_thresholds``) or the
+        pooled one."""
+        own = getattr(self, "entity_calibrators_", None)
+        if own and entity is not None:
+            return own.get(entity, self.calibrator_)
+        return self.calibrator_
+
+    def _calibrate(self, raw: np.ndarray, entity: str | np.ndarray | None) -> np.ndarray:
+        """Calibrated scores of ``raw``: ``entity`` one entity's name for every row, an array
+        of the rows' entities, or None (the pooled calibrator)."""
+        own = getattr(self, "entity_calibrators_", None)
+        if not own or entity is None or isinstance(entity, str):
+            return self.calibrator_for(entity).transform(raw)
+        out = np.empty(len(raw))
+        for name in pd.unique(entity):
+            rows = entity == name
+            out[rows] = self.calibrator_for(str(name)).transform(raw[rows])
+        return out
 
     # ------------------------------------------------------------------ feature subset
     def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]],
@@ -700,10 +762,13 @@ class AnomalyModel:
         return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_,
                                 raw_fn or self._raw, _OCCLUSION_ROWS)
 
-    def score_transformed(self, X: np.ndarray, ready: np.ndarray,
-                          explain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def score_transformed(self, X: np.ndarray, ready: np.ndarray, explain: str,
+                          entity: str | np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(anomaly_score, is_anomaly, contributions)`` of rows ``X`` from :meth:`transform`;
-        rows not ``ready`` get 0, False and zeros; ``explain`` as in :meth:`score`."""
+        rows not ``ready`` get 0, False and zeros; ``explain`` as in :meth:`score`.
+        ``entity``: the rows' entity (one name, or an array of one per row) for their
+        calibrator (:meth:`calibrator_for`); None: the pooled one."""
         n, m = len(X), len(self.metrics_)
         score = np.zeros(n)
         contrib = np.zeros((n, m))
@@ -711,7 +776,9 @@ class AnomalyModel:
         if idx.size:
             Xs = X[idx] if idx.size < len(X) else X
             raw = self._raw(Xs)
-            score[idx] = self.calibrator_.transform(raw)
+            score[idx] = self._calibrate(
+                raw, entity if entity is None or isinstance(entity, str) or idx.size == len(X)
+                else entity[idx])
             brk = None
             if getattr(self, "constant_", None):
                 # A metric constant over all of training has moved: anomalous whatever the
@@ -737,7 +804,8 @@ class AnomalyModel:
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
-    def score_row(self, X: np.ndarray) -> tuple[float, bool, np.ndarray | None]:
+    def score_row(self, X: np.ndarray, entity: str | None = None
+                  ) -> tuple[float, bool, np.ndarray | None]:
         """:meth:`score_transformed` of one ready row ``X`` (``(1, columns)``, from
         :meth:`transform_row`) with ``explain="flagged"``, as ``(anomaly_score, is_anomaly,
         contributions or None when they are all zero)``: the same numbers, without the batch
@@ -748,12 +816,13 @@ class AnomalyModel:
         cost the default model 7.8 ms a point instead of 0.3 ms."""
         if getattr(self.detector_, "blas_bound", False):
             with blas_one_thread():
-                return self._score_row(X)
-        return self._score_row(X)
+                return self._score_row(X, entity)
+        return self._score_row(X, entity)
 
-    def _score_row(self, X: np.ndarray) -> tuple[float, bool, np.ndarray | None]:
+    def _score_row(self, X: np.ndarray, entity: str | None
+                   ) -> tuple[float, bool, np.ndarray | None]:
         raw = self._raw_prepared(X)
-        score = self.calibrator_.transform_one(float(raw[0]))
+        score = self.calibrator_for(entity).transform_one(float(raw[0]))
         if getattr(self, "constant_", None):
             z = self._constant_breaks(X)
             zmax = z.max(axis=1)
@@ -834,7 +903,8 @@ class AnomalyModel:
                 # BLAS on one thread: a chunk's products are too small for OpenBLAS's
                 # spinning threads to pay, and on a busy machine they cost 2-20x.
                 with blas_one_thread():
-                    score[sl], flag[sl], contrib[sl] = self.score_transformed(Xs, ok, explain)
+                    score[sl], flag[sl], contrib[sl] = self.score_transformed(
+                        Xs, ok, explain, str(entity))
                 ready[sl] = ok
             o += n_out
         self._check_history(data, ready, where)
@@ -952,6 +1022,7 @@ class AnomalyModel:
                 "calibration_holdout": self.calibration_holdout,
                 "max_fit_rows": self.max_fit_rows,
                 "band": self.band if not isinstance(self.band, BandSpec) else self.band.to_dict(),
+                "entity_thresholds": self.entity_thresholds,
             },
             "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
             "band": (None if getattr(self, "band_", None) is None
@@ -964,6 +1035,8 @@ class AnomalyModel:
             "feature_groups": self.groups_,
             "feature_spec": self.spec.to_dict(),
             "calibrator": self.calibrator_.to_dict(),
+            "entity_calibrators": {e: c.to_dict()
+                                   for e, c in getattr(self, "entity_calibrators_", {}).items()},
             "calibration_used": self.calibration_used_,
             "scaler_params": {"kind": self.scaler, "arrays": ["scaler_center", "scaler_scale",
                                                                "train_median", "columns",
@@ -1001,7 +1074,9 @@ class AnomalyModel:
                         calibration_holdout=cfg.get("calibration_holdout"),
                         # bundles written before the cap learned from every row
                         max_fit_rows=cfg.get("max_fit_rows"),
-                        band=cfg.get("band"))
+                        band=cfg.get("band"),
+                        # bundles written before per-entity thresholds pooled them
+                        entity_thresholds=cfg.get("entity_thresholds", False))
             model.metrics_ = tuple(man["metrics"])
             model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
             model.feature_names_ = tuple(man["feature_names"])
@@ -1013,6 +1088,8 @@ class AnomalyModel:
             model.band_ = (None if man.get("band") is None
                            else Band.from_dict(man["band"], len(model.metrics_)))
             model.calibrator_ = Calibrator.from_dict(man["calibrator"])
+            model.entity_calibrators_ = {str(e): Calibrator.from_dict(d)
+                                         for e, d in man.get("entity_calibrators", {}).items()}
             model.calibration_used_ = man.get("calibration_used", {})
             model.training_summary_ = man.get("training_summary", {})
             arr = contents.arrays

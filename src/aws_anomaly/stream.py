@@ -224,7 +224,7 @@ class StreamScorer:
         if not self._builder.ready:
             return PointScore(ts, self.entity, 0.0, False, "", dict.fromkeys(names, 0.0), False,
                               *band)
-        score, flag, c = model.score_row(model.transform_row(row))
+        score, flag, c = model.score_row(model.transform_row(row), self.entity)
         if c is None:  # not flagged: no explanation
             return PointScore(ts, self.entity, score, flag, "", dict.fromkeys(names, 0.0),
                               True, *band)

@@ -246,6 +246,12 @@ def threshold_text(model: AnomalyModel) -> str:
     where = model.training_summary_.get("calibrated_on", "validation") if hasattr(
         model, "training_summary_") else "validation"
     raw_text = f"; raw {model.detector} score {raw:.4g}" if isinstance(raw, float) else ""
+    own = getattr(model, "entity_calibrators_", None) or {}
+    if own:
+        n = len(model.training_summary_.get("entities", [])) if hasattr(
+            model, "training_summary_") else 0
+        raw_text += (f"; {len(own)} of {max(n, len(own))} entities hold their own threshold "
+                     f"at this rule (the others the pooled one)")
     return f"{rule}, set on the {where} part: anomaly_score >= 1.0{raw_text}"
 
 
