@@ -21,14 +21,17 @@ column, the forms:
 * ``ecod``: ECOD's own aggregate, the largest of the left, right and ``skew`` aggregates.
 
 Aggregated per view by the **mean over its columns** (``mean``: a view's column count does not
-matter) or the **mean of its top k** columns, ``k = ceil(sqrt(columns))`` (``top``); columns of
-constant metrics are left out. ``T_L`` / ``T_S`` are the level / stationary view's aggregates,
-``T = (T_L + T_S) / 2``. Mixed with the dumped L and S as the earlier studies do:
-``(L + S + w T) / (2 + w)``, the same with ``T_L`` or ``T_S``, ``(T_L + S) / 2`` and
-``(L + T_S) / 2`` (a view replaced), ``T`` alone, and ``(L + S + w T~) / (2 + w)`` with ``T~``
-shifted and scaled so that its holdout median-to-q99 range is that of ``(L + S) / 2`` (the
-same weight means the same on every server). Every mix is thresholded by the shipped rule:
-POT at ``threshold.pot_risk(step)`` on the calibration holdout's scores *of the same mix*.
+matter), the **mean of its top k** columns, ``k = ceil(sqrt(columns))`` (``top``), or each
+metric's mean over its columns, then the mean of the top ``ceil(sqrt(metrics))`` metrics
+(``metric``); columns of constant metrics are left out. ``T_L`` / ``T_S`` are the level /
+stationary view's aggregates, ``T = (T_L + T_S) / 2``. Mixed with the dumped L and S as the
+earlier studies do: ``(L + S + w T) / (2 + w)``, the same with ``T_L`` or ``T_S``,
+``(T_L + S) / 2`` and ``(L + T_S) / 2`` (a view replaced), ``T`` alone,
+``(L + S + w T~) / (2 + w)`` with ``T~`` shifted and scaled so that its holdout
+median-to-q99 range is that of ``(L + S) / 2`` (the same weight means the same on every
+server), and ``(L + S) / 2 + w T+`` with ``T+`` only ``T``'s excess over its own q0.99 /
+q0.999 on the reference rows. Every mix is thresholded by the shipped rule: POT at
+``threshold.pot_risk(step)`` on the calibration holdout's scores *of the same mix*.
 The ECDF is fit on the reference rows only (the fit rows, the first 85 % of
 ``train.parquet``); holdout and test rows are only looked up in it, row by row.
 
@@ -71,7 +74,7 @@ from servers_members import evaluate, load_dumps, print_tables
 Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
 FORMS = ("two", "skew", "ecod")
-AGGREGATES = ("mean", "top")
+AGGREGATES = ("mean", "top", "metric")
 
 
 # ------------------------------------------------------------------------ the tail score
@@ -128,25 +131,38 @@ class EmpiricalTails:
         raise ValueError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
 
 
-def aggregate(scores: np.ndarray, how: str) -> np.ndarray:
-    """One value a row: ``mean`` over the columns, or ``top``: the mean of the
-    ``ceil(sqrt(columns))`` largest."""
+def top_mean(scores: np.ndarray) -> np.ndarray:
+    """Per row, the mean of the ``ceil(sqrt(columns))`` largest values."""
+    k = max(1, math.ceil(math.sqrt(scores.shape[1])))
+    return -np.mean(np.partition(-scores, k - 1, axis=1)[:, :k], axis=1)
+
+
+def aggregate(scores: np.ndarray, how: str, metric: np.ndarray | None = None) -> np.ndarray:
+    """One value a row: ``mean`` over the columns; ``top``: the mean of the
+    ``ceil(sqrt(columns))`` largest; ``metric``: each metric's mean over its columns
+    (``metric``: the metric of each column), then the mean of the ``ceil(sqrt(metrics))``
+    largest."""
     if how == "mean":
         return scores.mean(axis=1)
     if how == "top":
-        k = max(1, math.ceil(math.sqrt(scores.shape[1])))
-        return -np.mean(np.partition(-scores, k - 1, axis=1)[:, :k], axis=1)
+        return top_mean(scores)
+    if how == "metric":
+        if metric is None or len(metric) != scores.shape[1]:
+            raise ValueError("aggregate 'metric' needs the metric of every column")
+        per = np.stack([scores[:, metric == i].mean(axis=1) for i in np.unique(metric)], 1)
+        return top_mean(per)
     raise ValueError(f"unknown aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
 
 
 def view_tail(tails: EmpiricalTails, x: np.ndarray | tuple[np.ndarray, np.ndarray],
-              form: str, how: str) -> np.ndarray:
+              form: str, how: str, metric: np.ndarray | None = None) -> np.ndarray:
     """The view's tail member of the rows ``x`` (module docstring); ``x`` may be the
-    (left, right) of :meth:`EmpiricalTails.tails` already computed."""
+    (left, right) of :meth:`EmpiricalTails.tails` already computed; ``metric``: the metric
+    of each column (aggregate ``metric``)."""
     s = tails.forms(*x, form) if isinstance(x, tuple) else tails.column_scores(x, form)
     if form == "ecod":
-        return np.max([aggregate(part, how) for part in s], axis=0)
-    return aggregate(s, how)
+        return np.max([aggregate(part, how, metric) for part in s], axis=0)
+    return aggregate(s, how, metric)
 
 
 def view_columns(d: Dump, view: str) -> np.ndarray:
@@ -176,6 +192,7 @@ def tail_members(d: Dump, settings: Sequence[tuple[str, str]] | None = None,
         groups = [(slice(None), slice(None), slice(None))]
     for view, tag in (("lv", "T_L"), ("sv", "T_S")):
         cols = view_columns(d, view)
+        owner = d["column_metric"][cols]
         parts = {f"{tag}[{f},{a}]": (np.empty(len(d["xv"])), np.empty(len(d["xt"])))
                  for f, a in settings}
         for r, v, t in groups:
@@ -185,10 +202,10 @@ def tail_members(d: Dump, settings: Sequence[tuple[str, str]] | None = None,
             for form, how in settings:
                 name = f"{tag}[{form},{how}]"
                 hold, test = parts[name]
-                hold[v] = view_tail(tails, xv, form, how)
-                test[t] = view_tail(tails, xt, form, how)
+                hold[v] = view_tail(tails, xv, form, how, owner)
+                test[t] = view_tail(tails, xt, form, how, owner)
                 if xr is not None:
-                    fit.setdefault(name, []).append(view_tail(tails, xr, form, how))
+                    fit.setdefault(name, []).append(view_tail(tails, xr, form, how, owner))
         out.update(parts)
     for form, how in settings:
         a, b = out[f"T_L[{form},{how}]"], out[f"T_S[{form},{how}]"]
