@@ -318,12 +318,12 @@ class JobModel:
             return SeriesModel(self.job.model.detector, calibration=calibration)
         if is_default:
             return default_model(step, history=pd.Timedelta(self.job.model.history),
-                                 calibration=calibration,
+                                 calibration=calibration, entity_thresholds=thr.per_entity,
                                  **({"detector_params": self.job.model.detector_params}
                                     if self.job.model.detector_params else {}))
         return AnomalyModel(detector=self.job.model.detector,
                             detector_params=self.job.model.detector_params,
-                            calibration=calibration)
+                            calibration=calibration, entity_thresholds=thr.per_entity)
 
     def _retrain(self, reason: str) -> AnomalyModel | SeriesModel:
         now = self.source.now()

@@ -28,13 +28,18 @@ class ThresholdConfig(_Model):
     needs no labels; ``best_f1`` needs labelled validation data. ``risk`` unset: the model's
     step decides (:func:`aws_anomaly.threshold.pot_risk`: 1.44 normal points a day above the
     threshold, risk 1e-3 at one-minute data, 5e-3 at five-minute data; the streaming
-    detectors keep 1e-3).
+    detectors keep 1e-3). ``per_entity`` (``pot``, the ``default`` detector's feature model):
+    each entity whose held-out rows are enough gets its own threshold at that risk, so every
+    entity pages at the same rate instead of the noisiest taking the pooled threshold's
+    budget (:class:`aws_anomaly.model.AnomalyModel` ``entity_thresholds``); false: one pooled
+    threshold.
     """
 
     method: Literal["auto", "pot", "best_f1", "target_fpr", "contamination"] = "auto"
     target_fpr: float = Field(0.01, gt=0, lt=1)
     contamination: float = Field(0.05, gt=0, le=0.5)
     risk: float | None = Field(None, gt=0, le=0.1)
+    per_entity: bool = True
 
 
 class ModelConfig(_Model):
