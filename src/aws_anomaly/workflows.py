@@ -250,8 +250,10 @@ def threshold_text(model: AnomalyModel) -> str:
     if own:
         n = len(model.training_summary_.get("entities", [])) if hasattr(
             model, "training_summary_") else 0
-        raw_text += (f"; {len(own)} of {max(n, len(own))} entities hold their own threshold "
-                     f"at this rule (the others the pooled one)")
+        raw_text += ("; each entity holds its own threshold at this rule (the raw score above "
+                     "is the pooled one)" if len(own) >= n else
+                     f"; {len(own)} of {n} entities hold their own threshold at this rule (the "
+                     f"others the pooled one)")
     return f"{rule}, set on the {where} part: anomaly_score >= 1.0{raw_text}"
 
 

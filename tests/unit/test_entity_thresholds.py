@@ -120,3 +120,10 @@ def test_one_entity_and_other_rules_keep_the_pooled_threshold(data) -> None:
 def test_bad_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="entity_thresholds must be true or false"):
         AnomalyModel(entity_thresholds="yes")  # type: ignore[arg-type]
+
+
+def test_train_says_which_entities_hold_their_own_threshold(models) -> None:
+    from aws_anomaly.workflows import threshold_text
+
+    assert "each entity holds its own threshold" in threshold_text(models[True])
+    assert "own threshold" not in threshold_text(models[False])
