@@ -19,6 +19,7 @@ from aws_anomaly.detectors import (
     check_feature_matrix,
     make_detector,
 )
+from aws_anomaly.detectors.base import NonFiniteInputError
 from aws_anomaly.detectors.ocsvm import rbf_expansion
 from aws_anomaly.errors import ConfigError, DataError
 
@@ -106,6 +107,11 @@ def test_rbf_expansion_is_the_same_in_chunks_and_threads() -> None:
     threaded = rbf_expansion(X, sv, coef, 0.3, n_jobs=2, chunk_rows=64)
     np.testing.assert_allclose(one, direct, rtol=1e-12)
     np.testing.assert_allclose(threaded, direct, rtol=1e-12)
+    # one row a call (the live path's 1-d arithmetic), and its non-finite check
+    rows = np.array([rbf_expansion(X[i:i + 1], sv, coef, 0.3)[0] for i in range(50)])
+    np.testing.assert_allclose(rows, direct[:50], rtol=1e-12)
+    with pytest.raises(NonFiniteInputError):
+        rbf_expansion(np.full((1, 7), np.nan), sv, coef, 0.3, check_finite=True)
 
 
 def test_ocsvm_single_row_scores_match_batch() -> None:
