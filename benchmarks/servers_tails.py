@@ -42,8 +42,11 @@ with the best mean best F1 on the other nine, measured on it).
 
 ``demo``: the same members on the synthetic EKS demo (seeds 0, 7, 42, 1234: what ``make run``
 serves), ``default_model`` fit on train + validation as ``train`` does, its reference rows
-the ECDF, scored on the test split: best F1 and F1 at the mix's own threshold. The script
-checks at each seed that the first mix is the model's own raw score and POT threshold.
+the ECDF, scored on the test split: best F1 and F1 at the mix's own threshold, each entity
+calibrated by its own POT threshold where the model gives it one (``entity_thresholds``, the
+default since 2026-12-02; ``--pooled-threshold``: one threshold for every entity, as before).
+The script checks at each seed that the first mix is the model's own raw score and its
+pooled and per-entity POT thresholds.
 Features per seed are cached under ``--cache``.
 
 Usage::
@@ -370,7 +373,8 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
     path = cache / f"demo_seed{seed}.npz"
     if path.exists():
         with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+            if "ethr" in z.files:          # a cache from before the per-entity thresholds: refit
+                return {k: z[k] for k in z.files}
     from servers_thresholds import _view_scores
 
     from aws_anomaly.data import generate_demo
@@ -404,6 +408,7 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
     column_metric = np.full(len(model.columns_), -1, dtype=np.int64)
     for i, metric in enumerate(model.metrics_):
         column_metric[model.groups_.get(metric, [])] = i
+    own = getattr(model, "entity_calibrators_", {})
     arrays = {
         "ref": ref, "eref": codes(fit_part.frame)[use],
         "ev": codes(holdout.frame)[ready_v], "et": codes(sp.test.frame),
@@ -418,12 +423,57 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
         "readyt": ready_t, "rawv": model._raw(Xv), "rawt": model._raw(Xt),
         "yv": holdout.frame["is_anomaly"].to_numpy()[ready_v].astype(bool),
         "thr": np.float64(model.calibrator_.threshold_),
+        # the model's own threshold and center per entity (``entity_thresholds``; NaN: the
+        # entity keeps the pooled one), by entity code
+        "ethr": np.array([own[e].threshold_ if e in own else np.nan for e in hist.entities]),
         "risk": np.float64(model.calibration_used_["risk"]),
         "y": sp.test.frame["is_anomaly"].to_numpy().astype(bool),
     }
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return arrays
+
+
+def entity_thresholds(d: Dump, hold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(threshold, center) per entity code as ``default_model`` calibrates (its
+    ``entity_thresholds``): an entity whose normal holdout rows expect at least
+    ``ENTITY_MIN_EXCEEDANCES`` points above the threshold (rows x risk) gets the POT rule fit
+    on its own normal holdout scores, the others the pooled one; NaN where pooled."""
+    from aws_anomaly.calibration import pot_threshold
+    from aws_anomaly.model import ENTITY_MIN_EXCEEDANCES
+
+    risk = float(d["risk"])
+    normal = ~d["yv"]
+    codes = np.unique(np.r_[d["eref"], d["ev"], d["et"]])
+    thr, center = np.full(codes.max() + 1, np.nan), np.full(codes.max() + 1, np.nan)
+    if len(codes) < 2:
+        return thr, center
+    for e in codes:
+        rows = (d["ev"] == e) & normal
+        if rows.sum() * risk >= ENTITY_MIN_EXCEEDANCES:
+            thr[e] = pot_threshold(hold[rows], risk, 0.98)[0]
+            center[e] = float(np.median(hold[rows]))
+    return thr, center
+
+
+def demo_f1_entity(d: Dump, hold: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    """:func:`servers_dynamics.demo_f1` with each entity calibrated by its own POT threshold
+    (:func:`entity_thresholds`), as the shipped default does since 2026-12-02: (best F1 over
+    one threshold on the calibrated scores, F1 at ``anomaly_score >= 1``)."""
+    from servers_members import best_and_own_f1
+    from servers_thresholds import calibrated
+
+    from aws_anomaly.calibration import pot_threshold
+
+    normal = hold[~d["yv"]]
+    pooled = (pot_threshold(normal, float(d["risk"]), 0.98)[0], float(np.median(normal)))
+    thr, center = entity_thresholds(d, hold)
+    score = np.empty(len(test))
+    for e in np.unique(d["et"]):
+        rows = d["et"] == e
+        t, c = (thr[e], center[e]) if np.isfinite(thr[e]) else pooled
+        score[rows] = calibrated(d, test, t, c)[rows]
+    return best_and_own_f1(d["y"], score, score >= 1.0)
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -449,14 +499,20 @@ def demo(args: argparse.Namespace) -> None:
             np.testing.assert_allclose(test, d["rawt"], rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(pot_threshold(hold[~d["yv"]], float(d["risk"]),
                                                      0.98)[0], d["thr"], rtol=1e-9)
+            np.testing.assert_allclose(entity_thresholds(d, hold)[0], d["ethr"], rtol=1e-9)
             for name in names:
-                results.setdefault(name, []).append(demo_f1(d, *variants[name](m), d["y"]))
+                pair = variants[name](m)
+                results.setdefault(name, []).append(
+                    demo_f1(d, *pair, d["y"]) if args.pooled_threshold
+                    else demo_f1_entity(d, *pair))
             for name in [DEFAULT, *args.mix] if args.kinds else ():
                 for k, r in kind_recall(variants[name](m)[1], d["y"], d["kinds"]).items():
                     kinds.setdefault(k, {}).setdefault(name, []).append(r)
             print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\ndemo seeds {', '.join(map(str, args.seeds))}"
-          f"{' (per-entity tails)' if args.per_entity else ''}: best F1 / own F1 per seed, "
+          f"{' (per-entity tails)' if args.per_entity else ''}"
+          f"{', one pooled threshold' if args.pooled_threshold else ', thresholds per entity'}"
+          ": best F1 / own F1 per seed, "
           "then the mean\n")
     print("| mix | " + " | ".join(f"seed {s}" for s in args.seeds)
           + " | mean best F1 | mean own F1 |")
@@ -491,6 +547,9 @@ def main() -> None:
     d.add_argument("--all", action="store_true", help="measure every mix")
     d.add_argument("--per-entity", action="store_true",
                    help="each entity's rows against the ECDF of its own reference rows")
+    d.add_argument("--pooled-threshold", action="store_true",
+                   help="one POT threshold for every entity (the default before 2026-12-02 "
+                        "03:30 UTC) instead of one per entity")
     d.add_argument("--kinds", action="store_true",
                    help="recall per anomaly kind of the default and each --mix")
     args = parser.parse_args()

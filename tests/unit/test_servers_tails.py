@@ -188,3 +188,31 @@ def test_the_mixes_and_the_tail_excess(bench):
     _, t = variants["(L + S) / 2 + 2 T+[two,mean,q0.99]"](m)
     np.testing.assert_allclose(t, (d["vt"][:, 0] + d["vt"][:, 1]) / 2
                                + 2 * m["T+[two,mean,q0.99]"][1])
+
+
+def test_the_demo_calibrates_each_entity_as_the_model_does(bench):
+    from aws_anomaly.calibration import pot_threshold
+    from aws_anomaly.model import ENTITY_MIN_EXCEEDANCES
+
+    rng = np.random.default_rng(7)
+    risk = 5e-3
+    big = int(ENTITY_MIN_EXCEEDANCES / risk)            # rows x risk = the minimum: its own
+    ev = np.r_[np.zeros(big, dtype=np.int64), np.ones(100, dtype=np.int64)]
+    hold = np.r_[rng.gamma(2.0, 1.0, big), 5.0 + rng.gamma(2.0, 1.0, 100)]
+    et = np.repeat([0, 1], 50)
+    test = np.r_[rng.gamma(2.0, 1.0, 50), 5.0 + rng.gamma(2.0, 1.0, 50)]
+    y = np.zeros(100, dtype=bool)
+    y[[3, 60]] = True
+    d = {"risk": np.float64(risk), "yv": np.zeros(len(hold), dtype=bool), "ev": ev, "et": et,
+         "eref": np.array([0, 1]), "zt": np.zeros(100), "readyt": np.ones(100, dtype=bool),
+         "y": y}
+    thr, center = bench.entity_thresholds(d, hold)
+    assert thr[0] == pytest.approx(pot_threshold(hold[:big], risk, 0.98)[0])
+    assert center[0] == pytest.approx(np.median(hold[:big]))
+    assert np.isnan(thr[1])                             # 100 rows x 5e-3 < 4: the pooled one
+    # one entity: the pooled threshold, the same figures as the pooled harness
+    one = {**d, "ev": np.zeros(len(hold), dtype=np.int64), "et": np.zeros(100, dtype=np.int64),
+           "eref": np.array([0])}
+    assert np.isnan(bench.entity_thresholds(one, hold)[0]).all()
+    from servers_dynamics import demo_f1
+    assert bench.demo_f1_entity(one, hold, test) == pytest.approx(demo_f1(one, hold, test, y))
