@@ -60,3 +60,14 @@ def test_the_float32_copies_are_not_saved() -> None:
     assert "_view_cache" in det.__dict__
     state = det.__getstate__()
     assert "_view_cache" not in state and "_tmax" not in state
+
+
+@pytest.mark.parametrize("excess", [False, True])
+def test_one_row_explanations_are_the_batch_ones(excess: bool) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((500, 10))
+    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
+                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    batch = det.explain_samples(X[400:])
+    one = np.vstack([det.explain_samples(X[i:i + 1]) for i in range(400, 500)])
+    np.testing.assert_allclose(one, batch, rtol=1e-9, atol=1e-12)

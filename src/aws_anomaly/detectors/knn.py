@@ -287,8 +287,13 @@ class KNNDetector(BaseDetector):
         return few
 
     def _nearest_sq_few(self, x: np.ndarray, view: int) -> float:
-        """:meth:`_nearest_sq` (no leave-one-out) of one row ``x`` (the view's columns), for
-        a fraction of its cost.
+        """:meth:`_nearest_sq` (no leave-one-out) of one row ``x`` (the view's columns)."""
+        return self._nearest_few(x, view)[0]
+
+    def _nearest_few(self, x: np.ndarray, view: int) -> tuple[float, int]:
+        """(:meth:`_nearest_sq` without leave-one-out, the nearest reference row) of one row
+        ``x`` (the view's columns), for a fraction of the cost of a pass over the reference
+        in float64.
 
         A float32 first pass estimates ``e_i = |t_i|^2 - 2 x.t_i`` for every reference row
         ``t_i`` from a feature-major float32 copy of the view's reference (half the bytes, in
@@ -311,13 +316,25 @@ class KNNDetector(BaseDetector):
         if not size < _F32_SAFE:  # float32 would overflow (or x is not finite): float64
             row = np.zeros((1, self.reference_.shape[1]))
             row[0, self.views_[view]] = x
-            return float(self._nearest_sq(row, view, None)[0])
+            d2 = self._sq_distances(row, view, None)[0]
+            i = int(np.argmin(d2))
+            return float(self._nearest_sq(row, view, None)[0]), i
         est = (x * -2.0).astype(np.float32) @ ref_t32
         est += sq32
         cand = (est <= float(est.min()) + 2.0 * rel * size).nonzero()[0]
         d2 = ref_m2.take(cand, axis=0) @ x
         d2 += sq.take(cand)
-        return max(float(d2.min()) + x2, 0.0)
+        i = int(d2.argmin())
+        return max(float(d2[i]) + x2, 0.0), int(cand[i])
+
+    def _nearest_rows(self, xc: np.ndarray, view: int) -> np.ndarray:
+        """Index of each row's nearest reference row in one view (the argmin of
+        :meth:`_sq_distances`; a few rows through :meth:`_nearest_few`)."""
+        v = self.views_[view]
+        if len(xc) <= _FEW and len(self.reference_) > 1:
+            return np.array([self._nearest_few(xc[r, v], view)[1] for r in range(len(xc))],
+                            dtype=np.intp)
+        return np.argmin(self._sq_distances(xc, view, None), axis=1)
 
     def _scores_few(self, X: np.ndarray) -> np.ndarray:
         """:meth:`_block` (one neighbour, no leave-one-out) of a few rows, with the nearest
@@ -396,7 +413,7 @@ class KNNDetector(BaseDetector):
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
-                nearest = np.argmin(self._sq_distances(xc, view, None), axis=1)
+                nearest = self._nearest_rows(xc, view)
                 diff = (xc[:, cols] - self.reference_[nearest][:, cols]) ** 2
                 if self.views:
                     diff /= len(cols)
@@ -415,7 +432,7 @@ class KNNDetector(BaseDetector):
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
-                nearest = np.argmin(self._sq_distances(xc, view, None), axis=1)
+                nearest = self._nearest_rows(xc, view)
                 diff = (xc[:, cols] - self.reference_[nearest][:, cols]) ** 2
                 total = diff.sum(axis=1, keepdims=True)
                 part = np.sqrt(total) / (np.sqrt(len(cols)) if self.views else 1.0) / n_views
