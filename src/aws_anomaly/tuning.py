@@ -186,7 +186,8 @@ def _fold_scores(fold: Fold, names: Sequence[str], params: Mapping[str, dict[str
             if model is not base:
                 model._adopt(inputs)
             model._fit_on(inputs)
-            _, flags, _ = model.score_transformed(X, ready, "none")
+            _, flags, _ = model.score_transformed(X, ready, "none",
+                                                  fold.evaluation.frame["entity"].to_numpy())
         except AwsAnomalyError as exc:
             yield n, str(exc)
             continue
