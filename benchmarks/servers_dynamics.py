@@ -65,7 +65,7 @@ import pandas as pd
 
 # The members study's dumps, threshold rule and summary, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, print_tables
+from servers_members import evaluate, load_dumps, print_demo_tables, print_tables
 
 Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -599,25 +599,7 @@ def demo(args: argparse.Namespace) -> None:
                 for k, r in kind_recall(variants[name](m)[1], y, cal["kinds"]).items():
                     kinds.setdefault(k, {}).setdefault(name, []).append(r)
             print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
-    print(f"\ndemo seeds {', '.join(map(str, args.seeds))}: best F1 / own F1 per seed, then "
-          "the mean\n")
-    print("| mix | " + " | ".join(f"seed {s}" for s in args.seeds)
-          + " | mean best F1 | mean own F1 |")
-    print("|---|" + "---|" * (len(args.seeds) + 2))
-    for name, per in results.items():
-        cells = " | ".join(f"{b:.3f} / {o:.3f}" for b, o in per)
-        print(f"| {name} | {cells} | {np.mean([b for b, _ in per]):.3f} | "
-              f"{np.mean([o for _, o in per]):.3f} |")
-    if kinds:
-        print("\nRecall per anomaly kind at the score flagging 1 % of the normal test points, "
-              "mean over the seeds where the kind occurs (seeds)\n")
-        print("| kind | " + " | ".join(KIND_VARIANTS) + " |")
-        print("|---|" + "---|" * len(KIND_VARIANTS))
-        for k, per_mix in sorted(kinds.items()):
-            n = len(next(iter(per_mix.values())))
-            print(f"| {k} ({n}) | " + " | ".join(f"{np.mean(per_mix[v]):.2f}"
-                                                  for v in KIND_VARIANTS) + " |")
-
+    print_demo_tables("", args.seeds, results, kinds, KIND_VARIANTS)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

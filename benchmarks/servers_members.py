@@ -50,7 +50,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -343,6 +343,31 @@ def summary(per: dict[str, dict[str, float]]) -> str:
     evp = np.array([m["event_precision"] for m in per.values()])
     return (f"| {best.mean():.3f} | {f1.mean():.3f} | {fpr.mean():.4f} | {fpr.max():.3f} | "
             f"{int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
+
+
+def print_demo_tables(title: str, seeds: Sequence[int],
+                      results: dict[str, list[tuple[float, float]]],
+                      kinds: dict[str, dict[str, list[float]]], shown: Sequence[str]) -> None:
+    """The demo studies' tables: best F1 / own F1 per mix and seed with their means, then
+    (when ``kinds`` holds any) the recall per anomaly kind of the ``shown`` mixes."""
+    print(f"\ndemo seeds {', '.join(map(str, seeds))}{title}: best F1 / own F1 per seed, "
+          "then the mean\n")
+    print("| mix | " + " | ".join(f"seed {s}" for s in seeds)
+          + " | mean best F1 | mean own F1 |")
+    print("|---|" + "---|" * (len(seeds) + 2))
+    for name, per in results.items():
+        cells = " | ".join(f"{b:.3f} / {o:.3f}" for b, o in per)
+        print(f"| {name} | {cells} | {np.mean([b for b, _ in per]):.3f} | "
+              f"{np.mean([o for _, o in per]):.3f} |")
+    if kinds:
+        print("\nRecall per anomaly kind at the score flagging 1 % of the normal test points, "
+              "mean over the seeds where the kind occurs (seeds)\n")
+        print("| kind | " + " | ".join(shown) + " |")
+        print("|---|" + "---|" * len(shown))
+        for k, per_mix in sorted(kinds.items()):
+            n = len(next(iter(per_mix.values())))
+            print(f"| {k} ({n}) | " + " | ".join(f"{np.mean(per_mix[v]):.2f}" for v in shown)
+                  + " |")
 
 
 def print_tables(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
