@@ -94,3 +94,15 @@ def test_recent_points_keep_the_last_n_per_entity_and_replace_a_rescored_tail():
     assert shown.history_for("b", T0, ["cpu"]) is None  # nothing before the first point
     shown.clear()
     assert not shown and shown.entities() == []
+
+
+@pytest.mark.parametrize("per_entity", [True, False])
+def test_the_job_threshold_per_entity_setting_reaches_the_model(tmp_path, per_entity):
+    job = job_config(model={"history": "2d",
+                            "threshold": {"method": "pot", "per_entity": per_entity}})
+    src = DemoSource(job.source, start=T0, wall_clock=Clock())
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    jm = JobModel(job, src, None, store, model_path=tmp_path / "model")
+    model = jm.new_model(STEP)
+    assert model.entity_thresholds is per_entity
+    assert model.calibration == {"method": "pot"}
