@@ -102,8 +102,10 @@ _DETECTOR_STATE = frozenset({"detector_", "calibrator_", "entity_calibrators_",
 
 #: An entity gets its own POT threshold (``entity_thresholds``) when its normal holdout rows
 #: expect at least this many points above it (rows x risk): fewer, and the tail of one
-#: entity's scores is too thin to place a threshold; it keeps the pooled one.
-ENTITY_MIN_EXCEEDANCES = 4.0
+#: entity's scores is too thin to place a threshold; it keeps the pooled one. At the default
+#: risk (1.44 normal points a day) that is about two days of held-out rows: a job's default
+#: (14 days of history, the last 20 % held out: 2.8 days) clears it with room.
+ENTITY_MIN_EXCEEDANCES = 3.0
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aws_anomaly.model import AnomalyModel
 
 SPEC = FeatureSpec(windows=(6, 24), lags=(1,), include_quantiles=False, include_seasonal=False,
                    cross_windows=(24,))
-RISK = 0.02  # 200 normal held-out rows expect 4 points above: enough for an own threshold
+RISK = 0.02  # 200 normal held-out rows expect 4 points above: enough for an own threshold (3)
 
 
 def _frame(n: int, seed: int, start: str = "2026-01-01") -> pd.DataFrame:
