@@ -18,13 +18,20 @@ the reference (training) rows, fit on those rows only (constant metrics' columns
   identity by the data-driven amount of Ledoit & Wolf, 2004).
 
 Every form floors the eigenvalues at ``EIGEN_FLOOR`` x the largest, so numerical-noise
-directions do not explode. The whitened distance is the Euclidean 1-NN distance of
-``(x - mean) W`` to the reference rows' whitened rows, divided by the square root of the kept
-dimension (as the model does). For a full-rank ``C`` without shrinkage or truncation it is
-the Mahalanobis distance ``sqrt((x - r)' C^-1 (x - r))`` to the nearest reference row ``r``
-in that metric (/ sqrt(dim)). ``S_w[..]`` / ``L_w[..]`` are the whitened stationary / level
-views; ``M_S[..]`` / ``M_L[..]`` the plain Mahalanobis distance to the reference mean (no
-neighbours; a classic baseline), ``M = (M_L + M_S) / 2``.
+directions do not explode. Measured second (``--methods``): ``pca0.9`` / ``pca0.95`` (fewer
+directions), ``floor0.01`` / ``floor0.1`` (every direction, the floor at 1 % / 10 % of the
+largest eigenvalue: a partial whitening, like a ridge ``C + e I``), and ``block`` /
+``block_shrink0.5``: each metric's columns whitened apart (a block-diagonal map: the
+correlations among one metric's columns are removed, those between metrics kept; the floor
+a share of the whole view's largest eigenvalue).
+
+The whitened distance is the Euclidean 1-NN distance of ``(x - mean) W`` to the reference rows'
+whitened rows, divided by the square root of the kept dimension (as the model does). For a
+full-rank ``C`` without shrinkage or truncation it is the Mahalanobis distance ``sqrt((x - r)'
+C^-1 (x - r))`` to the nearest reference row ``r`` in that metric (/ sqrt(dim)). ``S_w[..]`` /
+``L_w[..]`` are the whitened stationary / level views; ``M_S[..]`` / ``M_L[..]`` the plain
+Mahalanobis distance to the reference mean (no neighbours; a classic baseline), ``M = (M_L +
+M_S) / 2``.
 
 Mixes, each thresholded by the shipped rule (POT at ``threshold.pot_risk(step)`` on the
 calibration holdout's scores *of the same mix*): a view replaced, ``(L + S_w) / 2``,
@@ -48,7 +55,10 @@ Usage::
 
     nice .venv/bin/python benchmarks/servers_whiten.py servers --dump out/bench-members2 \\
         --per-server
-    nice .venv/bin/python benchmarks/servers_whiten.py demo --seeds 0 7 42 1234 --cache out/h10
+    nice .venv/bin/python benchmarks/servers_whiten.py demo --seeds 0 7 42 1234 --cache out/h10 \\
+        --all
+    # the second forms: the same two commands with
+    #   --methods pca0.9 pca0.95 floor0.01 floor0.1 block block_shrink0.5
 
 Results: docs/model.md ("Measured 2026-12-02 (H11): nearest neighbours in a whitened space").
 """
@@ -73,11 +83,24 @@ Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
 #: Eigenvalues below this share of the largest are raised to it.
 EIGEN_FLOOR = 1e-3
-#: The whitening forms measured (name -> (method, parameter)).
-METHODS: dict[str, tuple[str, float]] = {
-    "pca0.99": ("pca", 0.99), "pca0.999": ("pca", 0.999),
-    "shrink0.1": ("shrink", 0.1), "shrink0.5": ("shrink", 0.5), "lw": ("lw", 0.0),
+#: The whitening forms measured: name -> (method, parameter, eigenvalue floor, per metric).
+METHODS: dict[str, tuple[str, float, float, bool]] = {
+    "pca0.99": ("pca", 0.99, EIGEN_FLOOR, False),
+    "pca0.999": ("pca", 0.999, EIGEN_FLOOR, False),
+    "shrink0.1": ("shrink", 0.1, EIGEN_FLOOR, False),
+    "shrink0.5": ("shrink", 0.5, EIGEN_FLOOR, False),
+    "lw": ("lw", 0.0, EIGEN_FLOOR, False),
+    # measured second (after the rows above): fewer directions, a higher floor (a partial
+    # whitening, as a ridge C + e I), and each metric's columns whitened apart
+    "pca0.9": ("pca", 0.9, EIGEN_FLOOR, False),
+    "pca0.95": ("pca", 0.95, EIGEN_FLOOR, False),
+    "floor0.01": ("pca", 1.0, 0.01, False),
+    "floor0.1": ("pca", 1.0, 0.1, False),
+    "block": ("pca", 1.0, EIGEN_FLOOR, True),
+    "block_shrink0.5": ("shrink", 0.5, EIGEN_FLOOR, True),
 }
+#: The forms of the first run (the default of ``--methods``).
+FIRST = ("pca0.99", "pca0.999", "shrink0.1", "shrink0.5", "lw")
 
 
 # ------------------------------------------------------------------------------ whitening
@@ -88,15 +111,37 @@ class Whitener:
     ``method``: ``pca`` (the leading eigenvectors holding a share ``param`` of the variance;
     ``param`` 1.0 keeps every one), ``shrink`` (``(1 - param) C + param diag(C)``, every
     direction) or ``lw`` (Ledoit-Wolf, every direction). Eigenvalues are floored at ``floor``
-    x the largest."""
+    x the largest. ``groups`` (one label a column): each group's columns whitened apart
+    (a block-diagonal map; correlations between groups are left as they are), the floor
+    ``floor`` x the largest eigenvalue of the whole covariance."""
 
     def __init__(self, ref: np.ndarray, method: str = "pca", param: float = 1.0,
-                 floor: float = EIGEN_FLOOR) -> None:
+                 floor: float = EIGEN_FLOOR, groups: np.ndarray | None = None,
+                 _floor_value: float | None = None) -> None:
         ref = np.asarray(ref, dtype=np.float64)
         if ref.ndim != 2 or len(ref) < 2 or ref.shape[1] == 0:
             raise ValueError(f"Whitener: ref must be a 2-D array of at least 2 rows and 1 "
                              f"column, got shape {ref.shape}")
         self.mean = ref.mean(axis=0)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (ref.shape[1],):
+                raise ValueError(f"Whitener: groups must hold one label a column "
+                                 f"({ref.shape[1]}), got shape {groups.shape}")
+            # the floor is a share of the largest variance of the whole view, so a group
+            # (nearly) constant in the reference rows is not blown up by its own scale
+            top = float(np.linalg.eigvalsh(np.cov(ref, rowvar=False))[-1])
+            parts = [(groups == g, Whitener(ref[:, groups == g], method, param,
+                                            _floor_value=floor * top))
+                     for g in np.unique(groups)]
+            self.dim = sum(w.dim for _, w in parts)
+            self.W = np.zeros((ref.shape[1], self.dim))
+            at = 0
+            for cols, w in parts:
+                self.W[cols, at:at + w.dim] = w.W
+                at += w.dim
+            self.shrinkage = float(np.mean([w.shrinkage for _, w in parts]))
+            return
         centred = ref - self.mean
         if method == "lw":
             from sklearn.covariance import ledoit_wolf
@@ -121,7 +166,7 @@ class Whitener:
             share = np.cumsum(np.maximum(lam, 0.0)) / max(float(np.maximum(lam, 0).sum()),
                                                           1e-300)
             k = len(lam) if param >= 1.0 else int(np.searchsorted(share, param) + 1)
-        lam = np.maximum(lam[:k], floor * top)
+        lam = np.maximum(lam[:k], floor * top if _floor_value is None else _floor_value)
         #: (columns, kept dimension): ``(x - mean) @ W`` is whitened
         self.W = vec[:, :k] / np.sqrt(lam)
         self.dim = k
@@ -131,10 +176,12 @@ class Whitener:
 
 
 def whitened_nearest(ref: np.ndarray, xs: Sequence[np.ndarray], method: str, param: float,
+                     floor: float = EIGEN_FLOOR, groups: np.ndarray | None = None,
                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per array of ``xs``: (the 1-NN distance to the whitened ``ref`` rows / sqrt(dim), the
-    Mahalanobis distance to ``ref``'s mean / sqrt(dim)), the whitening fit on ``ref`` only."""
-    w = Whitener(ref, method, param)
+    Mahalanobis distance to ``ref``'s mean / sqrt(dim)), the whitening fit on ``ref`` only
+    (:class:`Whitener`)."""
+    w = Whitener(ref, method, param, floor, groups)
     r = w.transform(ref).astype(np.float32)
     nn, mean = [], []
     for x in xs:
@@ -144,7 +191,7 @@ def whitened_nearest(ref: np.ndarray, xs: Sequence[np.ndarray], method: str, par
     return nn, mean
 
 
-def members_of(d: Dump, methods: Sequence[str] = tuple(METHODS)) -> dict[str, Pair]:
+def members_of(d: Dump, methods: Sequence[str] = FIRST) -> dict[str, Pair]:
     """L, S and, per whitening form, ``L_w``, ``S_w``, ``M_L``, ``M_S``, ``M`` (holdout,
     test), every form fit on ``d["ref"]`` alone."""
     m: dict[str, Pair] = {"L": (d["vv"][:, 0], d["vt"][:, 0]),
@@ -153,9 +200,10 @@ def members_of(d: Dump, methods: Sequence[str] = tuple(METHODS)) -> dict[str, Pa
         cols = view_columns(d, view)
         ref = d["ref"][:, cols]
         for name in methods:
-            method, param = METHODS[name]
-            (nv, nt), (mv, mt) = whitened_nearest(ref, [d["xv"][:, cols], d["xt"][:, cols]],
-                                                  method, param)
+            method, param, floor, per_metric = METHODS[name]
+            (nv, nt), (mv, mt) = whitened_nearest(
+                ref, [d["xv"][:, cols], d["xt"][:, cols]], method, param, floor,
+                d["column_metric"][cols] if per_metric else None)
             m[f"{tag}_w[{name}]"] = (nv, nt)
             m[f"M_{tag}[{name}]"] = (mv, mt)
     for name in methods:
@@ -180,7 +228,7 @@ def weighted(terms: Sequence[tuple[str, float]]) -> Variant:
     return f
 
 
-def build_variants(methods: Sequence[str] = tuple(METHODS)) -> dict[str, Variant]:
+def build_variants(methods: Sequence[str] = FIRST) -> dict[str, Variant]:
     """Every mix measured, by name; families for leave-one-server-out by name pattern."""
     v: dict[str, Variant] = {DEFAULT: weighted([("L", 1), ("S", 1)])}
     for s in methods:
@@ -214,7 +262,7 @@ def servers(args: argparse.Namespace) -> None:
     from threadpoolctl import threadpool_limits
 
     dumps = load_dumps(Path(args.dump))
-    methods = args.methods or list(METHODS)
+    methods = args.methods or list(FIRST)
     members: dict[str, dict[str, Pair]] = {}
     with threadpool_limits(1):
         for key, d in dumps.items():
@@ -274,7 +322,7 @@ def demo(args: argparse.Namespace) -> None:
 
     from aws_anomaly.calibration import pot_threshold
 
-    methods = args.methods or list(METHODS)
+    methods = args.methods or list(FIRST)
     variants = build_variants(methods)
     names = list(variants) if args.all else [DEFAULT, *args.mix]
     unknown = [n for n in names if n not in variants]
@@ -317,7 +365,7 @@ def main() -> None:
                    help="recall per anomaly kind of the default and each --mix")
     for p in (s, d):
         p.add_argument("--methods", nargs="+", choices=list(METHODS),
-                       help="whitening forms to measure (default: every one)")
+                       help=f"whitening forms to measure (default: {' '.join(FIRST)})")
     args = parser.parse_args()
     (servers if args.bench == "servers" else demo)(args)
 

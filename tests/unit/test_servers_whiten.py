@@ -82,6 +82,24 @@ def test_pca_keeps_the_stated_share_of_the_variance_and_floors_the_eigenvalues(b
     assert np.all(np.isfinite(w.W)) and np.abs(w.W).max() <= 1 / math.sqrt(1e-3 * 90) + 1e-9
 
 
+def test_per_metric_whitening_is_block_diagonal_and_whitens_each_metric_apart(bench):
+    rng = np.random.default_rng(6)
+    a, b = correlated(rng, 400), correlated(rng, 400)
+    ref = np.c_[a, b + 0.8 * a]                       # metric 1 also follows metric 0
+    groups = np.array([0] * 4 + [1] * 4)
+    w = bench.Whitener(ref, "pca", 1.0, groups=groups)
+    assert w.dim == 8
+    assert np.all(w.W[:4, 4:] == 0) and np.all(w.W[4:, :4] == 0)
+    np.testing.assert_allclose(w.W[:4, :4] @ w.W[:4, :4].T,
+                               np.linalg.inv(np.cov(ref[:, :4], rowvar=False)), rtol=1e-8)
+    z = np.cov(w.transform(ref), rowvar=False)
+    np.testing.assert_allclose(z[:4, :4], np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(z[4:, 4:], np.eye(4), atol=1e-9)
+    assert np.abs(z[:4, 4:]).max() > 0.3               # across metrics: left as it was
+    with pytest.raises(ValueError, match="one label a column"):
+        bench.Whitener(ref, groups=groups[:5])
+
+
 def test_the_whitening_is_fit_on_the_reference_rows_only_and_scores_row_by_row(bench):
     rng = np.random.default_rng(3)
     ref = correlated(rng, 200)
