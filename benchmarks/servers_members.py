@@ -345,6 +345,43 @@ def summary(per: dict[str, dict[str, float]]) -> str:
             f"{int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
 
 
+def report_mixes(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
+                 variants: Sequence[str], families: dict[str, Callable[[str], bool]],
+                 default: str, per_server: bool) -> None:
+    """The member studies' servers report: for each family of ``variants`` the setting chosen
+    leave-one-server-out (the best mean best F1 on the other servers; single settings only,
+    added to ``rows``), the rows that pass the keep rule against ``default`` (best F1 up, own
+    F1 not down, max FPR not up) with their paired best-F1 gain, then :func:`print_tables`."""
+    print(f"\n{len(keys)} servers: {', '.join(keys)}\n")
+    for label, pick in families.items():
+        grid = [n for n in variants if pick(n)]     # single settings, never a chosen row
+        chosen = {held: max(grid, key=lambda n, held=held: np.mean(
+            [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in keys}
+        rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {
+            k: rows[chosen[k]][k] for k in keys}
+        print(f"chosen leave-one-server-out ({label}): " + "; ".join(
+            f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
+    base = rows[default]
+    base_best = np.mean([m["best_f1"] for m in base.values()])
+    base_own = np.mean([m["f1"] for m in base.values()])
+    base_fpr = max(m["fpr"] for m in base.values())
+    passing = []
+    for name, per in rows.items():
+        best = np.mean([m["best_f1"] for m in per.values()])
+        own = np.mean([m["f1"] for m in per.values()])
+        fpr = max(m["fpr"] for m in per.values())
+        if name != default and best > base_best and own >= base_own and fpr <= base_fpr:
+            diff = np.array([per[k]["best_f1"] - base[k]["best_f1"] for k in keys])
+            passing.append(f"{name}: best {best:.3f} own {own:.3f} max FPR {fpr:.3f}; paired "
+                           f"best-F1 gain {diff.mean():+.4f} (standard error "
+                           f"{diff.std(ddof=1) / np.sqrt(len(diff)):.4f}, "
+                           f"{int((diff > 0).sum())} of {len(diff)} up)")
+    print("Rows that pass the servers' rule (best F1 up, own F1 not down, max FPR not up):")
+    print("\n".join(passing) if passing else "none")
+    print()
+    print_tables(rows, keys, per_server)
+
+
 def print_demo_tables(title: str, seeds: Sequence[int],
                       results: dict[str, list[tuple[float, float]]],
                       kinds: dict[str, dict[str, list[float]]], shown: Sequence[str]) -> None:

@@ -72,7 +72,7 @@ import pandas as pd
 
 # The members study's dumps, threshold rule and tables; H9's demo F1, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, print_demo_tables, print_tables
+from servers_members import evaluate, load_dumps, print_demo_tables, report_mixes
 
 Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -334,33 +334,7 @@ def servers(args: argparse.Namespace) -> None:
     variants = build_variants()
     rows = {name: {k: evaluate(d, *v(members[k])) for k, d in dumps.items()}
             for name, v in variants.items()}
-    print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
-    for label, pick in FAMILIES.items():
-        grid = [n for n in variants if pick(n)]     # single settings, never a chosen row
-        chosen = {held: max(grid, key=lambda n, held=held: np.mean(
-            [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in dumps}
-        rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {
-            k: rows[chosen[k]][k] for k in dumps}
-        print(f"chosen leave-one-server-out ({label}): " + "; ".join(
-            f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
-    base = rows[DEFAULT]
-    passing = []
-    for name, per in rows.items():
-        best = np.mean([m["best_f1"] for m in per.values()])
-        own = np.mean([m["f1"] for m in per.values()])
-        fpr = max(m["fpr"] for m in per.values())
-        if name != DEFAULT and (best > np.mean([m["best_f1"] for m in base.values()])
-                                and own >= np.mean([m["f1"] for m in base.values()])
-                                and fpr <= max(m["fpr"] for m in base.values())):
-            diff = np.array([per[k]["best_f1"] - base[k]["best_f1"] for k in dumps])
-            passing.append(f"{name}: best {best:.3f} own {own:.3f} max FPR {fpr:.3f}; paired "
-                           f"best-F1 gain {diff.mean():+.4f} (standard error "
-                           f"{diff.std(ddof=1) / np.sqrt(len(diff)):.4f}, "
-                           f"{int((diff > 0).sum())} of {len(diff)} up)")
-    print("Rows that pass the servers' rule (best F1 up, own F1 not down, max FPR not up):")
-    print("\n".join(passing) if passing else "none")
-    print()
-    print_tables(rows, list(dumps), args.per_server)
+    report_mixes(rows, list(dumps), list(variants), FAMILIES, DEFAULT, args.per_server)
 
 
 # -------------------------------------------------------------------------------- the demo
