@@ -488,6 +488,7 @@ def demo(args: argparse.Namespace) -> None:
         f"{', one pooled threshold' if args.pooled_threshold else ', thresholds per entity'}",
         args.seeds, results, kinds, [DEFAULT, *args.mix])
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="bench", required=True)
