@@ -601,6 +601,7 @@ def demo(args: argparse.Namespace) -> None:
             print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
     print_demo_tables("", args.seeds, results, kinds, KIND_VARIANTS)
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="bench", required=True)
