@@ -226,7 +226,6 @@ class KNNDetector(BaseDetector):
     def __getstate__(self) -> dict:  # type: ignore[type-arg]
         state = super().__getstate__()
         state.pop("_view_cache", None)  # derived from reference_; rebuilt on first use
-        state.pop("_tmax", None)
         return state
 
     def _sq_distances(self, xc: np.ndarray, view: int, start: int | None) -> np.ndarray:
@@ -273,17 +272,20 @@ class KNNDetector(BaseDetector):
             ref_m2 = cache[("-2", view)] = np.ascontiguousarray(-2.0 * self._view_reference(view))
         return ref_m2
 
-    def _few_reference(self, view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _few_reference(self, view: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
         """(float32 feature-major reference, its float32 squared norms, the float64 reference
-        times -2, the rounding factor ``2 (d + 4) u`` of :meth:`_nearest_sq_few`) of a view,
-        made on first use and kept (not saved: derived from ``reference_``)."""
+        times -2, the rounding factor ``2 (d + 4) u`` and the largest reference norm ``T`` of
+        :meth:`_nearest_few`) of a view, made on first use and kept (not saved: derived from
+        ``reference_``)."""
         cache = self.__dict__.setdefault("_view_cache", {})
         few = cache.get(("f32", view))
         if few is None:
+            sq = self.reference_sq_[view]
             few = cache[("f32", view)] = (
                 np.ascontiguousarray(self._view_reference(view).T, dtype=np.float32),
-                self.reference_sq_[view].astype(np.float32), self._reference_m2(view),
-                2.0 * (len(self.views_[view]) + 4) * _U32)
+                sq.astype(np.float32), self._reference_m2(view),
+                2.0 * (len(self.views_[view]) + 4) * _U32, float(np.sqrt(sq.max())))
         return few
 
     def _nearest_sq_few(self, x: np.ndarray, view: int) -> float:
@@ -306,19 +308,16 @@ class KNNDetector(BaseDetector):
         :meth:`_nearest_sq` computes every row, so the result is its nearest distance, up to
         the last bits of the float64 products (a one-row product may sum in another order
         than a block's)."""
-        ref_t32, sq32, ref_m2, rel = self._few_reference(view)
+        ref_t32, sq32, ref_m2, rel, tmax = self._few_reference(view)
         sq = self.reference_sq_[view]
-        tmax = self.__dict__.setdefault("_tmax", {}).get(view)
-        if tmax is None:
-            tmax = self._tmax[view] = float(np.sqrt(sq.max()))
         x2 = float(x @ x)
         size = 2.0 * math.sqrt(x2) * tmax + tmax * tmax
         if not size < _F32_SAFE:  # float32 would overflow (or x is not finite): float64
             row = np.zeros((1, self.reference_.shape[1]))
             row[0, self.views_[view]] = x
-            d2 = self._sq_distances(row, view, None)[0]
+            d2 = self._sq_distances(row, view, None)[0]  # _nearest_sq's values, every row
             i = int(np.argmin(d2))
-            return float(self._nearest_sq(row, view, None)[0]), i
+            return float(d2[i]), i
         est = (x * -2.0).astype(np.float32) @ ref_t32
         est += sq32
         cand = (est <= float(est.min()) + 2.0 * rel * size).nonzero()[0]
