@@ -65,7 +65,13 @@ import pandas as pd
 
 # The members study's dumps, threshold rule and summary, shared, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, print_demo_tables, print_tables
+from servers_members import (
+    choose_leave_one_out,
+    evaluate,
+    load_dumps,
+    print_demo_tables,
+    print_tables,
+)
 
 Dump = dict[str, np.ndarray]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -422,13 +428,7 @@ def servers(args: argparse.Namespace) -> None:
                                                         if "O calibrated like" in n]
     print(f"\n{len(dumps)} servers: {', '.join(dumps)}\n")
     base = rows["(L + S) / 2: the default"]
-    for label, grid in grids.items():
-        chosen = {held: max(grid, key=lambda n, held=held: np.mean(
-            [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in dumps}
-        rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {
-            k: rows[chosen[k]][k] for k in dumps}
-        print(f"chosen leave-one-server-out ({label}): " + "; ".join(
-            f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
+    choose_leave_one_out(rows, list(dumps), grids)
     # how far each O row's gain is from the servers' spread: the paired difference in best F1
     for name in [*grids.get("(L + S + w O) / (2 + w)", []),
                  *grids.get("(L + S + w O calibrated) / (2 + w)", [])]:

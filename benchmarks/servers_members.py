@@ -50,7 +50,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +345,21 @@ def summary(per: dict[str, dict[str, float]]) -> str:
             f"{int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
 
 
+def choose_leave_one_out(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
+                         grids: Mapping[str, Sequence[str]]) -> None:
+    """For each grid of settings, the leave-one-server-out choice: each held-out server gets
+    the setting with the best mean best F1 on the other servers, and is measured with it.
+    Added to ``rows`` as ``"<label>, chosen leave-one-server-out over <n>"``; the choices are
+    printed."""
+    for label, grid in grids.items():
+        chosen = {held: max(grid, key=lambda n, held=held: np.mean(
+            [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in keys}
+        rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {
+            k: rows[chosen[k]][k] for k in keys}
+        print(f"chosen leave-one-server-out ({label}): " + "; ".join(
+            f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
+
+
 def report_mixes(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
                  variants: Sequence[str], families: dict[str, Callable[[str], bool]],
                  default: str, per_server: bool) -> None:
@@ -353,14 +368,9 @@ def report_mixes(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
     added to ``rows``), the rows that pass the keep rule against ``default`` (best F1 up, own
     F1 not down, max FPR not up) with their paired best-F1 gain, then :func:`print_tables`."""
     print(f"\n{len(keys)} servers: {', '.join(keys)}\n")
-    for label, pick in families.items():
-        grid = [n for n in variants if pick(n)]     # single settings, never a chosen row
-        chosen = {held: max(grid, key=lambda n, held=held: np.mean(
-            [m["best_f1"] for k, m in rows[n].items() if k != held])) for held in keys}
-        rows[f"{label}, chosen leave-one-server-out over {len(grid)}"] = {
-            k: rows[chosen[k]][k] for k in keys}
-        print(f"chosen leave-one-server-out ({label}): " + "; ".join(
-            f"{k.split('/')[-1]} {n}" for k, n in chosen.items()) + "\n")
+    # single settings only, never a chosen row
+    choose_leave_one_out(rows, keys, {label: [n for n in variants if pick(n)]
+                                      for label, pick in families.items()})
     base = rows[default]
     base_best = np.mean([m["best_f1"] for m in base.values()])
     base_own = np.mean([m["f1"] for m in base.values()])

@@ -450,14 +450,19 @@ def demo_f1_entity(d: Dump, hold: np.ndarray, test: np.ndarray) -> tuple[float, 
     return best_and_own_f1(d["y"], score, score >= 1.0)
 
 
-def demo(args: argparse.Namespace) -> None:
-    """The demo table: best F1 / own F1 of each mix per seed and their means."""
-    from servers_dynamics import demo_f1, kind_recall
+def run_demo(args: argparse.Namespace, variants: dict[str, Variant],
+             members: Callable[[Dump], dict[str, Pair]],
+             score: Callable[[Dump, np.ndarray, np.ndarray], tuple[float, float]],
+             title: str) -> None:
+    """A member study's demo table (the harness of this script and servers_whiten.py): at
+    each seed, the members (``members``) of the cached demo arrays, a check that the default
+    mix is the model's own raw score, pooled and per-entity thresholds, each mix's best F1 /
+    own F1 (``score``), the recall per kind with ``--kinds``, then the tables."""
+    from servers_dynamics import kind_recall
     from threadpoolctl import threadpool_limits
 
     from aws_anomaly.calibration import pot_threshold
 
-    variants = build_variants()
     names = list(variants) if args.all else [DEFAULT, *args.mix]
     unknown = [n for n in names if n not in variants]
     if unknown:
@@ -468,46 +473,63 @@ def demo(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             d = demo_arrays(seed, Path(args.cache))
-            m = members_of(d, per_entity=args.per_entity)
+            m = members(d)
             hold, test = variants[DEFAULT](m)
             np.testing.assert_allclose(test, d["rawt"], rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(pot_threshold(hold[~d["yv"]], float(d["risk"]),
                                                      0.98)[0], d["thr"], rtol=1e-9)
             np.testing.assert_allclose(entity_thresholds(d, hold)[0], d["ethr"], rtol=1e-9)
             for name in names:
-                pair = variants[name](m)
-                results.setdefault(name, []).append(
-                    demo_f1(d, *pair, d["y"]) if args.pooled_threshold
-                    else demo_f1_entity(d, *pair))
+                results.setdefault(name, []).append(score(d, *variants[name](m)))
             for name in [DEFAULT, *args.mix] if args.kinds else ():
                 for k, r in kind_recall(variants[name](m)[1], d["y"], d["kinds"]).items():
                     kinds.setdefault(k, {}).setdefault(name, []).append(r)
             print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
-    print_demo_tables(
-        f"{' (per-entity tails)' if args.per_entity else ''}"
-        f"{', one pooled threshold' if args.pooled_threshold else ', thresholds per entity'}",
-        args.seeds, results, kinds, [DEFAULT, *args.mix])
+    print_demo_tables(title, args.seeds, results, kinds, [DEFAULT, *args.mix])
+
+
+def demo(args: argparse.Namespace) -> None:
+    """The demo table: best F1 / own F1 of each mix per seed and their means."""
+    from servers_dynamics import demo_f1
+
+    def score(d: Dump, hold: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+        return (demo_f1(d, hold, test, d["y"]) if args.pooled_threshold
+                else demo_f1_entity(d, hold, test))
+
+    run_demo(args, build_variants(), lambda d: members_of(d, per_entity=args.per_entity),
+             score,
+             f"{' (per-entity tails)' if args.per_entity else ''}"
+             f"{', one pooled threshold' if args.pooled_threshold else ', thresholds per entity'}")
+
+
+def add_study_arguments(servers_parser: argparse.ArgumentParser,
+                        demo_parser: argparse.ArgumentParser, cache: str) -> None:
+    """The arguments a member study's ``servers`` and ``demo`` commands share."""
+    servers_parser.add_argument("--dump", default="out/bench-members2",
+                                help="folder of servers_members.py's dumps")
+    servers_parser.add_argument("--per-server", action="store_true",
+                                help="best F1 / F1 / FPR per server")
+    demo_parser.add_argument("--seeds", type=int, nargs="+", default=[0, 7, 42, 1234])
+    demo_parser.add_argument("--cache", default=cache,
+                             help="where each seed's features are kept")
+    demo_parser.add_argument("--mix", action="append", default=[],
+                             help="a mix to measure (by name)")
+    demo_parser.add_argument("--all", action="store_true", help="measure every mix")
+    demo_parser.add_argument("--kinds", action="store_true",
+                             help="recall per anomaly kind of the default and each --mix")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="bench", required=True)
     s = sub.add_parser("servers", help="on servers_members.py's dumps")
-    s.add_argument("--dump", default="out/bench-members2",
-                   help="folder of servers_members.py's dumps")
-    s.add_argument("--per-server", action="store_true", help="best F1 / F1 / FPR per server")
     d = sub.add_parser("demo", help="on the synthetic EKS demo")
-    d.add_argument("--seeds", type=int, nargs="+", default=[0, 7, 42, 1234])
-    d.add_argument("--cache", default="out/h10", help="where each seed's features are kept")
-    d.add_argument("--mix", action="append", default=[], help="a mix to measure (by name)")
-    d.add_argument("--all", action="store_true", help="measure every mix")
+    add_study_arguments(s, d, "out/h10")
     d.add_argument("--per-entity", action="store_true",
                    help="each entity's rows against the ECDF of its own reference rows")
     d.add_argument("--pooled-threshold", action="store_true",
                    help="one POT threshold for every entity (the default before 2026-12-02 "
                         "03:30 UTC) instead of one per entity")
-    d.add_argument("--kinds", action="store_true",
-                   help="recall per anomaly kind of the default and each --mix")
     args = parser.parse_args()
     (servers if args.bench == "servers" else demo)(args)
 

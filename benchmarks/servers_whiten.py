@@ -76,11 +76,9 @@ import numpy as np
 
 # The members study's dumps, 1-NN, threshold rule and tables; H10's demo harness; shared.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, nearest, print_demo_tables, report_mixes
-from servers_tails import view_columns
+from servers_members import evaluate, load_dumps, nearest, report_mixes
+from servers_tails import Dump, Pair, Variant, add_study_arguments, view_columns, weighted
 
-Dump = dict[str, np.ndarray]
-Pair = tuple[np.ndarray, np.ndarray]
 #: Eigenvalues below this share of the largest are raised to it.
 EIGEN_FLOOR = 1e-3
 #: The whitening forms measured: name -> (method, parameter, eigenvalue floor, per metric).
@@ -213,19 +211,8 @@ def members_of(d: Dump, methods: Sequence[str] = FIRST) -> dict[str, Pair]:
 
 
 # ------------------------------------------------------------------------------ the mixes
-Variant = Callable[[dict[str, Pair]], Pair]
 DEFAULT = "(L + S) / 2: the default"
 WEIGHTS = (0.25, 0.5, 1.0)
-
-
-def weighted(terms: Sequence[tuple[str, float]]) -> Variant:
-    """The weighted mean of the named members."""
-    total = sum(w for _, w in terms)
-
-    def f(m: dict[str, Pair]) -> Pair:
-        return (sum(w * m[n][0] for n, w in terms) / total,
-                sum(w * m[n][1] for n, w in terms) / total)
-    return f
 
 
 def build_variants(methods: Sequence[str] = FIRST) -> dict[str, Variant]:
@@ -290,53 +277,19 @@ def servers(args: argparse.Namespace) -> None:
 def demo(args: argparse.Namespace) -> None:
     """The demo table: best F1 / own F1 of each mix per seed and their means, each entity
     calibrated by its own POT threshold as the default does."""
-    from servers_dynamics import kind_recall
-    from servers_tails import demo_arrays, demo_f1_entity, entity_thresholds
-    from threadpoolctl import threadpool_limits
-
-    from aws_anomaly.calibration import pot_threshold
+    from servers_tails import demo_f1_entity, run_demo
 
     methods = args.methods or list(FIRST)
-    variants = build_variants(methods)
-    names = list(variants) if args.all else [DEFAULT, *args.mix]
-    unknown = [n for n in names if n not in variants]
-    if unknown:
-        raise SystemExit(f"error: --mix: unknown mix {unknown[0]!r}")
-    results: dict[str, list[tuple[float, float]]] = {}
-    kinds: dict[str, dict[str, list[float]]] = {}
-    with threadpool_limits(1):
-        for seed in args.seeds:
-            t0 = time.perf_counter()
-            d = demo_arrays(seed, Path(args.cache))
-            m = members_of(d, methods)
-            hold, test = variants[DEFAULT](m)
-            np.testing.assert_allclose(test, d["rawt"], rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose(pot_threshold(hold[~d["yv"]], float(d["risk"]),
-                                                     0.98)[0], d["thr"], rtol=1e-9)
-            np.testing.assert_allclose(entity_thresholds(d, hold)[0], d["ethr"], rtol=1e-9)
-            for name in names:
-                results.setdefault(name, []).append(demo_f1_entity(d, *variants[name](m)))
-            for name in [DEFAULT, *args.mix] if args.kinds else ():
-                for k, r in kind_recall(variants[name](m)[1], d["y"], d["kinds"]).items():
-                    kinds.setdefault(k, {}).setdefault(name, []).append(r)
-            print(f"measured seed {seed} in {time.perf_counter() - t0:.0f} s", flush=True)
-    print_demo_tables(", thresholds per entity", args.seeds, results, kinds, [DEFAULT, *args.mix])
+    run_demo(args, build_variants(methods), lambda d: members_of(d, methods), demo_f1_entity,
+             ", thresholds per entity")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="bench", required=True)
     s = sub.add_parser("servers", help="on servers_members.py's dumps")
-    s.add_argument("--dump", default="out/bench-members2",
-                   help="folder of servers_members.py's dumps")
-    s.add_argument("--per-server", action="store_true", help="best F1 / F1 / FPR per server")
     d = sub.add_parser("demo", help="on the synthetic EKS demo")
-    d.add_argument("--seeds", type=int, nargs="+", default=[0, 7, 42, 1234])
-    d.add_argument("--cache", default="out/h10", help="where each seed's features are kept")
-    d.add_argument("--mix", action="append", default=[], help="a mix to measure (by name)")
-    d.add_argument("--all", action="store_true", help="measure every mix")
-    d.add_argument("--kinds", action="store_true",
-                   help="recall per anomaly kind of the default and each --mix")
+    add_study_arguments(s, d, "out/h10")
     for p in (s, d):
         p.add_argument("--methods", nargs="+", choices=list(METHODS),
                        help=f"whitening forms to measure (default: {' '.join(FIRST)})")
