@@ -502,9 +502,15 @@ def demo(args: argparse.Namespace) -> None:
              f"{', one pooled threshold' if args.pooled_threshold else ', thresholds per entity'}")
 
 
-def add_study_arguments(servers_parser: argparse.ArgumentParser,
-                        demo_parser: argparse.ArgumentParser, cache: str) -> None:
-    """The arguments a member study's ``servers`` and ``demo`` commands share."""
+def study_parser(doc: str, cache: str
+                 ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser,
+                            argparse.ArgumentParser]:
+    """``(parser, servers, demo)``: a member study's command line with the arguments its
+    ``servers`` and ``demo`` commands share (each script adds its own)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+    servers_parser = sub.add_parser("servers", help="on servers_members.py's dumps")
+    demo_parser = sub.add_parser("demo", help="on the synthetic EKS demo")
     servers_parser.add_argument("--dump", default="out/bench-members2",
                                 help="folder of servers_members.py's dumps")
     servers_parser.add_argument("--per-server", action="store_true",
@@ -517,14 +523,11 @@ def add_study_arguments(servers_parser: argparse.ArgumentParser,
     demo_parser.add_argument("--all", action="store_true", help="measure every mix")
     demo_parser.add_argument("--kinds", action="store_true",
                              help="recall per anomaly kind of the default and each --mix")
+    return parser, servers_parser, demo_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="bench", required=True)
-    s = sub.add_parser("servers", help="on servers_members.py's dumps")
-    d = sub.add_parser("demo", help="on the synthetic EKS demo")
-    add_study_arguments(s, d, "out/h10")
+    parser, _, d = study_parser(__doc__ or "", "out/h10")
     d.add_argument("--per-entity", action="store_true",
                    help="each entity's rows against the ECDF of its own reference rows")
     d.add_argument("--pooled-threshold", action="store_true",

@@ -77,7 +77,7 @@ import numpy as np
 # The members study's dumps, 1-NN, threshold rule and tables; H10's demo harness; shared.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers_members import evaluate, load_dumps, nearest, report_mixes
-from servers_tails import Dump, Pair, Variant, add_study_arguments, view_columns, weighted
+from servers_tails import Dump, Pair, Variant, study_parser, view_columns, weighted
 
 #: Eigenvalues below this share of the largest are raised to it.
 EIGEN_FLOOR = 1e-3
@@ -285,11 +285,7 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="bench", required=True)
-    s = sub.add_parser("servers", help="on servers_members.py's dumps")
-    d = sub.add_parser("demo", help="on the synthetic EKS demo")
-    add_study_arguments(s, d, "out/h10")
+    parser, s, d = study_parser(__doc__ or "", "out/h10")
     for p in (s, d):
         p.add_argument("--methods", nargs="+", choices=list(METHODS),
                        help=f"whitening forms to measure (default: {' '.join(FIRST)})")
