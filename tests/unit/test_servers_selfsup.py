@@ -139,3 +139,15 @@ def test_the_selection_picks_the_candidate_that_separates_the_injected_anomalies
     vi[yi] = 40.0
     surr, _ = bench.measure(d, inj, pd.Timedelta("5min"))
     assert bench.select({n: v["ap"] for n, v in surr.items()}) == bench.DEFAULT
+
+
+def test_the_tail_member_is_servers_tails_ecod_top_fit_on_the_reference_rows(bench):
+    import servers_tails
+
+    d = _toy_dump(np.random.default_rng(1))
+    tail = bench.TailMember(d)
+    want = servers_tails.tail_members(d, settings=[("ecod", "top")])["T[ecod,top]"]
+    np.testing.assert_allclose(tail.clean[0], want[0])
+    np.testing.assert_allclose(tail.clean[1], want[1])
+    # row by row: a row's value does not depend on the other rows scored with it
+    np.testing.assert_allclose(tail(d["xt"][:7]), want[1][:7])
