@@ -35,10 +35,13 @@ then scores all rows in one process. Rows/s are rows of input per wall-clock sec
   (kept so the two ratios can be compared): pandas ``rolling`` mean/std/min/max/z per window +
   lag differences (63 columns; no quantiles, correlations, calendar, persistence, band or
   explanations), then ``OneClassSVM.decision_function`` with about as many SVs.
-* ``single point``: ``StreamScorer.update`` (streaming features + score) latency, p50/p99,
-  measured three times: as is, with the objects alive before the loop frozen out of the garbage
-  collector (``gc.freeze()``: a full collection then no longer walks the model and the data,
-  which otherwise shows as a ~5 ms pause in about one update in a few hundred), and "best of
+* ``single point``: ``StreamScorer.update`` (streaming features + score) latency, p50/p99, on
+  the first entity's points after the fit window (points the model never saw, as live ones;
+  before 2026-12-02 the timed points were the fit window's first weeks, each one a reference
+  row of the nearest-neighbour model), measured three times: as is, with the objects alive
+  before the loop frozen out of the garbage collector (``gc.freeze()``: a full collection then
+  no longer walks the model and the data, which otherwise shows as a ~5 ms pause in about one
+  update in a few hundred), and "best of
   5": five passes over the points, each with its own copy of the primed scorer, the fastest of
   the five counted per point (on a shared, loaded machine the other two are mostly other
   processes' pauses; a point that is slow in every pass, a flagged one or a window-block
@@ -370,6 +373,11 @@ def reference_matches(model: AnomalyModel, ds: Dataset, ref: pd.DataFrame | None
     return diff
 
 
+#: Days of each cluster (5-minute rows) the models are fit on; the single point is timed on
+#: the rows after them.
+FIT_DAYS = 28
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -382,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="'single': only the single-point latency (fits the models on less)")
     args = ap.parse_args(argv)
     if args.only == "single":
-        args.rows = min(args.rows, args.entities * 288 * 40)
+        # the fit window, then 35 days of points new to the models
+        args.rows = min(args.rows, args.entities * 288 * (FIT_DAYS + 35))
 
     days = args.rows / args.entities / 288
     t0 = time.perf_counter()
@@ -392,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     n_rows = len(ds)
     spec = FeatureSpec()
     # Fit on the first four weeks of each cluster (what is measured is scoring).
-    head = Dataset(frame=ds.frame.groupby("entity", sort=False).head(28 * 288)
+    head = Dataset(frame=ds.frame.groupby("entity", sort=False).head(FIT_DAYS * 288)
                    .reset_index(drop=True), metrics=ds.metrics, step=ds.step)
     split = chronological_split(head)
 
@@ -544,7 +553,7 @@ def machine_jitter(seconds: float, points: int = 10_000) -> dict[str, float]:
 
 def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
             models: dict[str, AnomalyModel], rows: list[dict[str, Any]], n_rows: int) -> int:
-    # Single point: streaming features + score, after priming with a day of history.
+    # Single point: streaming features + score, primed with the look-back before the points.
     latency: dict[str, Any] = {}
     for name in ("ocsvm", "robust", "default"):
         if name not in models:
@@ -555,22 +564,27 @@ def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
         ef = ds.entity_frame(entity)
         vals = ef[list(ds.metrics)].to_numpy(dtype=np.float64)
         prime = spec.history_rows + 1
+        # Timed points are the ones after the fit window (new to the model, as live points
+        # are: a point the fit saw is its own nearest neighbour, at distance 0), primed with
+        # the look-back that ends there.
+        start = min(FIT_DAYS * 288, len(vals) - 2)
+        rows_e = ds.frame[ds.frame["entity"] == entity]
         scorer = model.stream(entity, history=Dataset(
-            frame=ds.frame[ds.frame["entity"] == entity].iloc[:prime].reset_index(drop=True),
+            frame=rows_e.iloc[max(start - prime, 0):start].reset_index(drop=True),
             metrics=ds.metrics, step=ds.step))
-        n = min(args.points, len(vals) - prime - 1) // 2
+        n = min(args.points, len(vals) - start - 1) // 2
         primed = scorer.copy()  # the replay below starts from the same point
-        latency[name] = _latency(scorer, ef.index, vals, prime, n)
+        latency[name] = _latency(scorer, ef.index, vals, start, n)
         gc.collect()
         gc.freeze()
         try:
-            latency[name + " gc.freeze"] = _latency(scorer, ef.index, vals, prime + n, n)
+            latency[name + " gc.freeze"] = _latency(scorer, ef.index, vals, start + n, n)
         finally:
             gc.unfreeze()
         gc.collect()
         gc.freeze()
         try:
-            latency[name + " best of 5"] = _latency_replay(primed, ef.index, vals, prime,
+            latency[name + " best of 5"] = _latency_replay(primed, ef.index, vals, start,
                                                            min(n, 4000))
         finally:
             gc.unfreeze()
