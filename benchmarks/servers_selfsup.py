@@ -290,6 +290,80 @@ def server_injections(key: str, folder: Path, d: Dump, seeds: Sequence[int], per
     return out
 
 
+#: Random subsets of the injection seeds drawn by ``--subsets``.
+SUBSET_DRAWS = 200
+
+
+def subset_picks(surr: Mapping[int, Mapping[str, Mapping[str, float]]], k: int,
+                 rng: np.random.Generator) -> dict[str, str]:
+    """For one dataset and one random draw of ``k`` of its injection seeds, the choice of
+    each candidate set and surrogate (margin 0) on the surrogate's mean over the draw."""
+    use = rng.choice(list(surr), size=k, replace=False)
+    return {f"{set_name} by {sur}": select({n: float(np.mean([surr[s][n][sur] for s in use]))
+                                            for n in names})
+            for set_name, names in CANDIDATE_SETS.items() for sur in SURROGATES}
+
+
+def servers_subsets(rows: Mapping[str, Mapping[str, Mapping[str, float]]],
+                    surr_of: Mapping[str, Mapping[int, Mapping[str, Mapping[str, float]]]],
+                    k: int) -> None:
+    """Injection-seed sensitivity: over ``SUBSET_DRAWS`` random draws of ``k`` injection
+    seeds per server, how often the selection passes the servers' rule against the default
+    (best F1 up, own F1 not down, max FPR not up), and the spread of its figures."""
+    rng = np.random.default_rng(0)
+    keys = list(surr_of)
+    base = rows[DEFAULT]
+    b_best = np.mean([base[k_]["best_f1"] for k_ in keys])
+    b_own = np.mean([base[k_]["f1"] for k_ in keys])
+    b_fpr = max(base[k_]["fpr"] for k_ in keys)
+    figs: dict[str, list[tuple[float, float, float]]] = {}
+    for _ in range(SUBSET_DRAWS):
+        picks = {key: subset_picks(surr_of[key], k, rng) for key in keys}
+        for label in picks[keys[0]]:
+            per = [rows[picks[key][label]][key] for key in keys]
+            figs.setdefault(label, []).append((float(np.mean([m["best_f1"] for m in per])),
+                                               float(np.mean([m["f1"] for m in per])),
+                                               max(m["fpr"] for m in per)))
+    print(f"\nInjection-seed sensitivity: {SUBSET_DRAWS} random draws of {k} of the "
+          f"{len(next(iter(surr_of.values())))} injection seeds per server (margin 0)\n")
+    print("| selection | passes the servers' rule | best F1 (min / median / max) | own F1 "
+          "(min / median / max) | max FPR (median) |")
+    print("|---|---|---|---|---|")
+    for label, f in figs.items():
+        a = np.asarray(f)
+        ok = (a[:, 0] > b_best) & (a[:, 1] >= b_own) & (a[:, 2] <= b_fpr)
+        print(f"| {label} | {ok.mean():.0%} | {a[:, 0].min():.3f} / {np.median(a[:, 0]):.3f} "
+              f"/ {a[:, 0].max():.3f} | {a[:, 1].min():.3f} / {np.median(a[:, 1]):.3f} / "
+              f"{a[:, 1].max():.3f} | {np.median(a[:, 2]):.3f} |")
+
+
+def demo_subsets(results: Mapping[str, Sequence[tuple[float, float]]],
+                 surr_of: Sequence[Mapping[int, Mapping[str, Mapping[str, float]]]],
+                 k: int) -> None:
+    """Injection-seed sensitivity on the demo: over ``SUBSET_DRAWS`` random draws of ``k``
+    injection seeds per demo seed, how often the selection keeps the default on every
+    seed, and how often its mean best F1 and own F1 are both not below the default's."""
+    rng = np.random.default_rng(0)
+    names = list(CANDIDATES)
+    per_mix = {n: results[n] for n in names}
+    base = np.mean(per_mix[DEFAULT], axis=0)
+    out: dict[str, list[tuple[bool, bool]]] = {}
+    for _ in range(SUBSET_DRAWS):
+        picks = [subset_picks(surr, k, rng) for surr in surr_of]
+        for label in picks[0]:
+            figs = np.mean([per_mix[p[label]][i] for i, p in enumerate(picks)], axis=0)
+            out.setdefault(label, []).append(
+                (all(p[label] == DEFAULT for p in picks), bool((figs >= base - 1e-12).all())))
+    print(f"\nInjection-seed sensitivity: {SUBSET_DRAWS} random draws of {k} of the "
+          f"{len(surr_of[0])} injection seeds per demo seed (margin 0)\n")
+    print("| selection | the default on every seed | mean best F1 and own F1 not below the "
+          "default's |")
+    print("|---|---|---|")
+    for label, v in out.items():
+        a = np.asarray(v)
+        print(f"| {label} | {a[:, 0].mean():.0%} | {a[:, 1].mean():.0%} |")
+
+
 def servers(args: argparse.Namespace) -> None:
     """The servers table: each fixed candidate, then each surrogate's selection."""
     from threadpoolctl import threadpool_limits
@@ -300,6 +374,7 @@ def servers(args: argparse.Namespace) -> None:
     folders = dict(discover_servers(args.data))
     rows: dict[str, dict[str, dict[str, float]]] = {}
     chosen: dict[str, dict[str, str]] = {}
+    surr_of: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
     with threadpool_limits(1):
         for key, d in dumps.items():
             if key not in folders:
@@ -327,6 +402,7 @@ def servers(args: argparse.Namespace) -> None:
                 for name, v in surr.items():
                     print("    " + " ".join(f"{k} {x:.3f}" for k, x in v.items()) + f"  {name}")
                 sys.stdout.flush()
+            surr_of[key] = per_seed
             for label, pick in selections(per_seed, args.margin).items():
                 chosen.setdefault(label, {})[key] = pick
                 rows.setdefault(label, {})[key] = evaluate(d, *scores[pick][:2])
@@ -336,6 +412,8 @@ def servers(args: argparse.Namespace) -> None:
                                        for k, n in per.items()))
     print()
     print_tables(rows, list(dumps), args.per_server)
+    for k in args.subsets:
+        servers_subsets(rows, surr_of, k)
 
 
 def _short(name: str) -> str:
@@ -388,6 +466,7 @@ def demo(args: argparse.Namespace) -> None:
 
     results: dict[str, list[tuple[float, float]]] = {}
     picks: dict[str, list[str]] = {}
+    surr_of: list[dict[int, dict[str, dict[str, float]]]] = []
     with threadpool_limits(1):
         for seed in args.seeds:
             d = demo_arrays(seed, Path(args.h10_cache))
@@ -408,6 +487,7 @@ def demo(args: argparse.Namespace) -> None:
                     for name, (hold, test, _) in scores.items():
                         results.setdefault(name, []).append(demo_f1_entity(d, hold, test))
                 sys.stdout.flush()
+            surr_of.append(per_seed)
             for label, pick in selections(per_seed, args.margin).items():
                 picks.setdefault(label, []).append(_short(pick))
                 results.setdefault(label, []).append(demo_f1_entity(d, *scores[pick][:2]))
@@ -423,6 +503,8 @@ def demo(args: argparse.Namespace) -> None:
         cells = " | ".join(f"{b:.3f} / {o:.3f}" for b, o in per)
         print(f"| {name} | {cells} | {np.mean([b for b, _ in per]):.3f} | "
               f"{np.mean([o for _, o in per]):.3f} |")
+    for k in args.subsets:
+        demo_subsets(results, surr_of, k)
 
 
 def main() -> None:
@@ -444,11 +526,16 @@ def main() -> None:
                        help="injected events per entity and day of holdout")
         p.add_argument("--min-events", type=int, default=1,
                        help="at least this many injected events an entity")
+        p.add_argument("--subsets", type=int, nargs="+", default=[],
+                       help="also the selection on random draws of this many injection seeds")
         p.add_argument("--margin", type=float, nargs="+", default=[0.0],
                        help="a candidate must beat the default's surrogate by more than this")
     args = parser.parse_args()
     if args.per_day <= 0:
         parser.error(f"--per-day must be positive, got {args.per_day}")
+    if any(not 0 < k < len(args.inject_seed) for k in args.subsets):
+        parser.error(f"--subsets must be between 1 and the number of --inject-seed less one, "
+                     f"got {args.subsets}")
     if args.min_events < 1:
         parser.error(f"--min-events must be at least 1, got {args.min_events}")
     (servers if args.bench == "servers" else demo)(args)

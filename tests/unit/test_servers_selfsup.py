@@ -151,3 +151,20 @@ def test_the_tail_member_is_servers_tails_ecod_top_fit_on_the_reference_rows(ben
     np.testing.assert_allclose(tail.clean[1], want[1])
     # row by row: a row's value does not depend on the other rows scored with it
     np.testing.assert_allclose(tail(d["xt"][:7]), want[1][:7])
+
+
+def test_seed_subsets_choose_on_the_mean_surrogate_of_the_drawn_seeds(bench):
+    half = "(L + S + 0.5 T) / 2.5"
+    surr = {}
+    for s in range(6):
+        # seeds 0-2: the tail mix clearly better; seeds 3-5: slightly worse
+        gap = 0.2 if s < 3 else -0.01
+        surr[s] = {n: {k: 0.5 for k in bench.SURROGATES} for n in bench.CANDIDATES}
+        surr[s][half] = {k: 0.5 + gap for k in bench.SURROGATES}
+    picks = bench.subset_picks(surr, 6, np.random.default_rng(0))
+    assert picks["default or 0.5 T by ap"] == half
+    assert picks["all 4 by f1"] == half
+    # every draw of one seed picks what that seed says
+    rng = np.random.default_rng(1)
+    seen = {bench.subset_picks(surr, 1, rng)["default or 0.5 T by ap"] for _ in range(40)}
+    assert seen == {half, bench.DEFAULT}
