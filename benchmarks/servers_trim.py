@@ -16,12 +16,21 @@ holdout's scores as shipped, and the bench's metrics are computed
 (:func:`servers_members.evaluate`). ``p = 0`` is the shipped default (checked against the
 dump's per-view scores).
 
+``--relative`` measures the other use of the reference rows' own distances, a LOF-like
+density normalisation (k = 1): each view's distance of a row to its nearest reference row
+``j`` is divided by ``(r_j + c m) / ((1 + c) m)``, ``r_j`` that row's own distance to its
+nearest reference row at least ``E`` rows away (:data:`RELATIVE_ZONES` rows), ``m`` the median
+of ``r``, ``c`` in :data:`SOFTNESS` (``c = 0``: the plain ratio; a larger ``c``, closer to the
+shipped distance), so a row in a region where normal rows are sparse scores less.
+
 Usage::
 
     nice .venv/bin/python benchmarks/servers_trim.py --dump out/bench-members2 --per-server
 
-(the dumps of ``benchmarks/servers_members.py``; ~8 min on 2 cores, most of it the four SMD
-servers' 19-23k reference rows). Results: docs/model.md ("Measured 2026-12-02: trimming the
+    nice .venv/bin/python benchmarks/servers_trim.py --dump out/bench-members2 --relative
+
+(the dumps of ``benchmarks/servers_members.py``; ~8 min / ~4 min on 2 cores, most of it the
+four SMD servers' 19-23k reference rows). Results: docs/model.md ("Measured 2026-12-02: trimming the
 reference set").
 """
 
@@ -43,6 +52,10 @@ Dump = dict[str, np.ndarray]
 TRIMS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.05)
 #: Exclusion zones, hours.
 ZONES = (6.0, 24.0)
+#: ``--relative``: exclusion zones (rows) of the reference rows' own distances, and the
+#: softness ``c`` of the normalisation.
+RELATIVE_ZONES = (1, 10)
+SOFTNESS = (0.0, 0.5, 1.0, 2.0)
 _BLOCK = 1024
 
 
@@ -94,18 +107,65 @@ def trimmed_scores(d: Dump, hours: float, trims: Sequence[float] = TRIMS
     return {p: (hold[k], test[k]) for k, p in enumerate(trims)}
 
 
+def nearest_with_index(ref: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(RMS distance of each row of ``x`` to its nearest row of ``ref``, that row's index)."""
+    ref = np.ascontiguousarray(ref, dtype=np.float64)
+    ref_m2, ref_sq = -2.0 * ref, np.einsum("ij,ij->i", ref, ref)
+    dist, arg = np.empty(len(x)), np.empty(len(x), dtype=np.intp)
+    for s in range(0, len(x), _BLOCK):
+        xb = np.ascontiguousarray(x[s:s + _BLOCK], dtype=np.float64)
+        d2 = xb @ ref_m2.T
+        d2 += ref_sq
+        a = d2.argmin(axis=1)
+        arg[s:s + _BLOCK] = a
+        d2min = d2[np.arange(len(xb)), a] + np.einsum("ij,ij->i", xb, xb)
+        dist[s:s + _BLOCK] = np.sqrt(np.maximum(d2min, 0.0))
+    return dist / np.sqrt(ref.shape[1]), arg
+
+
+def relative_scores(d: Dump) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{name: (holdout, test)}`` of the density-normalised mixes (``--relative``), and the
+    shipped ``(L + S) / 2`` under ``"shipped"``."""
+    ref = d["ref"].astype(np.float64)
+    parts = []
+    for v in (d["lv"], d["sv"]):
+        own = {z: nearest(ref[:, v], ref[:, v], exclude=z) for z in RELATIVE_ZONES}
+        parts.append((own, nearest_with_index(ref[:, v], d["xv"][:, v]),
+                      nearest_with_index(ref[:, v], d["xt"][:, v])))
+    out = {"shipped": (sum(p[1][0] for p in parts) / 2, sum(p[2][0] for p in parts) / 2)}
+    for z in RELATIVE_ZONES:
+        for c in SOFTNESS:
+            hold, test = np.zeros(len(d["xv"])), np.zeros(len(d["xt"]))
+            for own, (dv, av), (dt, at) in parts:
+                r = own[z]
+                m = float(np.median(r))
+                hold += dv / np.maximum((r[av] + c * m) / ((1 + c) * m), 1e-12) / 2
+                test += dt / np.maximum((r[at] + c * m) / ((1 + c) * m), 1e-12) / 2
+            out[f"relative, own zone {z} rows, c = {c:g}"] = (hold, test)
+    return out
+
+
 def main() -> None:
     from threadpoolctl import threadpool_limits
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dump", type=Path, default=Path("out/bench-members2"))
     ap.add_argument("--per-server", action="store_true")
+    ap.add_argument("--relative", action="store_true",
+                    help="the density-normalised distances instead of the trims")
     args = ap.parse_args()
     dumps = load_dumps(args.dump)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     with threadpool_limits(1):
         for key, d in dumps.items():
             t0 = time.perf_counter()
+            if args.relative:
+                for name, (hold, test) in relative_scores(d).items():
+                    if name == "shipped":
+                        np.testing.assert_allclose(test, d["vt"].mean(axis=1), atol=1e-5)
+                    rows.setdefault(name, {})[key] = evaluate(d, hold, test)
+                print(f"{key} in {time.perf_counter() - t0:.0f} s", flush=True)
+                continue
             for hours in ZONES:
                 for p, (hold, test) in trimmed_scores(d, hours).items():
                     if p == 0:  # the shipped mix, as the model scores it

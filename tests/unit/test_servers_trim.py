@@ -58,3 +58,12 @@ def test_trimmed_distances_are_the_nearest_kept_rows(bench):
     for k, m in enumerate(masks):
         d = np.sqrt(((x[:, None, :] - ref[m][None, :, :]) ** 2).sum(-1)).min(1) / 2.0
         np.testing.assert_allclose(got[k], d, rtol=1e-9, atol=1e-9)
+
+
+def test_the_relative_distance_divides_by_the_nearest_rows_own_distance(bench):
+    rng = np.random.default_rng(1)
+    ref, x = rng.normal(size=(200, 3)), rng.normal(size=(20, 3))
+    dist, arg = bench.nearest_with_index(ref, x)
+    brute = np.sqrt(((x[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    np.testing.assert_array_equal(arg, brute.argmin(1))
+    np.testing.assert_allclose(dist, brute.min(1) / np.sqrt(3), rtol=1e-9)
