@@ -32,12 +32,14 @@ surrogate (the model leaves them out of its reference and threshold too).
 Caveat: the demo's labels come from the same injectors, so the surrogate is closer to the
 demo's truth than to the servers'; the servers are the fair test.
 
-Usage::
+Usage (the kept procedure: the default or the 0.5 T mix by mean average precision over 16
+injection seeds at 2 events an entity and day; ``--subsets``: the same on random draws of
+the seeds)::
 
     nice .venv/bin/python benchmarks/servers_selfsup.py servers --dump out/bench-members2 \\
-        --per-server --inject-seed 0 1
+        --per-server --inject-seed $(seq -s ' ' 0 15) --per-day 2
     nice .venv/bin/python benchmarks/servers_selfsup.py demo --seeds 0 7 42 1234 \\
-        --inject-seed 0 1
+        --inject-seed $(seq -s ' ' 0 31) --per-day 2 --subsets 4 8 16
 
 Injected features are cached under ``--cache`` (default ``out/h12``).
 Results: docs/model.md ("Measured 2026-12-02 (H12): the member mix chosen by injected
