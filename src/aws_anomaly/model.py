@@ -281,7 +281,8 @@ class AnomalyModel:
     def _as_dataset(self, data: Dataset | pd.DataFrame, where: str) -> Dataset:
         ds = Dataset.coerce(data, where=where, metrics=getattr(self, "metrics_", None))
         if hasattr(self, "metrics_") and tuple(ds.metrics) != tuple(self.metrics_):
-            ds = Dataset(frame=ds.frame, metrics=tuple(self.metrics_), step=ds.step)
+            # the model's metrics, in its order (coerce checked that each is there)
+            ds = ds.subset(metrics=list(self.metrics_), where=where)
         return ds
 
     def _features(self, data: Dataset, history: Dataset | None, where: str,

@@ -119,6 +119,17 @@ def test_too_few_points_and_missing_metric(fitted, data: Dataset) -> None:
         model.score(data.frame.drop(columns=["cluster_pod_ratio"]))
 
 
+def test_a_dataset_with_the_metrics_in_another_order_or_more_of_them_scores_the_same(
+        fitted, data: Dataset) -> None:
+    model, _ = fitted
+    metrics = list(data.metrics)
+    other = Dataset.from_frame(
+        data.frame.assign(disk_ratio=0.3)[["timestamp", "entity", "disk_ratio",
+                                           *metrics[::-1]]],
+        metrics=["disk_ratio", *metrics[::-1]], step=data.step)
+    pd.testing.assert_frame_equal(model.score(other), model.score(data))
+
+
 def test_save_load_roundtrip_and_wide_frame_api(fitted, data: Dataset, tmp_path) -> None:
     model, _ = fitted
     path = model.save(tmp_path / "m")
