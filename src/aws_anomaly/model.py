@@ -73,11 +73,20 @@ from aws_anomaly.features.spec import FeaturePlan
 from aws_anomaly.progress import stage, track
 from aws_anomaly.scaling import CONSTANT_TOLERANCE, Scaler, fit_log_floor, prepare
 from aws_anomaly.stream import PointScore, StreamScorer
-from aws_anomaly.threshold import DEFAULT_RISK, parse_threshold, pot_risk
+from aws_anomaly.threshold import (
+    AUTO_MAX_FPR,
+    DEFAULT_RISK,
+    ENTITY_MIN_EXCEEDANCES,
+    calibrate,
+    calibrator_for,
+    fit_thresholds,
+    parse_threshold,
+)
 
 __all__ = [
     "AUTO_MAX_FPR",
     "DEFAULT_RISK",
+    "ENTITY_MIN_EXCEEDANCES",
     "MAX_FIT_ROWS",
     "SCORE_COLUMNS",
     "AnomalyModel",
@@ -88,8 +97,6 @@ __all__ = [
     "parse_threshold",
 ]
 
-#: ``calibration="auto"`` with labels: best F1 unless its validation FPR is above this cap.
-AUTO_MAX_FPR = 0.02
 #: Default cap on the training rows the scaler and detector learn from (``max_fit_rows``).
 MAX_FIT_ROWS = 100_000
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
@@ -100,12 +107,10 @@ SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metr
 _DETECTOR_STATE = frozenset({"detector_", "calibrator_", "entity_calibrators_",
                              "calibration_used_", "training_summary_"})
 
-#: An entity gets its own POT threshold (``entity_thresholds``) when its normal holdout rows
-#: expect at least this many points above it (rows x risk): fewer, and the tail of one
-#: entity's scores is too thin to place a threshold; it keeps the pooled one. At the default
-#: risk (1.44 normal points a day) that is about two days of held-out rows: a job's default
-#: (14 days of history, the last 20 % held out: 2.8 days) clears it with room.
-ENTITY_MIN_EXCEEDANCES = 3.0
+# ``AUTO_MAX_FPR`` (auto's validation FPR cap) and ``ENTITY_MIN_EXCEEDANCES`` (an entity's
+# own POT threshold needs its normal holdout rows x risk at least this: about two days of rows
+# at the default risk; a job's default 14 days of history, 20 % held out, clears it) live with
+# the threshold fitting in :mod:`aws_anomaly.threshold`, imported above.
 
 
 @dataclass
@@ -534,7 +539,6 @@ class AnomalyModel:
                    f"{Xs.shape[1]} features"):
             self.detector_ = make_detector(self.detector, **params).fit(Xs)
 
-        method = dict(self.calibration)
         if inputs.Xv is not None:
             with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
                 raw = self._raw(inputs.Xv)
@@ -548,34 +552,11 @@ class AnomalyModel:
                    else self._raw(Xs))
             y = None
             calib_on = "train"
-        if method.get("method") == "auto":
-            method = ({"method": "best_f1"} if y is not None and y.any()
-                      else {"method": "target_fpr", "target_fpr": 0.01})
-        if method.get("method") == "pot" and "risk" not in method:
-            # a risk stated in time: the same normal points a day above it at any step
-            method["risk"] = pot_risk(self.step_)
-        if method.get("method") == "best_f1" and (y is None or not np.any(y)):
-            raise ConfigError(
-                "threshold best-f1 needs labelled anomalies in the validation data, and "
-                f"{calib_on} data has none; use fpr:<rate> (e.g. fpr:0.01) or share:<fraction>"
-            )
-        # Labels (when present) also sharpen target_fpr: the rate is then measured on normal
-        # points only. The share rule ignores them by definition.
-        auto = self.calibration.get("method") == "auto"
-        self.calibrator_ = Calibrator(**method).fit(
-            raw, y if method["method"] in ("best_f1", "target_fpr", "pot") else None)
-        if auto and method["method"] == "best_f1" and y is not None:
-            # The best-F1 threshold of one validation block can sit low in a heavy normal tail
-            # (rollouts, batch jobs), flagging several percent of normal points. ``auto``
-            # caps the validation FPR: above the cap the threshold is the cap's quantile of the
-            # normal validation scores instead.
-            normal = raw[~np.asarray(y, dtype=bool)]
-            fpr = float(np.mean(self.calibrator_.transform(normal) >= 1.0)) if normal.size else 0.0
-            if fpr > AUTO_MAX_FPR:
-                method = {"method": "target_fpr", "target_fpr": AUTO_MAX_FPR}
-                self.calibrator_ = Calibrator(**method).fit(raw, y)
-        self.calibration_used_ = method
-        self.entity_calibrators_ = self._fit_entity_calibrators(method, raw, y, inputs.entities)
+        fitted = fit_thresholds(self.calibration, raw, y, self.step_, entities=inputs.entities,
+                                per_entity=self.entity_thresholds, calibrated_on=calib_on)
+        self.calibrator_ = fitted.pooled
+        self.calibration_used_ = fitted.rule
+        self.entity_calibrators_ = fitted.per_entity
         self.training_summary_ = {
             "train_rows": inputs.summary["train_rows"],
             "train_rows_used": inputs.summary["train_rows_used"],
@@ -589,45 +570,17 @@ class AnomalyModel:
             "entity_thresholds": sorted(self.entity_calibrators_),
         }
 
-    def _fit_entity_calibrators(self, method: Mapping[str, Any], raw: np.ndarray,
-                                y: np.ndarray | None, entities: np.ndarray | None
-                                ) -> dict[str, Calibrator]:
-        """Per-entity calibrators (``entity_thresholds``): the pooled rule fit on each
-        entity's own held-out scores, for the entities with enough normal rows."""
-        if not self.entity_thresholds or method.get("method") != "pot" or entities is None:
-            return {}
-        names = pd.unique(entities)
-        if len(names) < 2:  # one entity: its own threshold is the pooled one
-            return {}
-        normal = np.ones(len(raw), dtype=bool) if y is None else ~np.asarray(y, dtype=bool)
-        risk = float(method["risk"])
-        out = {}
-        for name in names:
-            rows = entities == name
-            if (rows & normal).sum() * risk >= ENTITY_MIN_EXCEEDANCES:
-                out[str(name)] = Calibrator(**method).fit(
-                    raw[rows], None if y is None else y[rows])
-        return out
-
     def calibrator_for(self, entity: str | None) -> Calibrator:
         """The calibrator of ``entity``'s scores: its own (``entity_thresholds``) or the
         pooled one."""
-        own = getattr(self, "entity_calibrators_", None)
-        if own and entity is not None:
-            return own.get(entity, self.calibrator_)
-        return self.calibrator_
+        return calibrator_for(self.calibrator_, getattr(self, "entity_calibrators_", None),
+                              entity)
 
     def _calibrate(self, raw: np.ndarray, entity: str | np.ndarray | None) -> np.ndarray:
         """Calibrated scores of ``raw``: ``entity`` one entity's name for every row, an array
         of the rows' entities, or None (the pooled calibrator)."""
-        own = getattr(self, "entity_calibrators_", None)
-        if not own or entity is None or isinstance(entity, str):
-            return self.calibrator_for(entity).transform(raw)
-        out = np.empty(len(raw))
-        for name in pd.unique(entity):
-            rows = entity == name
-            out[rows] = self.calibrator_for(str(name)).transform(raw[rows])
-        return out
+        return calibrate(self.calibrator_, getattr(self, "entity_calibrators_", None), raw,
+                         entity)
 
     # ------------------------------------------------------------------ feature subset
     def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]],
