@@ -266,29 +266,39 @@ def server_injections(key: str, folder: Path, d: Dump, seeds: Sequence[int], per
              for s in seeds}
     if all(p.exists() for p in paths.values()):
         return {s: dict(np.load(p)) for s, p in paths.items()}
+    from aws_anomaly.evaluation.servers_bench import load_server
+
+    data = load_server(key, folder)
+    return _fit_and_inject(data.train, d, paths, per_day, None, min_events, key)
+
+
+def _fit_and_inject(train: Any, d: Dump, paths: dict[int, Path], per_day: float,
+                    codes: dict[str, int] | None, min_events: int, where: str
+                    ) -> dict[int, dict[str, Any]]:
+    """``default_model`` fit on ``train`` as shipped, checked against the dump's holdout view
+    scores, then each injection seed's injected holdout (:func:`injected_rows`), written to
+    ``paths[seed]``."""
     from servers_thresholds import _view_scores
 
-    from aws_anomaly.evaluation.servers_bench import load_server
     from aws_anomaly.model import _tail_split
     from aws_anomaly.presets import default_model
 
-    data = load_server(key, folder)
     t0 = time.perf_counter()
-    model = default_model(data.train.step).fit(data.train)
+    model = default_model(train.step).fit(train)
     fit_s = time.perf_counter() - t0
-    parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
+    parts = _tail_split(train, model.calibration_holdout, model.spec.min_history + 10)
     if parts is None:
-        raise SystemExit(f"error: {key}: too short for the default model's holdout")
+        raise SystemExit(f"error: {where}: too short for the default model's holdout")
     fit_part, holdout = parts
     Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
     np.testing.assert_allclose(_view_scores(model, Xv[ready_v]), d["vv"], rtol=1e-5,
-                               atol=1e-6, err_msg=f"{key}: the refit is not the dump's model")
+                               atol=1e-6, err_msg=f"{where}: the refit is not the dump's model")
     out = {}
-    cache.mkdir(parents=True, exist_ok=True)
-    for s in seeds:
-        out[s] = injected_rows(model, fit_part, holdout, s, per_day, min_events=min_events)
+    for s, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out[s] = injected_rows(model, fit_part, holdout, s, per_day, codes, min_events)
         out[s]["fit_seconds"] = np.float64(fit_s)
-        np.savez(paths[s], **out[s])
+        np.savez(path, **out[s])
     return out
 
 
@@ -432,34 +442,14 @@ def demo_injection(seed: int, d: Dump, inject_seeds: Sequence[int], per_day: flo
              for s in inject_seeds}
     if all(p.exists() for p in paths.values()):
         return {s: dict(np.load(p)) for s, p in paths.items()}
-    from servers_thresholds import _view_scores
-
     from aws_anomaly.data import generate_demo
     from aws_anomaly.evaluation.split import chronological_split, concat
-    from aws_anomaly.model import _tail_split
-    from aws_anomaly.presets import default_model
 
     ds, _ = generate_demo(seed=seed, days=days)
     sp = chronological_split(ds)
     hist = concat([sp.train, sp.validation])
-    t0 = time.perf_counter()
-    model = default_model(ds.step).fit(hist)
-    fit_s = time.perf_counter() - t0
-    parts = _tail_split(hist, model.calibration_holdout, model.spec.min_history + 10)
-    if parts is None:
-        raise SystemExit(f"error: demo seed {seed}: no calibration holdout")
-    fit_part, holdout = parts
-    Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
-    np.testing.assert_allclose(_view_scores(model, Xv[ready_v]), d["vv"], rtol=1e-5,
-                               atol=1e-6, err_msg=f"demo seed {seed}: refit differs")
     codes = {e: i for i, e in enumerate(hist.entities)}
-    out = {}
-    cache.mkdir(parents=True, exist_ok=True)
-    for s in inject_seeds:
-        out[s] = injected_rows(model, fit_part, holdout, s, per_day, codes, min_events)
-        out[s]["fit_seconds"] = np.float64(fit_s)
-        np.savez(paths[s], **out[s])
-    return out
+    return _fit_and_inject(hist, d, paths, per_day, codes, min_events, f"demo seed {seed}")
 
 
 def demo(args: argparse.Namespace) -> None:
