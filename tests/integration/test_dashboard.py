@@ -57,8 +57,10 @@ def _need_chromium() -> None:
 def service(tmp_path_factory: pytest.TempPathFactory):
     _need_chromium()
     OUT.mkdir(parents=True, exist_ok=True)
+    # Which demo hours the first minutes replay depends on the time of day (the replay starts
+    # a day before the wall clock): wait up to five hours of data for the first flagged point.
     with serving_until_anomalies(CONFIG, tmp_path_factory.mktemp("dashboard"), OUT / "service.log",
-                                 TOKEN) as base:
+                                 TOKEN, timeout_s=300) as base:
         yield base
 
 
