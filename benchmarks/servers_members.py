@@ -52,6 +52,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,13 +116,16 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ distances
-def nearest(ref: np.ndarray, x: np.ndarray, exclude: int | None = None) -> np.ndarray:
+def nearest(ref: np.ndarray, x: np.ndarray, exclude: int | None = None, *,
+            with_index: bool = False) -> Any:
     """Euclidean distance of each row of ``x`` to its nearest row of ``ref``, divided by the
     square root of the column count (an RMS deviation per column). ``exclude``: ``x`` is
-    ``ref`` itself and rows less than ``exclude`` rows apart are not neighbours."""
+    ``ref`` itself and rows less than ``exclude`` rows apart are not neighbours.
+    ``with_index``: ``(distances, index of each row's nearest row of ref)``."""
     ref = np.ascontiguousarray(ref)
     ref_m2, ref_sq = -2.0 * ref, np.einsum("ij,ij->i", ref, ref)
     out = np.empty(len(x))
+    arg = np.empty(len(x), dtype=np.intp)
     cols = np.arange(len(ref))[None, :]
     for s in range(0, len(x), _BLOCK):
         xb = np.ascontiguousarray(x[s:s + _BLOCK])
@@ -130,8 +134,14 @@ def nearest(ref: np.ndarray, x: np.ndarray, exclude: int | None = None) -> np.nd
         if exclude is not None:
             rows = np.arange(s, s + len(xb))[:, None]
             d2[np.abs(cols - rows) < exclude] = np.inf
-        out[s:s + _BLOCK] = np.maximum(d2.min(axis=1) + np.einsum("ij,ij->i", xb, xb), 0.0)
-    return np.sqrt(out) / math.sqrt(ref.shape[1])
+        if with_index:
+            a = arg[s:s + _BLOCK] = d2.argmin(axis=1)
+            low = d2[np.arange(len(xb)), a]
+        else:
+            low = d2.min(axis=1)
+        out[s:s + _BLOCK] = np.maximum(low + np.einsum("ij,ij->i", xb, xb), 0.0)
+    dist = np.sqrt(out) / math.sqrt(ref.shape[1])
+    return (dist, arg) if with_index else dist
 
 
 def _subsample(n: int) -> np.ndarray:

@@ -107,22 +107,6 @@ def trimmed_scores(d: Dump, hours: float, trims: Sequence[float] = TRIMS
     return {p: (hold[k], test[k]) for k, p in enumerate(trims)}
 
 
-def nearest_with_index(ref: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(RMS distance of each row of ``x`` to its nearest row of ``ref``, that row's index)."""
-    ref = np.ascontiguousarray(ref, dtype=np.float64)
-    ref_m2, ref_sq = -2.0 * ref, np.einsum("ij,ij->i", ref, ref)
-    dist, arg = np.empty(len(x)), np.empty(len(x), dtype=np.intp)
-    for s in range(0, len(x), _BLOCK):
-        xb = np.ascontiguousarray(x[s:s + _BLOCK], dtype=np.float64)
-        d2 = xb @ ref_m2.T
-        d2 += ref_sq
-        a = d2.argmin(axis=1)
-        arg[s:s + _BLOCK] = a
-        d2min = d2[np.arange(len(xb)), a] + np.einsum("ij,ij->i", xb, xb)
-        dist[s:s + _BLOCK] = np.sqrt(np.maximum(d2min, 0.0))
-    return dist / np.sqrt(ref.shape[1]), arg
-
-
 def relative_scores(d: Dump) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{name: (holdout, test)}`` of the density-normalised mixes (``--relative``), and the
     shipped ``(L + S) / 2`` under ``"shipped"``."""
@@ -130,8 +114,9 @@ def relative_scores(d: Dump) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     parts = []
     for v in (d["lv"], d["sv"]):
         own = {z: nearest(ref[:, v], ref[:, v], exclude=z) for z in RELATIVE_ZONES}
-        parts.append((own, nearest_with_index(ref[:, v], d["xv"][:, v]),
-                      nearest_with_index(ref[:, v], d["xt"][:, v])))
+        parts.append((own, nearest(ref[:, v], d["xv"][:, v].astype(np.float64),
+                                   with_index=True),
+                      nearest(ref[:, v], d["xt"][:, v].astype(np.float64), with_index=True)))
     out = {"shipped": (sum(p[1][0] for p in parts) / 2, sum(p[2][0] for p in parts) / 2)}
     for z in RELATIVE_ZONES:
         for c in SOFTNESS:

@@ -63,7 +63,7 @@ def test_trimmed_distances_are_the_nearest_kept_rows(bench):
 def test_the_relative_distance_divides_by_the_nearest_rows_own_distance(bench):
     rng = np.random.default_rng(1)
     ref, x = rng.normal(size=(200, 3)), rng.normal(size=(20, 3))
-    dist, arg = bench.nearest_with_index(ref, x)
+    dist, arg = bench.nearest(ref, x, with_index=True)
     brute = np.sqrt(((x[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
     np.testing.assert_array_equal(arg, brute.argmin(1))
     np.testing.assert_allclose(dist, brute.min(1) / np.sqrt(3), rtol=1e-9)
