@@ -777,7 +777,12 @@ class AnomalyModel:
 
     def _score_row(self, X: np.ndarray, entity: str | None
                    ) -> tuple[float, bool, np.ndarray | None]:
-        raw = self._raw_prepared(X)
+        paired = getattr(self.detector_, "score_explained", None)
+        explain = None
+        if paired is None:
+            raw = self._raw_prepared(X)
+        else:  # the explanation reuses the score's search (kNN: its nearest rows)
+            raw, explain = paired(self._blind_constants(X))
         score = self.calibrator_for(entity).transform_one(float(raw[0]))
         if getattr(self, "constant_", None):
             z = self._constant_breaks(X)
@@ -789,6 +794,8 @@ class AnomalyModel:
                 share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
                 return score, True, share[0]
         if score >= 1.0:
+            if explain is not None:
+                return score, True, decomposed_shares(explain(), self.metrics_, self.groups_)[0]
             return score, True, self._contributions(X, raw, self._raw_prepared)[0]
         return score, False, None
 

@@ -71,3 +71,31 @@ def test_one_row_explanations_are_the_batch_ones(excess: bool) -> None:
     batch = det.explain_samples(X[400:])
     one = np.vstack([det.explain_samples(X[i:i + 1]) for i in range(400, 500)])
     np.testing.assert_allclose(one, batch, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("excess", [False, True])
+@pytest.mark.parametrize("rows", [1, _FEW, _FEW + 3])
+def test_score_explained_is_the_two_calls(excess: bool, rows: int) -> None:
+    # the live path scores a row and explains it from the same search: the same numbers as
+    # score_prepared then explain_samples, bit for bit, and the search runs once
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((420, 10))
+    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
+                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    Q = 3.0 * X[400:400 + rows]
+    calls = []
+    real = det._nearest_few
+
+    def counted(x: np.ndarray, view: int) -> tuple[float, int]:
+        calls.append(view)
+        return real(x, view)
+
+    det._nearest_few = counted  # type: ignore[method-assign]
+    scores, explain = det.score_explained(Q)
+    parts = explain()
+    searched = len(calls)
+    del det._nearest_few
+    np.testing.assert_array_equal(scores, det.score_prepared(Q))
+    np.testing.assert_array_equal(parts, det.explain_samples(Q))
+    if rows <= _FEW:  # one search per row and view, shared by the explanation
+        assert searched == rows * 2
