@@ -25,7 +25,8 @@ jobs:
   - name: streaming
     interval: 5m
     lookback: 1d
-    source: {{type: demo, clusters: 6, days: 4, future_days: 2, speedup: 600, seed: 2}}
+    source: {{type: demo, clusters: 6, days: 4, future_days: 2, speedup: 600, seed: 2,
+              start: "2026-03-02T12:00:00Z"}}
     model:
       detector: context
       history: 3d
@@ -36,12 +37,11 @@ jobs:
 def service(tmp_path_factory: pytest.TempPathFactory):
     _need_chromium()
     OUT.mkdir(parents=True, exist_ok=True)
-    # The replay starts future_days before the wall clock, so which demo hours it replays
-    # depends on the time of day, and the context detector flags few points: with 2 clusters
-    # a whole day held none at some hours (02-04, 09 UTC), and CI runs at 07:00 and 07:25 UTC
-    # timed out. With 6 clusters every hour of the day tried (0, 2, .., 22 UTC, replayed in
-    # process as the job does) has a flagged point within 16.3 data hours, and at speedup 600
-    # the wait below covers up to 50.
+    # The replay's start is pinned, so it serves the same data hours whenever CI runs. Left
+    # to its default (future_days before the wall clock), which hours it replayed depended on
+    # the time of day, and the context detector flags few points: with 2 clusters a whole
+    # day held none at some hours (02-04, 09 UTC), and CI runs at 07:00 and 07:25 UTC timed
+    # out. From this start the service holds anomalies after 5-10 s (measured 2026-12-02).
     with serving_until_anomalies(CONFIG, tmp_path_factory.mktemp("dashboard_series"),
                                  OUT / "service-series.log", TOKEN, timeout_s=300) as base:
         yield base

@@ -65,3 +65,33 @@ def test_a_start_after_the_wall_clock_is_a_simulation_and_is_not_capped() -> Non
                      start=start, wall_clock=wall)
     wall.t += 60
     assert not src.follows_wall and src.now() == start + pd.Timedelta(hours=1)
+
+
+def test_a_configured_start_pins_the_replay_whatever_the_wall_clock() -> None:
+    # source: {type: demo, start: ...} serves the same data hours at any time of day, so a
+    # test (or a demo) does not depend on when it runs
+    cfg = DemoSourceConfig.model_validate(
+        {"clusters": 2, "days": 2, "future_days": 1, "speedup": 600,
+         "start": "2026-03-01T06:02:00Z"})
+    seen = []
+    for offset_h in (0, 7, 13):
+        wall = Wall()
+        wall.t += offset_h * 3600
+        src = DemoSource(cfg, wall_clock=wall)
+        assert src.start == pd.Timestamp("2026-03-01T06:00Z")  # floored to the step
+        wall.t += 60  # ten data hours later
+        seen.append(src.latest(pd.Timedelta("1h")).frame.reset_index(drop=True))
+    pd.testing.assert_frame_equal(seen[0], seen[1])
+    pd.testing.assert_frame_equal(seen[0], seen[2])
+    assert seen[0]["timestamp"].max() == pd.Timestamp("2026-03-01T16:00Z")
+    # Unix seconds and round trips through the config's own output
+    same = DemoSourceConfig.model_validate({"start": 1772344920})
+    assert same.start == cfg.start
+    assert DemoSourceConfig.model_validate(cfg.model_dump(mode="json")).start == cfg.start
+
+
+def test_an_unreadable_demo_start_is_a_config_error_naming_the_value() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot read 'noon' as a time"):
+        DemoSourceConfig.model_validate({"start": "noon"})

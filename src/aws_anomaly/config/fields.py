@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,12 @@ from pydantic import (
     ValidationInfo,
 )
 
-from aws_anomaly.durations import format_duration, parse_duration
+from aws_anomaly.durations import (
+    format_duration,
+    format_timestamp,
+    parse_duration,
+    parse_timestamp,
+)
 from aws_anomaly.errors import ConfigError
 
 # Durations are parsed by aws_anomaly.durations (one parser for the config, the CLI options and
@@ -37,6 +42,18 @@ def _duration(v: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(format_duration)]
 """A positive :class:`~datetime.timedelta` parsed from ``"30s"``, ``"5m"``, ``"14d"``..."""
+
+
+def _timestamp(v: Any) -> datetime:
+    try:
+        return parse_timestamp(v, where="").to_pydatetime()
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), PlainSerializer(format_timestamp)]
+"""A UTC :class:`~datetime.datetime` parsed from ISO 8601 (``"2026-03-01T10:05:00Z"``; naive
+times are UTC) or Unix seconds, by :func:`aws_anomaly.durations.parse_timestamp`."""
 
 
 def _relative_to_file(v: Path, info: ValidationInfo) -> Path:

@@ -14,6 +14,7 @@ from aws_anomaly.config.fields import (
     FilePath,
     GapPolicyName,
     HttpUrl,
+    Timestamp,
     _at_most_one,
     _Model,
     resolve_secret,
@@ -249,6 +250,10 @@ class DemoSourceConfig(_Model):
     future_days: int = Field(28, ge=1, description="data generated after the start; the "
                              "replay then loops over history + future")
     step: Duration = timedelta(minutes=5)
+    start: Timestamp | None = Field(
+        None, description="data time when the source starts (ISO 8601 or Unix seconds); "
+        "default: future_days before the wall clock. Fixed, the replay serves the same hours "
+        "of the same data whenever it runs")
 
     def metric_names(self) -> tuple[str, ...]:
         return DEMO_METRICS

@@ -46,8 +46,9 @@ class DemoSource(BaseSource):
     metrics
         Which demo metrics to serve (default: all three).
     start
-        Data time at creation (default: ``future_days`` before the wall clock, floored to the
-        step). Fixing it makes the timestamps, not only the values, reproducible.
+        Data time at creation (default: ``cfg.start``, else ``future_days`` before the wall
+        clock; floored to the step). Fixing it makes the timestamps, not only the values,
+        reproducible.
     wall_clock
         Seconds since the epoch, :func:`time.time` by default; tests pass a fake clock.
 
@@ -81,6 +82,8 @@ class DemoSource(BaseSource):
         self._wall = wall_clock
         self._wall0 = wall_clock()
         wall_now = pd.Timestamp(self._wall0, unit="s", tz="UTC")
+        if start is None:
+            start = cfg.start
         now = (to_utc(start, where="start") if start is not None
                else wall_now - pd.Timedelta(days=cfg.future_days))
         self.start = now.floor(self.step)
