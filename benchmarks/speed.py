@@ -525,6 +525,48 @@ def _latency_replay(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, star
             "replays": replays}
 
 
+def _parts(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int, points: int,
+           replays: int = 5) -> dict[str, float]:
+    """Where a single point's time goes: per point, the best of ``replays`` passes (each from
+    its own copy of the primed scorer) of the whole ``update`` and of its parts in the same
+    order: ``advance`` (streaming features, persistence EWMAs and band), the model's
+    ``transform_row`` (column subset, logs, scaling) and ``score_row`` (detector, calibrator,
+    the explanation of a flagged point). p50s in us, the update's split by flagged points."""
+    model = scorer.model
+    pts = [(index[start + i], vals[start + i]) for i in range(points)]
+    whole = np.full(points, np.inf)
+    parts = np.full((3, points), np.inf)
+    flagged = np.zeros(points, dtype=bool)
+    for _ in range(replays):
+        c = scorer.copy()
+        for i, (ts, v) in enumerate(pts):
+            t0 = time.perf_counter()
+            out = c.update(ts, v)
+            whole[i] = min(whole[i], time.perf_counter() - t0)
+            flagged[i] = bool(out is not None and out.is_anomaly)
+    for _ in range(replays):
+        c = scorer.copy()
+        for i, (ts, v) in enumerate(pts):
+            t0 = time.perf_counter()
+            row = c.advance(int(ts.value), np.asarray(v, dtype=np.float64))
+            t1 = time.perf_counter()
+            x = model.transform_row(row)
+            t2 = time.perf_counter()
+            model.score_row(x, c.entity)
+            t3 = time.perf_counter()
+            parts[:, i] = np.minimum(parts[:, i], (t1 - t0, t2 - t1, t3 - t2))
+    us = 1e6
+    out = {"update_p50_us": float(np.median(whole) * us),
+           "advance_p50_us": float(np.median(parts[0]) * us),
+           "transform_row_p50_us": float(np.median(parts[1]) * us),
+           "score_row_p50_us": float(np.median(parts[2]) * us),
+           "flagged_points": int(flagged.sum()), "points": points}
+    for name, sel in (("flagged", flagged), ("unflagged", ~flagged)):
+        if sel.any():
+            out[f"update_{name}_p50_us"] = float(np.median(whole[sel]) * us)
+    return out
+
+
 def machine_jitter(seconds: float, points: int = 10_000) -> dict[str, float]:
     """p50 / p99 of a constant piece of work sized to take ``seconds`` (the same small numpy
     call repeated), timed like a single point: how far this machine alone spreads a fixed
@@ -555,6 +597,7 @@ def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
             models: dict[str, AnomalyModel], rows: list[dict[str, Any]], n_rows: int) -> int:
     # Single point: streaming features + score, primed with the look-back before the points.
     latency: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
     for name in ("ocsvm", "robust", "default"):
         if name not in models:
             continue
@@ -591,6 +634,19 @@ def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
         for key in (name, name + " gc.freeze", name + " best of 5"):
             print(f"single point {key}: p50 {latency[key]['p50_ms']:.3f} ms, "
                   f"p99 {latency[key]['p99_ms']:.3f} ms", flush=True)
+        gc.collect()
+        gc.freeze()
+        try:
+            parts[name] = _parts(primed, ef.index, vals, start, min(n, 3000))
+        finally:
+            gc.unfreeze()
+        pp = parts[name]
+        print(f"single point {name} parts (best of 5, p50 us): update "
+              f"{pp['update_p50_us']:.1f} = advance {pp['advance_p50_us']:.1f} + transform_row "
+              f"{pp['transform_row_p50_us']:.1f} + score_row {pp['score_row_p50_us']:.1f} + "
+              f"the rest; flagged {pp.get('update_flagged_p50_us', float('nan')):.1f} "
+              f"({pp['flagged_points']} points), unflagged "
+              f"{pp.get('update_unflagged_p50_us', float('nan')):.1f}", flush=True)
     if "ocsvm" in latency:
         jitter = machine_jitter(latency["ocsvm"]["p50_ms"] / 1e3)
         latency["machine jitter"] = jitter
@@ -643,7 +699,7 @@ def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
               f"has p99 {j['p99_ms']:.3f} ms ({j['p99_ms'] / j['p50_ms']:.2f}x)")
     result = {"rows": n_rows, "load_avg_1_5_15": load, "cpus": os.cpu_count(), "aims": aims,
               "entities": args.entities, "metrics": list(ds.metrics),
-              "throughput": rows, "single_point": latency,
+              "throughput": rows, "single_point": latency, "single_point_parts": parts,
               "python": platform.python_version(), "numpy": np.__version__,
               "machine": platform.machine(), "created": pd.Timestamp.now("UTC").isoformat()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -74,3 +74,24 @@ def test_reference_refuses_what_it_does_not_implement(speed, fitted) -> None:
     robust = AnomalyModel("robust").fit(split.train, split.validation)
     with pytest.raises(ValueError, match="OCSVM"):
         speed.reference_score(robust, ds.frame)
+
+
+def test_single_point_parts_split_the_update_and_count_the_flagged_points(speed, fitted) -> None:
+    # the single-point breakdown (docs/performance.md) times copies of the primed scorer, so
+    # the scorer it is given does not move, and it counts the points the update flags
+    model, ds = fitted
+    entity = ds.entities[0]
+    ef = ds.entity_frame(entity)
+    vals = ef[list(ds.metrics)].to_numpy(dtype=np.float64)
+    start = model.spec.history_rows + 1
+    scorer = model.stream(entity, history=ds.select([entity]).subset(
+        end=ef.index[start]))
+    before = scorer.get_state()
+    got = speed._parts(scorer, ef.index, vals, start, 300, replays=2)
+    after = scorer.get_state()
+    assert before[0] == after[0]
+    replay = scorer.copy()
+    flags = [replay.update(ef.index[start + i], vals[start + i]).is_anomaly for i in range(300)]
+    assert 0 < got["flagged_points"] == sum(flags) and got["points"] == 300
+    assert all(got[k] > 0 for k in ("update_p50_us", "advance_p50_us", "transform_row_p50_us",
+                                     "score_row_p50_us"))
