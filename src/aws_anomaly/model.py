@@ -45,20 +45,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aws_anomaly import bundle
+from aws_anomaly import bundle, modelfile
 from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion_shares
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
-from aws_anomaly.detectors import DETECTORS, TRUSTED_TYPES, make_detector
+from aws_anomaly.detectors import DETECTORS, make_detector
 from aws_anomaly.detectors.base import blas_one_thread, subsample_index
-from aws_anomaly.errors import ConfigError, DataError, ModelFileError, NotFittedError
+from aws_anomaly.errors import ConfigError, DataError, NotFittedError
 from aws_anomaly.features import (
     FeatureSpec,
     build_features,
     check_history,
 )
-from aws_anomaly.features.band import Band, BandSpec, band_arrays, fit_band
+from aws_anomaly.features.band import BandSpec, band_arrays, fit_band
 from aws_anomaly.features.batch import CHUNK_ROWS, iter_feature_columns
 from aws_anomaly.features.persist import (
     PersistFilter,
@@ -1018,79 +1018,11 @@ class AnomalyModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AnomalyModel:
-        """Load a bundle written by :meth:`save`, verifying checksums and types."""
-        contents = bundle.read_bundle(path, trusted=list(TRUSTED_TYPES))
-        man = contents.manifest
-        try:
-            cfg = man["model"]
-            model = cls(detector=cfg["detector"], detector_params=cfg["detector_params"],
-                        spec=FeatureSpec.from_dict(man["feature_spec"]),
-                        calibration=cfg["calibration"], scaler=cfg["scaler"],
-                        exclude_labelled=cfg.get("exclude_labelled", True),
-                        feature_set=cfg.get("feature_set", "all"),
-                        log_std=cfg.get("log_std", False), clip=cfg.get("clip"),
-                        # bundles written before persistence features had none
-                        persist=cfg.get("persist", ()),
-                        persist_weight=cfg.get("persist_weight", 1.0),
-                        persist_baseline=cfg.get("persist_baseline"),
-                        log_std_floor=cfg.get("log_std_floor", "typical"),
-                        calibration_holdout=cfg.get("calibration_holdout"),
-                        # bundles written before the cap learned from every row
-                        max_fit_rows=cfg.get("max_fit_rows"),
-                        band=cfg.get("band"),
-                        # bundles written before per-entity thresholds pooled them
-                        entity_thresholds=cfg.get("entity_thresholds", False))
-            model.metrics_ = tuple(man["metrics"])
-            model.step_ = pd.Timedelta(seconds=bundle.step_seconds(path, man["step_seconds"]))
-            model.feature_names_ = tuple(man["feature_names"])
-            model.all_feature_names_ = tuple(man["spec_feature_names"])
-            model.groups_ = {k: [int(i) for i in v] for k, v in man["feature_groups"].items()}
-            model.constant_ = {model.metrics_.index(k): float(v)
-                               for k, v in man.get("constant_metrics", {}).items()}
-            # bundles written before bands have none
-            model.band_ = (None if man.get("band") is None
-                           else Band.from_dict(man["band"], len(model.metrics_)))
-            model.calibrator_ = Calibrator.from_dict(man["calibrator"])
-            model.entity_calibrators_ = {str(e): Calibrator.from_dict(d)
-                                         for e, d in man.get("entity_calibrators", {}).items()}
-            model.calibration_used_ = man.get("calibration_used", {})
-            model.training_summary_ = man.get("training_summary", {})
-            arr = contents.arrays
-            views = man.get("views")
-            model.views_ = None if views is None else [[int(j) for j in v] for v in views]
-            model.scaler_ = Scaler(cfg["scaler"], arr["scaler_center"], arr["scaler_scale"],
-                                   model.clip,
-                                   tuple(model.views_[0]) if model.views_ else ())
-            model.median_ = arr["train_median"]
-            model.columns_ = np.asarray(arr["columns"], dtype=np.int64)
-            model.log_floor_ = np.asarray(arr["log_floor"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"model bundle {path}: manifest is incomplete or invalid "
-                                 f"({type(exc).__name__}: {exc})") from exc
-        bundle.check_model_fields(
-            path, metrics=model.metrics_, step_seconds=model.step_.total_seconds(),
-            feature_names=model.feature_names_, spec_feature_names=model.all_feature_names_,
-            groups=model.groups_, arrays={
-                "columns": arr["columns"], "scaler_center": model.scaler_.center_,
-                "scaler_scale": model.scaler_.scale_, "train_median": model.median_,
-                "log_floor": model.log_floor_})
-        k = len(model.feature_names_)
-        if model.views_ is not None and (
-                len(model.views_) > bundle.MAX_VIEWS
-                or any(not v or min(v) < 0 or max(v) >= k for v in model.views_)):
-            raise ModelFileError(f"model bundle {path}: 'views' must be at most "
-                                 f"{bundle.MAX_VIEWS} non-empty lists of column positions in "
-                                 f"0..{k - 1}")
-        expected = DETECTORS[model.detector]
-        if type(contents.detector) is not expected:
-            raise ModelFileError(
-                f"model bundle {path}: {bundle.DETECTOR_FILE} holds a "
-                f"{type(contents.detector).__module__}.{type(contents.detector).__qualname__}, "
-                f"not the {expected.__qualname__} the manifest names; refusing to use it")
-        model.detector_ = contents.detector
-        model.metadata = {key: man[key] for key in ("evaluation", "selection", "split", "tuning")
-                          if key in man}
-        model.manifest_ = man
+        """Load a bundle written by :meth:`save`, verifying checksums and types
+        (:func:`aws_anomaly.modelfile.read_model`)."""
+        params, fitted = modelfile.read_model(path)
+        model = cls(**params)
+        vars(model).update(fitted)
         return model
 
     def __repr__(self) -> str:
