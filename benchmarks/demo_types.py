@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     per = int(split.train.frame.groupby("entity").size().min())
     history = split.train.step * per
     models: list[tuple[str, Any]] = [
-        ("ocsvm (what train --detector auto picks on seed 1234)",
+        ("supervised (what train --detector auto picks on seed 1234 since 2026-12-02)",
+         AnomalyModel("supervised", seeded_params({}, "supervised", 0), calibration="auto")),
+        ("ocsvm (auto's pick on seed 1234 before the supervised detector)",
          AnomalyModel("ocsvm", seeded_params({}, "ocsvm", 0), calibration="auto")),
         ("default_model (kNN, POT)", default_model(split.train.step, history=history)),
         ("default_model, threshold fpr:0.02",

@@ -123,6 +123,9 @@ class _FitInputs:
     entities: np.ndarray | None  # their entities
     state: dict[str, Any]  # the preprocessing attributes, for _adopt
     summary: dict[str, Any]  # training row counts for training_summary_
+    # the labelled anomalous training rows left out of Xs, scaled (None: none), for a
+    # detector that learns from labels (``requires_labels``)
+    Xa: np.ndarray | None = None
 
 
 #: Rows per detector call of the occlusion explanations (:mod:`aws_anomaly.attribution`).
@@ -428,7 +431,23 @@ class AnomalyModel:
             picked = np.flatnonzero(use)[subsample_index(n_usable, self.max_fit_rows, 0)]
             keep = np.zeros(len(use), dtype=bool)
             keep[picked] = True
-        X_use, fm = self._training_rows(train, keep)
+        # The labelled anomalous rows left out: their features too, for a detector that
+        # learns from labels (every candidate of a detector selection shares these inputs).
+        anom = None if labelled is None else ready & labelled
+        if anom is not None and anom.any():
+            if self.max_fit_rows is not None and int(anom.sum()) > self.max_fit_rows:
+                picked = np.flatnonzero(anom)[subsample_index(int(anom.sum()),
+                                                              self.max_fit_rows, 1)]
+                anom = np.zeros(len(anom), dtype=bool)
+                anom[picked] = True
+            both = keep | anom
+            X_both, fm = self._training_rows(train, both)
+            is_anom = anom[both]
+            X_use, X_anom = X_both[~is_anom], X_both[is_anom]
+            del X_both
+        else:
+            X_use, fm = self._training_rows(train, keep)
+            X_anom = None
         names, groups = persist_layout(fm.names, fm.groups, self.persist_terms())
         self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
@@ -468,6 +487,8 @@ class AnomalyModel:
             self.scaler_.scale_[pcols] /= self.persist_weight
         Xs = self._blind_constants(self.scaler_.transform(X))
         del X
+        Xa = (None if X_anom is None
+              else self._blind_constants(self.scaler_.transform(self._prepare(X_anom))))
         self.median_ = np.median(Xs, axis=0)
         Xv = y = entities = None
         if validation is not None:
@@ -480,7 +501,7 @@ class AnomalyModel:
         state = {k: v for k, v in vars(self).items()
                  if (k.endswith("_") or k.startswith("_")) and k not in _DETECTOR_STATE}
         return _FitInputs(
-            Xs=Xs, Xv=Xv, y=y, entities=entities, state=state,
+            Xs=Xs, Xv=Xv, y=y, entities=entities, state=state, Xa=Xa,
             summary={"train_rows": len(train), "train_rows_used": n_use,
                      "train_rows_usable": n_usable, "max_fit_rows": self.max_fit_rows,
                      "train_rows_excluded_labelled": n_excluded,
@@ -535,9 +556,21 @@ class AnomalyModel:
             # Reproducible by default: the same data gives the same model (and the same
             # alerts) on every retrain; pass random_state to choose another seed.
             params["random_state"] = 0
-        with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} rows x "
-                   f"{Xs.shape[1]} features"):
-            self.detector_ = make_detector(self.detector, **params).fit(Xs)
+        if getattr(DETECTORS[self.detector], "requires_labels", False):
+            # It learns normal against the labelled anomalous rows the others never see.
+            if not self.exclude_labelled:
+                raise ConfigError(f"detector {self.detector!r} learns from the labelled "
+                                  "anomalous rows; it needs exclude_labelled=True")
+            Xa = inputs.Xa if inputs.Xa is not None else Xs[:0]
+            with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} normal and "
+                       f"{Xa.shape[0]:,} labelled anomalous rows x {Xs.shape[1]} features"):
+                self.detector_ = make_detector(self.detector, **params).fit(
+                    np.vstack([Xs, Xa]),
+                    np.r_[np.zeros(len(Xs), dtype=bool), np.ones(len(Xa), dtype=bool)])
+        else:
+            with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} rows x "
+                       f"{Xs.shape[1]} features"):
+                self.detector_ = make_detector(self.detector, **params).fit(Xs)
 
         if inputs.Xv is not None:
             with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):

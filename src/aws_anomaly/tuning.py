@@ -40,7 +40,10 @@ __all__ = [
     "tune",
 ]
 
-AUTO_CANDIDATES = ("ocsvm", "iforest", "lof", "robust")
+#: What ``--detector auto`` compares on labelled data. ``supervised`` learns from the labelled
+#: anomalies of each fold's training part; where one has too few, it is recorded as failed
+#: and left out (its error is in the selection table).
+AUTO_CANDIDATES = ("ocsvm", "iforest", "lof", "robust", "supervised")
 
 
 @dataclass(frozen=True)
@@ -221,9 +224,16 @@ def suggest_params(trial: Any, detector: str, spec: FeatureSpec) -> tuple[dict[s
         params = {"n_neighbors": trial.suggest_int("n_neighbors", 5, 100, log=True)}
     elif detector == "robust":
         params = {}
+    elif detector == "supervised":
+        params = {"learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+                  "max_iter": trial.suggest_int("max_iter", 50, 500, log=True),
+                  "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 63, log=True),
+                  "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+                  "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0,
+                                                           log=True)}
     else:
         raise ConfigError(f"no search space for detector {detector!r}; tune one of "
-                          f"ocsvm, iforest, lof, robust")
+                          f"ocsvm, iforest, lof, robust, supervised")
     params = {k: v for k, v in params.items() if _accepts(detector, k)}
     return params, _suggest_spec(trial, spec)
 

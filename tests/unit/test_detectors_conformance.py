@@ -31,7 +31,10 @@ def _param(name: str) -> object:
     return pytest.param(name, marks=pytest.mark.skip(reason=f"{what} is not installed"))
 
 
-NAMES = [_param(n) for n in sorted(DETECTORS)]
+# The unsupervised contract (``fit(X)``) of every detector but the one that learns from
+# labels, whose own suite is tests/unit/test_detector_supervised.py.
+NAMES = [_param(n) for n in sorted(DETECTORS)
+         if not getattr(DETECTORS[n], "requires_labels", False)]
 
 
 def _new(name: str, **params: object) -> BaseDetector:

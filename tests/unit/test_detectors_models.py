@@ -200,13 +200,13 @@ def test_ensemble_bad_parameters(params: dict, match: str) -> None:
 
 def test_registry_and_make_detector() -> None:
     assert set(DETECTORS) == {"ocsvm", "iforest", "knn", "lof", "robust", "ensemble",
-                              "lstm_ae"}
+                              "lstm_ae", "supervised"}
     det = make_detector("ocsvm", nu=0.1, max_support_vectors=10)
     assert isinstance(det, OneClassSVMDetector)
     assert det.get_params()["nu"] == 0.1
     with pytest.raises(ConfigError, match="unknown detector 'svm'; allowed: 'ensemble', "
                                           "'iforest', 'knn', 'lof', 'lstm_ae', 'ocsvm', "
-                                          "'robust'"):
+                                          "'robust', 'supervised'"):
         make_detector("svm")
     with pytest.raises(ConfigError, match=r"has no parameter.*depth; allowed: .*n_estimators"):
         make_detector("iforest", depth=3)

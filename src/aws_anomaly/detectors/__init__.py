@@ -14,7 +14,7 @@ Examples
 Traceback (most recent call last):
 ...
 aws_anomaly.errors.ConfigError: unknown detector 'svm'; allowed: 'ensemble', 'iforest', \
-'knn', 'lof', 'lstm_ae', 'ocsvm', 'robust'
+'knn', 'lof', 'lstm_ae', 'ocsvm', 'robust', 'supervised'
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from aws_anomaly.detectors.lof import LOFDetector
 from aws_anomaly.detectors.lstm_ae import LSTMAutoencoderDetector
 from aws_anomaly.detectors.ocsvm import OneClassSVMDetector
 from aws_anomaly.detectors.robust import RobustZDetector
+from aws_anomaly.detectors.supervised import SupervisedDetector
 from aws_anomaly.errors import ConfigError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "LSTMAutoencoderDetector",
     "OneClassSVMDetector",
     "RobustZDetector",
+    "SupervisedDetector",
     "check_feature_matrix",
     "make_detector",
 ]
@@ -55,6 +57,8 @@ DETECTORS: dict[str, type[BaseDetector]] = {
     "ensemble": EnsembleDetector,
     # PyTorch, optional (the 'deep' extra): imported on first fit or score, never here.
     "lstm_ae": LSTMAutoencoderDetector,
+    # Learns from labelled anomalies (fit needs y): see detectors/supervised.py.
+    "supervised": SupervisedDetector,
 }
 
 # Fully-qualified names of every type a fitted detector holds, for
@@ -69,6 +73,7 @@ TRUSTED_TYPES: list[str] = sorted({
     "numpy.ndarray",
     "numpy.random._mt19937.MT19937",
     "numpy.random.mtrand.RandomState",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._iforest.IsolationForest",
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "sklearn.metrics._dist_metrics.MinkowskiDistance64",
