@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import evaluate, load_dumps, nearest, summary
+from servers_members import evaluate, load_dumps, nearest, print_per_server, summary
 
 Dump = dict[str, np.ndarray]
 Metrics = dict[str, float]
@@ -443,13 +443,7 @@ def servers(args: argparse.Namespace) -> None:
                          f"{np.ptp(v):.4f}{', MOVES MORE' if abs(move) > np.ptp(v) else ''})")
         print(f"\nreference {n} rows, seeds {REF_SEEDS}: " + "; ".join(parts))
     if args.per_server:
-        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
-        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
-        print("|---|" + "---|" * len(keys))
-        for name, per in table.items():
-            print(f"| {name} | " + " | ".join(
-                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
-                for k in keys) + " |")
+        print_per_server(table, keys)
 
 
 # ----------------------------------------------------------------------------------- demo

@@ -436,13 +436,18 @@ def print_tables(rows: dict[str, dict[str, dict[str, float]]], keys: list[str],
     for name, per in rows.items():
         print(f"| {name} {summary(per)}")
     if per_server:
-        print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
-        print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
-        print("|---|" + "---|" * len(keys))
-        for name, per in rows.items():
-            print(f"| {name} | " + " | ".join(
-                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
-                for k in keys) + " |")
+        print_per_server(rows, keys)
+
+
+def print_per_server(rows: dict[str, dict[str, dict[str, float]]], keys: list[str]) -> None:
+    """Each variant's best F1 / F1 / FPR at the own flag, one column per server."""
+    print("\nPer server, best F1 / F1 / FPR at the own flag:\n")
+    print("| variant | " + " | ".join(k.split("/")[-1] for k in keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, per in rows.items():
+        print(f"| {name} | " + " | ".join(
+            f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
+            for k in keys) + " |")
 
 
 def best_and_own_f1(y: np.ndarray, score: np.ndarray, flag: np.ndarray) -> tuple[float, float]:
