@@ -440,14 +440,9 @@ class AnomalyModel:
                                                               self.max_fit_rows, 1)]
                 anom = np.zeros(len(anom), dtype=bool)
                 anom[picked] = True
-            both = keep | anom
-            X_both, fm = self._training_rows(train, both)
-            is_anom = anom[both]
-            X_use, X_anom = X_both[~is_anom], X_both[is_anom]
-            del X_both
+            X_use, fm, X_anom = self._training_rows(train, keep, anom)
         else:
-            X_use, fm = self._training_rows(train, keep)
-            X_anom = None
+            X_use, fm, X_anom = self._training_rows(train, keep)
         names, groups = persist_layout(fm.names, fm.groups, self.persist_terms())
         self.all_feature_names_ = names
         self._check_history(train, ready, "training data")
@@ -507,29 +502,34 @@ class AnomalyModel:
                      "train_rows_excluded_labelled": n_excluded,
                      "warmup_rows": int((~ready).sum()), "entities": list(train.entities)})
 
-    def _training_rows(self, train: Dataset, keep: np.ndarray) -> tuple[np.ndarray, Any]:
+    def _training_rows(self, train: Dataset, keep: np.ndarray, also: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, Any, np.ndarray | None]:
         """(every spec feature of the ``keep`` rows of ``train``, the last entity's
-        :class:`FeatureMatrix`): features entity by entity, each entity's kept rows copied
-        into one buffer (rows not kept are never stored)."""
-        out = np.empty((int(keep.sum()), 0))
+        :class:`FeatureMatrix`, the same of the ``also`` rows or None): features entity by
+        entity, each entity's kept rows copied into one buffer per mask (rows not kept are
+        never stored)."""
+        masks = [keep] if also is None else [keep, also]
+        outs = [np.empty((int(m.sum()), 0)) for m in masks]
+        filled = [0] * len(masks)
         fm = None
-        start = n = 0
+        start = 0
         for entity, vals, ts, _ in track(self._entity_series(train, None),
                                          "features of the training data",
                                          total=len(train.entities), note=lambda item: item[0]):
             check_history(len(vals), self.spec, f"training data: entity '{entity}'")
             fm = build_features(vals, ts, list(self.metrics_), self.spec)
             full = with_persist(fm.values, self.persist_terms())
-            if out.shape[1] != full.shape[1]:
-                out = np.empty((out.shape[0], full.shape[1]))
-            mine = keep[start:start + len(full)]
-            k = int(mine.sum())
-            np.compress(mine, full, axis=0, out=out[n:n + k])
-            n += k
+            for i, mask in enumerate(masks):
+                if outs[i].shape[1] != full.shape[1]:
+                    outs[i] = np.empty((outs[i].shape[0], full.shape[1]))
+                mine = mask[start:start + len(full)]
+                k = int(mine.sum())
+                np.compress(mine, full, axis=0, out=outs[i][filled[i]:filled[i] + k])
+                filled[i] += k
             start += len(full)
         if fm is None:  # Dataset guarantees rows, so this is a programming error
             raise DataError("training data: no rows to build features from")
-        return out, fm
+        return outs[0], fm, (outs[1] if also is not None else None)
 
     def _adopt(self, inputs: _FitInputs) -> None:
         """Take the preprocessing state :meth:`_fit_inputs` set on a model with the same

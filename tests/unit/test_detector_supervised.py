@@ -118,3 +118,28 @@ def test_the_model_refuses_it_without_labelled_anomalies(demo) -> None:
         AnomalyModel("supervised").fit(plain)
     with pytest.raises(ConfigError, match="needs exclude_labelled=True"):
         AnomalyModel("supervised", exclude_labelled=False).fit(split.train)
+
+
+def test_a_row_cap_subsamples_each_class(data, monkeypatch) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    seen = []
+    real_fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, X, y, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append((len(X), int(np.sum(y))))
+        return real_fit(self, X, y, *a, **k)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    n_anom = int(data["y"].sum())  # 67 of 800
+    for cap in (300, 300, 40, None):
+        SupervisedDetector(max_iter=20, max_rows_per_class=cap, random_state=0).fit(
+            data["X"], data["y"])
+    # each class at most `cap` rows: 300 normal + every anomalous row; 40 + 40; all 800
+    assert seen == [(300 + n_anom, n_anom), (300 + n_anom, n_anom), (80, 40), (800, n_anom)]
+    a = SupervisedDetector(max_iter=20, max_rows_per_class=300, random_state=0)
+    b = SupervisedDetector(max_iter=20, max_rows_per_class=300, random_state=0)
+    np.testing.assert_array_equal(a.fit(data["X"], data["y"]).score_samples(data["Xt"]),
+                                  b.fit(data["X"], data["y"]).score_samples(data["Xt"]))
+    with pytest.raises(ConfigError, match="max_rows_per_class"):
+        SupervisedDetector(max_rows_per_class=5).fit(data["X"], data["y"])

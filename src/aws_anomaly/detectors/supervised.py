@@ -47,6 +47,7 @@ from aws_anomaly.detectors.base import (
     check_int_param,
     check_random_state_param,
     seed_from,
+    subsample_index,
 )
 from aws_anomaly.errors import DataError
 
@@ -66,6 +67,10 @@ class SupervisedDetector(BaseDetector):
         Boosting iterations (trees).
     learning_rate
         Shrinkage of each tree's contribution, in (0, 1].
+    max_rows_per_class
+        Rows of each class (normal, anomalous) it learns from at most: a seeded uniform
+        subsample of a class above it. The fit's cost grows with the rows; on 500,000 rows
+        (benchmarks/train_scale.py) the cap keeps ``train --detector auto`` within a minute.
     max_leaf_nodes
         Leaves per tree (>= 2).
     min_samples_leaf
@@ -89,11 +94,13 @@ class SupervisedDetector(BaseDetector):
     requires_labels = True
 
     def __init__(self, *, max_iter: int = 300, learning_rate: float = 0.05,
+                 max_rows_per_class: int | None = 20_000,
                  max_leaf_nodes: int = 31, min_samples_leaf: int = 20,
                  l2_regularization: float = 0.0, contamination: float = 0.01,
                  random_state: int | np.random.RandomState | None = None) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
+        self.max_rows_per_class = max_rows_per_class
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
@@ -104,6 +111,8 @@ class SupervisedDetector(BaseDetector):
         owner = type(self).__name__
         check_int_param(owner, "max_iter", self.max_iter, low=1)
         check_float_param(owner, "learning_rate", self.learning_rate, low=0.0, high=1.0)
+        check_int_param(owner, "max_rows_per_class", self.max_rows_per_class,
+                        low=MIN_ANOMALOUS_ROWS, allow_none=True)
         check_int_param(owner, "max_leaf_nodes", self.max_leaf_nodes, low=2)
         check_int_param(owner, "min_samples_leaf", self.min_samples_leaf, low=1)
         check_float_param(owner, "l2_regularization", self.l2_regularization, low=0.0,
@@ -137,11 +146,21 @@ class SupervisedDetector(BaseDetector):
             raise DataError(f"{where}: {n_anomalous} of {len(labels)} training rows are "
                             f"labelled anomalous; it needs at least {MIN_ANOMALOUS_ROWS} "
                             "anomalous and as many normal rows to learn from")
+        seed = seed_from(self.random_state)
+        cap = self.max_rows_per_class
+        if cap is not None and max(n_anomalous, len(labels) - n_anomalous) > cap:
+            parts = []
+            for cls in (False, True):
+                rows = np.flatnonzero(labels == cls)
+                pick = subsample_index(len(rows), cap, seed)
+                parts.append(rows if pick is None else rows[pick])
+            keep = np.sort(np.concatenate(parts))
+            arr, labels = arr[keep], labels[keep]
         self.estimator_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False,
-            random_state=seed_from(self.random_state)).fit(arr, labels)
+            random_state=seed).fit(arr, labels)
         normal = self._score(arr[~labels])
         self.offset_ = float(np.quantile(normal, 1.0 - self.contamination))
         return self
