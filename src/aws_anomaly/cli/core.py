@@ -88,8 +88,9 @@ def train(
     test_path: TestOpt = None,
     split_time: SplitAtOpt = None,
     detector: Annotated[str, typer.Option(
-        help="default (the label-free model), knn, ocsvm, iforest, lof, robust, ensemble, or "
-        "auto (chosen on labelled validation folds; default without labels).")] = "auto",
+        help="default (the label-free model), knn, ocsvm, iforest, lof, robust, ensemble, "
+        "supervised (learns from the labelled anomalies), or auto (chosen on labelled "
+        "validation folds; default without labels).")] = "auto",
     threshold: Annotated[str, typer.Option(
         help="best-f1, fpr:<rate>, share:<fraction>, pot[:<risk>] or auto (best-f1 with "
         "labels; pot for the default model, fpr:0.01 for others, without).")] = "auto",
