@@ -130,6 +130,12 @@ def mixes(d: Dump, g: Pair) -> dict[str, Pair]:
     return out
 
 
+def above_q99(hold: np.ndarray, test: np.ndarray, normal: np.ndarray) -> float:
+    """The share of the ``normal`` test rows whose score is above the holdout's q99 (about
+    0.01 when the holdout stands for the test's normal rows; more: the score drifts)."""
+    return float(np.mean(test[normal] > np.quantile(hold, 0.99)))
+
+
 # ----------------------------------------------------------------------- fit and inject
 def fit_and_inject(train: Dataset, d: Dump, path: Path, seed: int, per_day: float,
                    where: str) -> dict[str, Any]:
@@ -199,7 +205,12 @@ def servers(args: argparse.Namespace) -> None:
             else:
                 data = load_server(key, folders[key])
                 inj = fit_and_inject(data.train, d, path, args.inject_seed, args.per_day, key)
-            for name, (hold, test) in run_one(d, inj, args, key).items():
+            scores = run_one(d, inj, args, key)
+            normal = ~d["y"].astype(bool)
+            print("    normal test rows above the holdout's q99: " + ", ".join(
+                f"{name} {above_q99(*scores[name], normal):.3f}"
+                for name in (DEFAULT, "G alone")))
+            for name, (hold, test) in scores.items():
                 rows.setdefault(name, {})[key] = evaluate(d, hold, test)
     print_tables(rows, list(dumps), args.per_server)
 

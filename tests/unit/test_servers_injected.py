@@ -95,6 +95,11 @@ def test_the_mixes_put_g_on_the_defaults_scale(bench):
     assert np.median(gm) == pytest.approx(np.median(base_h))
     assert np.quantile(gm, 0.99) - np.median(gm) == pytest.approx(
         np.quantile(base_h, 0.99) - np.median(base_h))
+    # the drift check: about 1 % of rows from the holdout's own law lie above its q99,
+    # all of them once the test moved past it
+    normal = np.ones(300, bool)
+    assert bench.above_q99(base_h, vt.mean(axis=1), normal) < 0.05
+    assert bench.above_q99(base_h, vt.mean(axis=1) + 100, normal) == 1.0
     assert set(out) == {"(L + S) / 2: the default", "G alone", "(L + S + 0.25 G') / 2.25",
                         "(L + S + 0.5 G') / 2.5", "(L + S + 1 G') / 3"}
 
