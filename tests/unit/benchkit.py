@@ -51,3 +51,17 @@ def toy_server(root: Path, rng: np.random.Generator, n_train: int, n_test: int,
     frame.iloc[:n_train].to_parquet(folder / "train.parquet")
     frame.iloc[n_train:].assign(is_anomaly=y[n_train:]).to_parquet(folder / "test.parquet")
     return folder
+
+
+def default_with_holdout() -> tuple[object, object, object]:
+    """(``default_model`` fit on a small demo, its fit part, its calibration holdout): the
+    split the model itself made (``_tail_split``), for the studies that inject anomalies into
+    one part and check the other is untouched."""
+    from aws_anomaly.data import generate_demo
+    from aws_anomaly.model import _tail_split
+    from aws_anomaly.presets import default_model
+
+    ds, _ = generate_demo(clusters=2, days=5, seed=3, events_per_day=0.5)
+    model = default_model(ds.step).fit(ds)
+    fit_part, holdout = _tail_split(ds, model.calibration_holdout, model.spec.min_history + 10)
+    return model, fit_part, holdout

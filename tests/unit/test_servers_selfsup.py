@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.benchkit import load_benchmark
+from tests.unit.benchkit import default_with_holdout, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def fitted():
-    from aws_anomaly.data import generate_demo
-    from aws_anomaly.model import _tail_split
-    from aws_anomaly.presets import default_model
-
-    ds, _ = generate_demo(clusters=2, days=5, seed=3, events_per_day=0.5)
-    model = default_model(ds.step).fit(ds)
-    fit_part, holdout = _tail_split(ds, model.calibration_holdout, model.spec.min_history + 10)
-    return model, fit_part, holdout
+    return default_with_holdout()
 
 
 def test_injection_changes_the_holdout_only_and_keeps_its_own_labels(bench, fitted):
