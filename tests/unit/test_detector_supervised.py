@@ -143,3 +143,15 @@ def test_a_row_cap_subsamples_each_class(data, monkeypatch) -> None:
                                   b.fit(data["X"], data["y"]).score_samples(data["Xt"]))
     with pytest.raises(ConfigError, match="max_rows_per_class"):
         SupervisedDetector(max_rows_per_class=5).fit(data["X"], data["y"])
+
+
+def test_train_without_labels_says_what_supervised_needs(demo) -> None:
+    from aws_anomaly.data import Dataset
+    from aws_anomaly.workflows import train_model
+
+    split = demo
+    plain = Dataset.concat([split.train, split.validation, split.test]).subset(labels=False)
+    with pytest.raises(DataError, match=r"--detector supervised learns from labelled "
+                                        r"anomalies, and the training part \([\d,]+ rows\) "
+                                        r"holds none; label incidents"):
+        train_model(plain, detector="supervised", echo=False)
