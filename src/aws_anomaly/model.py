@@ -556,7 +556,7 @@ class AnomalyModel:
             # Reproducible by default: the same data gives the same model (and the same
             # alerts) on every retrain; pass random_state to choose another seed.
             params["random_state"] = 0
-        if getattr(DETECTORS[self.detector], "requires_labels", False):
+        if DETECTORS[self.detector].requires_labels:
             # It learns normal against the labelled anomalous rows the others never see.
             if not self.exclude_labelled:
                 raise ConfigError(f"detector {self.detector!r} learns from the labelled "

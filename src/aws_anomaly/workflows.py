@@ -354,7 +354,7 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
     elif detector not in DETECTORS and detector != "default":
         raise ConfigError(f"unknown detector {detector!r}; use auto, default or one of "
                           f"{sorted(DETECTORS)}")
-    elif getattr(DETECTORS.get(detector), "requires_labels", False) \
+    elif detector in DETECTORS and DETECTORS[detector].requires_labels \
             and not has_anomalies(split.train):
         raise DataError(f"--detector {detector} learns from labelled anomalies, and the "
                         f"training part ({len(split.train):,} rows) holds none; label incidents "

@@ -34,7 +34,7 @@ def _param(name: str) -> object:
 # The unsupervised contract (``fit(X)``) of every detector but the one that learns from
 # labels, whose own suite is tests/unit/test_detector_supervised.py.
 NAMES = [_param(n) for n in sorted(DETECTORS)
-         if not getattr(DETECTORS[n], "requires_labels", False)]
+         if not DETECTORS[n].requires_labels]
 
 
 def _new(name: str, **params: object) -> BaseDetector:

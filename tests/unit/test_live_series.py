@@ -91,7 +91,7 @@ def test_the_config_accepts_the_streaming_detectors_and_names_the_valid_ones() -
     assert set(SERIES_DETECTORS) == set(series.SERIES_DETECTORS)
     # (a job trains on unlabelled live history: no detector that needs labels)
     assert set(MATRIX_DETECTORS) == {n for n, cls in DETECTORS.items()
-                                     if not getattr(cls, "requires_labels", False)}
+                                     if not cls.requires_labels}
     with pytest.raises(ValueError, match=r"unknown detector 'contxt'; valid: default, "
                                          r"ensemble, .*, context, context_forecast, forecast"):
         job_config(model={"detector": "contxt"})

@@ -311,6 +311,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     #: live path then runs it with BLAS on one thread (:func:`blas_one_thread`), whose own
     #: cost (~10 us) a detector with small products would only pay for nothing.
     blas_bound: bool = False
+    #: True when ``fit(X, y)`` learns from labels (``y``: 1 = anomalous) and cannot fit
+    #: without them: :class:`~aws_anomaly.model.AnomalyModel` then hands it the labelled
+    #: anomalous rows every other detector is kept from, and jobs (unlabelled) do not offer it.
+    requires_labels: bool = False
 
     # -- hooks ------------------------------------------------------------------------------
     def _check_params(self) -> None:

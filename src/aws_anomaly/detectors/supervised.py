@@ -90,8 +90,7 @@ class SupervisedDetector(BaseDetector):
     offset_ : float
     """
 
-    #: ``fit`` needs ``y``: :class:`~aws_anomaly.model.AnomalyModel` passes the labels.
-    requires_labels = True
+    requires_labels = True  # fit needs y (BaseDetector.requires_labels)
 
     def __init__(self, *, max_iter: int = 300, learning_rate: float = 0.05,
                  max_rows_per_class: int | None = 20_000,
