@@ -404,14 +404,16 @@ class AnomalyModel:
         self._fit_on(inputs, t0)
         return self
 
-    def _fit_inputs(self, train: Dataset, validation: Dataset | pd.DataFrame | None
-                    ) -> _FitInputs:
+    def _fit_inputs(self, train: Dataset, validation: Dataset | pd.DataFrame | None,
+                    labelled_rows: bool | None = None) -> _FitInputs:
         """Everything of :meth:`fit` before the detector: features, column choice, log floors,
         scaler, the detector's training matrix and the validation rows' matrix.
 
         The state it sets (the returned ``state``) depends on the data and on the model's
         feature settings, not on its detector: :meth:`_adopt` gives it to another model with
         the same settings (detector selection fits every candidate of a fold on one).
+        ``labelled_rows``: also the scaled labelled anomalous rows left out of training
+        (``Xa``, for a detector that ``requires_labels``); None: when this model's does.
         """
         self.metrics_ = tuple(train.metrics)
         self.step_ = pd.Timedelta(train.step)
@@ -426,21 +428,15 @@ class AnomalyModel:
         ready = _ready_rows(train.frame["entity"].to_numpy(), self.spec.min_history)
         use = ready if labelled is None else ready & ~labelled
         n_usable = int(use.sum())
-        keep = use
-        if self.max_fit_rows is not None and n_usable > self.max_fit_rows:
-            picked = np.flatnonzero(use)[subsample_index(n_usable, self.max_fit_rows, 0)]
-            keep = np.zeros(len(use), dtype=bool)
-            keep[picked] = True
+        keep = _capped(use, self.max_fit_rows, 0)
         # The labelled anomalous rows left out: their features too, for a detector that
-        # learns from labels (every candidate of a detector selection shares these inputs).
-        anom = None if labelled is None else ready & labelled
+        # learns from labels (built in the same pass as the training rows).
+        if labelled_rows is None:
+            labelled_rows = DETECTORS[self.detector].requires_labels
+        anom = None if labelled is None or not labelled_rows else ready & labelled
         if anom is not None and anom.any():
-            if self.max_fit_rows is not None and int(anom.sum()) > self.max_fit_rows:
-                picked = np.flatnonzero(anom)[subsample_index(int(anom.sum()),
-                                                              self.max_fit_rows, 1)]
-                anom = np.zeros(len(anom), dtype=bool)
-                anom[picked] = True
-            X_use, fm, X_anom = self._training_rows(train, keep, anom)
+            X_use, fm, X_anom = self._training_rows(train, keep,
+                                                    _capped(anom, self.max_fit_rows, 1))
         else:
             X_use, fm, X_anom = self._training_rows(train, keep)
         names, groups = persist_layout(fm.names, fm.groups, self.persist_terms())
@@ -1116,6 +1112,17 @@ def _ready_rows(entity: np.ndarray, min_history: int) -> np.ndarray:
     first = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
     position = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
     return position + 1 >= min_history
+
+
+def _capped(mask: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """``mask`` itself when it selects at most ``max_rows`` rows, else a mask of a seeded
+    uniform subset of ``max_rows`` of its rows."""
+    picked = subsample_index(int(mask.sum()), max_rows, seed)
+    if picked is None:
+        return mask
+    out = np.zeros(len(mask), dtype=bool)
+    out[np.flatnonzero(mask)[picked]] = True
+    return out
 
 
 def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:

@@ -173,7 +173,8 @@ def _fold_scores(fold: Fold, names: Sequence[str], params: Mapping[str, dict[str
               for n in names}
     base = models[names[0]]
     try:
-        inputs = base._fit_inputs(fold.train, fold.calibration)
+        inputs = base._fit_inputs(fold.train, fold.calibration,
+                                  labelled_rows=any(DETECTORS[n].requires_labels for n in names))
         history = concat([fold.train, fold.calibration])
         X, ready, _ = base._features(fold.evaluation, history, "scoring data")
         base._check_history(fold.evaluation, ready, "scoring data")

@@ -155,3 +155,15 @@ def test_train_without_labels_says_what_supervised_needs(demo) -> None:
                                         r"anomalies, and the training part \([\d,]+ rows\) "
                                         r"holds none; label incidents"):
         train_model(plain, detector="supervised", echo=False)
+
+
+def test_only_a_detector_that_learns_from_labels_costs_the_labelled_rows(demo) -> None:
+    # the labelled rows' features are built for a detector that needs them (or a selection
+    # holding one), not for every fit on labelled data
+    split = demo
+    assert AnomalyModel("ocsvm")._fit_inputs(split.train, split.validation).Xa is None
+    sup = AnomalyModel("supervised")._fit_inputs(split.train, split.validation)
+    shared = AnomalyModel("ocsvm")._fit_inputs(split.train, split.validation,
+                                               labelled_rows=True)
+    assert sup.Xa is not None and len(sup.Xa) > MIN_ANOMALOUS_ROWS
+    np.testing.assert_array_equal(shared.Xa, sup.Xa)
