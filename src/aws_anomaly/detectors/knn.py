@@ -422,6 +422,14 @@ class KNNDetector(BaseDetector):
         scores = self._scores_few(X, nearest)
         return scores, lambda: self._explain(X, nearest)
 
+    def _block_nearest(self, xc: np.ndarray, view: int, nearest: list[np.ndarray] | None,
+                       start: int) -> np.ndarray:
+        """The nearest reference rows (in ``view``) of the block ``xc`` starting at row
+        ``start``: taken from ``nearest`` (:meth:`score_explained`'s search) or found here."""
+        if nearest is None:
+            return self._nearest_rows(xc, view)
+        return nearest[view][start:start + len(xc)]
+
     def _explain(self, arr: np.ndarray, nearest: list[np.ndarray] | None) -> np.ndarray:
         """:meth:`explain_samples` of validated rows; ``nearest``: each view's nearest
         reference rows when the caller has them (:meth:`score_explained`), else found here."""
@@ -431,8 +439,7 @@ class KNNDetector(BaseDetector):
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
-                near = (self._nearest_rows(xc, view) if nearest is None
-                        else nearest[view][s:s + _BLOCK])
+                near = self._block_nearest(xc, view, nearest, s)
                 diff = (xc[:, cols] - self.reference_[near][:, cols]) ** 2
                 if self.views:
                     diff /= len(cols)
@@ -452,9 +459,8 @@ class KNNDetector(BaseDetector):
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
-                nearest_v = (self._nearest_rows(xc, view) if nearest is None
-                             else nearest[view][s:s + _BLOCK])
-                diff = (xc[:, cols] - self.reference_[nearest_v][:, cols]) ** 2
+                near = self._block_nearest(xc, view, nearest, s)
+                diff = (xc[:, cols] - self.reference_[near][:, cols]) ** 2
                 total = diff.sum(axis=1, keepdims=True)
                 part = np.sqrt(total) / (np.sqrt(len(cols)) if self.views else 1.0) / n_views
                 out[s:s + _BLOCK, cols] += np.divide(diff * part, total,
