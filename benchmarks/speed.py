@@ -504,57 +504,73 @@ def _latency(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int,
             "p99_ms": float(np.percentile(times, 99) * 1e3), "points": points}
 
 
-def _latency_replay(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int,
-                    points: int, replays: int = 5) -> dict[str, float]:
-    """Per point, the best of ``replays`` passes over the points, each pass with its own copy
-    of the primed scorer: what a point costs without the pauses other processes cause on a
-    shared machine (a point that is slow in every pass, a flagged one, stays slow). The passes
-    run one after the other, so a burst of load that slows a stretch of points in one pass
-    does not slow the same points in the others (replaying each point back to back did)."""
-    pts = [(index[start + i], vals[start + i]) for i in range(points)]
-    times = np.empty((replays, points))
-    for r in range(replays):
+def _best_times(scorer: Any, pts: list[tuple[Any, np.ndarray]], replays: int,
+                step: Any) -> np.ndarray:
+    """Per point, the best of ``replays`` passes over ``pts``, each pass from its own copy of
+    the primed ``scorer``: ``step(copy, ts, values)`` feeds one point and returns the
+    durations it timed (a tuple); the result is ``(len(durations), points)``. The passes run
+    one after the other, so a burst of load that slows a stretch of points in one pass does
+    not slow the same points in the others (replaying each point back to back did)."""
+    best: np.ndarray | None = None
+    for _ in range(replays):
         c = scorer.copy()
-        for i, (ts, v) in enumerate(pts):
-            t1 = time.perf_counter()
-            c.update(ts, v)
-            times[r, i] = time.perf_counter() - t1
-    best = times.min(axis=0)
+        times = np.array([step(c, ts, v) for ts, v in pts]).T
+        best = times if best is None else np.minimum(best, times)
+    assert best is not None
+    return best
+
+
+def _time_update(c: Any, ts: Any, v: np.ndarray) -> tuple[float]:
+    t0 = time.perf_counter()
+    c.update(ts, v)
+    return (time.perf_counter() - t0,)
+
+
+def _time_parts(c: Any, ts: Any, v: np.ndarray) -> tuple[float, float, float]:
+    model = c.model
+    t0 = time.perf_counter()
+    row = c.advance(int(ts.value), np.asarray(v, dtype=np.float64))
+    t1 = time.perf_counter()
+    x = model.transform_row(row)
+    t2 = time.perf_counter()
+    model.score_row(x, c.entity)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+def _points(index: pd.DatetimeIndex, vals: np.ndarray, start: int, points: int
+            ) -> list[tuple[Any, np.ndarray]]:
+    return [(index[start + i], vals[start + i]) for i in range(points)]
+
+
+def _latency_replay(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int,
+                    points: int, replays: int = 5) -> dict[str, Any]:
+    """Per point, the best of ``replays`` passes over the points (:func:`_best_times`): what
+    a point costs without the pauses other processes cause on a shared machine (a point that
+    is slow in every pass, a flagged one, stays slow). ``best_s`` holds the per-point times
+    (for :func:`_parts`; not written to the JSON)."""
+    best = _best_times(scorer, _points(index, vals, start, points), replays, _time_update)[0]
     return {"p50_ms": float(np.percentile(best, 50) * 1e3),
             "p99_ms": float(np.percentile(best, 99) * 1e3), "points": points,
-            "replays": replays}
+            "replays": replays, "best_s": best}
 
 
 def _parts(scorer: Any, index: pd.DatetimeIndex, vals: np.ndarray, start: int, points: int,
-           replays: int = 5) -> dict[str, float]:
+           replays: int = 5, whole: np.ndarray | None = None) -> dict[str, float]:
     """Where a single point's time goes: per point, the best of ``replays`` passes (each from
     its own copy of the primed scorer) of the whole ``update`` and of its parts in the same
     order: ``advance`` (streaming features, persistence EWMAs and band), the model's
     ``transform_row`` (column subset, logs, scaling) and ``score_row`` (detector, calibrator,
-    the explanation of a flagged point). p50s in us, the update's split by flagged points."""
-    model = scorer.model
-    pts = [(index[start + i], vals[start + i]) for i in range(points)]
-    whole = np.full(points, np.inf)
-    parts = np.full((3, points), np.inf)
-    flagged = np.zeros(points, dtype=bool)
-    for _ in range(replays):
-        c = scorer.copy()
-        for i, (ts, v) in enumerate(pts):
-            t0 = time.perf_counter()
-            out = c.update(ts, v)
-            whole[i] = min(whole[i], time.perf_counter() - t0)
-            flagged[i] = bool(out is not None and out.is_anomaly)
-    for _ in range(replays):
-        c = scorer.copy()
-        for i, (ts, v) in enumerate(pts):
-            t0 = time.perf_counter()
-            row = c.advance(int(ts.value), np.asarray(v, dtype=np.float64))
-            t1 = time.perf_counter()
-            x = model.transform_row(row)
-            t2 = time.perf_counter()
-            model.score_row(x, c.entity)
-            t3 = time.perf_counter()
-            parts[:, i] = np.minimum(parts[:, i], (t1 - t0, t2 - t1, t3 - t2))
+    the explanation of a flagged point). p50s in us, the update's split by flagged points.
+    ``whole``: the update's per-point best times of these points when already measured
+    (:func:`_latency_replay`'s ``best_s``), else measured here."""
+    pts = _points(index, vals, start, points)
+    if whole is None:
+        whole = _best_times(scorer, pts, replays, _time_update)[0]
+    whole = whole[:points]
+    c = scorer.copy()  # which points the update flags (not timed)
+    flagged = np.array([bool((out := c.update(ts, v)) is not None and out.is_anomaly)
+                        for ts, v in pts])
+    parts = _best_times(scorer, pts, replays, _time_parts)
     us = 1e6
     out = {"update_p50_us": float(np.median(whole) * us),
            "advance_p50_us": float(np.median(parts[0]) * us),
@@ -637,7 +653,9 @@ def _finish(args: argparse.Namespace, ds: Dataset, spec: FeatureSpec,
         gc.collect()
         gc.freeze()
         try:
-            parts[name] = _parts(primed, ef.index, vals, start, min(n, 3000))
+            # the whole update's times: the best-of-5 run's, over the same first points
+            parts[name] = _parts(primed, ef.index, vals, start, min(n, 3000),
+                                 whole=latency[name + " best of 5"].pop("best_s"))
         finally:
             gc.unfreeze()
         pp = parts[name]
