@@ -99,3 +99,47 @@ def test_score_explained_is_the_two_calls(excess: bool, rows: int) -> None:
     np.testing.assert_array_equal(parts, det.explain_samples(Q))
     if rows <= _FEW:  # one search per row and view, shared by the explanation
         assert searched == rows * 2
+
+
+def _low_rank(rng: np.random.Generator, n: int, d: int, rank: int, noise: float) -> np.ndarray:
+    return rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) \
+        + noise * rng.standard_normal((n, d))
+
+
+def test_a_wide_view_reads_its_leading_axes_and_finds_the_same_nearest_rows() -> None:
+    rng = np.random.default_rng(5)
+    X = _low_rank(rng, 3500, 40, 6, 0.05)
+    det = KNNDetector(views=[[0, 1, 2], list(range(3, 40))]).fit(X[:3000])
+    assert det._projection(0) is None  # 3 columns: a full pass costs as little
+    proj = det._projection(1)
+    assert proj is not None and proj[1].shape[1] <= 37 // 2
+    queries = np.vstack([X[3000:], _low_rank(rng, 50, 40, 6, 3.0)])  # near and far rows
+    batch = det.score_samples(queries)
+    np.testing.assert_allclose(_one_by_one(det, queries), batch, rtol=1e-12)
+    ref = det.reference_[:, 3:]
+    for q in queries[:100]:
+        exact = ((ref - q[3:]) ** 2).sum(axis=1)
+        assert det._nearest_few(q[3:], 1)[1] == int(exact.argmin())
+
+
+def test_the_projection_keeps_near_ties_and_exact_duplicates() -> None:
+    # many reference rows at almost the same distance: the bound must keep them all
+    rng = np.random.default_rng(6)
+    base = _low_rank(rng, 300, 24, 3, 0.01)
+    X = np.vstack([base + 1e-7 * rng.standard_normal(base.shape) for _ in range(10)])
+    det = KNNDetector().fit(X)
+    assert det._projection(0) is not None
+    for q in base[:40] + 1e-8 * rng.standard_normal((40, 24)):
+        d2, i = det._nearest_few(q, 0)
+        exact = ((det.reference_ - q) ** 2).sum(axis=1)
+        assert d2 == pytest.approx(exact.min(), abs=1e-9)
+        assert exact[i] == pytest.approx(exact.min(), abs=1e-9)
+
+
+def test_spread_variance_keeps_the_full_pass() -> None:
+    rng = np.random.default_rng(7)
+    det = KNNDetector().fit(rng.standard_normal((2500, 20)))  # no leading axes
+    assert det._projection(0) is None
+    q = rng.standard_normal((1, 20))
+    assert det.score_samples(q)[0] == pytest.approx(
+        det.score_samples(np.vstack([q] * (_FEW + 1)))[0], rel=1e-12)

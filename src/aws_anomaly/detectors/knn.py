@@ -33,7 +33,12 @@ A call of a few rows (the live path scores one point a call) with one neighbour 
 reference set once in float32, feature-major (half the bytes of the float64 rows, in the
 layout a one-row product streams best), keeps the reference rows whose float32 distance is
 within a proven rounding bound of the smallest, and computes those few in float64 as the batch
-path does: the same nearest distance, for about a third of the time a point.
+path does: the same nearest distance, for about a third of the time a point. A wide view
+(16 to 128 columns) whose leading principal axes hold most of the reference's variance reads
+only those axes in the first pass: the distance along them is a lower bound of the whole
+distance (an orthonormal projection never lengthens a vector), so every row whose bound is
+above the distance of the best guess is left out, and the rest is checked in float64 as
+before (:meth:`KNNDetector._nearest_projected`): the same nearest row, for half the reads.
 
 Examples
 --------
@@ -80,6 +85,18 @@ _U32 = 2.0 ** -24
 
 #: Largest ``2 |x| max|t| + max|t|^2`` the float32 first pass takes (float32 ends at 3.4e38).
 _F32_SAFE = 1e36
+
+#: Views of this many columns (inclusive) get a projected first pass
+#: (:meth:`KNNDetector._nearest_projected`); below, a pass over every column costs as little;
+#: above, finding the axes at first use would cost more than a few live points.
+_PROJECT_COLUMNS = (16, 128)
+
+#: Share of the reference's variance the projected first pass keeps (its leading axes); the
+#: rest is what the bound leaves out, so less would keep more candidates to check in float64.
+_PROJECT_VARIANCE = 0.97
+
+#: Fewest reference rows for which a projection pays (a small reference is read in no time).
+_PROJECT_MIN_ROWS = 2048
 
 
 class KNNDetector(BaseDetector):
@@ -272,20 +289,22 @@ class KNNDetector(BaseDetector):
             ref_m2 = cache[("-2", view)] = np.ascontiguousarray(-2.0 * self._view_reference(view))
         return ref_m2
 
-    def _few_reference(self, view: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-        """(float32 feature-major reference, its float32 squared norms, the float64 reference
-        times -2, the rounding factor ``2 (d + 4) u`` and the largest reference norm ``T`` of
-        :meth:`_nearest_few`) of a view, made on first use and kept (not saved: derived from
-        ``reference_``)."""
+    def _few_reference(self, view: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(the float32 feature-major table ``(d + 1, n)``: the reference rows times -2, then
+        their squared norms, so that its product with ``(x, 1)`` is ``|t_i|^2 - 2 x.t_i``; the
+        float64 reference times -2; the rounding factor ``2 (d + 4) u`` and the largest
+        reference norm ``T`` of :meth:`_nearest_few`) of a view, made on first use and kept
+        (not saved: derived from ``reference_``)."""
         cache = self.__dict__.setdefault("_view_cache", {})
         few = cache.get(("f32", view))
         if few is None:
             sq = self.reference_sq_[view]
-            few = cache[("f32", view)] = (
-                np.ascontiguousarray(self._view_reference(view).T, dtype=np.float32),
-                sq.astype(np.float32), self._reference_m2(view),
-                2.0 * (len(self.views_[view]) + 4) * _U32, float(np.sqrt(sq.max())))
+            ref_m2 = self._reference_m2(view)
+            table = np.empty((ref_m2.shape[1] + 1, len(sq)), dtype=np.float32)
+            table[:-1] = ref_m2.T
+            table[-1] = sq
+            few = cache[("f32", view)] = (table, ref_m2, 2.0 * (len(self.views_[view]) + 4) * _U32,
+                                          float(np.sqrt(sq.max())))
         return few
 
     def _nearest_few(self, x: np.ndarray, view: int) -> tuple[float, int]:
@@ -294,17 +313,18 @@ class KNNDetector(BaseDetector):
         in float64.
 
         A float32 first pass estimates ``e_i = |t_i|^2 - 2 x.t_i`` for every reference row
-        ``t_i`` from a feature-major float32 copy of the view's reference (half the bytes, in
-        the layout a one-row product streams best). Rounding (of ``x`` and ``t`` to float32,
-        of the products, of any summation order of ``d`` terms, of ``|t|^2`` and of the last
-        addition) moves an estimate by at most ``E = (d + 4) u (2 |x| T + T^2)`` (``u`` =
-        2^-24, ``T`` the largest ``|t_i|``), so the rows whose estimate is within ``2 E`` of
-        the smallest hold every row whose exact ``e_i`` is the smallest; the bound used is
-        twice that. Those candidates (a few rows in practice) are computed in float64 as
-        :meth:`_nearest_sq` computes every row, so the result is its nearest distance, up to
-        the last bits of the float64 products (a one-row product may sum in another order
-        than a block's)."""
-        ref_t32, sq32, ref_m2, rel, tmax = self._few_reference(view)
+        ``t_i`` as one product of ``(x, 1)`` with a feature-major float32 table of the view's
+        reference times -2 and its squared norms (half the bytes, in the layout a one-row
+        product streams best). Rounding (of ``x`` and ``t`` to float32, of the products, of
+        any summation order of the ``d + 1`` terms, of ``|t|^2``) moves an estimate by at most
+        ``E = (d + 4) u (2 |x| T + T^2)`` (``u`` = 2^-24, ``T`` the largest ``|t_i|``), so the
+        rows whose estimate is within ``2 E`` of the smallest hold every row whose exact
+        ``e_i`` is the smallest; the bound used is twice that. A wide view may estimate a lower
+        bound on its leading axes instead (:meth:`_projected_candidates`). The candidates (a
+        few rows in practice) are computed in float64 as :meth:`_nearest_sq` computes every
+        row, so the result is its nearest distance, up to the last bits of the float64
+        products (a one-row product may sum in another order than a block's)."""
+        table, ref_m2, rel, tmax = self._few_reference(view)
         sq = self.reference_sq_[view]
         x2 = float(x @ x)
         size = 2.0 * math.sqrt(x2) * tmax + tmax * tmax
@@ -314,13 +334,84 @@ class KNNDetector(BaseDetector):
             d2 = self._sq_distances(row, view, None)[0]  # _nearest_sq's values, every row
             i = int(np.argmin(d2))
             return float(d2[i]), i
-        est = (x * -2.0).astype(np.float32) @ ref_t32
-        est += sq32
-        cand = (est <= float(est.min()) + 2.0 * rel * size).nonzero()[0]
+        proj = self._projection(view)
+        if proj is not None:
+            cand = self._projected_candidates(x, x2, view, proj)
+        else:
+            q = np.empty(len(x) + 1, dtype=np.float32)
+            q[:-1] = x
+            q[-1] = 1.0
+            est = q @ table
+            cand = (est <= float(est.min()) + 2.0 * rel * size).nonzero()[0]
         d2 = ref_m2.take(cand, axis=0) @ x
         d2 += sq.take(cand)
         i = int(d2.argmin())
         return max(float(d2[i]) + x2, 0.0), int(cand[i])
+
+    def _projection(self, view: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+        """The projected first pass's pieces for a view, or None where it does not pay
+        (:data:`_PROJECT_COLUMNS`, :data:`_PROJECT_MIN_ROWS`, or more than half the columns
+        needed to hold :data:`_PROJECT_VARIANCE` of the variance): ``(centre (d,), axes (d,
+        p) orthonormal, the float32 feature-major table (p + 1, n) whose product with ``(a,
+        1)`` is ``|b_i|^2 - 2 a.b_i`` (``a``, ``b_i`` the projected query and reference rows),
+        the largest ``|b_i|``, the largest ``|t_i|``)``. Made on first use from the
+        reference's covariance (a few ms) and kept, not saved."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        key = ("proj", view)
+        if key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        ref = self._view_reference(view)
+        n, d = ref.shape
+        out = None
+        if _PROJECT_COLUMNS[0] <= d <= _PROJECT_COLUMNS[1] and n >= _PROJECT_MIN_ROWS:
+            centre = ref.mean(axis=0)
+            dev = ref - centre
+            var, axes = np.linalg.eigh(dev.T @ dev)
+            var, axes = var[::-1], axes[:, ::-1]
+            share = np.cumsum(np.maximum(var, 0.0))
+            p = int(np.searchsorted(share, _PROJECT_VARIANCE * share[-1])) + 1
+            if share[-1] > 0 and p <= d // 2:
+                axes = np.ascontiguousarray(axes[:, :p])
+                b = dev @ axes
+                b2 = np.einsum("ij,ij->i", b, b)
+                table = np.empty((p + 1, n), dtype=np.float32)
+                table[:p] = (b * -2.0).T
+                table[p] = b2
+                out = (centre, axes, table, float(np.sqrt(b2.max())),
+                       float(np.sqrt(self.reference_sq_[view].max())))
+        cache[key] = out
+        return out
+
+    def _projected_candidates(self, x: np.ndarray, x2: float, view: int,
+                              proj: tuple[np.ndarray, np.ndarray, np.ndarray, float, float]
+                              ) -> np.ndarray:
+        """Reference rows (indices) that may be the nearest to ``x`` (the view's columns;
+        ``x2`` = ``|x|^2``), from the projection on the view's leading axes.
+
+        With ``a`` and ``b_i`` the projections of ``x`` and of reference row ``t_i`` (centred),
+        ``|x - t_i|^2 >= |a - b_i|^2 = |a|^2 + f_i`` with ``f_i = |b_i|^2 - 2 a.b_i`` (the axes
+        are orthonormal). ``f_i`` is estimated in float32, within ``E = 2 (p + 4) u (2 |a| B +
+        B^2)`` (``B`` the largest ``|b_i|``; the same rounding argument as the unprojected
+        pass, doubled). The row ``j`` of the smallest estimate is the guess: its exact
+        ``e_j = |t_j|^2 - 2 x.t_j`` (float64, as every candidate is computed). A row ``i`` can
+        be the nearest only if ``|a|^2 + f_i - |x|^2 <= e_j``, so the rows whose estimate is
+        within that (plus ``2 E`` and a float64 allowance of ``1e-9 (|x| + T)^2``, ``T`` the
+        largest ``|t_i|``, for the products and the axes' orthonormality) are the candidates:
+        the guess and, in practice, a few more."""
+        centre, axes, table, bmax, tmax = proj
+        p = axes.shape[1]
+        q = np.empty(p + 1)
+        np.dot(x - centre, axes, out=q[:p])
+        q[p] = 1.0
+        a2 = float(q[:p] @ q[:p])
+        est = q.astype(np.float32) @ table
+        j = int(est.argmin())
+        ref_m2 = self._few_reference(view)[1]
+        e_j = float(ref_m2[j] @ x) + float(self.reference_sq_[view][j])
+        size = 2.0 * math.sqrt(a2) * bmax + bmax * bmax
+        slack = 4.0 * (p + 4) * _U32 * size + 1e-9 * (math.sqrt(x2) + tmax) ** 2
+        return (est <= e_j + x2 - a2 + slack).nonzero()[0]
 
     def _nearest_rows(self, xc: np.ndarray, view: int) -> np.ndarray:
         """Index of each row's nearest reference row in one view (the argmin of
