@@ -55,3 +55,29 @@ def test_a_blas_library_loaded_after_the_first_use_is_limited_too(monkeypatch) -
     assert again is not seen and [lib.filepath for lib in again] == [
         lib.filepath for lib in seen]
     assert base._blas_libraries() is again  # no import since: the same look
+
+
+def test_one_thread_in_a_worker_thread_too() -> None:
+    """The service scores in request and scheduler threads: the limit must hold there, not
+    only in the first thread that used it (threadpoolctl's own OpenBLAS setter does nothing
+    outside that thread)."""
+    import threading
+
+    np.ones((2, 2)) @ np.ones((2, 2))
+    with threadpool_limits(2, user_api="blas"):
+        with blas_one_thread():  # the main thread uses it first
+            pass
+        seen: dict[str, list[int]] = {}
+
+        def worker() -> None:
+            seen["before"] = _blas_threads()
+            with blas_one_thread():
+                seen["inside"] = _blas_threads()
+            seen["after"] = _blas_threads()
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert set(seen["before"]) == {2}
+        assert set(seen["inside"]) == {1}
+        assert seen["after"] == seen["before"]

@@ -194,52 +194,96 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return max(1, cpus + 1 + n_jobs) if n_jobs < 0 else int(n_jobs)
 
 
-#: (how many modules were imported when the BLAS libraries were last looked for, them)
-_BLAS: list[tuple[int, list[Any]]] = []
+#: (how many modules were imported when the BLAS libraries were last looked for, their knobs,
+#: whether any knob is per thread)
+_BLAS: list[tuple[int, list[_BlasKnob], bool]] = []
+
+
+class _BlasKnob:
+    """One BLAS library's thread count: ``get()``, ``set(n)``, and whether the count is the
+    calling thread's own (OpenBLAS built on OpenMP) rather than the process's.
+
+    OpenBLAS on its own threads (the numpy and scipy wheels) is driven through its C
+    functions directly: threadpoolctl's ``set_num_threads`` for it does nothing when called
+    from any thread but the first one that ever called it (threadpoolctl >= 3.6 keeps one
+    "controlling" thread per process), so the service's request and scheduler threads could
+    not limit it; and each call through it costs several microseconds a live point.
+    ``_OneBlasThread``'s lock keeps the process-wide counts consistent instead."""
+
+    __slots__ = ("filepath", "get", "per_thread", "set")
+
+    def __init__(self, lib: Any) -> None:
+        self.filepath: str = lib.filepath
+        self.get: Callable[[], Any] = lib.get_num_threads
+        self.set: Callable[[int], Any] = lib.set_num_threads
+        self.per_thread = False
+        if lib.internal_api != "openblas":
+            return
+        if getattr(lib, "threading_layer", None) == "openmp":
+            self.per_thread = True  # OpenMP's count is the calling thread's
+            return
+        for prefix in ("", "scipy_"):
+            for suffix in ("", "64_", "_64"):
+                get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                set_ = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    self.get, self.set = get, set_
+                    return
 
 
 class _OneBlasThread:
     """Context manager: BLAS libraries on one thread inside, their previous counts after.
 
-    The thread count is the process's, and the service scores in several threads at once
-    (requests, the scheduler's tick, a retrain): the first thread in records the counts and
-    sets one thread, the last one out restores them, so one thread leaving never lifts the
-    limit under another that is still inside."""
+    A process-wide count (OpenBLAS on its own threads) is shared by every thread, and the
+    service scores in several threads at once (requests, the scheduler's tick, a retrain):
+    the first thread in records the counts and sets one thread, the last one out restores
+    them, so one thread leaving never lifts the limit under another that is still inside. A
+    per-thread count (OpenBLAS on OpenMP) is set and restored by each thread for itself."""
 
-    __slots__ = ()
+    __slots__ = ("_own",)
     _lock = threading.Lock()
     _inside = 0
-    _saved: ClassVar[list[tuple[Any, int]]] = []
+    _saved: ClassVar[list[tuple[_BlasKnob, int]]] = []
 
     def __enter__(self) -> None:
         cls = _OneBlasThread
+        knobs = _blas_libraries()
         with cls._lock:
             if cls._inside == 0:
-                cls._saved = [(lib, lib.get_num_threads()) for lib in _blas_libraries()]
-                for lib, n in cls._saved:
+                cls._saved = [(k, k.get()) for k in knobs if not k.per_thread]
+                for k, n in cls._saved:
                     if n != 1:
-                        lib.set_num_threads(1)
+                        k.set(1)
             cls._inside += 1
+        self._own = [(k, k.get()) for k in knobs if k.per_thread] if _BLAS[0][2] else []
+        for k, n in self._own:
+            if n != 1:
+                k.set(1)
 
     def __exit__(self, *exc: object) -> None:
+        for k, n in self._own:
+            if n is not None and n != 1:
+                k.set(n)
         cls = _OneBlasThread
         with cls._lock:
             cls._inside -= 1
             if cls._inside == 0:
-                for lib, n in cls._saved:
+                for k, n in cls._saved:
                     if n is not None and n != 1:
-                        lib.set_num_threads(n)
+                        k.set(n)
                 cls._saved = []
 
 
-def _blas_libraries() -> list[Any]:
-    """The BLAS libraries loaded in the process (threadpoolctl's controllers). Looked for
-    again only after an import (a new extension module, e.g. scipy or torch, may bring its
-    own BLAS); the live path imports nothing, so it reuses the last look."""
+def _blas_libraries() -> list[_BlasKnob]:
+    """The BLAS libraries loaded in the process (a :class:`_BlasKnob` of each of
+    threadpoolctl's controllers). Looked for again only after an import (a new extension
+    module, e.g. scipy or torch, may bring its own BLAS); the live path imports nothing, so
+    it reuses the last look."""
     n = len(sys.modules)
     if not _BLAS or _BLAS[0][0] != n:
-        _BLAS[:] = [(n, [lib for lib in ThreadpoolController().lib_controllers
-                         if lib.user_api == "blas"])]
+        knobs = [_BlasKnob(lib) for lib in ThreadpoolController().lib_controllers
+                 if lib.user_api == "blas"]
+        _BLAS[:] = [(n, knobs, any(k.per_thread for k in knobs))]
     return _BLAS[0][1]
 
 
@@ -253,8 +297,10 @@ def blas_one_thread() -> Any:
     default kNN model took 7.8 ms (p50) instead of 0.3 ms with the other core busy.
 
     ``threadpool_limits(...)`` scans every loaded shared library on each call (~4 ms here);
-    the libraries are looked for again only after an import, and each use is a
-    few C calls (~10 us of CPU with OpenBLAS: worth it only around a large product).
+    the libraries are looked for again only after an import, and each use is a few C calls
+    (~2.5 us with the two OpenBLAS of numpy and scipy, against ~9.5 us through
+    threadpoolctl's methods: worth it only around a large product). It limits BLAS in any
+    thread, not only the first one that used it (see :class:`_BlasKnob`).
     """
     return _OneBlasThread()
 
