@@ -493,7 +493,7 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
     Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
     Xt, ready_t, _ = model._features(sp.test, hist, "test")
     Xv = Xv[ready_v]
-    zt = model._constant_breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
+    zt = model.constant_guard.breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
     vv, vt = _view_scores(model, Xv), _view_scores(model, Xt)
     m: dict[str, Pair] = {"L": (vv[:, 0], vt[:, 0]), "S": (vv[:, 1], vt[:, 1])}
     # the holdout's labels: with labels, the model's POT fit takes the normal points only

@@ -76,7 +76,7 @@ def injected_fit_rows(model: Any, fit_part: Dataset, seed: int, per_day: float
     injected, new, kinds = inject_holdout(fit_part, seed, per_day)
     X, ready, _ = model._features(injected, None, "injected fit part")
     rows = ready & new
-    xi = model._blind_constants(X[rows])
+    xi = model.constant_guard.blind(X[rows])
     return {"xi": xi.astype(np.float32), "ki": kinds[rows],
             "events": np.int64(len(events_of(new))),
             "seconds": np.float64(time.perf_counter() - t0)}

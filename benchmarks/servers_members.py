@@ -85,7 +85,7 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
 
     with threadpool_limits(1):
         data, model, Xv, Xt, ready_t, zt = fit_for_dump(key, folder)
-        Xv, Xt = model._blind_constants(Xv), model._blind_constants(Xt)
+        Xv, Xt = model.constant_guard.blind(Xv), model.constant_guard.blind(Xt)
         det = model.detector_
         if len(det.reference_) >= det.max_train_rows:
             raise SystemExit(f"error: {key}: the reference set may be a subsample; the "

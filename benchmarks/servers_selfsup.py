@@ -125,7 +125,7 @@ def injected_rows(model: Any, fit_part: Dataset, holdout: Dataset, seed: int,
     t0 = time.perf_counter()
     injected, new, kinds = inject_holdout(holdout, seed, per_day, min_events)
     X, ready, _ = model._features(injected, fit_part, "injected holdout")
-    xi = model._blind_constants(X[ready])
+    xi = model.constant_guard.blind(X[ready])
     vi = _view_scores(model, X[ready])
     old = (holdout.frame["is_anomaly"].to_numpy() == 1) if holdout.has_labels \
         else np.zeros(len(ready), bool)

@@ -371,8 +371,8 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
     # the reference rows' entities: the fit part's ready, unlabelled rows, as ``fit`` keeps
     Xf, ready_f, _ = model._features(fit_part, None, "fit")
     use = ready_f & (fit_part.frame["is_anomaly"].to_numpy() != 1)
-    ref = model._blind_constants(np.asarray(det.reference_))
-    if len(ref) != int(use.sum()) or not np.allclose(model._blind_constants(Xf[use]), ref):
+    ref = model.constant_guard.blind(np.asarray(det.reference_))
+    if len(ref) != int(use.sum()) or not np.allclose(model.constant_guard.blind(Xf[use]), ref):
         raise SystemExit(f"error: demo seed {seed}: the reference is not the fit part's ready, "
                          "unlabelled rows in order (subsampled?); per-entity tails need them")
     names = {e: i for i, e in enumerate(hist.entities)}
@@ -387,12 +387,12 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
         "ref": ref, "eref": codes(fit_part.frame)[use],
         "ev": codes(holdout.frame)[ready_v], "et": codes(sp.test.frame),
         "kinds": sp.test.frame["anomaly_type"].to_numpy().astype(str),
-        "xv": model._blind_constants(Xv), "xt": model._blind_constants(Xt),
+        "xv": model.constant_guard.blind(Xv), "xt": model.constant_guard.blind(Xt),
         "vv": _view_scores(model, Xv), "vt": _view_scores(model, Xt),
         "lv": np.asarray(det.views_[0]), "sv": np.asarray(det.views_[1]),
         "column_metric": column_metric,
         "constant": np.asarray(sorted(model.constant_), dtype=np.int64),
-        "zt": (model._constant_breaks(Xt).max(axis=1) if model.constant_
+        "zt": (model.constant_guard.breaks(Xt).max(axis=1) if model.constant_
                else np.zeros(len(Xt))),
         "readyt": ready_t, "rawv": model._raw(Xv), "rawt": model._raw(Xt),
         "yv": holdout.frame["is_anomaly"].to_numpy()[ready_v].astype(bool),

@@ -62,7 +62,7 @@ Rule = Callable[[Dump], np.ndarray]
 def _view_scores(model: AnomalyModel, X: np.ndarray) -> np.ndarray:
     """(rows, views): each view's nearest-reference distance / sqrt(its columns)."""
     det = model.detector_
-    Xb = model._blind_constants(X)
+    Xb = model.constant_guard.blind(X)
     out = np.empty((len(Xb), len(det.views_)))
     for v, cols in enumerate(det.views_):
         for s in range(0, len(Xb), 256):
@@ -90,7 +90,7 @@ def fit_for_dump(key: str, folder: Path) -> tuple[Any, Any, np.ndarray, np.ndarr
     fit_part, holdout = parts
     Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")
     Xt, ready_t, _ = model._features(data.test, data.train, "test")
-    zt = model._constant_breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
+    zt = model.constant_guard.breaks(Xt).max(axis=1) if model.constant_ else np.zeros(len(Xt))
     return data, model, Xv[ready_v], Xt, ready_t, zt
 
 
@@ -106,14 +106,14 @@ def dump_server(key: str, folder: Path, out: Path) -> Path:
         # every ready training row (the holdout included) as the reference.
         Xa, ready_a, _ = model._features(data.train, None, "training data")
         refit = make_detector(model.detector, **model.detector_.get_params()).fit(
-            model._blind_constants(Xa[ready_a]))
+            model.constant_guard.blind(Xa[ready_a]))
         del Xa
         arrays = {
             "rawv": model._raw(Xv), "vv": _view_scores(model, Xv),
             "rawt": model._raw(Xt), "vt": _view_scores(model, Xt), "readyt": ready_t,
-            "rawt_refit": refit.score_samples(model._blind_constants(Xt)),
+            "rawt_refit": refit.score_samples(model.constant_guard.blind(Xt)),
             # the level view's test rows, for the re-baselining rule
-            "xl": model._blind_constants(Xt)[:, model.detector_.views_[0]],
+            "xl": model.constant_guard.blind(Xt)[:, model.detector_.views_[0]],
             "zt": zt, "y": data.labels, "thr": np.float64(model.calibrator_.threshold_),
             "center": np.float64(model.calibrator_.center_),
             "step_s": np.float64(data.train.step.total_seconds()),

@@ -48,6 +48,7 @@ import pandas as pd
 from aws_anomaly import bundle, modelfile
 from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion_shares
 from aws_anomaly.calibration import Calibrator
+from aws_anomaly.constants import ConstantGuard, constant_metrics
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
 from aws_anomaly.detectors import DETECTORS, make_detector
@@ -71,7 +72,7 @@ from aws_anomaly.features.persist import (
 from aws_anomaly.features.select import FEATURE_SETS, select_columns, std_columns
 from aws_anomaly.features.spec import FeaturePlan
 from aws_anomaly.progress import stage, track
-from aws_anomaly.scaling import CONSTANT_TOLERANCE, Scaler, fit_log_floor, prepare
+from aws_anomaly.scaling import Scaler, fit_log_floor, prepare
 from aws_anomaly.stream import PointScore, StreamScorer
 from aws_anomaly.threshold import (
     AUTO_MAX_FPR,
@@ -462,24 +463,21 @@ class AnomalyModel:
             # ... and not clipped: a level far outside the history is the signal itself
             # (measured: clipping it cost 0.03 mean best-F1 and paged on drifting servers).
             self.scaler_.unclipped = tuple(int(j) for j in lv)
-        if self.constant_:
-            # A metric that never moved in training: its value column is scaled so that any
-            # change from the constant is >= 1 unit (see _constant_breaks); the detector sees
-            # none of its columns (they carry nothing about normal behaviour).
-            vcols = self._constant_value_columns()
-            values = np.asarray(list(self.constant_.values()), dtype=np.float64)
-            self.scaler_.center_[vcols] = values
-            self.scaler_.scale_[vcols] = CONSTANT_TOLERANCE * (1.0 + np.abs(values))
+        # A metric that never moved in training: its value column is scaled so that any
+        # change from the constant is >= 1 unit; the detector sees none of its columns (they
+        # carry nothing about normal behaviour). See aws_anomaly.constants.
+        self.constant_guard.scale(self.scaler_)
         if self.persist_weight != 1.0:
             # A smaller unit = a larger weight in the detector's distances; stored in the
             # scaler's arrays, so saved bundles and streams need nothing more.
             k = self.feature_plan().n_features
             pcols = [j for j, c in enumerate(self.columns_) if c >= k]
             self.scaler_.scale_[pcols] /= self.persist_weight
-        Xs = self._blind_constants(self.scaler_.transform(X))
+        guard = self.constant_guard
+        Xs = guard.blind(self.scaler_.transform(X))
         del X
         Xa = (None if X_anom is None
-              else self._blind_constants(self.scaler_.transform(self._prepare(X_anom))))
+              else guard.blind(self.scaler_.transform(self._prepare(X_anom))))
         self.median_ = np.median(Xs, axis=0)
         Xv = y = entities = None
         if validation is not None:
@@ -638,9 +636,9 @@ class AnomalyModel:
         self.feature_names_ = tuple(names[c] for c in cols)
         self.groups_ = {k: sorted(j for i in v for j in positions.get(int(i), []))
                         for k, v in groups.items()}
-        self._constant_cache = None
         # metric position -> its constant training value
         self.constant_ = {self.metrics_.index(m): float(v) for m, v in constants.items()}
+        self._constant_guard = None  # derived from the above: built on first use
 
     def _fit_log_floor(self, X_full: np.ndarray) -> None:
         """Per-column floors for the log of rolling standard deviations (0 = no log)."""
@@ -653,38 +651,17 @@ class AnomalyModel:
         return prepare(X_full, self.columns_, self.log_floor_, self._log_columns)
 
     # ------------------------------------------------------------------ constant metrics
-    def _constant_layout(self) -> tuple[np.ndarray, np.ndarray]:
-        """(value columns, all columns) of the constant metrics, positions in the model's
-        columns; derived once from ``constant_`` and the column layout (scoring is a hot path)."""
-        cached = getattr(self, "_constant_cache", None)
-        if cached is None:
-            # the last position of each constant metric's value column among the model's
-            idx_value = self.feature_plan().idx_value
-            pos = {int(c): j for j, c in enumerate(self.columns_)}
-            values = [pos[int(idx_value[m])] for m in self.constant_]
-            blinded = sorted({c for m in self.constant_
-                              for c in self.groups_.get(self.metrics_[m], [])})
-            cached = (np.asarray(values, dtype=np.int64), np.asarray(blinded, dtype=np.int64))
-            self._constant_cache = cached
-        return cached
-
-    def _constant_value_columns(self) -> np.ndarray:
-        """Positions (in the model's columns) of the value of each constant metric."""
-        return self._constant_layout()[0]
-
-    def _blind_constants(self, Xs: np.ndarray) -> np.ndarray:
-        """``Xs`` with the columns of constant metrics at their training value (0): the
-        detector learns nothing from them and is not thrown off when they move."""
-        if not getattr(self, "constant_", None):
-            return Xs
-        out = Xs.copy()
-        out[:, self._constant_layout()[1]] = 0.0
-        return out
-
-    def _constant_breaks(self, Xs: np.ndarray) -> np.ndarray:
-        """(n, n_constant) distance of each constant metric from its training value, in units
-        of the tolerance: >= 1 means it moved (see :data:`CONSTANT_TOLERANCE`)."""
-        return np.abs(Xs[:, self._constant_value_columns()])
+    @property
+    def constant_guard(self) -> ConstantGuard:
+        """The "should stay constant" check of the metrics constant over training
+        (:class:`~aws_anomaly.constants.ConstantGuard`, false when there are none); built once
+        from ``constant_`` and the column layout (scoring is a hot path)."""
+        guard = self.__dict__.get("_constant_guard")
+        if guard is None:
+            guard = ConstantGuard.build(self.constant_, self.metrics_, self.columns_,
+                                        self.feature_plan().idx_value, self.groups_)
+            self._constant_guard = guard
+        return guard
 
     @property
     def _log_columns(self) -> np.ndarray:
@@ -725,12 +702,12 @@ class AnomalyModel:
 
     # ------------------------------------------------------------------ scoring
     def _raw(self, Xs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.detector_.score_samples(self._blind_constants(Xs)),
+        return np.asarray(self.detector_.score_samples(self.constant_guard.blind(Xs)),
                           dtype=np.float64)
 
     def _raw_prepared(self, Xs: np.ndarray) -> np.ndarray:
         """:meth:`_raw` of rows this model transformed itself (no re-validation)."""
-        return np.asarray(self.detector_.score_prepared(self._blind_constants(Xs)),
+        return np.asarray(self.detector_.score_prepared(self.constant_guard.blind(Xs)),
                           dtype=np.float64)
 
     def _contributions(self, Xs: np.ndarray, raw: np.ndarray,
@@ -742,7 +719,7 @@ class AnomalyModel:
         if explain is not None:
             if len(Xs) == 0:
                 return np.zeros((0, len(self.metrics_)))
-            return decomposed_shares(explain(self._blind_constants(Xs)), self.metrics_,
+            return decomposed_shares(explain(self.constant_guard.blind(Xs)), self.metrics_,
                                      self.groups_)
         return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_,
                                 raw_fn or self._raw, _OCCLUSION_ROWS)
@@ -764,16 +741,15 @@ class AnomalyModel:
             score[idx] = self._calibrate(
                 raw, entity if entity is None or isinstance(entity, str) or idx.size == len(X)
                 else entity[idx])
-            brk = None
-            if getattr(self, "constant_", None):
+            brk = z = None
+            guard = self.constant_guard
+            if guard:
                 # A metric constant over all of training has moved: anomalous whatever the
-                # detector says ("should stay constant"); the score grows with the log of
-                # the move in tolerance units, so it stays readable.
-                z = self._constant_breaks(Xs)
-                zmax = z.max(axis=1)
-                brk = zmax >= 1.0
+                # detector says ("should stay constant"; aws_anomaly.constants).
+                z = guard.breaks(Xs)
+                brk = guard.moved(z)
                 if brk.any():
-                    score[idx[brk]] = np.maximum(score[idx[brk]], 1.0 + np.log1p(zmax[brk] - 1.0))
+                    score[idx[brk]] = guard.lift(score[idx[brk]], z[brk])
             if explain != "none":
                 sel = (np.ones(len(idx), dtype=bool) if explain == "all"
                        else score[idx] >= 1.0)
@@ -782,10 +758,7 @@ class AnomalyModel:
                 if sel.any():
                     contrib[idx[sel]] = self._contributions(Xs[sel], raw[sel])
                 if brk is not None and brk.any():
-                    zb = np.where(z[brk] >= 1.0, z[brk], 0.0)
-                    share = np.zeros((int(brk.sum()), m))
-                    share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
-                    contrib[idx[brk]] = share
+                    contrib[idx[brk]] = guard.shares(z[brk])
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
@@ -807,21 +780,17 @@ class AnomalyModel:
     def _score_row(self, X: np.ndarray, entity: str | None
                    ) -> tuple[float, bool, np.ndarray | None]:
         paired = getattr(self.detector_, "score_explained", None)
+        guard = self.constant_guard
         explain = None
         if paired is None:
             raw = self._raw_prepared(X)
         else:  # the explanation reuses the score's search (kNN: its nearest rows)
-            raw, explain = paired(self._blind_constants(X))
+            raw, explain = paired(guard.blind(X))
         score = self.calibrator_for(entity).transform_one(float(raw[0]))
-        if getattr(self, "constant_", None):
-            z = self._constant_breaks(X)
-            zmax = z.max(axis=1)
-            if zmax[0] >= 1.0:  # a constant metric moved: see score_transformed
-                score = float(np.maximum(score, 1.0 + np.log1p(zmax[0] - 1.0)))
-                zb = np.where(z >= 1.0, z, 0.0)
-                share = np.zeros((1, len(self.metrics_)))
-                share[:, list(self.constant_)] = zb / zb.sum(axis=1, keepdims=True)
-                return score, True, share[0]
+        if guard:
+            z = guard.breaks(X)
+            if guard.moved(z)[0]:  # a constant metric moved: see score_transformed
+                return float(guard.lift(score, z)[0]), True, guard.shares(z)[0]
         if score >= 1.0:
             if explain is not None:
                 return score, True, decomposed_shares(explain(), self.metrics_, self.groups_)[0]
@@ -1133,22 +1102,6 @@ def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Data
     if ((size - n_tail) < min_rows).any() or (n_tail < 10).any():
         return None
     return ds.split_tail(share)
-
-
-def constant_metrics(ds: Dataset) -> dict[str, float]:
-    """Metrics that hold one value over every row of ``ds`` (all entities): metric -> value.
-
-    >>> ts = pd.date_range("2026-01-01", periods=3, freq="1h", tz="UTC")
-    >>> constant_metrics(Dataset.from_frame(pd.DataFrame(
-    ...     {"timestamp": ts, "cpu": [0.1, 0.2, 0.3], "disk": [0.0, 0.0, 0.0]})))
-    {'disk': 0.0}
-    """
-    out = {}
-    for m in ds.metrics:
-        col = ds.frame[m].to_numpy(dtype=np.float64)
-        if col.size and np.ptp(col) == 0.0:
-            out[m] = float(col[0])
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

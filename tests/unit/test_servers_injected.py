@@ -50,7 +50,7 @@ def test_the_injected_copy_never_touches_the_real_rows_the_member_is_scored_on(b
     np.testing.assert_array_equal(again["xi"], inj["xi"])          # reproducible by seed
     _, new, _ = bench.inject_holdout(fit_part, 0, 2)
     X, ready, _ = model._features(fit_part, None, "fit part")
-    clean = model._blind_constants(X[ready & new])
+    clean = model.constant_guard.blind(X[ready & new])
     assert clean.shape == inj["xi"].shape
     assert np.abs(inj["xi"] - clean).max(axis=1).mean() > 0.5
 

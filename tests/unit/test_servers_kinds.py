@@ -41,8 +41,8 @@ def fitted(bench):
     for i, metric in enumerate(model.metrics_):
         column_metric[model.groups_.get(metric, [])] = i
     X, ready, _ = model._features(sp.test, hist, "test")
-    x = model._blind_constants(X[ready])
-    d = {"ref": model._blind_constants(np.asarray(det.reference_)),
+    x = model.constant_guard.blind(X[ready])
+    d = {"ref": model.constant_guard.blind(np.asarray(det.reference_)),
          "lv": np.asarray(det.views_[0]), "sv": np.asarray(det.views_[1]),
          "column_metric": column_metric}
     return model, d, x, _view_scores(model, x)

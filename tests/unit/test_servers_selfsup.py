@@ -59,7 +59,7 @@ def test_injected_rows_are_rebuilt_causally_with_the_models_own_transform(bench,
     codes = {e: i for i, e in enumerate(holdout.entities)}
     inj = bench.injected_rows(model, fit_part, holdout, seed=0, per_day=4, codes=codes)
     X, ready, _ = model._features(holdout, fit_part, "holdout")
-    clean = model._blind_constants(X[ready])
+    clean = model.constant_guard.blind(X[ready])
     assert inj["xi"].shape == clean.shape and len(inj["yi"]) == len(clean)
     np.testing.assert_allclose(inj["vi"], _view_scores(model, inj["xi"]), rtol=1e-5)
     for code in codes.values():
