@@ -39,15 +39,43 @@ OCCLUSION_ROWS = 16_384
 def decomposed_shares(parts: np.ndarray, metrics: Sequence[str],
                       groups: Mapping[str, Sequence[int]]) -> np.ndarray:
     """Shares ``(rows, metrics)`` from a detector's per-column parts of its score
-    (``(rows, columns)``); rows whose parts sum to 0 share equally."""
+    (``(rows, columns)``); rows whose parts sum to 0 share equally.
+
+    Each metric's part is the sum of its columns' (a column listed twice counts twice): one
+    product with a (columns, metrics) count matrix cached per ``groups`` object, so a flagged
+    live point pays one small product instead of a gather and a sum per metric.
+
+    >>> decomposed_shares(np.array([[1.0, 3.0, 0.0]]), ["a", "b"], {"a": [0], "b": [1]}).tolist()
+    [[0.25, 0.75]]
+    """
     m = len(metrics)
-    out = np.zeros((len(parts), m))
-    for j, metric in enumerate(metrics):
-        cols = groups.get(metric, [])
-        if cols:
-            out[:, j] = parts[:, cols].sum(axis=1)
+    out = parts @ _membership(metrics, groups, parts.shape[1])
     total = out.sum(axis=1, keepdims=True)
     return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
+
+
+#: ``id(groups)`` -> (groups, metrics, columns, count matrix) of :func:`_membership`.
+_MEMBERS: dict[int, tuple[Mapping[str, Sequence[int]], tuple[str, ...], int, np.ndarray]] = {}
+
+
+def _membership(metrics: Sequence[str], groups: Mapping[str, Sequence[int]], n_cols: int
+                ) -> np.ndarray:
+    """``(n_cols, metrics)``: how many times each column is listed in each metric's group
+    (negative positions counted from the end, as indexing reads them). Cached per ``groups``
+    object like :func:`_one_row_plan`'s plans."""
+    key = id(groups)
+    hit = _MEMBERS.get(key)
+    names = tuple(metrics)
+    if hit is not None and hit[0] is groups and hit[1] == names and hit[2] == n_cols:
+        return hit[3]
+    count = np.zeros((n_cols, len(names)))
+    for j, metric in enumerate(names):
+        for c in groups.get(metric, []):
+            count[c, j] += 1.0
+    if len(_MEMBERS) >= _PLANS_MAX:
+        _MEMBERS.clear()
+    _MEMBERS[key] = (groups, names, n_cols, count)
+    return count
 
 
 #: ``id(groups)`` -> (groups, metrics, columns, plan) of :func:`_one_row_plan`; a model's

@@ -531,7 +531,7 @@ class KNNDetector(BaseDetector):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
                 near = self._block_nearest(xc, view, nearest, s)
-                diff = (xc[:, cols] - self.reference_[near][:, cols]) ** 2
+                diff = (xc[:, cols] - self._view_reference(view)[near]) ** 2
                 if self.views:
                     diff /= len(cols)
                 out[s:s + _BLOCK, cols] += diff
@@ -551,7 +551,7 @@ class KNNDetector(BaseDetector):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
                 near = self._block_nearest(xc, view, nearest, s)
-                diff = (xc[:, cols] - self.reference_[near][:, cols]) ** 2
+                diff = (xc[:, cols] - self._view_reference(view)[near]) ** 2
                 total = diff.sum(axis=1, keepdims=True)
                 part = np.sqrt(total) / (np.sqrt(len(cols)) if self.views else 1.0) / n_views
                 out[s:s + _BLOCK, cols] += np.divide(diff * part, total,
