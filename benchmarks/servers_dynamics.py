@@ -255,7 +255,8 @@ def ocsvm_scores(key: str, data_root: str, cache: Path, n_hold: int, n_test: int
     from threadpoolctl import threadpool_limits
 
     from aws_anomaly.evaluation.servers_bench import discover_servers, load_server
-    from aws_anomaly.model import AnomalyModel, _tail_split
+    from aws_anomaly.fitting import holdout_split
+    from aws_anomaly.model import AnomalyModel
     from aws_anomaly.presets import default_model
 
     folder = dict(discover_servers(data_root, [key]))[key]
@@ -264,7 +265,7 @@ def ocsvm_scores(key: str, data_root: str, cache: Path, n_hold: int, n_test: int
     with threadpool_limits(1):
         share = default_model(data.train.step).calibration_holdout
         dflt = default_model(data.train.step)
-        parts = _tail_split(data.train, share, dflt.spec.min_history + 10)
+        parts = holdout_split(dflt, data.train, share)
         assert parts is not None
         fit_part, holdout = parts
         model = AnomalyModel().fit(fit_part, holdout)
@@ -480,14 +481,15 @@ def demo_members(seed: int, days: float = 28) -> tuple[dict[str, Pair], Dump, np
 
     from aws_anomaly.data import generate_demo
     from aws_anomaly.evaluation.split import chronological_split, concat
-    from aws_anomaly.model import AnomalyModel, _tail_split
+    from aws_anomaly.fitting import holdout_split
+    from aws_anomaly.model import AnomalyModel
     from aws_anomaly.presets import default_model
 
     ds, _ = generate_demo(seed=seed, days=days)
     sp = chronological_split(ds)
     hist = concat([sp.train, sp.validation])
     model = default_model(ds.step).fit(hist)
-    parts = _tail_split(hist, model.calibration_holdout, model.spec.min_history + 10)
+    parts = holdout_split(model, hist)
     assert parts is not None
     fit_part, holdout = parts
     Xv, ready_v, _ = model._features(holdout, fit_part, "holdout")

@@ -280,13 +280,13 @@ def _fit_and_inject(train: Any, d: Dump, paths: dict[int, Path], per_day: float,
     ``paths[seed]``."""
     from servers_thresholds import _view_scores
 
-    from aws_anomaly.model import _tail_split
+    from aws_anomaly.fitting import holdout_split
     from aws_anomaly.presets import default_model
 
     t0 = time.perf_counter()
     model = default_model(train.step).fit(train)
     fit_s = time.perf_counter() - t0
-    parts = _tail_split(train, model.calibration_holdout, model.spec.min_history + 10)
+    parts = holdout_split(model, train)
     if parts is None:
         raise SystemExit(f"error: {where}: too short for the default model's holdout")
     fit_part, holdout = parts

@@ -353,14 +353,14 @@ def demo_arrays(seed: int, cache: Path, days: float = 28) -> dict[str, np.ndarra
 
     from aws_anomaly.data import generate_demo
     from aws_anomaly.evaluation.split import chronological_split, concat
-    from aws_anomaly.model import _tail_split
+    from aws_anomaly.fitting import holdout_split
     from aws_anomaly.presets import default_model
 
     ds, _ = generate_demo(seed=seed, days=days)
     sp = chronological_split(ds)
     hist = concat([sp.train, sp.validation])
     model = default_model(ds.step).fit(hist)
-    parts = _tail_split(hist, model.calibration_holdout, model.spec.min_history + 10)
+    parts = holdout_split(model, hist)
     if parts is None:
         raise SystemExit(f"error: demo seed {seed}: no calibration holdout")
     fit_part, holdout = parts

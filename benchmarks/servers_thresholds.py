@@ -79,12 +79,12 @@ def fit_for_dump(key: str, folder: Path) -> tuple[Any, Any, np.ndarray, np.ndarr
     before it as look-back), the test rows' features and readiness, and per test row the
     largest move of a metric constant in training (tolerance units). Call it with BLAS
     limited to one thread."""
-    from aws_anomaly.model import _tail_split
+    from aws_anomaly.fitting import holdout_split
     from aws_anomaly.presets import default_model
 
     data = load_server(key, folder)
     model = default_model(data.train.step).fit(data.train)
-    parts = _tail_split(data.train, model.calibration_holdout, model.spec.min_history + 10)
+    parts = holdout_split(model, data.train)
     if parts is None:
         raise SystemExit(f"error: {key}: too short for the default model's holdout")
     fit_part, holdout = parts

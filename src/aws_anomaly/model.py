@@ -38,7 +38,6 @@ import copy
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -51,28 +50,35 @@ from aws_anomaly.calibration import Calibrator
 from aws_anomaly.constants import ConstantGuard, constant_metrics
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
-from aws_anomaly.detectors import DETECTORS, make_detector
-from aws_anomaly.detectors.base import blas_one_thread, subsample_index
+from aws_anomaly.detectors import DETECTORS
+from aws_anomaly.detectors.base import blas_one_thread
 from aws_anomaly.errors import ConfigError, DataError, NotFittedError
 from aws_anomaly.features import (
     FeatureSpec,
     build_features,
     check_history,
 )
-from aws_anomaly.features.band import BandSpec, band_arrays, fit_band
+from aws_anomaly.features.band import BandSpec, band_arrays
 from aws_anomaly.features.batch import CHUNK_ROWS, iter_feature_columns
 from aws_anomaly.features.persist import (
     PersistFilter,
     PersistPlan,
     check_persist,
-    persist_layout,
     persist_plan,
     with_persist,
 )
-from aws_anomaly.features.select import FEATURE_SETS, select_columns, std_columns
+from aws_anomaly.features.select import FEATURE_SETS
 from aws_anomaly.features.spec import FeaturePlan
+from aws_anomaly.fitting import (
+    FitInputs,
+    capped,
+    fit_detector,
+    fit_inputs,
+    holdout_split,
+    ready_rows,
+)
 from aws_anomaly.progress import stage, track
-from aws_anomaly.scaling import Scaler, fit_log_floor, prepare
+from aws_anomaly.scaling import Scaler, prepare
 from aws_anomaly.stream import PointScore, StreamScorer
 from aws_anomaly.threshold import (
     AUTO_MAX_FPR,
@@ -103,31 +109,10 @@ MAX_FIT_ROWS = 100_000
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 
 
-#: What :meth:`AnomalyModel._fit_on` sets; every other fitted attribute (``*_``) and cache
-#: (``_*``) is preprocessing state that :meth:`AnomalyModel._adopt` hands over.
-_DETECTOR_STATE = frozenset({"detector_", "calibrator_", "entity_calibrators_",
-                             "calibration_used_", "training_summary_"})
-
-# ``AUTO_MAX_FPR`` (auto's validation FPR cap) and ``ENTITY_MIN_EXCEEDANCES`` (an entity's
-# own POT threshold needs its normal holdout rows x risk at least this: about two days of rows
-# at the default risk; a job's default 14 days of history, 20 % held out, clears it) live with
-# the threshold fitting in :mod:`aws_anomaly.threshold`, imported above.
-
-
-@dataclass
-class _FitInputs:
-    """What :meth:`AnomalyModel.fit` computes before the detector (see ``_fit_inputs``)."""
-
-    Xs: np.ndarray  # the detector's training rows, scaled
-    Xv: np.ndarray | None  # the ready validation rows, scaled (None: no validation data)
-    y: np.ndarray | None  # their labels
-    entities: np.ndarray | None  # their entities
-    state: dict[str, Any]  # the preprocessing attributes, for _adopt
-    summary: dict[str, Any]  # training row counts for training_summary_
-    # the labelled anomalous training rows left out of Xs, scaled (None: none), for a
-    # detector that learns from labels (``requires_labels``)
-    Xa: np.ndarray | None = None
-
+# benchmarks/demo_ceiling.py (another engineer's study, in progress) imports these two from
+# here; they live in aws_anomaly.fitting (switch that import, then drop the aliases).
+_capped = capped
+_ready_rows = ready_rows
 
 #: Rows per detector call of the occlusion explanations (:mod:`aws_anomaly.attribution`).
 _OCCLUSION_ROWS = OCCLUSION_ROWS
@@ -393,7 +378,7 @@ class AnomalyModel:
         t0 = time.perf_counter()
         train = self._as_dataset(train, "training data")
         if validation is None and self.calibration_holdout is not None:
-            parts = _tail_split(train, self.calibration_holdout, self.spec.min_history + 10)
+            parts = holdout_split(self, train)
             if parts is not None:
                 self.fit(*parts)
                 self.training_summary_["calibrated_on"] = (
@@ -406,166 +391,24 @@ class AnomalyModel:
         return self
 
     def _fit_inputs(self, train: Dataset, validation: Dataset | pd.DataFrame | None,
-                    labelled_rows: bool | None = None) -> _FitInputs:
-        """Everything of :meth:`fit` before the detector: features, column choice, log floors,
-        scaler, the detector's training matrix and the validation rows' matrix.
+                    labelled_rows: bool | None = None) -> FitInputs:
+        """Everything of :meth:`fit` before the detector (:func:`aws_anomaly.fitting.
+        fit_inputs`): sets the preprocessing state, which :meth:`_adopt` gives to another
+        model with the same feature settings (detector selection fits every candidate of a
+        fold on one)."""
+        return fit_inputs(self, train, validation, labelled_rows)
 
-        The state it sets (the returned ``state``) depends on the data and on the model's
-        feature settings, not on its detector: :meth:`_adopt` gives it to another model with
-        the same settings (detector selection fits every candidate of a fold on one).
-        ``labelled_rows``: also the scaled labelled anomalous rows left out of training
-        (``Xa``, for a detector that ``requires_labels``); None: when this model's does.
-        """
-        self.metrics_ = tuple(train.metrics)
-        self.step_ = pd.Timedelta(train.step)
-        spec = BandSpec.for_step(self.step_) if self.band == "auto" else self.band
-        self.band_ = (None if spec is None else fit_band(
-            [vals for _, vals, _, _ in self._entity_series(train, None)], spec))
-        labelled = (train.frame["is_anomaly"].to_numpy() == 1
-                    if self.exclude_labelled and train.has_labels else None)
-        # Which rows the scaler and detector learn from is known before any feature is built
-        # (a row is ready from the spec's min_history-th row of its entity on), so only those
-        # rows' features are kept: never the whole (rows x every spec feature) matrix.
-        ready = _ready_rows(train.frame["entity"].to_numpy(), self.spec.min_history)
-        use = ready if labelled is None else ready & ~labelled
-        n_usable = int(use.sum())
-        keep = _capped(use, self.max_fit_rows, 0)
-        # The labelled anomalous rows left out: their features too, for a detector that
-        # learns from labels (built in the same pass as the training rows).
-        if labelled_rows is None:
-            labelled_rows = DETECTORS[self.detector].requires_labels
-        anom = None if labelled is None or not labelled_rows else ready & labelled
-        if anom is not None and anom.any():
-            X_use, fm, X_anom = self._training_rows(train, keep,
-                                                    _capped(anom, self.max_fit_rows, 1))
-        else:
-            X_use, fm, X_anom = self._training_rows(train, keep)
-        names, groups = persist_layout(fm.names, fm.groups, self.persist_terms())
-        self.all_feature_names_ = names
-        self._check_history(train, ready, "training data")
-        self._choose_columns(names, groups, constant_metrics(train))
-        n_excluded = int((ready & labelled).sum()) if labelled is not None else 0
-        n_use = X_use.shape[0]
-        if n_use < 10:
-            raise DataError(f"training data: only {n_use} usable rows after the "
-                            f"{self.spec.min_history}-row warm-up; give more history")
-        self._fit_log_floor(X_use)
-        X = self._prepare(X_use)
-        del X_use
-        self.scaler_ = Scaler(self.scaler, clip=self.clip).fit(X)
-        if self.views_ is not None:
-            # The level view is standard-scaled (its values are levels, whose spread the
-            # standard deviation describes); the stationary view keeps the model's scaler.
-            lv = np.asarray(self.views_[0], dtype=np.int64)
-            level = Scaler("standard").fit(X[:, lv])
-            self.scaler_.center_[lv] = level.center_
-            self.scaler_.scale_[lv] = level.scale_
-            # ... and not clipped: a level far outside the history is the signal itself
-            # (measured: clipping it cost 0.03 mean best-F1 and paged on drifting servers).
-            self.scaler_.unclipped = tuple(int(j) for j in lv)
-        # A metric that never moved in training: its value column is scaled so that any
-        # change from the constant is >= 1 unit; the detector sees none of its columns (they
-        # carry nothing about normal behaviour). See aws_anomaly.constants.
-        self.constant_guard.scale(self.scaler_)
-        if self.persist_weight != 1.0:
-            # A smaller unit = a larger weight in the detector's distances; stored in the
-            # scaler's arrays, so saved bundles and streams need nothing more.
-            k = self.feature_plan().n_features
-            pcols = [j for j, c in enumerate(self.columns_) if c >= k]
-            self.scaler_.scale_[pcols] /= self.persist_weight
-        guard = self.constant_guard
-        Xs = guard.blind(self.scaler_.transform(X))
-        del X
-        Xa = (None if X_anom is None
-              else guard.blind(self.scaler_.transform(self._prepare(X_anom))))
-        self.median_ = np.median(Xs, axis=0)
-        Xv = y = entities = None
-        if validation is not None:
-            val = self._as_dataset(validation, "validation data")
-            Xv, ready_v, _ = self._features(val, train, "validation data")
-            self._check_history(val, ready_v, "validation data")
-            Xv = Xv[ready_v]
-            y = (val.frame["is_anomaly"].to_numpy()[ready_v] if val.has_labels else None)
-            entities = val.frame["entity"].to_numpy()[ready_v]
-        state = {k: v for k, v in vars(self).items()
-                 if (k.endswith("_") or k.startswith("_")) and k not in _DETECTOR_STATE}
-        return _FitInputs(
-            Xs=Xs, Xv=Xv, y=y, entities=entities, state=state, Xa=Xa,
-            summary={"train_rows": len(train), "train_rows_used": n_use,
-                     "train_rows_usable": n_usable, "max_fit_rows": self.max_fit_rows,
-                     "train_rows_excluded_labelled": n_excluded,
-                     "warmup_rows": int((~ready).sum()), "entities": list(train.entities)})
-
-    def _training_rows(self, train: Dataset, keep: np.ndarray, also: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, Any, np.ndarray | None]:
-        """(every spec feature of the ``keep`` rows of ``train``, the last entity's
-        :class:`FeatureMatrix`, the same of the ``also`` rows or None): features entity by
-        entity, each entity's kept rows copied into one buffer per mask (rows not kept are
-        never stored)."""
-        masks = [keep] if also is None else [keep, also]
-        outs = [np.empty((int(m.sum()), 0)) for m in masks]
-        filled = [0] * len(masks)
-        fm = None
-        start = 0
-        for entity, vals, ts, _ in track(self._entity_series(train, None),
-                                         "features of the training data",
-                                         total=len(train.entities), note=lambda item: item[0]):
-            check_history(len(vals), self.spec, f"training data: entity '{entity}'")
-            fm = build_features(vals, ts, list(self.metrics_), self.spec)
-            full = with_persist(fm.values, self.persist_terms())
-            for i, mask in enumerate(masks):
-                if outs[i].shape[1] != full.shape[1]:
-                    outs[i] = np.empty((outs[i].shape[0], full.shape[1]))
-                mine = mask[start:start + len(full)]
-                k = int(mine.sum())
-                np.compress(mine, full, axis=0, out=outs[i][filled[i]:filled[i] + k])
-                filled[i] += k
-            start += len(full)
-        if fm is None:  # Dataset guarantees rows, so this is a programming error
-            raise DataError("training data: no rows to build features from")
-        return outs[0], fm, (outs[1] if also is not None else None)
-
-    def _adopt(self, inputs: _FitInputs) -> None:
+    def _adopt(self, inputs: FitInputs) -> None:
         """Take the preprocessing state :meth:`_fit_inputs` set on a model with the same
         feature settings (the detector and its parameters may differ)."""
         for key, value in inputs.state.items():
             setattr(self, key, copy.deepcopy(value))
 
-    def _fit_on(self, inputs: _FitInputs, t0: float | None = None) -> None:
-        """Fit the detector on ``inputs.Xs`` and the calibrator (the end of :meth:`fit`)."""
+    def _fit_on(self, inputs: FitInputs, t0: float | None = None) -> None:
+        """Fit the detector on ``inputs`` (:func:`aws_anomaly.fitting.fit_detector`) and the
+        calibrator (the end of :meth:`fit`)."""
         t0 = time.perf_counter() if t0 is None else t0
-        Xs = inputs.Xs
-        params = dict(self.detector_params)
-        if self.views_ is not None and "views" in DETECTORS[self.detector]().get_params():
-            params.setdefault("views", [list(v) for v in self.views_])
-            if params.get("excess_weight"):
-                # kNN's excess term (default_model): the level view's volatility columns
-                values = {int(c) for c in self.feature_plan().idx_value}
-                params.setdefault("excess", [j for j in self.views_[0]
-                                             if int(self.columns_[j]) not in values])
-        if "groups" in DETECTORS[self.detector]().get_params():  # lstm_ae: a step per metric
-            params.setdefault("groups", [list(v) for v in self.groups_.values() if v])
-        seeded = "random_state" in DETECTORS[self.detector]().get_params()
-        if seeded and "random_state" not in params:
-            # Reproducible by default: the same data gives the same model (and the same
-            # alerts) on every retrain; pass random_state to choose another seed.
-            params["random_state"] = 0
-        if DETECTORS[self.detector].requires_labels:
-            # It learns normal against the labelled anomalous rows the others never see.
-            if not self.exclude_labelled:
-                raise ConfigError(f"detector {self.detector!r} learns from the labelled "
-                                  "anomalous rows; it needs exclude_labelled=True")
-            Xa = inputs.Xa if inputs.Xa is not None else Xs[:0]
-            with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} normal and "
-                       f"{Xa.shape[0]:,} labelled anomalous rows x {Xs.shape[1]} features"):
-                self.detector_ = make_detector(self.detector, **params).fit(
-                    np.vstack([Xs, Xa]),
-                    np.r_[np.zeros(len(Xs), dtype=bool), np.ones(len(Xa), dtype=bool)])
-        else:
-            with stage(f"fitting the {self.detector} detector on {Xs.shape[0]:,} rows x "
-                       f"{Xs.shape[1]} features"):
-                self.detector_ = make_detector(self.detector, **params).fit(Xs)
-
+        self.detector_ = fit_detector(self, inputs)
         if inputs.Xv is not None:
             with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
                 raw = self._raw(inputs.Xv)
@@ -576,7 +419,7 @@ class AnomalyModel:
             # in-fit scores of a neighbour method would all be 0.
             oof = getattr(self.detector_, "training_scores_", None)
             raw = (np.asarray(oof, dtype=np.float64) if oof is not None
-                   else self._raw(Xs))
+                   else self._raw(inputs.Xs))
             y = None
             calib_on = "train"
         fitted = fit_thresholds(self.calibration, raw, y, self.step_, entities=inputs.entities,
@@ -609,44 +452,7 @@ class AnomalyModel:
         return calibrate(self.calibrator_, getattr(self, "entity_calibrators_", None), raw,
                          entity)
 
-    # ------------------------------------------------------------------ feature subset
-    def _choose_columns(self, names: Sequence[str], groups: Mapping[str, Sequence[int]],
-                        constants: Mapping[str, float] | None = None) -> None:
-        """Pick the model's columns from the spec's features (``feature_set``).
-
-        ``constants`` (metric -> value) are the metrics constant over all training rows: their
-        value column is always kept (it carries the "should stay constant" check).
-        """
-        # Level features (the value and its rolling mean/min/max/quantiles, cross ratios)
-        # follow each cluster's own load level and its trend, so a detector fit on the
-        # training weeks sees later weeks' normal levels as anomalies; deviations, spreads,
-        # differences, seasonal differences and correlations are comparable across time and
-        # across clusters (features/select.py).
-        cols, self.views_ = select_columns(self.feature_plan(), self.feature_set, len(names))
-        idx_value = self.feature_plan().idx_value
-        constants = dict(constants or {})
-        for metric in constants:
-            vi = int(idx_value[self.metrics_.index(metric)])
-            if vi not in cols:
-                cols.append(vi)
-        positions: dict[int, list[int]] = {}
-        for j, c in enumerate(cols):
-            positions.setdefault(c, []).append(j)
-        self.columns_ = np.asarray(cols, dtype=np.int64)
-        self.feature_names_ = tuple(names[c] for c in cols)
-        self.groups_ = {k: sorted(j for i in v for j in positions.get(int(i), []))
-                        for k, v in groups.items()}
-        # metric position -> its constant training value
-        self.constant_ = {self.metrics_.index(m): float(v) for m, v in constants.items()}
-        self._constant_guard = None  # derived from the above: built on first use
-
-    def _fit_log_floor(self, X_full: np.ndarray) -> None:
-        """Per-column floors for the log of rolling standard deviations (0 = no log)."""
-        spread_at = (set(range(len(self.columns_))) if self.log_std_floor == "spread"
-                     else set(self.views_[0]) if self.views_ is not None else set())
-        std_value = std_columns(self.feature_plan()) if self.log_std else {}
-        self.log_floor_ = fit_log_floor(X_full, self.columns_, std_value, spread_at)
-
+    # ------------------------------------------------------------------ transform
     def _prepare(self, X_full: np.ndarray) -> np.ndarray:
         return prepare(X_full, self.columns_, self.log_floor_, self._log_columns)
 
@@ -1070,38 +876,6 @@ def _input_rows(grid: pd.DataFrame, frame: pd.DataFrame, step: pd.Timedelta) -> 
         out["entity"] = pd.array(ents, dtype=grid["entity"].dtype)
     out.index = frame.index
     return out
-
-
-def _ready_rows(entity: np.ndarray, min_history: int) -> np.ndarray:
-    """``ready`` of every row of a frame sorted by entity: the features of a row are complete
-    from the ``min_history``-th row of its entity on (as ``build_features`` sets them)."""
-    n = len(entity)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    first = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
-    position = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
-    return position + 1 >= min_history
-
-
-def _capped(mask: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
-    """``mask`` itself when it selects at most ``max_rows`` rows, else a mask of a seeded
-    uniform subset of ``max_rows`` of its rows."""
-    picked = subsample_index(int(mask.sum()), max_rows, seed)
-    if picked is None:
-        return mask
-    out = np.zeros(len(mask), dtype=bool)
-    out[np.flatnonzero(mask)[picked]] = True
-    return out
-
-
-def _tail_split(ds: Dataset, share: float, min_rows: int) -> tuple[Dataset, Dataset] | None:
-    """:meth:`Dataset.split_tail`, or None when an entity's head would be shorter than
-    ``min_rows`` or its tail shorter than 10 rows."""
-    size = ds.frame.groupby("entity", sort=False).size().to_numpy()
-    n_tail = np.ceil(share * size)
-    if ((size - n_tail) < min_rows).any() or (n_tail < 10).any():
-        return None
-    return ds.split_tail(share)
 
 
 def _jsonable(obj: Any) -> Any:

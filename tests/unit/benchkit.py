@@ -55,13 +55,13 @@ def toy_server(root: Path, rng: np.random.Generator, n_train: int, n_test: int,
 
 def default_with_holdout() -> tuple[object, object, object]:
     """(``default_model`` fit on a small demo, its fit part, its calibration holdout): the
-    split the model itself made (``_tail_split``), for the studies that inject anomalies into
-    one part and check the other is untouched."""
+    split the model itself made (``fitting.holdout_split``), for the studies that inject
+    anomalies into one part and check the other is untouched."""
     from aws_anomaly.data import generate_demo
-    from aws_anomaly.model import _tail_split
+    from aws_anomaly.fitting import holdout_split
     from aws_anomaly.presets import default_model
 
     ds, _ = generate_demo(clusters=2, days=5, seed=3, events_per_day=0.5)
     model = default_model(ds.step).fit(ds)
-    fit_part, holdout = _tail_split(ds, model.calibration_holdout, model.spec.min_history + 10)
+    fit_part, holdout = holdout_split(model, ds)
     return model, fit_part, holdout

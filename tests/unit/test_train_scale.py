@@ -15,7 +15,8 @@ from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.evaluation.metrics import events_to_mask
 from aws_anomaly.evaluation.split import chronological_split, rolling_origin_folds
 from aws_anomaly.features import FeatureSpec
-from aws_anomaly.model import MAX_FIT_ROWS, AnomalyModel, _ready_rows
+from aws_anomaly.fitting import ready_rows
+from aws_anomaly.model import MAX_FIT_ROWS, AnomalyModel
 from aws_anomaly.tuning import cross_validate, seeded_params, select_detector
 
 SPEC = FeatureSpec(windows=(6, 24), lags=(1,), include_quantiles=False, include_seasonal=False,
@@ -66,7 +67,7 @@ def test_events_to_mask_matches_its_definition_on_a_shuffled_frame() -> None:
 
 def test_ready_rows_follow_build_features(split) -> None:
     frame = split.train.frame
-    ready = _ready_rows(frame["entity"].to_numpy(), SPEC.min_history)
+    ready = ready_rows(frame["entity"].to_numpy(), SPEC.min_history)
     m = AnomalyModel("robust", spec=SPEC).fit(split.train, split.validation)
     assert int((~ready).sum()) == m.training_summary_["warmup_rows"]
     per_entity = [int((~ready[(frame["entity"] == e).to_numpy()]).sum())
