@@ -3,6 +3,8 @@ float64) gives the batch path's distances: the live path scores one row a call w
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,21 @@ def test_values_beyond_float32_fall_back_to_float64() -> None:
     assert np.isfinite(got)
     assert got == pytest.approx(det.score_samples(np.vstack([row] * (_FEW + 1)))[0], rel=1e-12)
     assert got == pytest.approx(1e39, rel=1e-9)
+
+
+@pytest.mark.parametrize("width", [3, 20])  # 20: the projected first pass
+def test_a_huge_row_against_tiny_reference_rows_falls_back_to_float64(width: int) -> None:
+    # 2 |x| T + T^2 is small here, but x itself does not fit in float32
+    rng = np.random.default_rng(8)
+    scale = np.r_[np.ones(3), 1e-3 * np.ones(width - 3)]
+    det = KNNDetector().fit(1e-30 * rng.standard_normal((3000, width)) * scale)
+    row = np.zeros((1, width))
+    row[0, 1] = 1e50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        got = det.score_samples(row)[0]
+    assert got == pytest.approx(det.score_samples(np.vstack([row] * (_FEW + 1)))[0], rel=1e-12)
+    assert got == pytest.approx(1e50, rel=1e-9)
 
 
 def test_the_float32_copies_are_not_saved() -> None:

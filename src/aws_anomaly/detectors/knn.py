@@ -83,7 +83,8 @@ _FEW = 4
 #: Unit roundoff of float32.
 _U32 = 2.0 ** -24
 
-#: Largest ``2 |x| max|t| + max|t|^2`` the float32 first pass takes (float32 ends at 3.4e38).
+#: Largest ``2 |x| max|t| + max|t|^2`` (and ``|x|^2``) the float32 first pass takes (float32
+#: ends at 3.4e38; a reference of tiny rows does not make a huge ``x`` safe to cast).
 _F32_SAFE = 1e36
 
 #: Views of this many columns (inclusive) get a projected first pass
@@ -328,7 +329,7 @@ class KNNDetector(BaseDetector):
         sq = self.reference_sq_[view]
         x2 = float(x @ x)
         size = 2.0 * math.sqrt(x2) * tmax + tmax * tmax
-        if not size < _F32_SAFE:  # float32 would overflow (or x is not finite): float64
+        if not (size < _F32_SAFE and x2 < _F32_SAFE):  # float32 would overflow: float64
             row = np.zeros((1, self.reference_.shape[1]))
             row[0, self.views_[view]] = x
             d2 = self._sq_distances(row, view, None)[0]  # _nearest_sq's values, every row
