@@ -38,7 +38,6 @@ import copy
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,6 @@ from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.constants import ConstantGuard, constant_metrics
 from aws_anomaly.data import Dataset
-from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
 from aws_anomaly.detectors import DETECTORS
 from aws_anomaly.detectors.base import blas_one_thread
 from aws_anomaly.errors import ConfigError, DataError, NotFittedError
@@ -58,10 +56,8 @@ from aws_anomaly.features import (
     build_features,
     check_history,
 )
-from aws_anomaly.features.band import BandSpec, band_arrays
-from aws_anomaly.features.batch import CHUNK_ROWS, iter_feature_columns
+from aws_anomaly.features.band import BandSpec
 from aws_anomaly.features.persist import (
-    PersistFilter,
     PersistPlan,
     check_persist,
     persist_plan,
@@ -79,6 +75,7 @@ from aws_anomaly.fitting import (
 )
 from aws_anomaly.progress import stage, track
 from aws_anomaly.scaling import Scaler, prepare
+from aws_anomaly.scoring import input_rows, score_series, score_table
 from aws_anomaly.stream import PointScore, StreamScorer
 from aws_anomaly.threshold import (
     AUTO_MAX_FPR,
@@ -603,80 +600,6 @@ class AnomalyModel:
             return score, True, self._contributions(X, raw, self._raw_prepared)[0]
         return score, False, None
 
-    def _score_series(self, data: Dataset, history: Dataset | None, explain: str, where: str,
-                      chunk_rows: int = CHUNK_ROWS
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                 tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The batch fast path of :meth:`score`: ``(anomaly_score, is_anomaly, contributions,
-        ready, (expected, lower, upper))`` of every row of ``data``, in order.
-
-        Entity by entity, chunk by chunk of ``chunk_rows`` rows: the spec's features the
-        model reads (its columns and the persistence sources) are built feature-major into
-        one reused buffer (:func:`~aws_anomaly.features.batch.iter_feature_columns`), the
-        persistence columns are filled in place below them with the filter state carried
-        across chunks, only the model's columns are taken, logged and scaled feature-major
-        and transposed once into a second reused buffer
-        (:meth:`~aws_anomaly.scaling.Scaler.transform_columns`), and the detector scores that
-        chunk. Memory is a few chunks, whatever the length; no
-        ``(rows x features)`` matrix is made. The numbers are those of the whole-series path
-        (:meth:`_features` + :meth:`score_transformed`), bit for bit.
-        """
-        n, m = len(data.frame), len(self.metrics_)
-        score = np.zeros(n)
-        flag = np.zeros(n, dtype=bool)
-        contrib = np.zeros((n, m))
-        ready = np.zeros(n, dtype=bool)
-        band = getattr(self, "band_", None)
-        bands = tuple(np.full((n, m), np.nan) for _ in range(3))
-        terms = self.persist_terms()
-        k = self.feature_plan().n_features
-        cols = self.columns_
-        logc = self._log_columns
-        floor = self.log_floor_[logc][:, None]
-        scaled = np.empty((chunk_rows, len(cols)))
-        picked = np.empty((len(cols), chunk_rows))
-        metrics = list(self.metrics_)
-        # only the spec's columns the model reads (directly or as a persistence source) are
-        # built: families no model column comes from (rolling min / max, ratios) are skipped
-        read = self.read_features()
-        o = 0  # output row of the entity's first scored row
-        for entity, vals, ts, n_ctx in track(
-                self._entity_series(data, history),
-                f"features of the {where}, scored chunk by chunk", total=len(data.entities),
-                note=lambda item: str(item[0])):
-            check_history(len(vals), self.spec,
-                          f"{where}: entity '{entity}'" + (" with its history" if n_ctx else ""))
-            n_out = len(vals) - n_ctx
-            if band is not None:
-                for dst, arr in zip(bands, band_arrays(vals, band), strict=True):
-                    dst[o:o + n_out] = arr[n_ctx:]
-            persist = PersistFilter(terms, k)
-            for c0, c1, chunk in iter_feature_columns(vals, ts, metrics, self.spec,
-                                                      chunk_rows=chunk_rows, extra=len(terms),
-                                                      columns=read):
-                persist.fill_columns(chunk)
-                r0 = max(c0, n_ctx)
-                if r0 >= c1:
-                    continue
-                rows = c1 - r0
-                # mode="clip": with ``out``, the default mode buffers the whole copy
-                fm = np.take(chunk[:, r0 - c0:], cols, axis=0, out=picked[:, :rows],
-                             mode="clip")
-                if logc.size:
-                    fm[logc] = np.log(np.maximum(fm[logc], 0.0) + floor)
-                Xs = self.scaler_.transform_columns(fm, out=scaled[:rows])
-                ok = np.arange(r0 + 1, c1 + 1) >= self.spec.min_history
-                sl = slice(o + r0 - n_ctx, o + c1 - n_ctx)
-                # BLAS on one thread: a chunk's products are too small for OpenBLAS's
-                # spinning threads to pay, and on a busy machine they cost 2-20x.
-                with blas_one_thread():
-                    score[sl], flag[sl], contrib[sl] = self.score_transformed(
-                        Xs, ok, explain, str(entity))
-                ready[sl] = ok
-            o += n_out
-        self._check_history(data, ready, where)
-        return score, flag, contrib, ready, bands  # type: ignore[return-value]
-
     def score(self, data: Dataset | pd.DataFrame, history: Dataset | pd.DataFrame | None = None,
               explain: str = "flagged", *, rows: str = "input") -> pd.DataFrame:
         """Score every row of ``data``.
@@ -714,34 +637,10 @@ class AnomalyModel:
             raise ConfigError(f"rows must be 'input' or 'grid', got {rows!r}")
         ds = self._as_dataset(data, "scoring data")
         hist = self._as_dataset(history, "history") if history is not None else None
-        score, flag, contrib, ready, (yhat, lower, upper) = self._score_series(
-            ds, hist, explain, "scoring data")
-        import pyarrow as pa
-
-        has = contrib.sum(axis=1) > 0
-        # the names taken by position in Arrow (a row's name is one of m + 1 strings): the
-        # same strings as an object array of one Python str per row, at half the cost
-        pick = np.where(has, contrib.argmax(axis=1) + 1, 0)
-        top = pa.array(["", *self.metrics_], type=pa.string()).take(pa.array(pick))
-        # The timestamp column is passed as a Series: converting tz-aware datetimes to numpy
-        # goes through Python objects and costs more than the scoring itself.
-        cols: dict[str, Any] = {
-            "timestamp": ds.frame["timestamp"].reset_index(drop=True),
-            "entity": ds.frame["entity"].reset_index(drop=True),
-            "anomaly_score": score,
-            "is_anomaly": flag,
-            "top_metric": pd.array(top, dtype="str"),
-        }
-        for j, metric in enumerate(self.metrics_):
-            cols[f"contrib_{metric}"] = contrib[:, j]
-        cols["ready"] = ready
-        for j, metric in enumerate(self.metrics_):
-            cols[f"expected_{metric}"] = yhat[:, j]
-            cols[f"lower_{metric}"] = lower[:, j]
-            cols[f"upper_{metric}"] = upper[:, j]
-        out = pd.DataFrame(cols)  # built at once: inserting columns one by one fragments it
+        out = score_table(ds, self.metrics_, score_series(self, ds, hist, explain,
+                                                           "scoring data"))
         if rows == "input" and isinstance(data, pd.DataFrame):
-            out = _input_rows(out, data, ds.step)
+            out = input_rows(out, data, ds.step)
         return out
 
     def predict(self, data: Dataset | pd.DataFrame,
@@ -835,47 +734,6 @@ class AnomalyModel:
                 f"{self.detector_params!r}, scaler={self.scaler!r}, {state})")
 
 
-
-
-def _input_rows(grid: pd.DataFrame, frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
-    """``grid`` (scores of the rows ``frame`` was loaded onto, in (entity, timestamp) order)
-    mapped back onto the rows of ``frame``: each row takes the grid row of its entity whose
-    step ``[t, t + step)`` holds its time. Rows without one (dropped by loading) keep their
-    own time and entity with a NaN score, False flags and empty text."""
-    ts = parse_timestamps(frame["timestamp"].reset_index(drop=True), "scoring data")
-    ents = (frame["entity"].astype(str).to_numpy(dtype=object) if "entity" in frame.columns
-            else np.full(len(frame), DEFAULT_ENTITY, dtype=object))
-    t_in = pd.DatetimeIndex(ts).asi8
-    t_grid = pd.DatetimeIndex(grid["timestamp"]).asi8
-    g_ent = grid["entity"].to_numpy(dtype=object)
-    take = np.full(len(frame), -1, dtype=np.int64)
-    bounds = np.flatnonzero(np.concatenate(([True], g_ent[1:] != g_ent[:-1], [True])))
-    where_in = pd.Series(np.arange(len(frame))).groupby(ents, sort=False).indices
-    for a, b in pairwise(bounds.tolist()):
-        idx = where_in.get(g_ent[a])
-        if idx is None:
-            continue
-        pos = np.searchsorted(t_grid[a:b], t_in[idx], side="right") - 1
-        ok = pos >= 0
-        ok[ok] = t_in[idx[ok]] - t_grid[a + pos[ok]] < step.value
-        take[idx[ok]] = a + pos[ok]
-    if len(take) == len(grid) and np.array_equal(take, np.arange(len(grid))):
-        out = grid.copy()  # the frame was already the grid: nothing moves
-    else:
-        out = grid.iloc[np.maximum(take, 0)].reset_index(drop=True)
-        lost = take < 0
-        if lost.any():
-            for col in out.columns:
-                if pd.api.types.is_bool_dtype(out[col]):
-                    out.loc[lost, col] = False
-                elif pd.api.types.is_float_dtype(out[col]):
-                    out.loc[lost, col] = np.nan
-                elif col not in ("timestamp", "entity"):
-                    out.loc[lost, col] = ""
-        out["timestamp"] = ts.to_numpy()
-        out["entity"] = pd.array(ents, dtype=grid["entity"].dtype)
-    out.index = frame.index
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

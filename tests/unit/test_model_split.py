@@ -81,6 +81,7 @@ def test_batch_fast_path_matches_the_whole_series_path_and_any_chunk_size() -> N
     from aws_anomaly.data.generator import generate_demo
     from aws_anomaly.evaluation.split import chronological_split
     from aws_anomaly.model import AnomalyModel
+    from aws_anomaly.scoring import score_series
 
     ds, _ = generate_demo(clusters=2, days=4, seed=3)
     split = chronological_split(ds)
@@ -93,7 +94,7 @@ def test_batch_fast_path_matches_the_whole_series_path_and_any_chunk_size() -> N
     X, ready, _ = model._features(data, hist, "t")
     want = model.score_transformed(X, ready, "all")
     for chunk in (7, 100, 16_384):
-        got = model._score_series(data, hist, "all", "t", chunk_rows=chunk)
+        got = score_series(model, data, hist, "all", "t", chunk_rows=chunk)
         np.testing.assert_array_equal(got[3], ready)
         np.testing.assert_array_equal(got[0], want[0])  # robust: row by row, exact
         np.testing.assert_array_equal(got[1], want[1])
