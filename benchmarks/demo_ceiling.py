@@ -51,7 +51,8 @@ from aws_anomaly.detectors.base import seed_from
 from aws_anomaly.evaluation.metrics import evaluate_flags
 from aws_anomaly.evaluation.split import chronological_split, concat, rolling_origin_folds
 from aws_anomaly.features.band import Band, BandSpec, band_arrays, fit_band
-from aws_anomaly.model import AnomalyModel, _capped, _ready_rows
+from aws_anomaly.fitting import capped, ready_rows
+from aws_anomaly.model import AnomalyModel
 from aws_anomaly.presets import default_model
 from aws_anomaly.threshold import calibrate, fit_thresholds
 from aws_anomaly.tuning import seeded_params
@@ -334,9 +335,9 @@ def supervised_rows(ds: Dataset, part: Part, seed: int = 0) -> Rows:
     inp = m._fit_inputs(part.train, part.calibration, labelled_rows=True)
     tr = part.train.frame
     lab = tr["is_anomaly"].to_numpy() == 1
-    ready = _ready_rows(tr["entity"].to_numpy(), m.spec.min_history)
-    keep_s = _capped(ready & ~lab, m.max_fit_rows, 0)
-    keep_a = _capped(ready & lab, m.max_fit_rows, 1)
+    ready = ready_rows(tr["entity"].to_numpy(), m.spec.min_history)
+    keep_s = capped(ready & ~lab, m.max_fit_rows, 0)
+    keep_a = capped(ready & lab, m.max_fit_rows, 1)
     pos_tr = _positions(ds, part.train)
     assert inp.Xa is not None and len(inp.Xs) == keep_s.sum() and len(inp.Xa) == keep_a.sum()
     assert inp.Xv is not None and inp.y is not None and len(inp.Xv) == len(part.calibration)
