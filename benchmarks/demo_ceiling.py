@@ -1,6 +1,6 @@
 """Issue 8's demo row: what limits ``train --detector auto`` on seed 1234, and designs that lift it.
 
-Two parts (H15, docs/model.md "Measured 2026-12-02 (H15)"):
+Three parts (H15, docs/model.md "Measured 2026-12-02 (H15)"):
 
 ``ceiling``
     For each seed (0, 7, 42, 1234: ``aws-anomaly generate --seed S``), ``train --detector
@@ -9,7 +9,8 @@ Two parts (H15, docs/model.md "Measured 2026-12-02 (H15)"):
     each kind in turn were found perfectly (its points flagged, nothing else changed). For the
     drifts, how many points lie within 1 / 2 noise sigmas of the clean series: the demo is
     regenerated without events (the same clean series, ``events_per_day=0``) and the noise is
-    the injector's own (:func:`aws_anomaly.data.anomalies.estimate_scale` of the clean values).
+    the injector's estimator (:func:`aws_anomaly.data.anomalies.estimate_scale`) on it (as
+    read: its scrape gaps filled).
 
 ``designs``
     Designs for the supervised candidate, each through the same path ``auto`` takes: the three
@@ -21,10 +22,16 @@ Two parts (H15, docs/model.md "Measured 2026-12-02 (H15)"):
     (``AnomalyModel._fit_inputs`` / ``_features``), so the unchanged design reproduces
     ``train --detector auto`` exactly (checked: the script prints both).
 
+``separation``
+    For each feature family a design appends, the share of the test split's drift and
+    level-shift points on which some metric's column is beyond the normal rows' two-sided 2 %
+    tail: what that evidence alone can show.
+
 Run (2 cores shared: ``nice``, one thread)::
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/demo_ceiling.py ceiling
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/demo_ceiling.py designs
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/demo_ceiling.py separation
 
 Intermediate results are cached under ``out/h15`` (``--cache``).
 """
