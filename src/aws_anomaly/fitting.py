@@ -1,4 +1,4 @@
-"""Fitting an :class:`~aws_anomaly.model.AnomalyModel`: from training data to the detector.
+"""Fitting an :class:`~aws_anomaly.model.AnomalyModel`: training data -> detector + threshold.
 
 :meth:`AnomalyModel.fit <aws_anomaly.model.AnomalyModel.fit>` coordinates; the work is here, in
 the order it runs:
@@ -16,9 +16,9 @@ the order it runs:
    scaled training rows and the validation rows;
 3. :func:`fit_detector` — the detector with the parameters the model's layout gives it
    (:func:`detector_params`: views, the excess columns, groups, a seed), fit on those rows
-   (against the labelled anomalous rows, for a detector that learns from labels).
-
-The model then fits its threshold on the validation (or out-of-fit training) scores.
+   (against the labelled anomalous rows, for a detector that learns from labels);
+4. :func:`fit_threshold` — the threshold on the validation (or out-of-fit training) scores,
+   pooled and per entity, and the training summary.
 
 What :func:`fit_inputs` sets on the model depends on its feature settings and the data, never
 on its detector (every attribute but :data:`DETECTOR_STATE`), so detector selection fits it
@@ -27,6 +27,7 @@ once per fold and hands it to every candidate (``AnomalyModel._adopt``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,14 +46,15 @@ from aws_anomaly.features.persist import persist_layout, with_persist
 from aws_anomaly.features.select import select_columns, std_columns
 from aws_anomaly.progress import stage, track
 from aws_anomaly.scaling import Scaler, fit_log_floor
+from aws_anomaly.threshold import fit_thresholds
 
 if TYPE_CHECKING:
     from aws_anomaly.detectors.base import BaseDetector
     from aws_anomaly.model import AnomalyModel
 
 __all__ = ["DETECTOR_STATE", "FitInputs", "capped", "choose_columns", "detector_params",
-           "fit_detector", "fit_inputs", "holdout_split", "ready_rows", "tail_split",
-           "training_rows"]
+           "fit_detector", "fit_inputs", "fit_threshold", "holdout_split", "ready_rows",
+           "tail_split", "training_rows"]
 
 #: What the model sets after :func:`fit_inputs` (the detector and the threshold); every other
 #: fitted attribute (``*_``) and cache (``_*``) is preprocessing state that
@@ -147,8 +149,8 @@ def fit_inputs(model: AnomalyModel, train: Dataset, validation: Dataset | pd.Dat
     log floors, scaler, the detector's training matrix and the validation rows' matrix.
 
     Sets the model's preprocessing attributes (``metrics_``, ``step_``, ``band_``,
-    ``all_feature_names_``, the columns' (:func:`choose_columns`), ``log_floor_``,
-    ``scaler_``, ``median_``); the returned ``state`` holds them for another model with the
+    ``all_feature_names_``, those of :func:`choose_columns`, ``log_floor_``, ``scaler_``,
+    ``median_``); the returned ``state`` holds them for another model with the
     same feature settings. ``labelled_rows``: also the scaled labelled anomalous rows left out
     of training (``Xa``, for a detector that ``requires_labels``); None: when the model's does.
     """
@@ -347,3 +349,41 @@ def fit_detector(model: AnomalyModel, inputs: FitInputs) -> BaseDetector:
     with stage(f"fitting the {model.detector} detector on {Xs.shape[0]:,} rows x "
                f"{Xs.shape[1]} features"):
         return make_detector(model.detector, **params).fit(Xs)
+
+
+def fit_threshold(model: AnomalyModel, inputs: FitInputs, t0: float) -> None:
+    """The model's threshold (:func:`aws_anomaly.threshold.fit_thresholds`: pooled, and per
+    entity with ``entity_thresholds``) fit on the raw scores of the validation rows
+    ``inputs.Xv`` (with their labels), or without validation rows on the training scores
+    (out-of-fit where the detector keeps them); sets ``calibrator_``, ``calibration_used_``,
+    ``entity_calibrators_`` and ``training_summary_`` (``t0``: when the fit began)."""
+    if inputs.Xv is not None:
+        with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
+            raw = model._raw(inputs.Xv)
+        y = inputs.y
+        calib_on = "validation"
+    else:
+        # Out-of-fit training scores where the detector keeps them (kNN: leave-one-out);
+        # in-fit scores of a neighbour method would all be 0.
+        oof = getattr(model.detector_, "training_scores_", None)
+        raw = (np.asarray(oof, dtype=np.float64) if oof is not None
+               else model._raw(inputs.Xs))
+        y = None
+        calib_on = "train"
+    fitted = fit_thresholds(model.calibration, raw, y, model.step_, entities=inputs.entities,
+                            per_entity=model.entity_thresholds, calibrated_on=calib_on)
+    model.calibrator_ = fitted.pooled
+    model.calibration_used_ = fitted.rule
+    model.entity_calibrators_ = fitted.per_entity
+    model.training_summary_ = {
+        "train_rows": inputs.summary["train_rows"],
+        "train_rows_used": inputs.summary["train_rows_used"],
+        "train_rows_usable": inputs.summary["train_rows_usable"],
+        "max_fit_rows": inputs.summary["max_fit_rows"],
+        "train_rows_excluded_labelled": inputs.summary["train_rows_excluded_labelled"],
+        "warmup_rows": inputs.summary["warmup_rows"], "calibrated_on": calib_on,
+        "calibration_rows": len(raw), "entities": inputs.summary["entities"],
+        "step": str(model.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
+        "constant_metrics": [model.metrics_[j] for j in model.constant_],
+        "entity_thresholds": sorted(model.entity_calibrators_),
+    }

@@ -67,13 +67,12 @@ from aws_anomaly.features.select import FEATURE_SETS
 from aws_anomaly.features.spec import FeaturePlan
 from aws_anomaly.fitting import (
     FitInputs,
-    capped,
     fit_detector,
     fit_inputs,
+    fit_threshold,
     holdout_split,
-    ready_rows,
 )
-from aws_anomaly.progress import stage, track
+from aws_anomaly.progress import track
 from aws_anomaly.scaling import Scaler, prepare
 from aws_anomaly.scoring import input_rows, score_series, score_table
 from aws_anomaly.stream import PointScore, StreamScorer
@@ -83,7 +82,6 @@ from aws_anomaly.threshold import (
     ENTITY_MIN_EXCEEDANCES,
     calibrate,
     calibrator_for,
-    fit_thresholds,
     parse_threshold,
 )
 
@@ -105,11 +103,6 @@ __all__ = [
 MAX_FIT_ROWS = 100_000
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
 
-
-# benchmarks/demo_ceiling.py (another engineer's study, in progress) imports these two from
-# here; they live in aws_anomaly.fitting (switch that import, then drop the aliases).
-_capped = capped
-_ready_rows = ready_rows
 
 #: Rows per detector call of the occlusion explanations (:mod:`aws_anomaly.attribution`).
 _OCCLUSION_ROWS = OCCLUSION_ROWS
@@ -402,40 +395,12 @@ class AnomalyModel:
             setattr(self, key, copy.deepcopy(value))
 
     def _fit_on(self, inputs: FitInputs, t0: float | None = None) -> None:
-        """Fit the detector on ``inputs`` (:func:`aws_anomaly.fitting.fit_detector`) and the
-        calibrator (the end of :meth:`fit`)."""
+        """The end of :meth:`fit`: the detector fit on ``inputs``
+        (:func:`~aws_anomaly.fitting.fit_detector`), then its threshold
+        (:func:`~aws_anomaly.fitting.fit_threshold`)."""
         t0 = time.perf_counter() if t0 is None else t0
         self.detector_ = fit_detector(self, inputs)
-        if inputs.Xv is not None:
-            with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
-                raw = self._raw(inputs.Xv)
-            y = inputs.y
-            calib_on = "validation"
-        else:
-            # Out-of-fit training scores where the detector keeps them (kNN: leave-one-out);
-            # in-fit scores of a neighbour method would all be 0.
-            oof = getattr(self.detector_, "training_scores_", None)
-            raw = (np.asarray(oof, dtype=np.float64) if oof is not None
-                   else self._raw(inputs.Xs))
-            y = None
-            calib_on = "train"
-        fitted = fit_thresholds(self.calibration, raw, y, self.step_, entities=inputs.entities,
-                                per_entity=self.entity_thresholds, calibrated_on=calib_on)
-        self.calibrator_ = fitted.pooled
-        self.calibration_used_ = fitted.rule
-        self.entity_calibrators_ = fitted.per_entity
-        self.training_summary_ = {
-            "train_rows": inputs.summary["train_rows"],
-            "train_rows_used": inputs.summary["train_rows_used"],
-            "train_rows_usable": inputs.summary["train_rows_usable"],
-            "max_fit_rows": inputs.summary["max_fit_rows"],
-            "train_rows_excluded_labelled": inputs.summary["train_rows_excluded_labelled"],
-            "warmup_rows": inputs.summary["warmup_rows"], "calibrated_on": calib_on,
-            "calibration_rows": len(raw), "entities": inputs.summary["entities"],
-            "step": str(self.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
-            "constant_metrics": [self.metrics_[j] for j in self.constant_],
-            "entity_thresholds": sorted(self.entity_calibrators_),
-        }
+        fit_threshold(self, inputs, t0)
 
     def calibrator_for(self, entity: str | None) -> Calibrator:
         """The calibrator of ``entity``'s scores: its own (``entity_thresholds``) or the
