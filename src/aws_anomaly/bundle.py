@@ -23,8 +23,8 @@ Writing is crash-safe: every file is fsynced, then the folder, before the manife
 (so a manifest never describes files that are not on disk), then the manifest, its checksum and
 the folder again; the folder is renamed into place and its parent fsynced.
 
-This module knows nothing of :class:`~aws_anomaly.model.AnomalyModel`; ``model.py`` decides what
-goes into the manifest and the arrays.
+This module knows nothing of :class:`~aws_anomaly.model.AnomalyModel`; ``modelsave.py`` decides
+what goes into the manifest and the arrays.
 
 A model with nothing to keep but JSON (the streaming series models of
 :mod:`aws_anomaly.streaming.series`) is written with ``detector=None``: the manifest (with its

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aws_anomaly import bundle, modelfile
+from aws_anomaly import modelfile
 from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion_shares
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.constants import ConstantGuard, constant_metrics
@@ -72,6 +72,7 @@ from aws_anomaly.fitting import (
     fit_threshold,
     holdout_split,
 )
+from aws_anomaly.modelsave import manifest, save_model
 from aws_anomaly.progress import track
 from aws_anomaly.scaling import Scaler, prepare
 from aws_anomaly.scoring import input_rows, score_series, score_table
@@ -102,10 +103,6 @@ __all__ = [
 #: Default cap on the training rows the scaler and detector learn from (``max_fit_rows``).
 MAX_FIT_ROWS = 100_000
 SCORE_COLUMNS = ("timestamp", "entity", "anomaly_score", "is_anomaly", "top_metric")
-
-
-#: Rows per detector call of the occlusion explanations (:mod:`aws_anomaly.attribution`).
-_OCCLUSION_ROWS = OCCLUSION_ROWS
 
 
 class AnomalyModel:
@@ -490,7 +487,7 @@ class AnomalyModel:
             return decomposed_shares(explain(self.constant_guard.blind(Xs)), self.metrics_,
                                      self.groups_)
         return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_,
-                                raw_fn or self._raw, _OCCLUSION_ROWS)
+                                raw_fn or self._raw, OCCLUSION_ROWS)
 
     def score_transformed(self, X: np.ndarray, ready: np.ndarray, explain: str,
                           entity: str | np.ndarray | None = None
@@ -639,50 +636,16 @@ class AnomalyModel:
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
-        """The JSON-serialisable description written to the bundle manifest."""
+        """The JSON-serialisable description written to the bundle manifest
+        (:func:`aws_anomaly.modelsave.manifest`)."""
         self._check_fitted()
-        return {
-            "model": {
-                "detector": self.detector, "detector_params": self.detector_params,
-                "scaler": self.scaler, "exclude_labelled": self.exclude_labelled,
-                "calibration": self.calibration, "feature_set": self.feature_set,
-                "log_std": self.log_std, "clip": self.clip, "persist": list(self.persist),
-                "persist_weight": self.persist_weight,
-                "persist_baseline": self.persist_baseline,
-                "log_std_floor": self.log_std_floor,
-                "calibration_holdout": self.calibration_holdout,
-                "max_fit_rows": self.max_fit_rows,
-                "band": self.band if not isinstance(self.band, BandSpec) else self.band.to_dict(),
-                "entity_thresholds": self.entity_thresholds,
-            },
-            "constant_metrics": {self.metrics_[j]: v for j, v in self.constant_.items()},
-            "band": (None if getattr(self, "band_", None) is None
-                     else self.band_.to_dict()),
-            "views": self.views_,
-            "metrics": list(self.metrics_),
-            "step_seconds": self.step_.total_seconds(),
-            "feature_names": list(self.feature_names_),
-            "spec_feature_names": list(self.all_feature_names_),
-            "feature_groups": self.groups_,
-            "feature_spec": self.spec.to_dict(),
-            "calibrator": self.calibrator_.to_dict(),
-            "entity_calibrators": {e: c.to_dict()
-                                   for e, c in getattr(self, "entity_calibrators_", {}).items()},
-            "calibration_used": self.calibration_used_,
-            "scaler_params": {"kind": self.scaler, "arrays": ["scaler_center", "scaler_scale",
-                                                               "train_median", "columns",
-                                                               "log_floor"]},
-            "training_summary": self.training_summary_,
-            **_jsonable(self.metadata),
-        }
+        return manifest(self)
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the model as a bundle folder (see :mod:`aws_anomaly.bundle`); returns the path."""
-        desc = self.describe()
-        arrays = {"scaler_center": self.scaler_.center_, "scaler_scale": self.scaler_.scale_,
-                  "train_median": self.median_, "columns": self.columns_,
-                  "log_floor": self.log_floor_}
-        return str(bundle.write_bundle(path, desc, self.detector_, arrays))
+        """Write the model as a bundle folder (see :mod:`aws_anomaly.bundle`,
+        :func:`aws_anomaly.modelsave.save_model`); returns the path."""
+        self._check_fitted()
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AnomalyModel:
@@ -697,22 +660,6 @@ class AnomalyModel:
         state = "fitted" if hasattr(self, "detector_") else "unfitted"
         return (f"AnomalyModel(detector={self.detector!r}, detector_params="
                 f"{self.detector_params!r}, scaler={self.scaler!r}, {state})")
-
-
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 #: Names that moved to :mod:`aws_anomaly.presets` and are still served from here for old imports.
