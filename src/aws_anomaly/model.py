@@ -5,6 +5,17 @@ The same object scores a batch (:meth:`AnomalyModel.score`), answers scikit-lear
 (:meth:`AnomalyModel.stream`) with the same numbers. It is saved as a checksummed bundle
 (:mod:`aws_anomaly.bundle`), never as a pickle.
 
+The model coordinates parts with one job each: :mod:`aws_anomaly.fitting` (what :meth:`fit`
+does: the calibration holdout, the features and scaler, the detector, the threshold),
+:mod:`aws_anomaly.scoring` (the batch path of :meth:`score`, chunk by chunk),
+:mod:`aws_anomaly.constants` (metrics constant over training: the "should stay constant"
+check), :mod:`aws_anomaly.stream` (the live path, a point at a time),
+:mod:`aws_anomaly.attribution` (the shares of a score per metric), and
+:mod:`aws_anomaly.modelsave` / :mod:`aws_anomaly.modelfile` (the bundle written and read
+back). What stays here is the model's parameters and fitted state, the column transform, and
+the scoring of transformed rows (:meth:`score_transformed`, :meth:`score_row`) that the batch
+and live paths share.
+
 Rows while the feature windows are still filling (``ready`` False, the first
 ``spec.min_history`` rows of each entity without earlier history) cannot be scored fairly: they
 get ``anomaly_score`` 0.0, ``is_anomaly`` False, ``top_metric`` "" and zero contributions.
@@ -99,6 +110,9 @@ __all__ = [
     "constant_metrics",
     "parse_threshold",
 ]
+
+# AUTO_MAX_FPR, DEFAULT_RISK, ENTITY_MIN_EXCEEDANCES and parse_threshold live with the
+# threshold fitting (aws_anomaly.threshold) and are served from here for older imports.
 
 #: Default cap on the training rows the scaler and detector learn from (``max_fit_rows``).
 MAX_FIT_ROWS = 100_000
@@ -411,10 +425,6 @@ class AnomalyModel:
         return calibrate(self.calibrator_, getattr(self, "entity_calibrators_", None), raw,
                          entity)
 
-    # ------------------------------------------------------------------ transform
-    def _prepare(self, X_full: np.ndarray) -> np.ndarray:
-        return prepare(X_full, self.columns_, self.log_floor_, self._log_columns)
-
     # ------------------------------------------------------------------ constant metrics
     @property
     def constant_guard(self) -> ConstantGuard:
@@ -427,6 +437,10 @@ class AnomalyModel:
                                         self.feature_plan().idx_value, self.groups_)
             self._constant_guard = guard
         return guard
+
+    # ------------------------------------------------------------------ transform
+    def _prepare(self, X_full: np.ndarray) -> np.ndarray:
+        return prepare(X_full, self.columns_, self.log_floor_, self._log_columns)
 
     @property
     def _log_columns(self) -> np.ndarray:
