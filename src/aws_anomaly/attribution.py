@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["OCCLUSION_ROWS", "decomposed_shares", "occlusion_shares"]
+__all__ = ["OCCLUSION_ROWS", "decomposed_shares", "metric_membership", "occlusion_shares",
+           "shares_of"]
 
 #: Rows (all metrics' occluded copies together) per detector call of :func:`occlusion_shares`:
 #: one call for the handful of rows a live point or a chunk flags.
@@ -42,27 +43,41 @@ def decomposed_shares(parts: np.ndarray, metrics: Sequence[str],
     (``(rows, columns)``); rows whose parts sum to 0 share equally.
 
     Each metric's part is the sum of its columns' (a column listed twice counts twice): one
-    product with a (columns, metrics) count matrix cached per ``groups`` object, so a flagged
-    live point pays one small product instead of a gather and a sum per metric.
+    product with :func:`metric_membership`, then :func:`shares_of`.
 
     >>> decomposed_shares(np.array([[1.0, 3.0, 0.0]]), ["a", "b"], {"a": [0], "b": [1]}).tolist()
     [[0.25, 0.75]]
     """
-    m = len(metrics)
-    out = parts @ _membership(metrics, groups, parts.shape[1])
-    total = out.sum(axis=1, keepdims=True)
-    return np.divide(out, total, out=np.full_like(out, 1.0 / m), where=total > 0)
+    return shares_of(parts @ metric_membership(metrics, groups, parts.shape[1]))
 
 
-#: ``id(groups)`` -> (groups, metrics, columns, count matrix) of :func:`_membership`.
+def shares_of(metric_parts: np.ndarray) -> np.ndarray:
+    """Each row's parts per metric ``(rows, metrics)`` as shares summing to 1; rows whose
+    parts sum to 0 share equally.
+
+    >>> shares_of(np.array([[1.0, 3.0], [0.0, 0.0]])).tolist()
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
+    total = metric_parts.sum(axis=1, keepdims=True)
+    return np.divide(metric_parts, total,
+                     out=np.full_like(metric_parts, 1.0 / metric_parts.shape[1]),
+                     where=total > 0)
+
+
+#: ``id(groups)`` -> (groups, metrics, columns, count matrix) of :func:`metric_membership`.
 _MEMBERS: dict[int, tuple[Mapping[str, Sequence[int]], tuple[str, ...], int, np.ndarray]] = {}
 
 
-def _membership(metrics: Sequence[str], groups: Mapping[str, Sequence[int]], n_cols: int
-                ) -> np.ndarray:
+def metric_membership(metrics: Sequence[str], groups: Mapping[str, Sequence[int]],
+                      n_cols: int) -> np.ndarray:
     """``(n_cols, metrics)``: how many times each column is listed in each metric's group
-    (negative positions counted from the end, as indexing reads them). Cached per ``groups``
-    object like :func:`_one_row_plan`'s plans."""
+    (negative positions counted from the end, as indexing reads them), so that per-column
+    parts times it are per-metric parts. Cached per ``groups`` object (which must not be
+    changed in place afterwards; models replace theirs); read-only.
+
+    >>> metric_membership(["a", "b"], {"a": [0, 2], "b": [2]}, 3).tolist()
+    [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]
+    """
     key = id(groups)
     hit = _MEMBERS.get(key)
     names = tuple(metrics)
@@ -72,8 +87,9 @@ def _membership(metrics: Sequence[str], groups: Mapping[str, Sequence[int]], n_c
     for j, metric in enumerate(names):
         for c in groups.get(metric, []):
             count[c, j] += 1.0
+    count.flags.writeable = False
     if len(_MEMBERS) >= _PLANS_MAX:
-        _MEMBERS.clear()
+        _MEMBERS.clear()  # (atomic; a matrix costs microseconds to rebuild)
     _MEMBERS[key] = (groups, names, n_cols, count)
     return count
 

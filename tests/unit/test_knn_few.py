@@ -160,3 +160,22 @@ def test_spread_variance_keeps_the_full_pass() -> None:
     q = rng.standard_normal((1, 20))
     assert det.score_samples(q)[0] == pytest.approx(
         det.score_samples(np.vstack([q] * (_FEW + 1)))[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("excess", [False, True])
+def test_weighted_explanations_are_the_parts_times_the_weights(excess: bool) -> None:
+    # a model passes its metrics' column membership: each metric's part in one step
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((500, 10))
+    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
+                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    weights = np.zeros((10, 3))
+    weights[[0, 3, 4], 0] = 1.0
+    weights[[1, 5, 6, 7], 1] = 1.0
+    weights[[2, 7, 8, 9], 2] = 1.0  # column 7 in two groups
+    want = det.explain_samples(X[400:]) @ weights
+    np.testing.assert_allclose(det.explain_samples(X[400:], weights), want, rtol=1e-12)
+    for i in range(400, 420):  # the live path: the score's own search, the same numbers
+        _, explain = det.score_explained(X[i:i + 1])
+        np.testing.assert_array_equal(explain(weights), det.explain_samples(X[i:i + 1], weights))
+        np.testing.assert_array_equal(explain(), det.explain_samples(X[i:i + 1]))

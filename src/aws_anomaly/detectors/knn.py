@@ -487,7 +487,7 @@ class KNNDetector(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._scores(X, self.n_neighbors)
 
-    def explain_samples(self, X: np.ndarray) -> np.ndarray:
+    def explain_samples(self, X: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Per-feature squared differences to each row's nearest reference row, (n, n_features).
 
         Per view, the squared distance is the sum of these over the view's columns, so each
@@ -498,21 +498,26 @@ class KNNDetector(BaseDetector):
 
         With the excess term on, the parts are the score itself split over the columns
         (:meth:`_explain_score`): each row's parts sum to its score.
+
+        ``weights`` ``(n_features, k)``: the parts times ``weights``, ``(n, k)``, summed view
+        by view without the ``(n, n_features)`` parts (a model passes its metrics' column
+        membership, :func:`aws_anomaly.attribution.metric_membership`: each metric's part).
         """
         arr = self._validate(X, method="explain_samples", reset=False)
-        return self._explain(arr, None)
+        return self._explain(arr, None, weights)
 
     def score_explained(self, X: np.ndarray
-                        ) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
-        """(:meth:`score_prepared` of ``X``, a function that returns :meth:`explain_samples`
-        of ``X``): the explanation reuses the nearest reference rows the score found, so a
-        flagged live point costs one search, not two. The same numbers as the two calls
-        (the same rows, found the same way). ``X`` as for :meth:`score_prepared`."""
+                        ) -> tuple[np.ndarray, Callable[..., np.ndarray]]:
+        """(:meth:`score_prepared` of ``X``, a function ``explain(weights=None)`` that returns
+        :meth:`explain_samples` of ``X``): the explanation reuses the nearest reference rows
+        the score found, so a flagged live point costs one search, not two. The same numbers
+        as the two calls (the same rows, found the same way). ``X`` as for
+        :meth:`score_prepared`."""
         if not (self.n_neighbors == 1 and len(self.reference_) > 1 and len(X) <= _FEW):
-            return self.score_prepared(X), lambda: self._explain(X, None)
+            return self.score_prepared(X), lambda weights=None: self._explain(X, None, weights)
         nearest: list[np.ndarray] = []
         scores = self._scores_few(X, nearest)
-        return scores, lambda: self._explain(X, nearest)
+        return scores, lambda weights=None: self._explain(X, nearest, weights)
 
     def _block_nearest(self, xc: np.ndarray, view: int, nearest: list[np.ndarray] | None,
                        start: int) -> np.ndarray:
@@ -522,20 +527,26 @@ class KNNDetector(BaseDetector):
             return self._nearest_rows(xc, view)
         return nearest[view][start:start + len(xc)]
 
-    def _explain(self, arr: np.ndarray, nearest: list[np.ndarray] | None) -> np.ndarray:
+    def _explain(self, arr: np.ndarray, nearest: list[np.ndarray] | None,
+                 weights: np.ndarray | None = None) -> np.ndarray:
         """:meth:`explain_samples` of validated rows; ``nearest``: each view's nearest
         reference rows when the caller has them (:meth:`score_explained`), else found here."""
         if self._excess_term(arr[:0]) is not None:
-            return self._explain_score(arr, nearest)
-        out = np.zeros_like(arr)
+            parts = self._explain_score(arr, nearest)
+            return parts if weights is None else parts @ weights
+        out = np.zeros((len(arr), arr.shape[1] if weights is None else weights.shape[1]))
         for s in range(0, len(arr), _BLOCK):
             xc = arr[s:s + _BLOCK]
             for view, cols in enumerate(self.views_):
                 near = self._block_nearest(xc, view, nearest, s)
-                diff = (xc[:, cols] - self._view_reference(view)[near]) ** 2
+                diff = xc[:, cols] - self._view_reference(view)[near]
+                diff *= diff
                 if self.views:
                     diff /= len(cols)
-                out[s:s + _BLOCK, cols] += diff
+                if weights is None:
+                    out[s:s + _BLOCK, cols] += diff
+                else:
+                    out[s:s + _BLOCK] += diff @ weights[cols]
         return out
 
     def _explain_score(self, arr: np.ndarray, nearest: list[np.ndarray] | None = None
