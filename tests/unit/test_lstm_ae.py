@@ -92,6 +92,9 @@ def test_layout_groups_padding_and_leftover_columns() -> None:
     # explanations are per column and add up to the score, padding excluded
     np.testing.assert_allclose(det.explain_samples(X[:5]).sum(axis=1), det.score_samples(X[:5]),
                                rtol=1e-12)
+    weights = np.eye(7)[:, :2]  # columns 0 and 1 as two "metrics"
+    np.testing.assert_array_equal(det.explain_samples(X[:5], weights),
+                                  det.explain_samples(X[:5])[:, :2])
 
 
 @needs_torch

@@ -355,11 +355,13 @@ class LSTMAutoencoderDetector(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._errors(X).sum(axis=(1, 2)) / float((self.layout_ >= 0).sum())
 
-    def explain_samples(self, X: np.ndarray) -> np.ndarray:
+    def explain_samples(self, X: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Per-feature squared reconstruction errors, (n, n_features), summing to the score.
 
         A column read at several steps gets the sum of its errors there; the rows add up to
-        :meth:`score_samples` exactly (up to rounding).
+        :meth:`score_samples` exactly (up to rounding). ``weights`` ``(n_features, k)``: those
+        parts times ``weights`` (as :meth:`KNNDetector.explain_samples
+        <aws_anomaly.detectors.knn.KNNDetector.explain_samples>`).
         """
         arr = self._validate(X, method="explain_samples", reset=False)
         err = self._errors(arr) / float((self.layout_ >= 0).sum())
@@ -367,4 +369,4 @@ class LSTMAutoencoderDetector(BaseDetector):
         real = self.layout_ >= 0
         cols = self.layout_[real]
         np.add.at(out.T, cols, err[:, real].T)
-        return out
+        return out if weights is None else out @ weights
