@@ -58,6 +58,11 @@ def shares_of(metric_parts: np.ndarray) -> np.ndarray:
     >>> shares_of(np.array([[1.0, 3.0], [0.0, 0.0]])).tolist()
     [[0.25, 0.75], [0.5, 0.5]]
     """
+    if len(metric_parts) == 1:  # a live point: the same arithmetic without the masks
+        one = float(metric_parts[0].sum())
+        if one > 0:
+            return metric_parts / one
+        return np.full_like(metric_parts, 1.0 / metric_parts.shape[1])
     total = metric_parts.sum(axis=1, keepdims=True)
     return np.divide(metric_parts, total,
                      out=np.full_like(metric_parts, 1.0 / metric_parts.shape[1]),

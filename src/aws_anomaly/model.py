@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from aws_anomaly import modelfile
-from aws_anomaly.attribution import OCCLUSION_ROWS, decomposed_shares, occlusion_shares
+from aws_anomaly.attribution import OCCLUSION_ROWS, metric_membership, occlusion_shares, shares_of
 from aws_anomaly.calibration import Calibrator
 from aws_anomaly.constants import ConstantGuard, constant_metrics
 from aws_anomaly.data import Dataset
@@ -489,6 +489,11 @@ class AnomalyModel:
         return np.asarray(self.detector_.score_prepared(self.constant_guard.blind(Xs)),
                           dtype=np.float64)
 
+    def _membership(self, Xs: np.ndarray) -> np.ndarray:
+        """``(columns, metrics)``: which of the detector's input columns are each metric's
+        (a decomposing detector's per-column parts times it are its per-metric parts)."""
+        return metric_membership(self.metrics_, self.groups_, Xs.shape[1])
+
     def _contributions(self, Xs: np.ndarray, raw: np.ndarray,
                        raw_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         """Shares (n, n_metrics) of the scaled rows ``Xs`` with raw scores ``raw``
@@ -498,8 +503,7 @@ class AnomalyModel:
         if explain is not None:
             if len(Xs) == 0:
                 return np.zeros((0, len(self.metrics_)))
-            return decomposed_shares(explain(self.constant_guard.blind(Xs)), self.metrics_,
-                                     self.groups_)
+            return shares_of(explain(self.constant_guard.blind(Xs), self._membership(Xs)))
         return occlusion_shares(Xs, raw, self.metrics_, self.groups_, self.median_,
                                 raw_fn or self._raw, OCCLUSION_ROWS)
 
@@ -572,7 +576,7 @@ class AnomalyModel:
                 return float(guard.lift(score, z)[0]), True, guard.shares(z)[0]
         if score >= 1.0:
             if explain is not None:
-                return score, True, decomposed_shares(explain(), self.metrics_, self.groups_)[0]
+                return score, True, shares_of(explain(self._membership(X)))[0]
             return score, True, self._contributions(X, raw, self._raw_prepared)[0]
         return score, False, None
 

@@ -229,7 +229,7 @@ class StreamScorer:
             return PointScore(ts, self.entity, score, flag, "", dict.fromkeys(names, 0.0),
                               True, *band)
         cl = c.tolist()  # (a positive sum has no NaN: the first largest is c.argmax())
-        top = names[cl.index(max(cl))] if c.sum() > 0 else ""
+        top = names[cl.index(max(cl))] if sum(cl) > 0 else ""
         return PointScore(ts, self.entity, score, flag, top,
                           dict(zip(names, cl, strict=True)), True, *band)
 

@@ -124,3 +124,16 @@ def test_one_row_path_follows_the_metrics_and_groups_it_is_given() -> None:
             np.testing.assert_array_equal(one, whole[i:i + 1])
             np.testing.assert_array_equal(np.signbit(one), np.signbit(whole[i:i + 1]))
         assert (whole[:, [j for j, m in enumerate(metrics) if groups.get(m)]] > 0).any()
+
+
+def test_shares_of_one_row_are_the_batch_shares_bit_for_bit() -> None:
+    # a live point takes a shorter path: the same numbers as the same row in a batch
+    from aws_anomaly.attribution import shares_of
+
+    rng = np.random.default_rng(0)
+    parts = rng.random((400, 7)) ** 3
+    parts[::50] = 0.0  # rows with nothing to share: equal shares
+    many = shares_of(parts)
+    np.testing.assert_array_equal(np.vstack([shares_of(parts[i:i + 1]) for i in range(400)]),
+                                  many)
+    np.testing.assert_array_equal(many[0], np.full(7, 1 / 7))

@@ -541,13 +541,26 @@ class KNNDetector(BaseDetector):
                 near = self._block_nearest(xc, view, nearest, s)
                 diff = xc[:, cols] - self._view_reference(view)[near]
                 diff *= diff
+                if weights is not None:  # the column count's division sits in the weights
+                    out[s:s + _BLOCK] += diff @ self._view_weights(view, weights)
+                    continue
                 if self.views:
                     diff /= len(cols)
-                if weights is None:
-                    out[s:s + _BLOCK, cols] += diff
-                else:
-                    out[s:s + _BLOCK] += diff @ weights[cols]
+                out[s:s + _BLOCK, cols] += diff
         return out
+
+    def _view_weights(self, view: int, weights: np.ndarray) -> np.ndarray:
+        """``weights``' rows of the view's columns, divided by the view's column count when
+        there are views (as its parts are): kept for the last ``weights`` object seen (a
+        model passes the same one on every call), not saved."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        hit = cache.get(("w", view))
+        if hit is not None and hit[0] is weights:
+            return hit[1]  # type: ignore[no-any-return]
+        cols = self.views_[view]
+        w = weights[cols] / len(cols) if self.views else weights[cols]
+        cache[("w", view)] = (weights, w)
+        return w
 
     def _explain_score(self, arr: np.ndarray, nearest: list[np.ndarray] | None = None
                        ) -> np.ndarray:
