@@ -38,7 +38,7 @@ path does: the same nearest distance, for about a third of the time a point. A w
 only those axes in the first pass: the distance along them is a lower bound of the whole
 distance (an orthonormal projection never lengthens a vector), so every row whose bound is
 above the distance of the best guess is left out, and the rest is checked in float64 as
-before (:meth:`KNNDetector._nearest_projected`): the same nearest row, for half the reads.
+before (:meth:`KNNDetector._projected_candidates`): the same nearest row, for half the reads.
 
 Examples
 --------
@@ -88,7 +88,7 @@ _U32 = 2.0 ** -24
 _F32_SAFE = 1e36
 
 #: Views of this many columns (inclusive) get a projected first pass
-#: (:meth:`KNNDetector._nearest_projected`); below, a pass over every column costs as little;
+#: (:meth:`KNNDetector._projected_candidates`); below, a pass over every column costs as little;
 #: above, finding the axes at first use would cost more than a few live points.
 _PROJECT_COLUMNS = (16, 128)
 
@@ -98,6 +98,9 @@ _PROJECT_VARIANCE = 0.97
 
 #: Fewest reference rows for which a projection pays (a small reference is read in no time).
 _PROJECT_MIN_ROWS = 2048
+
+#: About this many reference rows (a strided sample) find the projection's axes.
+_PROJECT_SAMPLE = 4096
 
 
 class KNNDetector(BaseDetector):
@@ -356,8 +359,10 @@ class KNNDetector(BaseDetector):
         needed to hold :data:`_PROJECT_VARIANCE` of the variance): ``(centre (d,), axes (d,
         p) orthonormal, the float32 feature-major table (p + 1, n) whose product with ``(a,
         1)`` is ``|b_i|^2 - 2 a.b_i`` (``a``, ``b_i`` the projected query and reference rows),
-        the largest ``|b_i|``, the largest ``|t_i|``)``. Made on first use from the
-        reference's covariance (a few ms) and kept, not saved."""
+        the largest ``|b_i|``, the largest ``|t_i|``)``. Made on first use from the covariance
+        of a strided sample of the reference (:data:`_PROJECT_SAMPLE` rows: the axes only
+        decide how many rows the bound rules out, never which row is the nearest) and kept,
+        not saved."""
         cache = self.__dict__.setdefault("_view_cache", {})
         key = ("proj", view)
         if key in cache:
@@ -368,7 +373,9 @@ class KNNDetector(BaseDetector):
         if _PROJECT_COLUMNS[0] <= d <= _PROJECT_COLUMNS[1] and n >= _PROJECT_MIN_ROWS:
             centre = ref.mean(axis=0)
             dev = ref - centre
-            var, axes = np.linalg.eigh(dev.T @ dev)
+            # any orthonormal axes keep the bound exact; a strided sample finds good ones
+            sample = dev[::max(1, n // _PROJECT_SAMPLE)]
+            var, axes = np.linalg.eigh(sample.T @ sample)
             var, axes = var[::-1], axes[:, ::-1]
             share = np.cumsum(np.maximum(var, 0.0))
             p = int(np.searchsorted(share, _PROJECT_VARIANCE * share[-1])) + 1
