@@ -194,9 +194,8 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return max(1, cpus + 1 + n_jobs) if n_jobs < 0 else int(n_jobs)
 
 
-#: (how many modules were imported when the BLAS libraries were last looked for, their knobs,
-#: whether any knob is per thread)
-_BLAS: list[tuple[int, list[_BlasKnob], bool]] = []
+#: (how many modules were imported when the BLAS libraries were last looked for, their knobs)
+_BLAS: list[tuple[int, list[_BlasKnob]]] = []
 
 
 class _BlasKnob:
@@ -255,7 +254,7 @@ class _OneBlasThread:
                     if n != 1:
                         k.set(1)
             cls._inside += 1
-        self._own = [(k, k.get()) for k in knobs if k.per_thread] if _BLAS[0][2] else []
+        self._own = [(k, k.get()) for k in knobs if k.per_thread]
         for k, n in self._own:
             if n != 1:
                 k.set(1)
@@ -281,9 +280,8 @@ def _blas_libraries() -> list[_BlasKnob]:
     it reuses the last look."""
     n = len(sys.modules)
     if not _BLAS or _BLAS[0][0] != n:
-        knobs = [_BlasKnob(lib) for lib in ThreadpoolController().lib_controllers
-                 if lib.user_api == "blas"]
-        _BLAS[:] = [(n, knobs, any(k.per_thread for k in knobs))]
+        _BLAS[:] = [(n, [_BlasKnob(lib) for lib in ThreadpoolController().lib_controllers
+                         if lib.user_api == "blas"])]
     return _BLAS[0][1]
 
 
