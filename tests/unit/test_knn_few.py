@@ -15,6 +15,15 @@ def _one_by_one(det: KNNDetector, X: np.ndarray) -> np.ndarray:
     return np.array([det.score_samples(X[i:i + 1])[0] for i in range(len(X))])
 
 
+def _two_views(seed: int, rows: int, excess: bool) -> tuple[np.ndarray, KNNDetector]:
+    """``rows`` standard normal rows of 10 columns and a detector fit on the first 400, with a
+    3-column and a 7-column view (and the excess term on the first two columns, if asked)."""
+    X = np.random.default_rng(seed).standard_normal((rows, 10))
+    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
+                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    return X, det
+
+
 @pytest.mark.parametrize("views", [None, [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]])
 def test_one_row_calls_give_the_batch_scores(views) -> None:
     rng = np.random.default_rng(0)
@@ -81,10 +90,7 @@ def test_the_float32_copies_are_not_saved() -> None:
 
 @pytest.mark.parametrize("excess", [False, True])
 def test_one_row_explanations_are_the_batch_ones(excess: bool) -> None:
-    rng = np.random.default_rng(4)
-    X = rng.standard_normal((500, 10))
-    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
-                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    X, det = _two_views(4, 500, excess)
     batch = det.explain_samples(X[400:])
     one = np.vstack([det.explain_samples(X[i:i + 1]) for i in range(400, 500)])
     np.testing.assert_allclose(one, batch, rtol=1e-9, atol=1e-12)
@@ -95,10 +101,7 @@ def test_one_row_explanations_are_the_batch_ones(excess: bool) -> None:
 def test_score_explained_is_the_two_calls(excess: bool, rows: int) -> None:
     # the live path scores a row and explains it from the same search: the same numbers as
     # score_prepared then explain_samples, bit for bit, and the search runs once
-    rng = np.random.default_rng(5)
-    X = rng.standard_normal((420, 10))
-    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
-                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    X, det = _two_views(5, 420, excess)
     Q = 3.0 * X[400:400 + rows]
     calls = []
     real = det._nearest_few
@@ -165,10 +168,7 @@ def test_spread_variance_keeps_the_full_pass() -> None:
 @pytest.mark.parametrize("excess", [False, True])
 def test_weighted_explanations_are_the_parts_times_the_weights(excess: bool) -> None:
     # a model passes its metrics' column membership: each metric's part in one step
-    rng = np.random.default_rng(9)
-    X = rng.standard_normal((500, 10))
-    det = KNNDetector(views=[[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]], excess=[0, 1] if excess else None,
-                      excess_weight=0.25 if excess else 0.0).fit(X[:400])
+    X, det = _two_views(9, 500, excess)
     weights = np.zeros((10, 3))
     weights[[0, 3, 4], 0] = 1.0
     weights[[1, 5, 6, 7], 1] = 1.0
