@@ -70,44 +70,46 @@ def test_the_drift_count_is_the_injectors_ramp(bench, magnitude, length, noise):
         [j for j in range(1, length + 1) if j / length < 1 / 8 - 1e-12])
 
 
+def _daily(seed: int, n: int) -> np.ndarray:
+    """Two 5-minute metrics: a daily cycle with noise, and a noisy level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.column_stack([0.5 + 0.1 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.01, n),
+                            0.3 + rng.normal(0, 0.02, n)])
+
+
+def _assert_causal(features, values, cuts, tol, at, column):
+    """``features`` of every prefix are the full run's first rows (to ``tol``), and a shift of
+    0.2 in ``column`` from row ``at`` leaves the rows before it exactly as they were. Returns
+    the full run's features and the shifted run's."""
+    full = features(values)
+    assert np.isfinite(full).all()
+    for cut in cuts:
+        np.testing.assert_allclose(features(values[:cut]), full[:cut], rtol=tol, atol=tol)
+    later = values.copy()
+    later[at:, column] += 0.2
+    moved = features(later)
+    np.testing.assert_array_equal(moved[:at], full[:at])
+    return full, moved
+
+
 @pytest.mark.parametrize("kind", ["ewm", "cusum", "both"])
 def test_the_appended_features_are_causal(bench, kind):
-    rng = np.random.default_rng(3)
     n = 3 * 288 + 40
-    t = np.arange(n)
-    values = np.column_stack([0.5 + 0.1 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.01, n),
-                              0.3 + rng.normal(0, 0.02, n)])
-    full = bench.extra_features(values, kind)
+    full, moved = _assert_causal(lambda v: bench.extra_features(v, kind), _daily(3, n),
+                                 (1, 2, 288, 289, 300, 600, n - 1), 1e-12, 701, 0)
     assert full.shape == (n, {"ewm": 4, "cusum": 4, "both": 8}[kind])
-    assert np.isfinite(full).all()
-    for cut in (1, 2, 288, 289, 300, 600, n - 1):
-        np.testing.assert_allclose(bench.extra_features(values[:cut], kind), full[:cut],
-                                   rtol=1e-12, atol=1e-12)
-    # a change after row 700 leaves rows <= 700 as they were, and moves the rows after it
-    later = values.copy()
-    later[701:, 0] += 0.2
-    moved = bench.extra_features(later, kind)
-    np.testing.assert_array_equal(moved[:701], full[:701])
-    assert np.abs(moved[701:] - full[701:]).max() > 1.0
+    assert np.abs(moved[701:] - full[701:]).max() > 1.0  # and it moves the rows after it
 
 
 def test_the_band_columns_are_causal_given_a_band_fit_on_earlier_rows(bench):
-    rng = np.random.default_rng(4)
     n = 4 * 288
-    t = np.arange(n)
-    values = np.column_stack([0.5 + 0.1 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.01, n),
-                              0.3 + rng.normal(0, 0.02, n)])
+    values = _daily(4, n)
     band = fit_band([values[:2 * 288]], BandSpec.for_step("5min"))
-    full = bench.band_features(values, band)
-    assert full.shape == (n, 10) and np.isfinite(full).all()
-    for cut in (40, 300, 2 * 288 + 7, n - 1):
-        np.testing.assert_allclose(bench.band_features(values[:cut], band), full[:cut],
-                                   rtol=1e-9, atol=1e-9)
+    full, moved = _assert_causal(lambda v: bench.band_features(v, band), values,
+                                 (40, 300, 2 * 288 + 7, n - 1), 1e-9, 1000, 1)
+    assert full.shape == (n, 10)
     # a shift of 10 noise sigmas at row 1000 is seen at once by the deviation column
-    later = values.copy()
-    later[1000:, 1] += 0.2
-    moved = bench.band_features(later, band)
-    np.testing.assert_array_equal(moved[:1000], full[:1000])
     assert moved[1000, 1] > 5.0
 
 
