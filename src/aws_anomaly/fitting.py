@@ -38,7 +38,7 @@ import pandas as pd
 from aws_anomaly.constants import constant_metrics
 from aws_anomaly.data import Dataset
 from aws_anomaly.detectors import DETECTORS, make_detector
-from aws_anomaly.detectors.base import subsample_index
+from aws_anomaly.detectors.base import blas_one_thread, subsample_index
 from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.features import build_features, check_history
 from aws_anomaly.features.band import BandSpec, fit_band
@@ -357,8 +357,11 @@ def fit_threshold(model: AnomalyModel, inputs: FitInputs, t0: float) -> None:
     ``inputs.Xv`` (with their labels), or without validation rows on the training scores
     (out-of-fit where the detector keeps them); sets ``calibrator_``, ``calibration_used_``,
     ``entity_calibrators_`` and ``training_summary_`` (``t0``: when the fit began)."""
+    # BLAS on one thread, as the model scores rows (AnomalyModel.score_transformed): the
+    # threshold is set on the numbers scoring will give
     if inputs.Xv is not None:
-        with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"):
+        with stage(f"scoring {inputs.Xv.shape[0]:,} validation rows for the threshold"), \
+                blas_one_thread():
             raw = model._raw(inputs.Xv)
         y = inputs.y
         calib_on = "validation"
@@ -366,8 +369,11 @@ def fit_threshold(model: AnomalyModel, inputs: FitInputs, t0: float) -> None:
         # Out-of-fit training scores where the detector keeps them (kNN: leave-one-out);
         # in-fit scores of a neighbour method would all be 0.
         oof = getattr(model.detector_, "training_scores_", None)
-        raw = (np.asarray(oof, dtype=np.float64) if oof is not None
-               else model._raw(inputs.Xs))
+        if oof is not None:
+            raw = np.asarray(oof, dtype=np.float64)
+        else:
+            with blas_one_thread():
+                raw = model._raw(inputs.Xs)
         y = None
         calib_on = "train"
     fitted = fit_thresholds(model.calibration, raw, y, model.step_, entities=inputs.entities,

@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aws_anomaly.detectors.base import blas_one_thread
 from aws_anomaly.errors import DataError, ModelFileError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.store import StreamCheckpoint
@@ -216,11 +215,10 @@ class LiveState:
         # before the first one to score (the look-back), as batch does.
         self._advance(model, frame, out, ts, feed, lambda e: StreamScorer(model, e),
                       lambda sc, t: 0 <= sc.gap_steps(t) <= sc.max_gap_steps)
-        # BLAS on one thread, as batch scoring does per chunk: a tick's or a request's rows
-        # are small products, and a BLAS thread waiting for a busy core costs milliseconds
-        with blas_one_thread():
-            score, flag, contrib = model.score_transformed(
-                model.transform(X), ready, "flagged", frame["entity"].to_numpy()[out])
+        # (BLAS on one thread inside, as for batch chunks: a tick's or a request's rows are
+        # small products, and a BLAS thread waiting for a busy core costs milliseconds)
+        score, flag, contrib = model.score_transformed(
+            model.transform(X), ready, "flagged", frame["entity"].to_numpy()[out])
         return _score_frame(frame, out, metrics, score, flag, contrib, ready, band)
 
     def _advance(self, model: AnomalyModel | SeriesModel, frame: pd.DataFrame,

@@ -513,7 +513,19 @@ class AnomalyModel:
         """``(anomaly_score, is_anomaly, contributions)`` of rows ``X`` from :meth:`transform`;
         rows not ``ready`` get 0, False and zeros; ``explain`` as in :meth:`score`.
         ``entity``: the rows' entity (one name, or an array of one per row) for their
-        calibrator (:meth:`calibrator_for`); None: the pooled one."""
+        calibrator (:meth:`calibrator_for`); None: the pooled one.
+
+        BLAS runs on one thread (:func:`~aws_anomaly.detectors.base.blas_one_thread`): a
+        multi-threaded OpenBLAS product may round differently from a one-thread one on some
+        CPUs (AMD EPYC: 1e-15 on an OCSVM score), and every caller (batch chunks, a tick, a
+        fold of ``auto``) must get the same numbers; their products are also too small for
+        BLAS threads to pay."""
+        with blas_one_thread():
+            return self._score_transformed(X, ready, explain, entity)
+
+    def _score_transformed(self, X: np.ndarray, ready: np.ndarray, explain: str,
+                           entity: str | np.ndarray | None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, m = len(X), len(self.metrics_)
         score = np.zeros(n)
         contrib = np.zeros((n, m))

@@ -25,7 +25,6 @@ import pandas as pd
 
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.dataset import DEFAULT_ENTITY, parse_timestamps
-from aws_anomaly.detectors.base import blas_one_thread
 from aws_anomaly.features import check_history
 from aws_anomaly.features.band import band_arrays
 from aws_anomaly.features.batch import CHUNK_ROWS, iter_feature_columns
@@ -105,11 +104,10 @@ def score_series(model: AnomalyModel, data: Dataset, history: Dataset | None, ex
             Xs = model.scaler_.transform_columns(fm, out=scaled[:rows])
             ok = np.arange(r0 + 1, c1 + 1) >= model.spec.min_history
             sl = slice(o + r0 - n_ctx, o + c1 - n_ctx)
-            # BLAS on one thread: a chunk's products are too small for OpenBLAS's
-            # spinning threads to pay, and on a busy machine they cost 2-20x.
-            with blas_one_thread():
-                score[sl], flag[sl], contrib[sl] = model.score_transformed(
-                    Xs, ok, explain, str(entity))
+            # (BLAS on one thread, inside: a chunk's products are too small for OpenBLAS's
+            # spinning threads to pay, and on a busy machine they cost 2-20x)
+            score[sl], flag[sl], contrib[sl] = model.score_transformed(
+                Xs, ok, explain, str(entity))
             ready[sl] = ok
         o += n_out
     model._check_history(data, ready, where)
