@@ -54,6 +54,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from aws_anomaly.data import Dataset
 from aws_anomaly.data.anomalies import estimate_scale
 from aws_anomaly.data.generator import generate_demo, write_demo
+from aws_anomaly.detectors import KNNDetector
 from aws_anomaly.detectors.base import seed_from
 from aws_anomaly.evaluation.metrics import evaluate_flags
 from aws_anomaly.evaluation.split import chronological_split, concat, rolling_origin_folds
@@ -334,11 +335,20 @@ class Rows:
     model: AnomalyModel
 
 
-def supervised_rows(ds: Dataset, part: Part, seed: int = 0) -> Rows:
+def supervised_rows(ds: Dataset, part: Part, seed: int = 0, features: str = "shipped"
+                    ) -> Rows:
     """The rows the supervised candidate learns from and is scored on, built by the model
-    itself (the same features, columns and scaler as ``train --detector auto``)."""
-    m = AnomalyModel("supervised", seeded_params({}, "supervised", seed), calibration="auto",
-                     band=None)
+    itself (the same features, columns and scaler as ``train --detector auto``); with
+    ``features="default"`` the label-free default's features instead (``default_model``'s
+    spec, hybrid views, persistence terms and scaling, as :func:`fit_default` builds it)."""
+    params = seeded_params({}, "supervised", seed)
+    if features == "default":
+        per = int(part.train.frame.groupby("entity").size().min())
+        m = default_model(part.train.step, history=part.train.step * per,
+                          detector="supervised", detector_params=params, calibration="auto",
+                          band=None)
+    else:
+        m = AnomalyModel("supervised", params, calibration="auto", band=None)
     inp = m._fit_inputs(part.train, part.calibration, labelled_rows=True)
     tr = part.train.frame
     lab = tr["is_anomaly"].to_numpy() == 1
@@ -379,6 +389,12 @@ def fit_supervised(rows: Rows, extra: np.ndarray | None = None, weighted: bool =
     """The supervised detector's fit (the parameters of ``SupervisedDetector``'s defaults),
     optionally with ``extra`` columns (every row of the data) and event-balanced weights;
     threshold as ``auto`` sets it (best F1 on the calibration rows, capped at 2 % FPR)."""
+    return _threshold(rows, *supervised_raw(rows, extra, weighted, seed))
+
+
+def supervised_raw(rows: Rows, extra: np.ndarray | None = None, weighted: bool = False,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_supervised`'s raw log-odds of the calibration and evaluation rows."""
     Xs, Xa, Xv, Xe = rows.Xs, rows.Xa, rows.Xv, rows.Xe
     if extra is not None:
         Xs = np.hstack([Xs, extra[rows.pos_s]])
@@ -396,7 +412,25 @@ def fit_supervised(rows: Rows, extra: np.ndarray | None = None, weighted: bool =
     raw_e = np.zeros(len(Xe))
     ok = rows.ready_e
     raw_e[ok] = est.decision_function(Xe[ok])
-    return _threshold(rows, raw_v, raw_e)
+    return raw_v, raw_e
+
+
+def max_knn_inner(rows: Rows, quantile: float = 0.999) -> Scored:
+    """What a detector could do inside its own fit, without the calibration rows: the
+    trees' probability against half the 1-NN distance (the normal training rows as the
+    reference) over the ``quantile`` of its leave-one-out training distances, so both
+    are 0.5 at their own boundary; the max, thresholded as ``auto`` does."""
+    sv, se = supervised_raw(rows)
+    views = rows.model.views_
+    knn = KNNDetector(views=None if views is None else [list(v) for v in views]).fit(rows.Xs)
+    t = float(np.quantile(knn.training_scores_, quantile))
+    kv = knn.score_samples(rows.Xv)
+    ke = np.zeros(len(rows.Xe))
+    ok = rows.ready_e
+    ke[ok] = knn.score_samples(rows.Xe[ok])
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    return _threshold(rows, np.maximum(sig(sv), 0.5 * kv / t),
+                      np.where(ok, np.maximum(sig(se), 0.5 * ke / t), 0.0))
 
 
 def _threshold(rows: Rows, raw_v: np.ndarray, raw_e: np.ndarray) -> Scored:
@@ -421,6 +455,28 @@ def fit_default(part: Part) -> Scored:
     se = m.score(part.evaluation, history=part.history, explain="none")
     return Scored(cal_v=sv["anomaly_score"].to_numpy(), cal_e=se["anomaly_score"].to_numpy(),
                   flags=se["is_anomaly"].to_numpy().astype(bool))
+
+
+def fit_knn_same(rows: Rows, pot: bool = True) -> Scored:
+    """A one-nearest-neighbour member on the supervised candidate's own rows: the normal
+    training rows as the reference (``KNNDetector`` defaults, at most 20,000 of them), its
+    raw distance thresholded per entity by the label-free default's rule (POT, risk stated
+    in time; the labels only keep the tail fit on normal rows) when ``pot``, else as the
+    supervised candidate (best F1 capped at 2 % FPR)."""
+    knn = KNNDetector().fit(rows.Xs)
+    raw_v = knn.score_samples(rows.Xv)
+    raw_e = np.zeros(len(rows.Xe))
+    ok = rows.ready_e
+    raw_e[ok] = knn.score_samples(rows.Xe[ok])
+    if not pot:
+        return _threshold(rows, raw_v, raw_e)
+    m = rows.model
+    th = fit_thresholds({"method": "pot"}, raw_v, rows.yv, m.step_, entities=rows.ent_v,
+                        per_entity=True, calibrated_on="validation")
+    cal_v = calibrate(th.pooled, th.per_entity, raw_v, rows.ent_v)
+    cal_e = np.zeros(len(raw_e))
+    cal_e[ok] = calibrate(th.pooled, th.per_entity, raw_e[ok], rows.ent_e[ok])
+    return Scored(cal_v=cal_v, cal_e=cal_e, flags=ok & (cal_e >= 1.0))
 
 
 def combine_max(rows: Rows, a: Scored, b: Scored) -> Scored:
@@ -449,7 +505,19 @@ DESIGNS: dict[str, str] = {
     "band": "+ the deviation from the expected band (fit on the part's training rows) in band "
             "sigmas, its EWMA 1 h and 6 h, its CUSUMs (15 columns)",
     "max_band": "band, then max with the default as max_default",
+    "max_knn": "max(supervised, a 1-NN on the same rows with the default's POT per entity), "
+               "threshold re-chosen",
+    "max_knn_f1": "max(supervised, a 1-NN on the same rows, its own best-F1 threshold), "
+                  "threshold re-chosen",
+    "max_knn_inner": "max(trees' probability, 0.5 x 1-NN distance / its leave-one-out "
+                     "q0.999), threshold as auto's",
+    "sup_dfeat": "the trees on the label-free default's features (its spec, hybrid views, "
+                 "persistence, scaling)",
+    "inner_dfeat": "max_knn_inner on the default's features (the kNN in its two views)",
+    "max_default_dfeat": "sup_dfeat, then max with the default as max_default",
 }
+#: Designs whose supervised rows are built on the label-free default's features.
+DFEAT = ("sup_dfeat", "inner_dfeat", "max_default_dfeat")
 
 
 def band_features(values: np.ndarray, band: Band) -> np.ndarray:
@@ -488,12 +556,22 @@ def run_design(name: str, ds: Dataset, parts: Sequence[Part], rows: Sequence[Row
     """Metrics of design ``name`` on each part (folds, then test)."""
     out = []
     extras = part_extras(name, ds, parts)
+    if name in DFEAT:
+        rows = [supervised_rows(ds, p, features="default") for p in parts]
     for i, (part, r) in enumerate(zip(parts, rows, strict=True)):
+        if name in ("max_knn_inner", "inner_dfeat"):  # its own trees' fit
+            out.append(part_metrics(part, max_knn_inner(r).flags))
+            continue
+        if name == "max_default_dfeat":
+            out.append(part_metrics(part, combine_max(r, fit_supervised(r), default(i)).flags))
+            continue
         sup = fit_supervised(r, extra=extras[i], weighted=name in ("weighted", "ewm_weighted"))
         if name == "or_default":
             flags = sup.flags | default(i).flags
         elif name in ("max_default", "max_band"):
             flags = combine_max(r, sup, default(i)).flags
+        elif name in ("max_knn", "max_knn_f1"):
+            flags = combine_max(r, sup, fit_knn_same(r, pot=name == "max_knn")).flags
         else:
             flags = sup.flags
         out.append(part_metrics(part, flags))

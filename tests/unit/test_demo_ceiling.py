@@ -164,3 +164,26 @@ def test_the_study_path_gives_the_models_own_supervised_scores(bench):
     extra = bench.extra_matrix(ds, "ewm")
     assert extra.shape == (len(ds), 6)
     assert not np.allclose(bench.fit_supervised(rows, extra=extra).cal_e, mine.cal_e)
+
+
+def test_default_feature_rows_are_the_label_free_defaults_columns(bench):
+    """``features="default"`` builds the supervised rows on ``default_model``'s features:
+    the same columns and views as the default fit on the same rows, and the same scaled
+    evaluation rows it scores."""
+    from aws_anomaly.presets import default_model
+
+    ds, _ = generate_demo(clusters=2, days=6, seed=5)
+    split = chronological_split(ds, (0.6, 0.2, 0.2))
+    part = bench.Part("test", split.train, split.validation, split.test,
+                      concat([split.train, split.validation]), None)
+    rows = bench.supervised_rows(ds, part, features="default")
+    per = int(split.train.frame.groupby("entity").size().min())
+    default = default_model(ds.step, history=ds.step * per).fit(split.train, split.validation)
+    assert rows.model.feature_set == "hybrid" and rows.model.views_ is not None
+    np.testing.assert_array_equal(rows.model.columns_, default.columns_)
+    assert [list(v) for v in rows.model.views_] == [list(v) for v in default.views_]
+    want, ready, _ = default._features(split.test, part.history, "evaluation data")
+    np.testing.assert_array_equal(rows.ready_e, ready)
+    np.testing.assert_allclose(rows.Xe[ready], want[ready], rtol=1e-12, atol=1e-12)
+    shipped = bench.supervised_rows(ds, part)
+    assert shipped.Xe.shape[1] != rows.Xe.shape[1]
