@@ -16,11 +16,12 @@ demo:
 	@./scripts/bootstrap.sh
 	$(BIN)/aws-anomaly demo --out out/demo
 
+# Every test; the log ends with the 20 slowest (CI must stay well under 20 minutes).
 test:
 	@EXTRAS=test ./scripts/bootstrap.sh --system
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 900
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 900 --durations=20
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
