@@ -160,7 +160,8 @@ def test_auto_refuses_more_than_one_percent_off_grid_and_names_the_option() -> N
             Dataset.from_frame(df)
         msg = str(err.value)
         assert f"({k} of {n} rows are off it; --resample auto only resamples when at most 1% " \
-            "of an entity's rows are off the grid)" in msg, msg
+            "of an entity's rows are off the grid, counting as on it a row within 10% of a " \
+            "step of a grid point)" in msg, msg
         assert "entity 'a': irregular time step:" in msg
         for option in ("--resample mean|last", "`resample` in a job's file source", "--step"):
             assert option in msg, option
@@ -180,6 +181,57 @@ def test_auto_counts_rows_off_the_grid_most_rows_share() -> None:
                        r"grid most rows are on \(through 2026-01-01T00:00:00Z\) \(3 of 150 "
                        r"rows are off it; --resample auto"):
         Dataset.from_frame(df)
+
+
+def test_auto_moves_jittered_rows_to_their_nearest_grid_point() -> None:
+    """Scrape jitter (each row a few seconds early or late) is not an irregular step: auto
+    puts every row on its own grid point, so nothing merges and no step is left empty (an
+    early row bucketed into the step before would leave its own step to the gap filler)."""
+    df = frame(n=288, step="30s")
+    rng = np.random.default_rng(0)
+    jitter = rng.integers(-3, 4, size=len(df))  # whole seconds, within a tenth of 30 s
+    df["timestamp"] += pd.to_timedelta(jitter, unit="s")
+    ds = Dataset.from_frame(df)
+    rep = ds.report
+    assert rep is not None and ds.step == pd.Timedelta("30s")
+    assert rep.snapped == int((jitter != 0).sum()) and rep.moved == rep.merged == 0
+    assert rep.filled_points == 0 and rep.rows_out == len(ds) == len(df)
+    want = frame(n=288, step="30s")
+    assert (ds.frame["timestamp"].to_numpy() == want["timestamp"].to_numpy()).all()
+    np.testing.assert_array_equal(ds.frame["cpu"].to_numpy(), want["cpu"].to_numpy())
+    (line,) = [x for x in rep.lines() if x.startswith("jitter:")]
+    assert f"{rep.snapped} rows within 10% of a step of a 30s grid point moved to it" in line
+    # the explicit policies keep their meaning: error refuses, mean buckets [t, t + step)
+    with pytest.raises(DataError, match="irregular time step"):
+        Dataset.from_frame(df, resample="error")
+    bucketed = Dataset.from_frame(df, resample="mean").report
+    assert bucketed.snapped == 0 and bucketed.merged > 0  # early rows fell into the step before
+
+
+def test_millisecond_jitter_gives_the_step_to_the_second_and_a_whole_second_grid() -> None:
+    """No two differences are equal when times carry milliseconds: the step is the median
+    difference to the second, the grid keeps whole seconds, and every row is kept."""
+    df = frame(n=400, step="15s")
+    rng = np.random.default_rng(1)
+    df["timestamp"] += pd.to_timedelta(rng.normal(0.0, 300.0, len(df)).round(), unit="ms")
+    ds = Dataset.from_frame(df)
+    rep = ds.report
+    assert rep is not None and rep.step_inferred and rep.step_jitter
+    assert ds.step == pd.Timedelta("15s") and len(ds) == 400 and rep.merged == 0
+    assert (ds.frame["timestamp"].dt.microsecond == 0).all()
+    assert ds.frame["timestamp"].iloc[0] == pd.Timestamp("2026-01-01", tz="UTC")
+    assert rep.lines()[0].startswith("step 15s (the median difference between rows, to the "
+                                     "second: their times jitter;")
+
+
+def test_rows_far_from_the_grid_are_not_jitter() -> None:
+    """Times spread over the whole step are irregular, not jittered: auto still refuses."""
+    df = frame(n=200)
+    rng = np.random.default_rng(2)
+    df["timestamp"] += pd.to_timedelta(rng.integers(0, 300, len(df)), unit="s")
+    with pytest.raises(DataError, match=r"--resample auto only resamples when at most 1% .*"
+                       r"within 10% of a step of a grid point"):
+        Dataset.from_frame(df, step="5min")
 
 
 @pytest.mark.parametrize(("how", "expected"), [("mean", 0.25), ("last", 0.3)])

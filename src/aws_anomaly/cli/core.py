@@ -71,8 +71,9 @@ GapOpt = Annotated[str, typer.Option(
 MaxGapOpt = Annotated[str, typer.Option(
     "--max-gap-steps", help="Longest gap (in steps) the gap policy fills, or 'none'.")]
 ResampleOpt = Annotated[str, typer.Option(
-    help="Rows off the step grid: auto (mean of each step when at most 1% of an entity's "
-    "rows are off it, else error), error, or aggregate each step by mean or last.")]
+    help="Rows off the step grid: auto (a row within 10% of a step of a grid point moves "
+    "to it; then the mean of each step when at most 1% of an entity's rows are further off, "
+    "else error), error, or aggregate each step by mean or last.")]
 TimestampsOpt = Annotated[str | None, typer.Option(
     help="Rows earlier than the row before them: error, sort, clamp or drop "
     "[default: error; sort for the long layout].")]

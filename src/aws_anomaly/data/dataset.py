@@ -25,10 +25,14 @@ counted in :attr:`Dataset.report` (a :class:`LoadReport`) so nothing changes sil
   ``"first"`` (default) keeps the first row's values (per metric, the first value present),
   ``"last"`` the last, ``"mean"`` averages them; ``"error"`` refuses them.
 * **irregular steps** (``step``, ``resample``): the step is the most common difference between
-  consecutive rows unless given. ``"auto"`` (default) aggregates each grid bucket with the mean
-  when at most 1 % of an entity's rows are off the grid (a daylight-saving repeat, a late
-  scrape), and refuses the data when more are; ``"mean"`` or ``"last"`` aggregate each grid
-  bucket however many rows are off it; ``"error"`` refuses any row off the grid.
+  consecutive rows unless given (when no difference is shared by half of them, as with
+  timestamps that carry milliseconds of scrape jitter, the median difference to the second).
+  ``"auto"`` (default) moves a row within a tenth of a step of a grid point to that point (a
+  scrape that arrived a little early or late: :data:`JITTER_FRACTION`), aggregates each grid
+  bucket with the mean when at most 1 % of an entity's rows are further off the grid (a
+  daylight-saving repeat, a stray row), and refuses the data when more are; ``"mean"`` or
+  ``"last"`` aggregate each grid bucket ``[t, t + step)`` however many rows are off it;
+  ``"error"`` refuses any row off the grid.
 * **gaps** (``gap_policy``, ``max_gap_steps``): missing grid points and NaN are filled.
 
 Errors name the source, the entity, the row and the times involved, and the option that would
@@ -96,6 +100,11 @@ _RESAMPLE_POLICIES = ("auto", "error", "mean", "last")
 #: ``resample="auto"`` aggregates an entity's rows (with the mean) only when at most this
 #: percentage of them is off the grid; more is refused as with ``"error"``.
 AUTO_RESAMPLE_MAX_PERCENT = 1
+#: ``resample="auto"`` takes a row within this fraction of the step of a grid point for that
+#: point's sample, early or late (scrape jitter: a node exporter's samples a few seconds off
+#: its 30 s grid), and moves it there: the nearest grid point, not the bucket it falls in (an
+#: early row would land in the step before and leave its own step empty).
+JITTER_FRACTION = 0.1
 TIMESTAMP_POLICIES: tuple[str, ...] = ("error", "sort", "clamp", "drop")
 DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "mean", "error")
 CONSTANT_POLICIES: tuple[str, ...] = ("keep", "drop", "error")
@@ -165,9 +174,15 @@ class LoadReport:
     duplicate_rows: int = 0
     step: pd.Timedelta | None = None
     step_inferred: bool = False
-    #: share of consecutive differences (within an entity) equal to the step
+    #: share of consecutive differences (within an entity) equal to the step (with
+    #: ``step_jitter``: within two tenths of it)
     step_share: float = 1.0
+    #: the inferred step is the median difference to the second (no difference was shared
+    #: by half the rows: their times jitter)
+    step_jitter: bool = False
     resample: str = "auto"
+    #: rows within a tenth of a step of a grid point moved to it (``resample="auto"``)
+    snapped: int = 0
     #: rows off the grid, aggregated into the grid point of their bucket
     moved: int = 0
     #: rows merged with another row of the same bucket by the resampling
@@ -183,8 +198,8 @@ class LoadReport:
     @property
     def changed(self) -> bool:
         """Whether loading changed anything beyond parsing."""
-        return bool(self.behind or self.duplicate_rows or self.moved or self.merged
-                    or self.filled_points or self.filled_values or self.trimmed)
+        return bool(self.behind or self.duplicate_rows or self.snapped or self.moved
+                    or self.merged or self.filled_points or self.filled_values or self.trimmed)
 
     def lines(self) -> list[str]:
         """One sentence per thing that happened (the step always).
@@ -197,8 +212,14 @@ class LoadReport:
         """
         out = []
         if self.step is not None:
-            how = (f"the most common difference between rows: {self.step_share:.1%} of them"
-                   if self.step_inferred else "given")
+            if not self.step_inferred:
+                how = "given"
+            elif self.step_jitter:
+                how = (f"the median difference between rows, to the second: their times "
+                       f"jitter; {self.step_share:.1%} of the differences are within "
+                       f"{2 * JITTER_FRACTION:.0%} of it")
+            else:
+                how = f"the most common difference between rows: {self.step_share:.1%} of them"
             out.append(f"step {format_step(self.step)} ({how})")
         if self.behind:
             what = {"sort": "sorted into time order", "clamp": "given the latest time before "
@@ -211,6 +232,10 @@ class LoadReport:
             out.append(f"duplicates: {_n(self.duplicate_rows)} shared a timestamp with an "
                        f"earlier row of {'its' if self.duplicate_rows == 1 else 'their'} "
                        f"series; {what} (--duplicates {self.duplicates})")
+        if self.snapped:
+            step = format_step(self.step) if self.step is not None else "step"
+            out.append(f"jitter: {_n(self.snapped)} within {JITTER_FRACTION:.0%} of a step of "
+                       f"a {step} grid point moved to it (--resample auto)")
         if self.moved or self.merged:
             step = format_step(self.step) if self.step is not None else "step"
             parts = []
@@ -345,6 +370,23 @@ def _reduce(starts: np.ndarray, vals: np.ndarray, lab: np.ndarray | None,
     return out, lab, typ
 
 
+def _jitter_step(within: np.ndarray) -> tuple[pd.Timedelta, float] | None:
+    """The step of jittered timestamps (consecutive differences ``within`` an entity, ns):
+    the median difference, to the second from one second up, with the share of differences
+    within two tenths of it (two jittered times); None when that is under half of them.
+
+    >>> d = np.array([59_812, 60_204, 59_990, 60_051, 119_870]) * 10**6  # ms jitter, one gap
+    >>> _jitter_step(d)
+    (Timedelta('0 days 00:01:00'), 0.8)
+    """
+    med = float(np.median(within))
+    step = round(med / 10**9) * 10**9 if med >= 10**9 else round(med)
+    if step <= 0:
+        return None
+    share = float(np.mean(np.abs(within - step) <= 2 * JITTER_FRACTION * step))
+    return (pd.Timedelta(step, unit="ns"), share) if share >= 0.5 else None
+
+
 def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.ndarray | None,
                step_ns: int, how: str, phase: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -357,12 +399,37 @@ def _aggregate(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np.
 
 
 def _grid_phase(t: np.ndarray, step_ns: int) -> int:
-    """The offset (modulo the step) that more than half the timestamps share, else 0."""
+    """The offset (modulo the step) that more than half the timestamps share; else, where
+    the offsets gather around one value (jittered times: their circular mean has length
+    >= 0.9, a spread of about a tenth of a step), that value rounded to the largest of 1 h,
+    1 min, 10 s and 1 s that divides the step and is at most :data:`JITTER_FRACTION` of it
+    (symmetric jitter around whole minutes gives whole minutes); else 0.
+
+    >>> step = 60 * 10**9
+    >>> _grid_phase(np.array([0, 1, 2]) * step + 5 * 10**9, step) // 10**9
+    5
+    >>> jitter = np.array([-400, 250, 0, 120, -90, 310]) * 10**6  # ms around :00
+    >>> _grid_phase(np.arange(6) * step + jitter, step)
+    0
+    >>> late = np.array([29, 31, 30, 32, 28, 30]) * 10**9  # about 30 s late: a 30 s phase
+    >>> _grid_phase(np.arange(6) * 5 * step + late, 5 * step) // 10**9
+    30
+    """
     if len(t) == 0:
         return 0
     off, counts = np.unique(np.mod(t, step_ns), return_counts=True)
     k = int(np.argmax(counts))
-    return int(off[k]) if 2 * int(counts[k]) > len(t) else 0
+    if 2 * int(counts[k]) > len(t):
+        return int(off[k])
+    angle = np.mod(t, step_ns).astype(np.float64) * (2.0 * np.pi / step_ns)
+    mean = complex(np.cos(angle).mean(), np.sin(angle).mean())
+    if abs(mean) < 0.9:
+        return 0
+    phase = round(np.angle(mean) / (2.0 * np.pi) * step_ns) % step_ns
+    for unit in (3600 * 10**9, 60 * 10**9, 10 * 10**9, 10**9):
+        if unit <= JITTER_FRACTION * step_ns and step_ns % unit == 0:
+            return round(phase / unit) * unit % step_ns
+    return phase
 
 
 def _order_rows(t: np.ndarray, groups: np.ndarray, vals: np.ndarray, lab: np.ndarray | None,
@@ -454,6 +521,14 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
     if off_grid.any():
         n_rows = len(t)
         off_phase = (t - phase) % step_ns != 0
+        snap = None
+        if resample == "auto":
+            # signed offset from the nearest grid point; rows within the jitter move there
+            half = step_ns // 2
+            d = (t - phase + half) % step_ns - half
+            near = np.abs(d) <= JITTER_FRACTION * step_ns
+            snap = off_phase & near
+            off_phase &= ~near
         moved = int(off_phase.sum())
         too_many = resample == "auto" and 100 * moved > AUTO_RESAMPLE_MAX_PERCENT * n_rows
         if resample == "error" or too_many:
@@ -466,7 +541,9 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
                     start = (f"most rows are on (through "
                              f"{ts(t[0] - (t[0] - phase) % step_ns)})")
                 why = (f"; --resample auto only resamples when at most "
-                       f"{AUTO_RESAMPLE_MAX_PERCENT}% of an entity's rows are off the grid")
+                       f"{AUTO_RESAMPLE_MAX_PERCENT}% of an entity's rows are off the grid, "
+                       f"counting as on it a row within {JITTER_FRACTION:.0%} of a step of "
+                       "a grid point")
             pos = int(np.flatnonzero(off_grid)[0])
             raise DataError(
                 f"{where}: irregular time step: {ts(t[pos])} ({names(int(rows[pos]))}) is not "
@@ -476,6 +553,9 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
                 f"{_hint('step', 'DURATION')}"
             )
         how = "mean" if resample == "auto" else resample
+        if snap is not None and snap.any():  # in time order still: each row moves < step / 2
+            t = np.where(snap, t - d, t)
+            counts["snapped"] += int(snap.sum())
         t, vals, lab, typ = _aggregate(t, vals, lab, typ, step_ns, how, phase)
         counts["moved"] += moved
         counts["merged"] += n_rows - len(t)
@@ -602,7 +682,8 @@ class Dataset:
             in a column name is never silently ignored.
         step
             Grid step; inferred as the most common difference between consecutive rows of an
-            entity when ``None``.
+            entity when ``None`` (with ``resample="auto"``, when no difference is shared by
+            half of them: the median difference to the second, their times jittering).
         gap_policy
             How missing grid points / NaN values are filled: ``"ffill"`` (hold the last value;
             causal, the default), ``"interpolate"`` (linear; uses the next value, so batch only;
@@ -613,14 +694,17 @@ class Dataset:
             Rows before every metric has a first value are dropped (they cannot be filled
             causally), within the same limit.
         resample
-            What to do with timestamps off the grid: ``"auto"`` (default) aggregates each grid
-            bucket ``[t, t + step)`` with the mean when at most 1 % of an entity's rows are off
-            the grid (the report says that auto chose mean and how many rows moved) and refuses
+            What to do with timestamps off the grid: ``"auto"`` (default) moves a row within
+            :data:`JITTER_FRACTION` of a step of a grid point to that point (scrape jitter;
+            the report counts them), then aggregates each grid bucket ``[t, t + step)`` with
+            the mean when at most 1 % of an entity's rows are further off the grid (the report
+            says that auto chose mean and how many rows moved) and refuses
             the data (as ``"error"``, saying why) when more are; ``"error"`` refuses any row off
             the grid; ``"mean"`` / ``"last"`` aggregate each bucket. The buckets start at the
             offset (modulo the step) that more than half of all timestamps share, so a series
             sampled at :01, :06, ... keeps its times and only the stray rows move; without such a
-            majority they start at multiples of ``step`` since the Unix epoch. All entities
+            majority, at the offset jittered times gather around (:func:`_grid_phase`), else
+            at multiples of ``step`` since the Unix epoch. All entities
             share that one grid. Labels: a bucket is anomalous when any of its rows is, with the
             last non-empty type.
         timestamps
@@ -767,6 +851,7 @@ class Dataset:
             same = ent[1:] == ent[:-1]
             diff = np.diff(tsv)
         step_share = 1.0
+        step_jitter = False
         if step is not None:
             the_step = _as_step(step, source)
         else:
@@ -779,8 +864,14 @@ class Dataset:
             k = int(np.argmax(counts))
             the_step = pd.Timedelta(int(vals[k]), unit="ns")
             step_share = float(counts[k]) / len(within)
+            if step_share < 0.5 and resample == "auto":
+                jittered = _jitter_step(within)
+                if jittered is not None and jittered[1] > step_share:
+                    the_step, step_share = jittered
+                    step_jitter = True
         step_ns = the_step.value
-        tally = {"moved": 0, "merged": 0, "filled_points": 0, "filled_values": 0, "trimmed": 0}
+        tally = {"snapped": 0, "moved": 0, "merged": 0, "filled_points": 0, "filled_values": 0,
+                 "trimmed": 0}
 
         # Entities that are already regular and complete pass through untouched (fast path).
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
@@ -828,7 +919,8 @@ class Dataset:
         report = LoadReport(
             source=source, rows_in=rows_in, rows_out=len(frame), timestamps=timestamps,
             behind=behind, duplicates=duplicates, duplicate_rows=dups, step=the_step,
-            step_inferred=step is None, step_share=step_share, resample=resample,
+            step_inferred=step is None, step_share=step_share, step_jitter=step_jitter,
+            resample=resample,
             gap_policy=gap_policy, **tally)
         return cls(frame=frame, metrics=tuple(metrics), step=the_step, report=report)
 
