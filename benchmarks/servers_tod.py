@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers_members import MAX_FPR, dump_server, evaluate, load_dumps
+from servers_members import dump_server, evaluate, load_dumps, print_per_server, summary
 
 from aws_anomaly.evaluation.servers_bench import discover_servers
 
@@ -151,20 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| neighbours | best F1 | own F1 | mean FPR | max FPR | servers FPR > 0.02 | "
           "event P |\n|---|---|---|---|---|---|---|")
     for name, per in rows.items():
-        best = np.array([m["best_f1"] for m in per.values()])
-        f1 = np.array([m["f1"] for m in per.values()])
-        fpr = np.array([m["fpr"] for m in per.values()])
-        evp = np.array([m["event_precision"] for m in per.values()])
-        print(f"| {name} | {best.mean():.3f} | {f1.mean():.3f} | {fpr.mean():.4f} | "
-              f"{fpr.max():.3f} | {int((fpr > MAX_FPR).sum())} | {evp.mean():.3f} |")
+        print(f"| {name} " + summary(per))
     if args.per_server:
-        keys = list(dumps)
-        print("\n| neighbours | " + " | ".join(k.split("/")[-1] for k in keys) + " |\n|---|"
-              + "---|" * len(keys))
-        for name, per in rows.items():
-            print(f"| {name} | " + " | ".join(
-                f"{per[k]['best_f1']:.2f}/{per[k]['f1']:.2f}/{per[k]['fpr']:.3f}"
-                for k in keys) + " |")
+        print_per_server(rows, list(dumps))
 
 
 if __name__ == "__main__":
