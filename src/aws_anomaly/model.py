@@ -557,6 +557,14 @@ class AnomalyModel:
         flag = ready & (score >= 1.0)
         return score, flag, contrib
 
+    def prepare_live(self) -> None:
+        """Build the detector's live-path caches now (``prepare_live`` where it has one, the
+        kNN's search tables), not on the first live point: a job calls it on a model it loads
+        or is about to swap in, outside the tick lock. Batch scoring never needs it."""
+        prepare = getattr(self.detector_, "prepare_live", None)
+        if prepare is not None:
+            prepare()
+
     def score_row(self, X: np.ndarray, entity: str | None = None
                   ) -> tuple[float, bool, np.ndarray | None]:
         """:meth:`score_transformed` of one ready row ``X`` (``(1, columns)``, from

@@ -40,18 +40,24 @@ def test_a_job_model_trains_registers_and_swaps_without_a_runner(tmp_path):
                   model_path=tmp_path / "model")
     swaps: list[tuple[object, bool]] = []
 
+    def live_ready(model) -> bool:
+        # the kNN's live-path tables, built before the model scores its first live point
+        return ("f32", 0) in model.detector_.__dict__.get("_view_cache", {})
+
     def on_swap(model) -> None:
-        # the swap happens under the job's tick lock, so a tick sees one model or the other
-        swaps.append((model, lock._is_owned()))
+        # the swap happens under the job's tick lock, so a tick sees one model or the other;
+        # the live tables were built before it (outside the lock)
+        swaps.append((model, lock._is_owned(), live_ready(model)))
 
     jm.on_swap.append(on_swap)
     first = jm.ensure_model()
     assert jm.model is first and version_of(first) == "1" and jm.progress.state == "ready"
-    assert swaps == [(first, True)]
+    assert swaps == [(first, True, True)]
     assert jm.ensure_model() is first  # loaded once, not trained again
-    # A fresh JobModel on the same path loads the champion; the registry agrees.
+    # A fresh JobModel on the same path loads the champion, its live tables built; the
+    # registry agrees.
     again = JobModel(job, src, None, store, model_path=tmp_path / "model")
-    assert version_of(again.ensure_model()) == "1"
+    assert version_of(again.ensure_model()) == "1" and live_ready(again.model)
     assert [m.version for m in store.list_models(name="demo")] == ["1"]
 
     # The source goes down during a retrain: one-line error, counted under fetch, the
@@ -65,7 +71,7 @@ def test_a_job_model_trains_registers_and_swaps_without_a_runner(tmp_path):
     src.down = False
     second = jm.retrain(reason="test")
     assert jm.model is second is not first and version_of(second) == "2"
-    assert health.source_ok is True and swaps[-1] == (second, True)
+    assert health.source_ok is True and swaps[-1] == (second, True, True)
     assert store.active_model("demo").version == "2"
 
 

@@ -179,3 +179,24 @@ def test_weighted_explanations_are_the_parts_times_the_weights(excess: bool) -> 
         _, explain = det.score_explained(X[i:i + 1])
         np.testing.assert_array_equal(explain(weights), det.explain_samples(X[i:i + 1], weights))
         np.testing.assert_array_equal(explain(), det.explain_samples(X[i:i + 1]))
+
+
+def test_prepare_live_builds_the_first_points_tables_and_changes_no_score() -> None:
+    """What the first live point would build (each view's float32 table, the wide view's
+    projection) is built by prepare_live, so that point builds nothing; the scores are a
+    fresh detector's. A detector whose live path is not the few-row search builds nothing."""
+    rng = np.random.default_rng(6)
+    X = _low_rank(rng, 3100, 40, 6, 0.05)
+    views = [[0, 1, 2], list(range(3, 40))]
+    det = KNNDetector(views=views).fit(X[:3000])
+    fresh = KNNDetector(views=views).fit(X[:3000])
+    det.prepare_live()
+    built = set(det.__dict__["_view_cache"])
+    assert {("f32", 0), ("f32", 1), ("proj", 0), ("proj", 1)} <= built
+    assert det.__dict__["_view_cache"][("proj", 1)] is not None
+    got = _one_by_one(det, X[3000:])
+    assert set(det.__dict__["_view_cache"]) == built  # the live points built nothing more
+    np.testing.assert_array_equal(got, _one_by_one(fresh, X[3000:]))
+    three = KNNDetector(n_neighbors=3).fit(X[:3000])
+    three.prepare_live()
+    assert not three.__dict__.get("_view_cache")

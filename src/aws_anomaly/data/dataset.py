@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_ENTITY",
     "DUPLICATE_POLICIES",
     "FILL_STEPS",
+    "JITTER_FRACTION",
     "LABEL_COLUMNS",
     "TIMESTAMP_POLICIES",
     "ConstantPolicy",
