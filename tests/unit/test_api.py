@@ -217,6 +217,41 @@ def test_a_live_continuation_is_answered_by_the_fast_path_as_the_route_would(env
     assert r2.content == r.content and state.fast_answers == before + 2
 
 
+@pytest.mark.parametrize("jitter", ["3s", "-4s", "29s"])
+def test_a_point_a_few_seconds_off_the_live_grid_is_scored_as_its_grid_point(env, jitter):
+    """Scrape jitter is not an error: a continuation point within 10 % of a step of the
+    live grid gets the answer of the point on the grid (timestamp included), on the fast
+    path and through the route; a longer request snaps the same way; further off is 422."""
+    from aws_anomaly.service.routes import score as score_route
+
+    client, state, src, _ = env
+    exact = client.post("/v1/score", json=_continuation(env))
+    assert exact.status_code == 200
+    body = _continuation(env)
+    body["timestamps"] = [(T0 + STEP + pd.Timedelta(jitter)).isoformat()]
+    before = state.fast_answers
+    r = client.post("/v1/score", json=body)
+    assert r.status_code == 200 and state.fast_answers == before + 1
+    assert r.content == exact.content
+    req = score_route.ScoreRequest.model_validate(body)
+    assert score_route._json(score_route._score(req, state, None)) == exact.content
+    # a request long enough for its own windows, every point jittered: the grid times
+    n = state.runners["demo"].model.spec.min_history + 20
+    long = points(src, "eks-prod-us-east-1", T0 - n * STEP, n)
+    long["entity"] = "fresh-cluster"  # no live series: the step's own grid
+    want = client.post("/v1/score", json=long).json()
+    offsets = [pd.Timedelta(jitter) * (1 if i % 2 else -1) for i in range(n)]
+    long["timestamps"] = [(pd.Timestamp(t) + o).isoformat()
+                          for t, o in zip(long["timestamps"], offsets, strict=True)]
+    got = client.post("/v1/score", json=long).json()
+    assert [p["timestamp"] for p in got["points"]] == [p["timestamp"] for p in want["points"]]
+    assert [p["anomaly_score"] for p in got["points"]] == \
+        [p["anomaly_score"] for p in want["points"]]
+    # 31 s off a 5-minute grid is more than jitter
+    body["timestamps"] = [(T0 + STEP + pd.Timedelta("31s")).isoformat()]
+    assert client.post("/v1/score", json=body).status_code == 422
+
+
 @pytest.mark.parametrize(("name", "send", "status", "needle"), [
     ("unknown job", lambda c, b: c.post("/v1/score?job=nope", json=b), 404, "unknown job"),
     ("extra query", lambda c, b: c.post("/v1/score?job=demo&x=1", json=b), 200, None),

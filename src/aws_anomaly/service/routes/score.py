@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from aws_anomaly.data import Dataset
+from aws_anomaly.data.dataset import JITTER_FRACTION
 from aws_anomaly.errors import DataError, NotFittedError
 from aws_anomaly.explain import band_deviation, band_deviation_one
 from aws_anomaly.service.deps import AppState, ErrorOut, State
@@ -117,7 +118,10 @@ class ScoreRequest(BaseModel):
     timestamps: list[Timestamp] = Field(
         min_length=1, max_length=MAX_POINTS,
         description=f"ISO 8601 text or Unix seconds (numbers), increasing, between "
-        f"{EARLIEST.year} and {LATEST.year - 1}")
+        f"{EARLIEST.year} and {LATEST.year - 1}, on the model's step grid (the entity's "
+        f"live series' grid when it has one); a point within {JITTER_FRACTION:.0%} of a "
+        "step of a grid point is scored as that point's sample, and the answer gives the "
+        "grid time")
     metrics: dict[MetricName, list[FiniteFloat]] = Field(
         min_length=1, max_length=64,
         description="metric name -> values, one per timestamp, finite numbers")
@@ -399,15 +403,13 @@ def _score_cached(req: ScoreRequest, state: AppState, job: str | None
     metrics = model.metrics_
     if len(req.metrics) != len(metrics) or any(m not in req.metrics for m in metrics):
         return None
-    first = pd.Timestamp(req.timestamps[0])
     step_ns = int(model.step_.value)
-    f0 = first.value
-    stamps = []
-    for t in req.timestamps:
-        ts = pd.Timestamp(t)
+    stamps = _snap([pd.Timestamp(t) for t in req.timestamps], runner.live.last_ns(req.entity),
+                   step_ns)
+    f0 = stamps[0].value
+    for ts in stamps:
         if (ts.value - f0) % step_ns:
             return None  # refused, with its message, by _score
-        stamps.append(ts)
     return _score_streaming(runner, req, stamps, list(metrics), runner.threshold_for(req.entity))
 
 
@@ -426,10 +428,14 @@ def _score(req: ScoreRequest, state: AppState, job: str | None) -> dict[str, Any
                             + ("; " if missing and extra else "")
                             + (f"unknown {extra}" if extra else ""))
     step = pd.Timedelta(model.step_)
+    # A point within JITTER_FRACTION of a step of the grid (the entity's live series' grid,
+    # else the one the first point starts) is that grid point's sample: early or late.
+    anchor = runner.live.last_ns(req.entity)
     if len(req.timestamps) <= FAST_PATH_POINTS:
         # A few points: plain Timestamps and integer arithmetic; a DatetimeIndex and its
         # vectorised grid check cost more than the scoring itself.
-        stamps = [pd.Timestamp(t).tz_convert("UTC") for t in req.timestamps]
+        stamps = _snap([pd.Timestamp(t).tz_convert("UTC") for t in req.timestamps], anchor,
+                       int(step.value))
         _check_grid(stamps, [t.value for t in stamps], step)
         threshold = runner.threshold_for(req.entity)
         fast = _score_streaming(runner, req, stamps, metrics, threshold)
@@ -437,7 +443,8 @@ def _score(req: ScoreRequest, state: AppState, job: str | None) -> dict[str, Any
             return fast
         ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
     else:
-        ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
+        ts = pd.DatetimeIndex(_snap([pd.Timestamp(t) for t in pd.to_datetime(
+            req.timestamps, utc=True)], anchor, int(step.value)))
         off = (ts - ts[0]) % step
         if (off != pd.Timedelta(0)).any():
             i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
@@ -515,6 +522,30 @@ def _dev(x: float) -> float | None:
 def _off_grid(i: int, at: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta) -> None:
     raise HTTPException(422, f"timestamps: index {i} ({at.isoformat()}) is not on the "
                         f"model's {step} grid starting at {first.isoformat()}")
+
+
+def _snap(stamps: list[pd.Timestamp], anchor: int | None, step_ns: int
+          ) -> list[pd.Timestamp]:
+    """``stamps`` with each point within :data:`~aws_anomaly.data.dataset.JITTER_FRACTION`
+    of a step of a grid point moved to it (scrape jitter, as file loading does). The grid
+    runs through ``anchor`` (ns: the entity's last live point); without one, through the
+    whole multiples of the step since the epoch when the first point is within the jitter of
+    one, else through the first point. Points further off stay, for :func:`_check_grid` to
+    refuse."""
+    if not stamps:
+        return stamps
+    tol = JITTER_FRACTION * step_ns
+    half = step_ns // 2
+    if anchor is None:
+        d0 = (stamps[0].value + half) % step_ns - half
+        base = stamps[0].value - d0 if abs(d0) <= tol else stamps[0].value
+    else:
+        base = anchor
+    out = []
+    for t in stamps:
+        d = (t.value - base + half) % step_ns - half
+        out.append(t - pd.Timedelta(d, unit="ns") if d and abs(d) <= tol else t)
+    return out
 
 
 def _check_grid(stamps: list[pd.Timestamp], ns: list[int], step: pd.Timedelta) -> None:
