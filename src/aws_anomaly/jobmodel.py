@@ -178,9 +178,7 @@ class JobModel:
                 try:
                     self.model = load_model(self.model_path)
                     self._adopt_loaded(self.model)
-                    prepare = getattr(self.model, "prepare_live", None)
-                    if prepare is not None:  # not on the first tick's first point
-                        prepare()
+                    self.model.prepare_live()  # not on the first tick's first point
                 except Exception as exc:
                     self.set_progress(state="failed", error=self.record_error("train", exc),
                                       finished=time.time())

@@ -704,9 +704,7 @@ class Retrainer:
                 model.save(r.model_path)
         r.store.replace_entity_thresholds(r.name, dict(thresholds))
         r.store.promote_model(self.name, version, decision=decision)
-        prepare = getattr(model, "prepare_live", None)  # before the lock: ticks go on
-        if prepare is not None:
-            prepare()
+        model.prepare_live()  # before the lock: ticks go on
         with r.lock:
             r.swap_model(model, {e: t for e, (t, _) in thresholds.items()})
         self.reset()

@@ -83,6 +83,7 @@ __all__ = [
     "format_step",
     "format_timestamp",
     "grid_gap_steps",
+    "jitter_offsets",
     "parse_timestamps",
     "stream_admit",
 ]
@@ -371,6 +372,21 @@ def _reduce(starts: np.ndarray, vals: np.ndarray, lab: np.ndarray | None,
     return out, lab, typ
 
 
+def jitter_offsets(t: np.ndarray, base: int, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(d, near)`` of times ``t`` (ns): each one's signed offset from its nearest point of the
+    grid of ``step_ns`` through ``base``, and whether that is within :data:`JITTER_FRACTION`
+    of a step (the point's sample, early or late: ``t - d`` is its grid time). The one rule of
+    file loading and of the API's points.
+
+    >>> d, near = jitter_offsets(np.array([3, 58, 25]) * 10**9, 0, 60 * 10**9)
+    >>> (d // 10**9).tolist(), near.tolist()
+    ([3, -2, 25], [True, True, False])
+    """
+    half = step_ns // 2
+    d = (t - base + half) % step_ns - half
+    return d, np.abs(d) <= JITTER_FRACTION * step_ns
+
+
 def _jitter_step(within: np.ndarray) -> tuple[pd.Timedelta, float] | None:
     """The step of jittered timestamps (consecutive differences ``within`` an entity, ns):
     the median difference, to the second from one second up, with the share of differences
@@ -524,10 +540,7 @@ def _regularise(t: np.ndarray, vals: np.ndarray, lab: np.ndarray | None, typ: np
         off_phase = (t - phase) % step_ns != 0
         snap = None
         if resample == "auto":
-            # signed offset from the nearest grid point; rows within the jitter move there
-            half = step_ns // 2
-            d = (t - phase + half) % step_ns - half
-            near = np.abs(d) <= JITTER_FRACTION * step_ns
+            d, near = jitter_offsets(t, phase, step_ns)  # rows within the jitter move there
             snap = off_phase & near
             off_phase &= ~near
         moved = int(off_phase.sum())

@@ -478,6 +478,11 @@ class SeriesModel:
         flags = self.score(data, history)["is_anomaly"].to_numpy()
         return np.where(flags, -1, 1)
 
+    def prepare_live(self) -> None:
+        """Nothing to build ahead of the live path (the model contract's
+        :meth:`AnomalyModel.prepare_live <aws_anomaly.model.AnomalyModel.prepare_live>`: its
+        streaming detectors keep no tables)."""
+
     def stream(self, entity: str) -> SeriesStream:
         """A live scorer for one entity (fresh: its first points are the learning period)."""
         self._check_fitted()

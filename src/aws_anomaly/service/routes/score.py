@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from aws_anomaly.data import Dataset
-from aws_anomaly.data.dataset import JITTER_FRACTION
+from aws_anomaly.data.dataset import JITTER_FRACTION, jitter_offsets
 from aws_anomaly.errors import DataError, NotFittedError
 from aws_anomaly.explain import band_deviation, band_deviation_one
 from aws_anomaly.service.deps import AppState, ErrorOut, State
@@ -443,8 +443,10 @@ def _score(req: ScoreRequest, state: AppState, job: str | None) -> dict[str, Any
             return fast
         ts = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
     else:
-        ts = pd.DatetimeIndex(_snap([pd.Timestamp(t) for t in pd.to_datetime(
-            req.timestamps, utc=True)], anchor, int(step.value)))
+        parsed = pd.DatetimeIndex(pd.to_datetime(req.timestamps, utc=True))
+        ts = pd.DatetimeIndex(pd.to_datetime(_snap_ns(parsed.as_unit("ns").asi8, anchor,
+                                                      int(step.value)), unit="ns", utc=True)
+                              ).as_unit(parsed.unit)
         off = (ts - ts[0]) % step
         if (off != pd.Timedelta(0)).any():
             i = int(np.flatnonzero(off != pd.Timedelta(0))[0])
@@ -524,28 +526,27 @@ def _off_grid(i: int, at: pd.Timestamp, first: pd.Timestamp, step: pd.Timedelta)
                         f"model's {step} grid starting at {first.isoformat()}")
 
 
+def _snap_ns(ns: np.ndarray, anchor: int | None, step_ns: int) -> np.ndarray:
+    """Times ``ns`` (int64 ns) with each point within the jitter of a grid point moved to
+    it (:func:`~aws_anomaly.data.dataset.jitter_offsets`, as file loading does). The grid
+    runs through ``anchor`` (the entity's last live point); without one, through the whole
+    multiples of the step since the epoch when the first point is within the jitter of one,
+    else through the first point. Points further off stay, for the grid check to refuse."""
+    if not len(ns):
+        return ns
+    if anchor is None:
+        d0, near0 = jitter_offsets(ns[:1], 0, step_ns)
+        anchor = int(ns[0] - d0[0]) if near0[0] else int(ns[0])
+    d, near = jitter_offsets(ns, anchor, step_ns)
+    return np.where(near, ns - d, ns)
+
+
 def _snap(stamps: list[pd.Timestamp], anchor: int | None, step_ns: int
           ) -> list[pd.Timestamp]:
-    """``stamps`` with each point within :data:`~aws_anomaly.data.dataset.JITTER_FRACTION`
-    of a step of a grid point moved to it (scrape jitter, as file loading does). The grid
-    runs through ``anchor`` (ns: the entity's last live point); without one, through the
-    whole multiples of the step since the epoch when the first point is within the jitter of
-    one, else through the first point. Points further off stay, for :func:`_check_grid` to
-    refuse."""
-    if not stamps:
-        return stamps
-    tol = JITTER_FRACTION * step_ns
-    half = step_ns // 2
-    if anchor is None:
-        d0 = (stamps[0].value + half) % step_ns - half
-        base = stamps[0].value - d0 if abs(d0) <= tol else stamps[0].value
-    else:
-        base = anchor
-    out = []
-    for t in stamps:
-        d = (t.value - base + half) % step_ns - half
-        out.append(t - pd.Timedelta(d, unit="ns") if d and abs(d) <= tol else t)
-    return out
+    """:func:`_snap_ns` of a few Timestamps (each keeps its time zone)."""
+    ns = _snap_ns(np.array([t.value for t in stamps], dtype=np.int64), anchor, step_ns)
+    return [t if v == t.value else t - pd.Timedelta(t.value - v, unit="ns")
+            for t, v in zip(stamps, ns.tolist(), strict=True)]
 
 
 def _check_grid(stamps: list[pd.Timestamp], ns: list[int], step: pd.Timedelta) -> None:
