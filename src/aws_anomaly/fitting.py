@@ -308,12 +308,23 @@ def _fit_log_floor(model: AnomalyModel, X_full: np.ndarray) -> None:
 
 
 def detector_params(model: AnomalyModel) -> dict[str, Any]:
-    """The parameters the model's detector is made with: its ``detector_params``, plus what
+    """The parameters the model's detector is made with: its ``detector_params`` (a
+    ``tail_min_metrics`` among them is not the detector's: under that many metrics that are
+    not constant over training, ``tail_weight`` is 0), plus what
     the model's layout gives a detector that takes them (``views`` and, with
     ``excess_weight``, the level view's volatility columns as ``excess``; ``groups``, a step
     per metric), and ``random_state=0`` unless one is given."""
     params = dict(model.detector_params)
     takes = DETECTORS[model.detector]().get_params()
+    if "tail_min_metrics" in params:
+        # kNN's tail term only where the detector sees at least that many metrics
+        # (default_model: docs/model.md, "the tail term for many metrics")
+        need = params.pop("tail_min_metrics")
+        if isinstance(need, bool) or not isinstance(need, (int, np.integer)) or need < 1:
+            raise ConfigError(f"detector_params: tail_min_metrics must be an integer >= 1, "
+                              f"got {need!r}")
+        if len(model.metrics_) - len(model.constant_) < need:
+            params["tail_weight"] = 0.0
     if model.views_ is not None and "views" in takes:
         params.setdefault("views", [list(v) for v in model.views_])
         if params.get("excess_weight"):

@@ -26,6 +26,19 @@ columns with w = 0.25: a server whose metrics all turn more volatile at once (an
 shakes every metric) scores high even when each metric's volatility alone, or the joint state,
 was seen in training. Measured on the real servers: docs/model.md.
 
+**Tail.** With ``tail_weight`` w > 0, the score adds w times an empirical-tail member (after
+ECOD: Li et al., 2022): per view, each column of the reference rows that is not constant over
+them gives a row's value its left and right tail probabilities under the reference's empirical
+CDF, ``(1 + #{reference <= x}) / (n + 1)`` and ``(1 + #{reference >= x}) / (n + 1)``, scored as
+``-log`` of each (in ``[0, log(n + 1)]``: bounded, a value beyond every reference row scores
+``log(n + 1)`` however far it is), and the tail of the column's skewness sign; the view's
+member is the largest of the three tails' means over the ``ceil(sqrt(columns))`` largest
+columns, and the term is the mean over the views. A distance in hundreds of columns dilutes
+a few columns in their far tails among many ordinary ones; the top columns' tails do not. A
+row-wise term against the fixed reference (no state), so batch and live scores stay equal.
+The label-free default model turns it on (w = 0.25) for data with many metrics: measured on
+the real servers and the demo in docs/model.md.
+
 **Cost.** Distances are computed with BLAS in row chunks (``|x|^2 + |t|^2 - 2 x.t``): exact up
 to rounding, O(rows x reference rows x features). ``max_train_rows`` caps the reference set
 with a seeded uniform subsample, so scoring cost is bounded whatever the history length.
@@ -102,6 +115,10 @@ _PROJECT_MIN_ROWS = 2048
 #: About this many reference rows (a strided sample) find the projection's axes.
 _PROJECT_SAMPLE = 4096
 
+#: The tail term's few-row search reads every ``_COARSE``-th sorted reference value from a
+#: small table first (:class:`_TailTable`).
+_COARSE = 128
+
 
 class KNNDetector(BaseDetector):
     """Mean distance to the ``n_neighbors`` nearest training rows (higher = more anomalous).
@@ -120,6 +137,8 @@ class KNNDetector(BaseDetector):
         ``excess_weight`` (see the module docstring).
     excess_weight
         Weight (>= 0) of the excess term; 0 leaves the score a plain distance.
+    tail_weight
+        Weight (>= 0) of the tail term (see the module docstring); 0: off.
     contamination
         Fraction of training rows that ``predict`` calls anomalous (sets ``offset_``).
     random_state
@@ -144,17 +163,19 @@ class KNNDetector(BaseDetector):
 
     _finite_checked_in_score = False
     blas_bound = True  # one row: a product with up to max_train_rows reference rows
+    tail_weight: float = 0.0  # (bundles written before the tail term have no such parameter)
 
     def __init__(self, *, n_neighbors: int = 1, max_train_rows: int = 20000,
                  views: Sequence[Sequence[int]] | None = None,
                  excess: Sequence[int] | None = None, excess_weight: float = 0.0,
-                 contamination: float = 0.01,
+                 tail_weight: float = 0.0, contamination: float = 0.01,
                  random_state: int | None = None, n_jobs: int | None = -1) -> None:
         self.n_neighbors = n_neighbors
         self.max_train_rows = max_train_rows
         self.views = views
         self.excess = excess
         self.excess_weight = excess_weight
+        self.tail_weight = tail_weight
         self.contamination = contamination
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -164,6 +185,8 @@ class KNNDetector(BaseDetector):
         check_int_param(owner, "n_neighbors", self.n_neighbors, low=1)
         check_int_param(owner, "max_train_rows", self.max_train_rows, low=2)
         check_float_param(owner, "excess_weight", self.excess_weight, low=0.0, high=math.inf,
+                          low_open=False)
+        check_float_param(owner, "tail_weight", self.tail_weight, low=0.0, high=math.inf,
                           low_open=False)
         check_random_state_param(owner, self.random_state)
         check_n_jobs_param(owner, self.n_jobs)
@@ -209,6 +232,71 @@ class KNNDetector(BaseDetector):
         if idx is None or idx.size == 0:
             return None
         return self.excess_weight * np.maximum(xc[:, idx], 0.0).mean(axis=1)
+
+    def _row_terms(self, xc: np.ndarray) -> np.ndarray | None:
+        """The row-wise terms added to the views' distances (excess, tail) of the rows ``xc``,
+        or None when both are off."""
+        extra = self._excess_term(xc)
+        tail = self._tail_term(xc)
+        if tail is None:
+            return extra
+        return tail if extra is None else extra + tail
+
+    def _tail_table(self) -> _TailTable:
+        """The tail term's data, made from the reference rows on first use and kept (not
+        saved; :class:`_TailTable`)."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        hit = cache.get("tail")
+        if hit is None:
+            hit = cache["tail"] = _TailTable.build(
+                [self._view_reference(v) for v in range(len(self.views_))], self.views_)
+        return hit  # type: ignore[no-any-return]
+
+    def _tails(self, xc: np.ndarray) -> tuple[_TailTable, np.ndarray]:
+        """(the tail table, the rows' ``(3, rows, c)`` left, right and skewness-sign tail
+        scores on its columns: every view's, one after the other)."""
+        tt = self._tail_table()
+        x = xc[:, tt.columns]
+        if len(xc) <= _FEW:
+            at_most, below = tt.counts_few(x)
+        else:
+            at_most = np.empty(x.shape, dtype=np.intp)
+            below = np.empty(x.shape, dtype=np.intp)
+            for j in range(len(tt.columns)):
+                at_most[:, j] = np.searchsorted(tt.sorted[j], x[:, j], side="right")
+                below[:, j] = np.searchsorted(tt.sorted[j], x[:, j], side="left")
+        left = tt.log_tail[at_most]
+        right = tt.log_tail[tt.sorted.shape[1] - below]
+        return tt, np.stack([left, right, np.where(tt.left_skewed, left, right)])
+
+    def _tail_term(self, xc: np.ndarray) -> np.ndarray | None:
+        """``tail_weight`` x the mean over the views of ECOD's aggregate (the largest of the
+        left, right and skewness tails' top-columns means), or None when the term is off."""
+        if not self.tail_weight:
+            return None
+        tt, tails = self._tails(xc)
+        total = np.zeros(len(xc))
+        for a, b in tt.bounds:
+            if b > a:
+                total += np.max([_top_mean(part[:, a:b]) for part in tails], axis=0)
+        return self.tail_weight * (total / len(self.views_))
+
+    def _tail_parts(self, xc: np.ndarray, out: np.ndarray) -> None:
+        """Add the tail term of the rows ``xc`` to ``out`` ``(rows, n_features)``, split over
+        the columns it is the mean of: each view's winning tail's top columns, each with its
+        own tail score times ``tail_weight / (views x top columns)``."""
+        tt, tails = self._tails(xc)
+        rows = np.arange(len(xc))
+        for a, b in tt.bounds:
+            if b <= a:
+                continue
+            parts = tails[:, :, a:b]
+            win = np.argmax([_top_mean(part) for part in parts], axis=0)
+            chosen = parts[win, rows]
+            k = _top_k(b - a)
+            top = np.argpartition(-chosen, k - 1, axis=1)[:, :k]
+            out[rows[:, None], tt.columns[a + top]] += (
+                (self.tail_weight / (len(self.views_) * k)) * chosen[rows[:, None], top])
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         self.views_ = self._check_views(X.shape[1])
@@ -451,7 +539,7 @@ class KNNDetector(BaseDetector):
             out[r] = total / len(views)
         if nearest is not None:
             nearest.extend(rows)
-        extra = self._excess_term(X)
+        extra = self._row_terms(X)
         if extra is not None:
             out += extra
         return out
@@ -467,7 +555,7 @@ class KNNDetector(BaseDetector):
                 part = np.partition(d2, k - 1, axis=1)[:, :k] if k < n_ref else d2
             total += np.sqrt(part).mean(axis=1) / (np.sqrt(len(cols)) if self.views else 1.0)
         total /= len(self.views_)
-        extra = self._excess_term(xc)
+        extra = self._row_terms(xc)
         if extra is not None:
             total += extra
         return total
@@ -515,11 +603,14 @@ class KNNDetector(BaseDetector):
 
     def prepare_live(self) -> None:
         """Build now what the first few-row search would build (:meth:`_nearest_few`: each
-        view's float32 table and, for a wide view, its projection), so that the first live
+        view's float32 table and, for a wide view, its projection; the tail term's sorted
+        table), so that the first live
         point of a freshly trained or loaded model does not pay for it (31-152 ms on the
         real servers' views). Only where that search runs (one neighbour, more than one
         reference row); the same numbers either way (kept, not saved)."""
         self._check_fitted("prepare_live")
+        if self.tail_weight:
+            self._tail_table()
         if self.n_neighbors != 1 or len(self.reference_) <= 1:
             return
         for view in range(len(self.views_)):
@@ -551,7 +642,7 @@ class KNNDetector(BaseDetector):
                  weights: np.ndarray | None = None) -> np.ndarray:
         """:meth:`explain_samples` of validated rows; ``nearest``: each view's nearest
         reference rows when the caller has them (:meth:`score_explained`), else found here."""
-        if self._excess_term(arr[:0]) is not None:
+        if self._excess_term(arr[:0]) is not None or self.tail_weight:
             parts = self._explain_score(arr, nearest)
             return parts if weights is None else parts @ weights
         out = np.zeros((len(arr), arr.shape[1] if weights is None else weights.shape[1]))
@@ -601,6 +692,96 @@ class KNNDetector(BaseDetector):
                 part = np.sqrt(total) / (np.sqrt(len(cols)) if self.views else 1.0) / n_views
                 out[s:s + _BLOCK, cols] += np.divide(diff * part, total,
                                                      out=np.zeros_like(diff), where=total > 0)
-            idx = self.excess_
-            out[s:s + _BLOCK, idx] += (self.excess_weight / idx.size) * np.maximum(xc[:, idx], 0.0)
+            idx = getattr(self, "excess_", None)
+            if idx is not None and idx.size and self.excess_weight:
+                out[s:s + _BLOCK, idx] += ((self.excess_weight / idx.size)
+                                           * np.maximum(xc[:, idx], 0.0))
+            if self.tail_weight:
+                self._tail_parts(xc, out[s:s + _BLOCK])
         return out
+
+
+def _top_k(columns: int) -> int:
+    """How many of a view's tail columns its aggregate averages: ``ceil(sqrt(columns))``."""
+    return max(1, math.ceil(math.sqrt(columns)))
+
+
+def _top_mean(scores: np.ndarray) -> np.ndarray:
+    """Per row, the mean of the :func:`_top_k` largest of ``scores`` ``(rows, columns)``."""
+    k = _top_k(scores.shape[1])
+    return -np.mean(np.partition(-scores, k - 1, axis=1)[:, :k], axis=1)
+
+
+class _TailTable:
+    """What the tail term looks values up in (:meth:`KNNDetector._tail_table`), every view's
+    columns one after the other.
+
+    ``columns``: the positions (in the detector's rows) of each view's columns that are not
+    constant over the reference; ``bounds``: each view's ``[a, b)`` in them; ``sorted``: their
+    reference values sorted, one column a row ``(c, n)``; ``coarse``: every ``_COARSE``-th of
+    those and each column's largest, the first levels of :meth:`counts_few` (a table that
+    stays in cache); ``left_skewed``: negative third central moment (ECOD's choice of tail);
+    ``log_tail``: ``log(n + 1) - log(1 + count)`` for every count 0..n (a lookup, so every path
+    gives the same bits)."""
+
+    def __init__(self, columns: np.ndarray, bounds: list[tuple[int, int]], srt: np.ndarray,
+                 left_skewed: np.ndarray) -> None:
+        self.columns, self.bounds, self.sorted = columns, bounds, srt
+        self.left_skewed = left_skewed
+        n = srt.shape[1]
+        self.coarse = np.ascontiguousarray(
+            np.hstack([srt[:, _COARSE - 1::_COARSE][:, :n // _COARSE], srt[:, -1:]]))
+        self.log_tail = math.log(n + 1) - np.log1p(np.arange(n + 1, dtype=np.float64))
+
+    @classmethod
+    def build(cls, references: list[np.ndarray], views: list[np.ndarray]) -> _TailTable:
+        """From each view's reference rows ``(n, view columns)`` and column positions."""
+        cols, bounds, parts, left = [], [], [], []
+        at = 0
+        for ref, view in zip(references, views, strict=True):
+            keep = np.flatnonzero(ref.max(axis=0) > ref.min(axis=0))
+            sub = ref[:, keep]
+            cols.append(view[keep])
+            bounds.append((at, at + len(keep)))
+            at += len(keep)
+            left.append(np.mean((sub - sub.mean(axis=0)) ** 3, axis=0) < 0)
+            parts.append(np.sort(sub, axis=0).T)
+        n = len(references[0])
+        srt = np.ascontiguousarray(np.vstack(parts)) if at else np.empty((0, n))
+        return cls(np.concatenate(cols).astype(np.intp), bounds, srt, np.concatenate(left))
+
+    def counts_few(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(#{reference <= x}, #{reference < x})`` per value of the few rows ``x`` ``(rows,
+        c)``: the two ``np.searchsorted`` sides of every column at once (the same integers),
+        for the live path, where ``2 c`` calls of a few microseconds each cost more than the
+        rest of the point.
+
+        Binary lifting over ``(rows, 2 c)`` values: ``#{reference < x}`` is ``#{reference <=
+        the float just below x}``, so both sides are one search; each step adds a power of two
+        to the count where the reference value it lands on is still ``<= x``. While the steps
+        are ``_COARSE`` or more, every probe is a multiple of it and reads :attr:`coarse`. A
+        probe past the end reads the column's largest value: where that is ``<= x`` every
+        value is, and the count, capped at ``n``, is ``n``."""
+        c, n = self.sorted.shape
+        q = np.concatenate([x, np.nextafter(x, -np.inf)], axis=1)
+        pos = np.zeros(q.shape, dtype=np.intp)
+        step = 1 << (n.bit_length() - 1)
+        if step >= _COARSE:
+            m = self.coarse.shape[1]  # n // _COARSE multiples, then the largest value
+            base = np.tile(np.arange(c, dtype=np.intp) * m - 1, 2)
+            flat = self.coarse.reshape(-1)
+            while step >= _COARSE:
+                probe = np.minimum(pos + step, m * _COARSE)
+                probe //= _COARSE
+                probe += base
+                pos += (flat.take(probe) <= q) * step
+                step >>= 1
+        base = np.tile(np.arange(c, dtype=np.intp) * n - 1, 2)
+        flat = self.sorted.reshape(-1)
+        while step:
+            probe = np.minimum(pos + step, n)
+            probe += base
+            pos += (flat.take(probe) <= q) * step
+            step >>= 1
+        np.minimum(pos, n, out=pos)
+        return pos[:, :c], pos[:, c:]

@@ -219,11 +219,18 @@ DETECTORS: dict[str, DetectorSpec] = {
                                 "aws_anomaly.model.default_model(step), fit on all training "
                                 "rows"),
     # The default with the optional volatility-excess term (docs/model.md: better on these
-    # servers, worse on the 3-metric demo, so off in the default).
+    # servers without the tail term, worse on the 3-metric demo, so off in the default).
     "aws_default_excess": DetectorSpec(
         ModelDetector, {"builder": "default_model", "validation_share": None,
                         "detector_params": {"excess_weight": 0.25}}, (), "product",
         "default_model(step, detector_params={'excess_weight': 0.25})", named_only=True),
+    # The default without its tail term (the default until 2026-12-02 evening; docs/model.md,
+    # "the tail term for many metrics"): the A/B of that change.
+    "aws_default_no_tail": DetectorSpec(
+        ModelDetector, {"builder": "default_model", "validation_share": None,
+                        "detector_params": {"tail_weight": 0.0}}, (), "product",
+        "default_model(step, detector_params={'tail_weight': 0}): no tail term",
+        named_only=True),
     # The LSTM autoencoder (PyTorch, the 'deep' extra) in place of kNN in the default pipeline
     # (docs/model.md, "How it was chosen"; benchmarks/servers_lstm.py also averages the two).
     "aws_lstm": DetectorSpec(ModelDetector, {"builder": "default_model", "validation_share": None,
