@@ -199,6 +199,10 @@ def test_saved_and_loaded_model_scores_the_same(tmp_path):
     assert model.detector_.tail_weight == TAIL_WEIGHT
     again = AnomalyModel.load(model.save(tmp_path / "m"))
     assert again.detector_.tail_weight == TAIL_WEIGHT
+    # the sorted table is not saved: made on first use, or by prepare_live before a swap
+    assert "tail" not in again.detector_.__dict__.get("_view_cache", {})
+    again.prepare_live()
+    assert "tail" in again.detector_.__dict__["_view_cache"]
     a = model.score(test, history=train, explain="all")
     b = again.score(test, history=train, explain="all")
     pd.testing.assert_frame_equal(a, b)
