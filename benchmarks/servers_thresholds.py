@@ -272,6 +272,25 @@ def views(name: str, combine: Callable[[np.ndarray], np.ndarray], risk: float = 
     return rule
 
 
+def hysteresis(low: float) -> Rule:
+    """A flag held while the score stays at or above ``low`` (hysteresis): a point is flagged
+    at ``anomaly_score >= 1``, and after a flagged point also at ``>= low``; the held points
+    score 1.0 (causal: each point looks at the previous flag only)."""
+    def rule(d: Dump) -> np.ndarray:
+        s = shipped(d)
+        out = s.copy()
+        on = False
+        for i, v in enumerate(s.tolist()):
+            if v >= 1.0:
+                on = True
+            elif on and v >= low:
+                out[i] = 1.0
+            else:
+                on = False
+        return out
+    return rule
+
+
 RULES: dict[str, Rule] = {
     # the dump's own threshold: POT level 0.98 at the risk of its time (1e-3 for every step
     # until 2026-12-02; since then pot_risk of the step: 5e-3 at the ASD servers' 5 minutes)
@@ -296,6 +315,8 @@ RULES: dict[str, Rule] = {
     **{f"level view re-baselined after {w} (rows under {a:g} x the flag), flag at >= {c}":
        rebaseline_level(w, a, c)
        for w in ("6h", "1D", "3D") for a in (1.0, 0.5) for c in (1.0, 0.8, 0.7)},
+    **{f"hysteresis: a flag held while anomaly_score >= {h}": hysteresis(h)
+       for h in (0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 
 

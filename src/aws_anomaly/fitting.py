@@ -402,5 +402,8 @@ def fit_threshold(model: AnomalyModel, inputs: FitInputs, t0: float) -> None:
         "calibration_rows": len(raw), "entities": inputs.summary["entities"],
         "step": str(model.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
         "constant_metrics": [model.metrics_[j] for j in model.constant_],
+        # the kNN's tail term as fitted (default_model: on from tail_min_metrics metrics)
+        **({"tail_weight": float(model.detector_.tail_weight)}
+           if hasattr(model.detector_, "tail_weight") else {}),
         "entity_thresholds": sorted(model.entity_calibrators_),
     }

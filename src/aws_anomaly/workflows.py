@@ -257,6 +257,23 @@ def threshold_text(model: AnomalyModel) -> str:
     return f"{rule}, set on the {where} part: anomaly_score >= 1.0{raw_text}"
 
 
+def tail_text(model: AnomalyModel) -> str | None:
+    """Whether the fitted kNN model's tail term is on and why, in words; None for a model
+    whose parameters do not mention it."""
+    weight = getattr(getattr(model, "detector_", None), "tail_weight", None)
+    need = model.detector_params.get("tail_min_metrics")
+    if weight is None or (not weight and need is None):
+        return None
+    seen = len(model.metrics_) - len(model.constant_)
+    if weight:
+        why = f"{seen} metrics, from {need}" if need is not None else f"{seen} metrics"
+        return (f"on, weight {weight:g} ({why}): each view's most extreme columns against the "
+                "training rows' empirical distribution, which a distance over many columns "
+                "dilutes")
+    return (f"off ({seen} metrics not constant over training, under {need}: with few metrics "
+            "the distance is not diluted and the term only adds noise)")
+
+
 def _narrow(ds: Dataset, metrics: tuple[str, ...]) -> Dataset:
     drop = [m for m in ds.metrics if m not in metrics]
     if not drop:
@@ -372,6 +389,9 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
                              **(model_options or {}))
     with stage(f"fitting the {model.detector} model on {len(split.train):,} rows"):
         model.fit(split.train, split.validation)
+    tail = tail_text(model)
+    if tail:
+        say(f"tail term: {tail}")
     say(f"threshold: {threshold_text(model)}")
     metrics, scores = evaluate_model(model, split, events)
     say("")

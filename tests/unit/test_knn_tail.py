@@ -23,6 +23,7 @@ from aws_anomaly.detectors.knn import _COARSE, _TailTable
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.presets import TAIL_MIN_METRICS, TAIL_WEIGHT, default_model
+from aws_anomaly.workflows import tail_text
 
 VIEWS = [[0, 1, 2, 3, 4], [4, 5, 6, 7, 8, 9]]
 
@@ -164,6 +165,9 @@ def test_default_model_turns_it_on_from_the_metric_count():
     train, test = data.subset(rows=slice(0, 4 * 288)), data.subset(rows=slice(4 * 288, None))
     model = default_model(data.step).fit(train)
     assert model.detector_.tail_weight == TAIL_WEIGHT
+    assert model.training_summary_["tail_weight"] == TAIL_WEIGHT
+    assert tail_text(model).startswith(f"on, weight {TAIL_WEIGHT:g} ({TAIL_MIN_METRICS} "
+                                       f"metrics, from {TAIL_MIN_METRICS})")
     out = model.score(test, history=train, explain="flagged")
     assert out["is_anomaly"].iloc[50:].mean() > 0.5 >= out["is_anomaly"].iloc[:50].mean()
     flagged = out[out["is_anomaly"]]
@@ -183,6 +187,10 @@ def test_under_the_metric_count_it_is_off(tmp_path):
         narrow[f"m{j}"] = 1.0  # constant metrics do not count
     model = default_model("5min").fit(Dataset.from_frame(narrow))
     assert model.detector_.tail_weight == 0.0
+    assert model.training_summary_["tail_weight"] == 0.0
+    assert tail_text(model).startswith(f"off ({TAIL_MIN_METRICS // 2} metrics not constant")
+    # a model whose parameters do not mention it says nothing
+    assert tail_text(AnomalyModel("knn").fit(Dataset.from_frame(narrow))) is None
     off = default_model("5min", detector_params={"tail_weight": 0.0}).fit(
         Dataset.from_frame(narrow))
     np.testing.assert_array_equal(model.detector_.training_scores_,
@@ -206,3 +214,13 @@ def test_saved_and_loaded_model_scores_the_same(tmp_path):
     a = model.score(test, history=train, explain="all")
     b = again.score(test, history=train, explain="all")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_servers_bench_keeps_the_default_without_it():
+    from aws_anomaly.evaluation import servers_bench
+
+    spec = servers_bench.DETECTORS["aws_default_no_tail"]
+    assert spec.named_only
+    assert "aws_default_no_tail" not in servers_bench._resolve(servers_bench.DETECTORS, None)
+    model = spec.factory(**spec.params)._build(pd.Timedelta("1min"))
+    assert model.detector_params == {"tail_weight": 0.0, "tail_min_metrics": TAIL_MIN_METRICS}

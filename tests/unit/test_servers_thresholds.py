@@ -87,3 +87,14 @@ def test_dump_with_the_shipped_threshold_is_the_models_own_score(bench, server, 
 def test_no_dumps_is_a_one_line_error(bench, tmp_path):
     with pytest.raises(SystemExit, match=r"^error: .*no dumped servers"):
         bench.load_dumps(tmp_path)
+
+
+def test_hysteresis_holds_a_flag_while_the_score_stays_up(bench):
+    s = np.array([0.2, 0.95, 1.3, 0.9, 0.75, 0.6, 0.8, 1.1, 0.5, 0.8])
+    d = {"rawt": s, "thr": np.float64(1.0), "center": np.float64(0.0),
+         "zt": np.zeros(len(s)), "readyt": np.ones(len(s), dtype=bool)}
+    out = bench.hysteresis(0.7)(d)
+    # flagged at >= 1, held at >= 0.7 after a flag, released below it, never before one
+    assert (out >= 1.0).tolist() == [False, False, True, True, True, False, False, True,
+                                     False, False]
+    np.testing.assert_array_equal(out[out < 1.0], bench.shipped(d)[out < 1.0])
