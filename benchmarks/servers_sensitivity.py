@@ -10,7 +10,10 @@ parameters, one change at a time from the shipped ``default_model(step)``:
 * ``calibration_holdout`` 0.10 and 0.25 (shipped 0.15): the share of each entity's history
   held out for the threshold;
 * ``scaler`` standard (shipped robust): mean / standard deviation instead of median / IQR;
-* ``log_std`` off (shipped on): the level view's rolling spreads as they are, not their log.
+* ``log_std`` off (shipped on): the level view's rolling spreads as they are, not their log;
+* ``tail_weight`` 0, 0.125 and 0.5 (shipped 0.25, on from 10 metrics): the empirical-tail term;
+* ``excess_weight`` 0, 0.125 and 0.5 (shipped 0.25, on from 10 metrics): the volatility excess;
+  and both terms off (the default for fewer than 10 metrics).
 
 Each variant runs through the bench itself (:func:`aws_anomaly.evaluation.servers_bench.
 run_servers_bench`, the same rules, metrics and tables as ``aws-anomaly bench servers``), then
@@ -20,7 +23,7 @@ the other nine (:func:`~aws_anomaly.evaluation.servers_bench.leave_one_server_ou
 Usage::
 
     nice .venv/bin/python benchmarks/servers_sensitivity.py --data ../shared/data/servers \\
-        --out out/bench-sensitivity [--workers 2]
+        --out out/bench-sensitivity [--workers 2] [--variants shipped tail_weight=0.5]
 
 (~15 min on 2 cores.) Prints the table and writes ``OUT/scores.{json,md}``. Results:
 docs/benchmarks.md ("Sensitivity of the default's main parameters").
@@ -51,6 +54,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "calibration_holdout=0.25": {"calibration_holdout": 0.25},
     "scaler=standard": {"scaler": "standard"},
     "log_std=False": {"log_std": False},
+    "tail_weight=0": {"detector_params": {"tail_weight": 0.0}},
+    "tail_weight=0.125": {"detector_params": {"tail_weight": 0.125}},
+    "tail_weight=0.5": {"detector_params": {"tail_weight": 0.5}},
+    "excess_weight=0": {"detector_params": {"excess_weight": 0.0}},
+    "excess_weight=0.125": {"detector_params": {"excess_weight": 0.125}},
+    "excess_weight=0.5": {"detector_params": {"excess_weight": 0.5}},
+    "no terms for many metrics": {"detector_params": {"tail_weight": 0.0, "excess_weight": 0.0}},
 }
 MAX_FPR = 0.02
 
@@ -77,11 +87,12 @@ def table(report: dict[str, Any]) -> str:
                 f"{np.mean([m['event_precision'] for m in per]):.3f} |")
 
     per_config = {}
-    for name in VARIANTS:
+    names = [n for n in VARIANTS if n in report["detectors"]]
+    for name in names:
         servers = report["detectors"][name]["servers"]
         per_config[name] = servers
         rows.append(line(name, [m for m in servers.values() if m["status"] == "ok"]))
-    loso = leave_one_server_out(per_config, list(VARIANTS))
+    loso = leave_one_server_out(per_config, names)
     chosen = [v for v in loso["servers"].values() if v.get("status") == "ok"]
     rows.append(line("chosen leave-one-server-out", chosen))
     picks = "; ".join(f"{k.split('/')[-1]} {v.get('params')}"
@@ -95,9 +106,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/bench-sensitivity"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--servers", nargs="*", default=None, help="globs, as the bench's")
+    ap.add_argument("--variants", nargs="*", default=None, choices=list(VARIANTS),
+                    help="a subset of the variants (default: all)")
     args = ap.parse_args()
     report = run_servers_bench(args.data, args.out, servers=args.servers,
-                               detectors=list(VARIANTS), registry=registry(),
+                               detectors=args.variants or list(VARIANTS), registry=registry(),
                                workers=args.workers, progress=False, check_causality=False)
     print(table(report))
 

@@ -309,22 +309,22 @@ def _fit_log_floor(model: AnomalyModel, X_full: np.ndarray) -> None:
 
 def detector_params(model: AnomalyModel) -> dict[str, Any]:
     """The parameters the model's detector is made with: its ``detector_params`` (a
-    ``tail_min_metrics`` among them is not the detector's: under that many metrics that are
-    not constant over training, ``tail_weight`` is 0), plus what
+    ``wide_min_metrics`` among them is not the detector's: under that many metrics that are
+    not constant over training, ``tail_weight`` and ``excess_weight`` are 0), plus what
     the model's layout gives a detector that takes them (``views`` and, with
     ``excess_weight``, the level view's volatility columns as ``excess``; ``groups``, a step
     per metric), and ``random_state=0`` unless one is given."""
     params = dict(model.detector_params)
     takes = DETECTORS[model.detector]().get_params()
-    if "tail_min_metrics" in params:
-        # kNN's tail term only where the detector sees at least that many metrics
-        # (default_model: docs/model.md, "the tail term for many metrics")
-        need = params.pop("tail_min_metrics")
+    if "wide_min_metrics" in params:
+        # kNN's terms for many metrics only where the detector sees at least that many
+        # (default_model: docs/model.md, "the terms for many metrics")
+        need = params.pop("wide_min_metrics")
         if isinstance(need, bool) or not isinstance(need, (int, np.integer)) or need < 1:
-            raise ConfigError(f"detector_params: tail_min_metrics must be an integer >= 1, "
+            raise ConfigError(f"detector_params: wide_min_metrics must be an integer >= 1, "
                               f"got {need!r}")
         if len(model.metrics_) - len(model.constant_) < need:
-            params["tail_weight"] = 0.0
+            params.update({k: 0.0 for k in ("tail_weight", "excess_weight") if k in params})
     if model.views_ is not None and "views" in takes:
         params.setdefault("views", [list(v) for v in model.views_])
         if params.get("excess_weight"):
@@ -402,8 +402,9 @@ def fit_threshold(model: AnomalyModel, inputs: FitInputs, t0: float) -> None:
         "calibration_rows": len(raw), "entities": inputs.summary["entities"],
         "step": str(model.step_), "fit_seconds": round(time.perf_counter() - t0, 3),
         "constant_metrics": [model.metrics_[j] for j in model.constant_],
-        # the kNN's tail term as fitted (default_model: on from tail_min_metrics metrics)
-        **({"tail_weight": float(model.detector_.tail_weight)}
+        # the kNN's terms for many metrics as fitted (default_model: on from wide_min_metrics)
+        **({"tail_weight": float(model.detector_.tail_weight),
+            "excess_weight": float(model.detector_.excess_weight)}
            if hasattr(model.detector_, "tail_weight") else {}),
         "entity_thresholds": sorted(model.entity_calibrators_),
     }

@@ -15,33 +15,33 @@ from aws_anomaly.errors import ConfigError
 from aws_anomaly.features import FeatureSpec
 from aws_anomaly.model import AnomalyModel
 
-__all__ = ["DEFAULT_WINDOWS", "EXCESS_WEIGHT", "MIN_SEASONAL_HISTORY", "TAIL_MIN_METRICS",
-           "TAIL_WEIGHT", "default_model"]
+__all__ = ["DEFAULT_WINDOWS", "EXCESS_WEIGHT", "MIN_SEASONAL_HISTORY", "TAIL_WEIGHT",
+           "WIDE_MIN_METRICS", "default_model"]
 
 #: Horizons of the label-free default model's volatility features, in time (scaled to rows by
 #: the data's step, so one-minute and five-minute data see the same horizons).
 DEFAULT_WINDOWS = (pd.Timedelta("15min"), pd.Timedelta("1h"))
-#: Weight of the optional volatility-excess term (:class:`~aws_anomaly.detectors.KNNDetector`
-#: ``excess``), when a caller turns it on with ``detector_params={"excess_weight": ...}``: the
-#: mean positive part of the level view's standardised volatility columns, added to the mean
-#: of the two views' distances. 0.25 was the leave-one-server-out choice on the real servers
-#: (best F1 0.537 -> 0.558), but it costs the 3-metric demo on every seed measured (best F1
-#: -0.11 on average over seeds 0, 7, 42, 1234), so the default leaves it off (docs/model.md).
+#: Weight of the volatility-excess term (:class:`~aws_anomaly.detectors.KNNDetector`
+#: ``excess``), on from :data:`WIDE_MIN_METRICS` metrics: the mean positive part of the level
+#: view's standardised volatility columns (how much more volatile than usual the metrics are,
+#: together), added to the mean of the two views' distances. 0.25 was the leave-one-server-out
+#: choice on the real servers; on the 3-metric demo it costs best F1 on every seed measured
+#: (-0.11 on average over seeds 0, 7, 42, 1234) (docs/model.md).
 EXCESS_WEIGHT = 0.25
 #: Weight of the kNN's empirical-tail term (:class:`~aws_anomaly.detectors.KNNDetector`
-#: ``tail_weight``): the mean over the two views of ECOD's aggregate of each view's top
-#: ``ceil(sqrt(columns))`` column tails, added to the mean of the views' distances (0.25 of
-#: it ranks as ``(L + S + 0.5 T) / 2.5``). On the 10 real servers (19-38 metrics) it lifts the
-#: mean best F1 0.537 -> 0.565 and holds every server's false-positive rate under 2 %; on the
-#: 3-metric demo it costs best F1 on every seed. So it is on from :data:`TAIL_MIN_METRICS`
-#: metrics (docs/model.md, "the tail term for many metrics").
+#: ``tail_weight``), on from :data:`WIDE_MIN_METRICS` metrics: the mean over the two views of
+#: ECOD's aggregate of each view's top ``ceil(sqrt(columns))`` column tails, added to the mean
+#: of the views' distances (0.25 of it ranks as ``(L + S + 0.5 T) / 2.5``, the
+#: leave-one-server-out choice on the real servers). On the 3-metric demo it costs best F1 on
+#: every seed (docs/model.md, "the terms for many metrics").
 TAIL_WEIGHT = 0.25
-#: Metrics (not constant over training) from which the default model adds the tail term. A
-#: distance over hundreds of columns dilutes a few columns in their far tails; over a handful
-#: of metrics it does not, and the top columns' tails add only noise. The benches hold 1
-#: (NAB, another model), 3 (demo) and 19-38 (servers) metrics: every cut from 4 to 19 gives
-#: the same figures; 10 sits in that gap (docs/model.md).
-TAIL_MIN_METRICS = 10
+#: Metrics (not constant over training) from which the default model adds its two terms for
+#: many metrics (tail and volatility excess). A distance over hundreds of columns dilutes a
+#: few metrics in their far tails, or a volatility that every metric shares a little of; over a
+#: handful of metrics it does not, and the terms only add noise. The benches hold 1 (NAB,
+#: another model), 3 (demo) and 19-38 (servers) metrics: every cut from 4 to 19 gives the same
+#: figures; 10 sits in that gap (docs/model.md).
+WIDE_MIN_METRICS = 10
 #: Training span per entity under which the default model leaves out its daily terms.
 MIN_SEASONAL_HISTORY = pd.Timedelta("3D")
 
@@ -62,14 +62,15 @@ def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | Non
       persistent EWMAs over 30 min and 3 h less a one-day baseline). Finds changes of behaviour
       that stay within the usual range, and follows trends and daily cycles.
 
-    The score is the mean of the two distances, plus, with :data:`TAIL_MIN_METRICS` metrics
-    or more, :data:`TAIL_WEIGHT` times an empirical-tail term (each view's most extreme
-    columns against the training rows' empirical distribution: the kNN's ``tail_weight``).
-    ``detector_params`` are laid over ``{"tail_weight": ..., "tail_min_metrics": ...}``
-    (``{"tail_weight": 0}`` turns it off). ``detector_params={"excess_weight":
-    EXCESS_WEIGHT}`` adds that weight times the mean positive part of the level view's
-    standardised volatility columns (how much more volatile than usual the metrics are,
-    together): measured better on wide servers, worse on the 3-metric demo, so off by default.
+    The score is the mean of the two distances, plus, with :data:`WIDE_MIN_METRICS` metrics
+    or more, two terms for many metrics: :data:`TAIL_WEIGHT` times an empirical-tail term (each
+    view's most extreme columns against the training rows' empirical distribution: the kNN's
+    ``tail_weight``) and :data:`EXCESS_WEIGHT` times the mean positive part of the level
+    view's standardised volatility columns (how much more volatile than usual the metrics are,
+    together: ``excess_weight``). Measured better on the wide real servers and worse on the
+    3-metric demo. ``detector_params`` are laid over ``{"tail_weight": ..., "excess_weight":
+    ..., "wide_min_metrics": ...}`` (``{"tail_weight": 0, "excess_weight": 0}`` turns both
+    off; ``{"wide_min_metrics": 1}`` keeps them on for any number of metrics).
 
     Every horizon is stated in time and turned into rows of ``step`` (:data:`DEFAULT_WINDOWS`
     are the level view's). ``history``, the span of training data per entity when known:
@@ -87,7 +88,7 @@ def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | Non
     >>> m.detector, m.feature_set, m.spec.windows, m.calibration["method"]
     ('knn', 'hybrid', (3, 12, 36, 144), 'pot')
     >>> m.detector_params
-    {'tail_weight': 0.25, 'tail_min_metrics': 10}
+    {'tail_weight': 0.25, 'excess_weight': 0.25, 'wide_min_metrics': 10}
     >>> default_model("1min").spec.windows, default_model("1min").spec.seasonal_period
     ((15, 60, 180, 720), 1440)
     >>> short = default_model("1min", history="12h")
@@ -122,9 +123,9 @@ def default_model(step: pd.Timedelta | str, *, history: pd.Timedelta | str | Non
         "calibration": {"method": "pot"}, "calibration_holdout": 0.15,
     }
     if overrides.get("detector", "knn") == "knn":
-        # the tail term for many metrics; a caller's detector_params are laid over it
-        params["detector_params"] = {"tail_weight": TAIL_WEIGHT,
-                                     "tail_min_metrics": TAIL_MIN_METRICS,
+        # the terms for many metrics; a caller's detector_params are laid over them
+        params["detector_params"] = {"tail_weight": TAIL_WEIGHT, "excess_weight": EXCESS_WEIGHT,
+                                     "wide_min_metrics": WIDE_MIN_METRICS,
                                      **(overrides.pop("detector_params", None) or {})}
     params.update(overrides)
     return AnomalyModel(**params)

@@ -257,21 +257,26 @@ def threshold_text(model: AnomalyModel) -> str:
     return f"{rule}, set on the {where} part: anomaly_score >= 1.0{raw_text}"
 
 
-def tail_text(model: AnomalyModel) -> str | None:
-    """Whether the fitted kNN model's tail term is on and why, in words; None for a model
-    whose parameters do not mention it."""
-    weight = getattr(getattr(model, "detector_", None), "tail_weight", None)
-    need = model.detector_params.get("tail_min_metrics")
-    if weight is None or (not weight and need is None):
+def wide_terms_text(model: AnomalyModel) -> str | None:
+    """Whether the fitted kNN model's terms for many metrics (tail, volatility excess) are on
+    and why, in words; None for a model whose parameters do not mention them."""
+    det = getattr(model, "detector_", None)
+    tail = getattr(det, "tail_weight", None)
+    if tail is None:
+        return None
+    excess = float(getattr(det, "excess_weight", 0.0))
+    need = model.detector_params.get("wide_min_metrics")
+    if not (tail or excess) and need is None:
         return None
     seen = len(model.metrics_) - len(model.constant_)
-    if weight:
+    if tail or excess:
         why = f"{seen} metrics, from {need}" if need is not None else f"{seen} metrics"
-        return (f"on, weight {weight:g} ({why}): each view's most extreme columns against the "
-                "training rows' empirical distribution, which a distance over many columns "
-                "dilutes")
+        return (f"on ({why}): tail {tail:g} (each view's most extreme columns against the "
+                f"training rows' empirical distribution), volatility excess {excess:g} (the "
+                "metrics more volatile than usual, together), which a distance over many "
+                "columns dilutes")
     return (f"off ({seen} metrics not constant over training, under {need}: with few metrics "
-            "the distance is not diluted and the term only adds noise)")
+            "the distance is not diluted and the terms only add noise)")
 
 
 def _narrow(ds: Dataset, metrics: tuple[str, ...]) -> Dataset:
@@ -389,9 +394,9 @@ def train_model(ds: Dataset, *, detector: str = "auto", threshold: str = "auto",
                              **(model_options or {}))
     with stage(f"fitting the {model.detector} model on {len(split.train):,} rows"):
         model.fit(split.train, split.validation)
-    tail = tail_text(model)
-    if tail:
-        say(f"tail term: {tail}")
+    wide = wide_terms_text(model)
+    if wide:
+        say(f"terms for many metrics: {wide}")
     say(f"threshold: {threshold_text(model)}")
     metrics, scores = evaluate_model(model, split, events)
     say("")

@@ -171,8 +171,8 @@ def test_train_without_labels_picks_a_default_and_says_what_it_expects(
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "detector: default, the label-free default model" in out
-    # 4 metrics that move (m03 is constant): the tail term is off, and the output says why
-    assert "tail term: off (4 metrics not constant over training, under 10" in out
+    # 4 metrics that move (m03 is constant): the terms for many metrics are off, and why
+    assert "terms for many metrics: off (4 metrics not constant over training, under 10" in out
     # the risk is stated in time: 1.44 normal points a day, 5e-3 at this 5-minute step
     assert "threshold: pot:0.005 (an extreme-value fit of the score tail" in out
     assert "about 1.44 points a day per entity at the 5min step" in out

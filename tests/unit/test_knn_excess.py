@@ -15,7 +15,7 @@ import pytest
 from aws_anomaly.data import Dataset
 from aws_anomaly.detectors import KNNDetector
 from aws_anomaly.errors import ConfigError
-from aws_anomaly.presets import EXCESS_WEIGHT, TAIL_MIN_METRICS, TAIL_WEIGHT, default_model
+from aws_anomaly.presets import EXCESS_WEIGHT, WIDE_MIN_METRICS, default_model
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +87,13 @@ def test_default_model_takes_the_level_views_volatility_excess_on_request():
     data = Dataset.from_frame(frame)
     train = data.subset(rows=slice(0, 4 * 288))
     test = data.subset(rows=slice(4 * 288, None))
-    # off by default (docs/model.md)
-    assert "excess_weight" not in default_model(data.step).detector_params
-    model = default_model(data.step, detector_params={"excess_weight": EXCESS_WEIGHT}).fit(train)
+    # on by default from WIDE_MIN_METRICS metrics only (docs/model.md): 2 metrics move here
+    assert default_model(data.step).fit(train).detector_.excess_weight == 0.0
+    params = {"excess_weight": EXCESS_WEIGHT, "tail_weight": 0.0, "wide_min_metrics": 1}
+    model = default_model(data.step, detector_params=params).fit(train)
     det = model.detector_
-    # laid over the preset's own (the tail term, off here: 3 metrics, one of them constant)
-    assert model.detector_params == {"excess_weight": EXCESS_WEIGHT, "tail_weight": TAIL_WEIGHT,
-                                     "tail_min_metrics": TAIL_MIN_METRICS}
-    assert det.excess_weight == EXCESS_WEIGHT and det.tail_weight == 0.0
+    assert model.detector_params == params  # laid over the preset's own
+    assert WIDE_MIN_METRICS > 2 and det.excess_weight == EXCESS_WEIGHT
     names = [model.feature_names_[j] for j in det.excess_]
     level = [model.feature_names_[j] for j in model.views_[0]]
     # the level view's columns less its values: every metric's two volatility columns

@@ -6,7 +6,8 @@ reference's empirical CDF (``(1 + count) / (n + 1)``) and the tail of the column
 sign; per view the largest of the three tails' means over the ``ceil(sqrt(columns))`` largest
 columns. It must be exactly that (batch, training scores, one row at a time), bounded, off at
 weight 0, explained as part of the score, refused with one line when misconfigured, and on in
-the default model only from ``TAIL_MIN_METRICS`` metrics.
+the default model only from ``WIDE_MIN_METRICS`` metrics (with the volatility excess: "the
+terms for many metrics").
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from aws_anomaly.detectors import KNNDetector
 from aws_anomaly.detectors.knn import _COARSE, _TailTable
 from aws_anomaly.errors import ConfigError
 from aws_anomaly.model import AnomalyModel
-from aws_anomaly.presets import TAIL_MIN_METRICS, TAIL_WEIGHT, default_model
-from aws_anomaly.workflows import tail_text
+from aws_anomaly.presets import EXCESS_WEIGHT, TAIL_WEIGHT, WIDE_MIN_METRICS, default_model
+from aws_anomaly.workflows import wide_terms_text
 
 VIEWS = [[0, 1, 2, 3, 4], [4, 5, 6, 7, 8, 9]]
 
@@ -153,21 +154,26 @@ def _servers(n_metrics: int, n: int, seed: int) -> pd.DataFrame:
 
 
 def test_default_model_turns_it_on_from_the_metric_count():
-    assert default_model("5min").detector_params == {"tail_weight": TAIL_WEIGHT,
-                                                     "tail_min_metrics": TAIL_MIN_METRICS}
+    assert default_model("5min").detector_params == {
+        "tail_weight": TAIL_WEIGHT, "excess_weight": EXCESS_WEIGHT,
+        "wide_min_metrics": WIDE_MIN_METRICS}
     assert default_model("5min", detector_params={"tail_weight": 0}).detector_params == {
-        "tail_weight": 0, "tail_min_metrics": TAIL_MIN_METRICS}  # a caller's laid over it
+        "tail_weight": 0, "excess_weight": EXCESS_WEIGHT,
+        "wide_min_metrics": WIDE_MIN_METRICS}  # a caller's laid over it
     assert default_model("5min", detector="lof").detector_params == {}
     n = 4 * 288 + 100
-    wide = _servers(TAIL_MIN_METRICS, n, 1)
+    wide = _servers(WIDE_MIN_METRICS, n, 1)
     wide.loc[4 * 288 + 50:, "m3"] += 0.3  # one metric of ten jumps
     data = Dataset.from_frame(wide)
     train, test = data.subset(rows=slice(0, 4 * 288)), data.subset(rows=slice(4 * 288, None))
     model = default_model(data.step).fit(train)
-    assert model.detector_.tail_weight == TAIL_WEIGHT
+    det = model.detector_
+    assert det.tail_weight == TAIL_WEIGHT and det.excess_weight == EXCESS_WEIGHT
+    assert det.excess_.size == 2 * WIDE_MIN_METRICS  # the level view's volatility columns
     assert model.training_summary_["tail_weight"] == TAIL_WEIGHT
-    assert tail_text(model).startswith(f"on, weight {TAIL_WEIGHT:g} ({TAIL_MIN_METRICS} "
-                                       f"metrics, from {TAIL_MIN_METRICS})")
+    assert model.training_summary_["excess_weight"] == EXCESS_WEIGHT
+    assert wide_terms_text(model).startswith(
+        f"on ({WIDE_MIN_METRICS} metrics, from {WIDE_MIN_METRICS}): tail {TAIL_WEIGHT:g} ")
     out = model.score(test, history=train, explain="flagged")
     assert out["is_anomaly"].iloc[50:].mean() > 0.5 >= out["is_anomaly"].iloc[:50].mean()
     flagged = out[out["is_anomaly"]]
@@ -182,26 +188,28 @@ def test_default_model_turns_it_on_from_the_metric_count():
 
 def test_under_the_metric_count_it_is_off(tmp_path):
     n = 4 * 288
-    narrow = _servers(TAIL_MIN_METRICS, n, 2)
-    for j in range(1, TAIL_MIN_METRICS - TAIL_MIN_METRICS // 2 + 1):
+    narrow = _servers(WIDE_MIN_METRICS, n, 2)
+    for j in range(1, WIDE_MIN_METRICS - WIDE_MIN_METRICS // 2 + 1):
         narrow[f"m{j}"] = 1.0  # constant metrics do not count
     model = default_model("5min").fit(Dataset.from_frame(narrow))
-    assert model.detector_.tail_weight == 0.0
+    assert model.detector_.tail_weight == 0.0 and model.detector_.excess_weight == 0.0
+    assert model.detector_.excess_.size == 0
     assert model.training_summary_["tail_weight"] == 0.0
-    assert tail_text(model).startswith(f"off ({TAIL_MIN_METRICS // 2} metrics not constant")
-    # a model whose parameters do not mention it says nothing
-    assert tail_text(AnomalyModel("knn").fit(Dataset.from_frame(narrow))) is None
-    off = default_model("5min", detector_params={"tail_weight": 0.0}).fit(
-        Dataset.from_frame(narrow))
+    assert wide_terms_text(model).startswith(
+        f"off ({WIDE_MIN_METRICS // 2} metrics not constant")
+    # a model whose parameters do not mention them says nothing
+    assert wide_terms_text(AnomalyModel("knn").fit(Dataset.from_frame(narrow))) is None
+    off = default_model("5min", detector_params={"tail_weight": 0.0, "excess_weight": 0.0}
+                        ).fit(Dataset.from_frame(narrow))
     np.testing.assert_array_equal(model.detector_.training_scores_,
                                   off.detector_.training_scores_)
-    with pytest.raises(ConfigError, match=r"tail_min_metrics must be an integer >= 1, got 'x'"):
-        default_model("5min", detector_params={"tail_min_metrics": "x"}).fit(
+    with pytest.raises(ConfigError, match=r"wide_min_metrics must be an integer >= 1, got 'x'"):
+        default_model("5min", detector_params={"wide_min_metrics": "x"}).fit(
             Dataset.from_frame(narrow))
 
 
 def test_saved_and_loaded_model_scores_the_same(tmp_path):
-    data = Dataset.from_frame(_servers(TAIL_MIN_METRICS + 2, 4 * 288 + 60, 3))
+    data = Dataset.from_frame(_servers(WIDE_MIN_METRICS + 2, 4 * 288 + 60, 3))
     train, test = data.subset(rows=slice(0, 4 * 288)), data.subset(rows=slice(4 * 288, None))
     model = default_model(data.step).fit(train)
     assert model.detector_.tail_weight == TAIL_WEIGHT
@@ -216,11 +224,15 @@ def test_saved_and_loaded_model_scores_the_same(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_the_servers_bench_keeps_the_default_without_it():
+def test_the_servers_bench_keeps_the_ab():
     from aws_anomaly.evaluation import servers_bench
 
-    spec = servers_bench.DETECTORS["aws_default_no_tail"]
-    assert spec.named_only
-    assert "aws_default_no_tail" not in servers_bench._resolve(servers_bench.DETECTORS, None)
-    model = spec.factory(**spec.params)._build(pd.Timedelta("1min"))
-    assert model.detector_params == {"tail_weight": 0.0, "tail_min_metrics": TAIL_MIN_METRICS}
+    step = pd.Timedelta("1min")
+    for name, tail, excess in (("aws_default_narrow", 0.0, 0.0),
+                               ("aws_default_excess", 0.0, EXCESS_WEIGHT),
+                               ("aws_default_tail", TAIL_WEIGHT, 0.0)):
+        spec = servers_bench.DETECTORS[name]
+        assert spec.named_only
+        assert name not in servers_bench._resolve(servers_bench.DETECTORS, None)
+        params = spec.factory(**spec.params)._build(step).detector_params
+        assert (params["tail_weight"], params["excess_weight"]) == (tail, excess)

@@ -218,19 +218,23 @@ DETECTORS: dict[str, DetectorSpec] = {
                                                 "validation_share": None}, (), "product",
                                 "aws_anomaly.model.default_model(step), fit on all training "
                                 "rows"),
-    # The default with the optional volatility-excess term (docs/model.md: better on these
-    # servers without the tail term, worse on the 3-metric demo, so off in the default).
+    # The default as it is for fewer than 10 metrics, no tail or volatility-excess term (the
+    # default until 2026-12-02 evening; docs/model.md, "the terms for many metrics"): the A/B.
+    "aws_default_narrow": DetectorSpec(
+        ModelDetector, {"builder": "default_model", "validation_share": None,
+                        "detector_params": {"tail_weight": 0.0, "excess_weight": 0.0}}, (),
+        "product", "default_model(step) without its terms for many metrics (tail, excess)",
+        named_only=True),
+    # One of the two terms alone: the volatility excess (measured 2026-12-01 night as the
+    # option `aws_default_excess`) and the tail term (2026-12-02 evening).
     "aws_default_excess": DetectorSpec(
         ModelDetector, {"builder": "default_model", "validation_share": None,
-                        "detector_params": {"excess_weight": 0.25}}, (), "product",
-        "default_model(step, detector_params={'excess_weight': 0.25})", named_only=True),
-    # The default without its tail term (the default until 2026-12-02 evening; docs/model.md,
-    # "the tail term for many metrics"): the A/B of that change.
-    "aws_default_no_tail": DetectorSpec(
-        ModelDetector, {"builder": "default_model", "validation_share": None,
                         "detector_params": {"tail_weight": 0.0}}, (), "product",
-        "default_model(step, detector_params={'tail_weight': 0}): no tail term",
-        named_only=True),
+        "default_model(step) with the volatility excess, no tail term", named_only=True),
+    "aws_default_tail": DetectorSpec(
+        ModelDetector, {"builder": "default_model", "validation_share": None,
+                        "detector_params": {"excess_weight": 0.0}}, (), "product",
+        "default_model(step) with the tail term, no volatility excess", named_only=True),
     # The LSTM autoencoder (PyTorch, the 'deep' extra) in place of kNN in the default pipeline
     # (docs/model.md, "How it was chosen"; benchmarks/servers_lstm.py also averages the two).
     "aws_lstm": DetectorSpec(ModelDetector, {"builder": "default_model", "validation_share": None,
