@@ -56,8 +56,10 @@ def test_detector_params_come_from_the_layout_and_keep_what_was_given(data) -> N
     params = detector_params(model)
     assert params["views"] == [list(v) for v in model.views_]
     assert params["random_state"] == 0 and "excess" not in params
-    # the volatility-excess term, when asked for: the level view's columns that are no value
-    excess = default_model(data.step, detector_params={"excess_weight": 0.5})
+    # the volatility-excess term, when asked for at any width (the default turns it on from
+    # WIDE_MIN_METRICS metrics only): the level view's columns that are no value
+    excess = default_model(data.step, detector_params={"excess_weight": 0.5,
+                                                       "wide_min_metrics": 1})
     fit_inputs(excess, data, None)
     cols = detector_params(excess)["excess"]
     values = {int(c) for c in excess.feature_plan().idx_value}

@@ -64,9 +64,10 @@ def test_the_shipped_mix_is_the_models_own_score(bench, server, dumped):
     flags = out["is_anomaly"].to_numpy()
     assert got["f1"] == pytest.approx(bench.server_metrics(d["y"], out["anomaly_score"],
                                                            flags, data.train.step)["f1"])
-    # the model's excess term is its weight (0 in the shipped default, docs/model.md) x the
-    # volatility excess the study computes, and the 0.25 variant adds the rest of 0.25 V
-    w = float(model.detector_params.get("excess_weight", 0.0))
+    # the model's excess term is its fitted weight (0 here: the default turns it on from
+    # WIDE_MIN_METRICS metrics, docs/model.md) x the volatility excess the study computes, and
+    # the 0.25 variant adds the rest of 0.25 V
+    w = float(model.detector_.excess_weight)
     assert (members["V"][1] > 0).any()
     np.testing.assert_allclose(members["X"][1], w * members["V"][1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bench.VARIANTS["(L + S) / 2 + 0.25 V"](members)[1],
