@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DETECTOR_STATE", "FitInputs", "capped", "choose_columns", "detector_params",
            "fit_detector", "fit_inputs", "fit_threshold", "holdout_split", "ready_rows",
-           "tail_split", "training_rows"]
+           "tail_split", "training_rows", "varying_metrics"]
 
 #: What the model sets after :func:`fit_inputs` (the detector and the threshold); every other
 #: fitted attribute (``*_``) and cache (``_*``) is preprocessing state that
@@ -307,6 +307,12 @@ def _fit_log_floor(model: AnomalyModel, X_full: np.ndarray) -> None:
     model.log_floor_ = fit_log_floor(X_full, model.columns_, std_value, spread_at)
 
 
+def varying_metrics(model: AnomalyModel) -> int:
+    """How many of the fitted model's metrics are not constant over training (what
+    ``wide_min_metrics`` counts)."""
+    return len(model.metrics_) - len(model.constant_)
+
+
 def detector_params(model: AnomalyModel) -> dict[str, Any]:
     """The parameters the model's detector is made with: its ``detector_params`` (a
     ``wide_min_metrics`` among them is not the detector's: under that many metrics that are
@@ -323,7 +329,7 @@ def detector_params(model: AnomalyModel) -> dict[str, Any]:
         if isinstance(need, bool) or not isinstance(need, (int, np.integer)) or need < 1:
             raise ConfigError(f"detector_params: wide_min_metrics must be an integer >= 1, "
                               f"got {need!r}")
-        if len(model.metrics_) - len(model.constant_) < need:
+        if varying_metrics(model) < need:
             params.update({k: 0.0 for k in ("tail_weight", "excess_weight") if k in params})
     if model.views_ is not None and "views" in takes:
         params.setdefault("views", [list(v) for v in model.views_])

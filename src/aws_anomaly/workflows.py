@@ -36,6 +36,7 @@ from aws_anomaly.errors import ConfigError, DataError
 from aws_anomaly.evaluation.metrics import evaluate_flags, undefined_metrics
 from aws_anomaly.evaluation.report import flag_summary
 from aws_anomaly.evaluation.split import Split, chronological_split, concat
+from aws_anomaly.fitting import varying_metrics
 from aws_anomaly.model import AnomalyModel
 from aws_anomaly.presets import default_model
 from aws_anomaly.progress import echo as progress_echo
@@ -268,7 +269,7 @@ def wide_terms_text(model: AnomalyModel) -> str | None:
     need = model.detector_params.get("wide_min_metrics")
     if not (tail or excess) and need is None:
         return None
-    seen = len(model.metrics_) - len(model.constant_)
+    seen = varying_metrics(model)
     if tail or excess:
         why = f"{seen} metrics, from {need}" if need is not None else f"{seen} metrics"
         return (f"on ({why}): tail {tail:g} (each view's most extreme columns against the "

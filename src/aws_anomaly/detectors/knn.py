@@ -225,11 +225,16 @@ class KNNDetector(BaseDetector):
                               f"{self.excess!r}")
         return idx
 
-    def _excess_term(self, xc: np.ndarray) -> np.ndarray | None:
-        """``excess_weight x mean(max(0, x[excess]))`` per row, or None when it is off
-        (bundles written before the term existed have no ``excess_``)."""
+    def _excess_columns(self) -> np.ndarray | None:
+        """The excess term's columns, or None when it is off (bundles written before the term
+        existed have no ``excess_``)."""
         idx = getattr(self, "excess_", None)
-        if idx is None or idx.size == 0:
+        return None if idx is None or idx.size == 0 else idx
+
+    def _excess_term(self, xc: np.ndarray) -> np.ndarray | None:
+        """``excess_weight x mean(max(0, x[excess]))`` per row, or None when it is off."""
+        idx = self._excess_columns()
+        if idx is None:
             return None
         return self.excess_weight * np.maximum(xc[:, idx], 0.0).mean(axis=1)
 
@@ -604,10 +609,10 @@ class KNNDetector(BaseDetector):
     def prepare_live(self) -> None:
         """Build now what the first few-row search would build (:meth:`_nearest_few`: each
         view's float32 table and, for a wide view, its projection; the tail term's sorted
-        table), so that the first live
-        point of a freshly trained or loaded model does not pay for it (31-152 ms on the
-        real servers' views). Only where that search runs (one neighbour, more than one
-        reference row); the same numbers either way (kept, not saved)."""
+        table), so that the first live point of a freshly trained or loaded model does not pay
+        for it (31-152 ms on the real servers' views). The search's tables only where that
+        search runs (one neighbour, more than one reference row); the same numbers either way
+        (kept, not saved)."""
         self._check_fitted("prepare_live")
         if self.tail_weight:
             self._tail_table()
@@ -642,7 +647,7 @@ class KNNDetector(BaseDetector):
                  weights: np.ndarray | None = None) -> np.ndarray:
         """:meth:`explain_samples` of validated rows; ``nearest``: each view's nearest
         reference rows when the caller has them (:meth:`score_explained`), else found here."""
-        if self._excess_term(arr[:0]) is not None or self.tail_weight:
+        if self._excess_columns() is not None or self.tail_weight:
             parts = self._explain_score(arr, nearest)
             return parts if weights is None else parts @ weights
         out = np.zeros((len(arr), arr.shape[1] if weights is None else weights.shape[1]))
@@ -692,8 +697,8 @@ class KNNDetector(BaseDetector):
                 part = np.sqrt(total) / (np.sqrt(len(cols)) if self.views else 1.0) / n_views
                 out[s:s + _BLOCK, cols] += np.divide(diff * part, total,
                                                      out=np.zeros_like(diff), where=total > 0)
-            idx = getattr(self, "excess_", None)
-            if idx is not None and idx.size and self.excess_weight:
+            idx = self._excess_columns()
+            if idx is not None:
                 out[s:s + _BLOCK, idx] += ((self.excess_weight / idx.size)
                                            * np.maximum(xc[:, idx], 0.0))
             if self.tail_weight:
